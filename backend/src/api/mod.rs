@@ -1,0 +1,59 @@
+//! The HTTP API: routes, shared state, and how request-shape errors become
+//! [`ApiError`]s. Handlers are thin: parse, call the engine, encode.
+
+pub mod health;
+pub mod query;
+
+use std::sync::Arc;
+
+use actix_web::{error::JsonPayloadError, web, HttpRequest, HttpResponse};
+
+use crate::{config::Config, engine::Engine, error::ApiError};
+
+/// Everything handlers share, behind `web::Data`.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub config: Arc<Config>,
+}
+
+/// Registers every route; used by the server and by tests alike.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body_bytes)
+            .error_handler(json_error),
+    )
+    .app_data(web::PayloadConfig::default().limit(max_body_bytes))
+    .service(health::health)
+    .service(health::ready)
+    .service(query::query)
+    .default_service(web::to(route_not_found));
+}
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
+            "the request body must be JSON (Content-Type: application/json)".into(),
+        ),
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge(
+            format!("the request body is larger than the limit of {limit} bytes"),
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::InvalidParameters(format!("invalid request: {e}"))
+        }
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::InvalidRequest(format!("the request body is not valid JSON: {e}"))
+        }
+        other => ApiError::InvalidRequest(format!("could not read the request body: {other}")),
+    };
+    api.into()
+}
+
+async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,825 @@
+//! The service's one configuration type.
+//!
+//! Layers, later ones winning: built-in defaults < an optional TOML file
+//! (`--config` or `DUCKLAKE_CONFIG`) < environment variables. The environment
+//! uses the names of the origin deployment (`DB_POSTGRES_HOST`,
+//! `STORAGE_MINIO_ENDPOINT`, `FEATURE_ENABLE_*` ...), mapped explicitly onto
+//! the nested keys below. Every problem is reported at once, one line each.
+//! Secrets are [`Secret`]s: they print as `***` everywhere, including the
+//! effective-configuration summary.
+
+use std::{collections::BTreeMap, fmt, path::PathBuf};
+
+use figment::{
+    providers::{Format, Serialized, Toml},
+    Figment,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
+
+/// Environment variable naming the TOML file when `--config` is not given.
+pub const CONFIG_FILE_ENV: &str = "DUCKLAKE_CONFIG";
+
+/// Prefixes of the environment variables, and the config section each feeds.
+const ENV_SECTIONS: &[(&str, &str)] = &[
+    ("DB_POSTGRES_", "postgres"),
+    ("DB_DUCKLAKE_", "ducklake"),
+    ("STORAGE_", "storage"),
+    ("FEATURE_", "features"),
+    ("SERVER_", "server"),
+    ("DUCKDB_", "duckdb"),
+    ("QUERY_", "query"),
+];
+
+/// Top-level keys read from environment variables of the same name.
+const ENV_TOP_LEVEL: &[&str] = &["ENVIRONMENT", "DEBUG", "LOG_LEVEL", "DATA_DIR"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// development | test | staging | production
+    pub environment: String,
+    pub debug: bool,
+    /// trace | debug | info | warn | error (any case)
+    pub log_level: String,
+    /// Root of everything the service writes locally: embedded catalog,
+    /// embedded data path, spill files.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub duckdb: DuckDbConfig,
+    pub query: QueryConfig,
+    pub postgres: PostgresConfig,
+    pub ducklake: DuckLakeConfig,
+    pub storage: StorageConfig,
+    pub features: FeatureConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DuckDbConfig {
+    /// Where the loadable extensions live; unset means DuckDB's own default
+    /// (`~/.duckdb/extensions`), which is where `scripts/fetch-extensions.sh` puts them.
+    pub extension_directory: Option<PathBuf>,
+    /// DuckDB worker threads; 0 means DuckDB's default (one per core).
+    pub threads: usize,
+    /// DuckDB memory limit such as `4GB` or `75%`; unset means DuckDB's default.
+    pub memory_limit: Option<String>,
+    /// Connections in the pool, i.e. queries that run at the same time.
+    pub connections: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueryConfig {
+    /// Timeout of a query that does not ask for one.
+    pub timeout_ms: u64,
+    /// The largest timeout a request may ask for.
+    pub max_timeout_ms: u64,
+    /// Rows returned at most; a longer result is cut and flagged `truncated`.
+    pub max_rows: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresConfig {
+    /// Setting it switches the DuckLake catalog to PostgreSQL.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub host: Option<String>,
+    pub port: u16,
+    #[serde(deserialize_with = "lenient::string")]
+    pub db: String,
+    #[serde(deserialize_with = "lenient::string")]
+    pub user: String,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DuckLakeConfig {
+    /// Name the lake is attached under, and the default database of every query.
+    #[serde(deserialize_with = "lenient::string")]
+    pub catalog_name: String,
+    pub encrypted: bool,
+    pub data_inlining_row_limit: Option<u64>,
+    pub connection_retries: u32,
+    /// Seconds.
+    pub connection_timeout: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// Setting it switches the data path to `s3://default_bucket/prefix/`.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub minio_endpoint: Option<String>,
+    pub minio_access_key: Option<Secret>,
+    pub minio_secret_key: Option<Secret>,
+    pub minio_secure: bool,
+    #[serde(deserialize_with = "lenient::string")]
+    pub default_bucket: String,
+    #[serde(deserialize_with = "lenient::string")]
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FeatureConfig {
+    pub enable_memory_monitoring: bool,
+    pub enable_performance_tracking: bool,
+    pub enable_prometheus_metrics: bool,
+    pub enable_s3_encryption: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            environment: "development".into(),
+            debug: false,
+            log_level: "info".into(),
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            duckdb: DuckDbConfig::default(),
+            query: QueryConfig::default(),
+            postgres: PostgresConfig::default(),
+            ducklake: DuckLakeConfig::default(),
+            storage: StorageConfig::default(),
+            features: FeatureConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            workers: 0,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for DuckDbConfig {
+    fn default() -> Self {
+        Self {
+            extension_directory: None,
+            threads: 0,
+            memory_limit: None,
+            connections: 8,
+        }
+    }
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 30_000,
+            max_timeout_ms: 600_000,
+            max_rows: 100_000,
+        }
+    }
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: 5432,
+            db: "ducklakedb".into(),
+            user: "postgres".into(),
+            password: None,
+        }
+    }
+}
+
+impl Default for DuckLakeConfig {
+    fn default() -> Self {
+        Self {
+            catalog_name: "lake".into(),
+            encrypted: false,
+            data_inlining_row_limit: None,
+            connection_retries: 3,
+            connection_timeout: 30.0,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            minio_endpoint: None,
+            minio_access_key: None,
+            minio_secret_key: None,
+            minio_secure: false,
+            default_bucket: "ducklake-data".into(),
+            prefix: "lake".into(),
+        }
+    }
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        Self {
+            enable_memory_monitoring: true,
+            enable_performance_tracking: true,
+            enable_prometheus_metrics: true,
+            enable_s3_encryption: false,
+        }
+    }
+}
+
+/// A configuration value that must never be printed: `Debug`, `Display` and
+/// `Serialize` all show `***`. Read it with [`Secret::expose`].
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        lenient::string(d).map(Secret::new)
+    }
+}
+
+/// Environment values are parsed by figment (`5432` becomes a number), so
+/// string settings such as a password of digits accept any scalar.
+mod lenient {
+    use serde::{de, Deserializer};
+    use std::fmt;
+
+    struct AnyScalar;
+
+    impl de::Visitor<'_> for AnyScalar {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        d.deserialize_any(AnyScalar)
+    }
+
+    struct OptScalar;
+
+    impl<'de> de::Visitor<'de> for OptScalar {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            string(d).map(|s| Some(s).filter(|s| !s.is_empty()))
+        }
+    }
+
+    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_option(OptScalar)
+    }
+}
+
+/// One thing wrong with the configuration, printed as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub value: String,
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: {} = {}: expected {}",
+            self.key, self.value, self.expected
+        )
+    }
+}
+
+/// Every problem found, so the operator fixes them in one round.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+/// The loaded configuration and where each value came from.
+pub struct LoadedConfig {
+    pub config: Config,
+    /// dotted key → "default" | "file <path>" | "environment VAR"
+    pub sources: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or `$DUCKLAKE_CONFIG`), then the process environment.
+    pub fn load(file: Option<PathBuf>) -> Result<LoadedConfig, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &vars)
+    }
+
+    /// Like [`Config::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<PathBuf>,
+        vars: &[(String, String)],
+    ) -> Result<LoadedConfig, ConfigError> {
+        let defaults = Config::default();
+        let known = leaf_keys(&defaults);
+        let file = file.or_else(|| {
+            vars.iter()
+                .find(|(k, _)| k == CONFIG_FILE_ENV)
+                .map(|(_, v)| PathBuf::from(v))
+        });
+
+        let mut figment = Figment::from(Serialized::defaults(&defaults));
+        let mut sources: BTreeMap<String, String> = known
+            .iter()
+            .map(|k| (k.clone(), "default".to_string()))
+            .collect();
+        let mut problems = Vec::new();
+        if let Some(path) = &file {
+            if !path.is_file() {
+                problems.push(ConfigProblem {
+                    key: "config file".into(),
+                    value: path.display().to_string(),
+                    expected: "a readable TOML file".into(),
+                });
+            } else {
+                let layer = Figment::from(Toml::file_exact(path));
+                for key in &known {
+                    if layer.find_value(key).is_ok() {
+                        sources.insert(key.clone(), format!("file {}", path.display()));
+                    }
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+        }
+        // The environment layer is built from `vars` (the process environment in
+        // production), parsed the way figment's Env provider parses values.
+        for (name, value) in vars {
+            if let Some(key) = env_key(name).filter(|k| known.contains(k)) {
+                let parsed = value
+                    .parse::<figment::value::Value>()
+                    .unwrap_or_else(|_| value.as_str().into());
+                figment = figment.merge(Serialized::default(&key, parsed));
+                sources.insert(key, format!("environment {name}"));
+            }
+        }
+
+        let config = extract_sections(&figment, &mut problems);
+        if let Some(config) = &config {
+            problems.extend(config.validate());
+        }
+        match config {
+            Some(config) if problems.is_empty() => Ok(LoadedConfig { config, sources }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+
+    /// Semantic checks that types alone cannot express.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &str, value: String, expected: &str| {
+            if !ok {
+                problems.push(ConfigProblem {
+                    key: key.into(),
+                    value,
+                    expected: expected.into(),
+                });
+            }
+        };
+        check(
+            matches!(
+                self.environment.as_str(),
+                "development" | "test" | "staging" | "production"
+            ),
+            "environment",
+            self.environment.clone(),
+            "one of development, test, staging, production",
+        );
+        check(
+            log_filter(&self.log_level).is_some(),
+            "log_level",
+            self.log_level.clone(),
+            "one of trace, debug, info, warn, error",
+        );
+        check(
+            !self.server.host.is_empty(),
+            "server.host",
+            String::new(),
+            "a host name or IP address",
+        );
+        check(
+            self.server.max_body_bytes >= 1024,
+            "server.max_body_bytes",
+            self.server.max_body_bytes.to_string(),
+            "at least 1024",
+        );
+        check(
+            (1..=1024).contains(&self.duckdb.connections),
+            "duckdb.connections",
+            self.duckdb.connections.to_string(),
+            "between 1 and 1024",
+        );
+        if let Some(limit) = &self.duckdb.memory_limit {
+            check(
+                is_memory_size(limit),
+                "duckdb.memory_limit",
+                limit.clone(),
+                "a size such as 512MB, 4GiB or 75%",
+            );
+        }
+        check(
+            self.query.timeout_ms > 0,
+            "query.timeout_ms",
+            self.query.timeout_ms.to_string(),
+            "more than 0",
+        );
+        check(
+            self.query.max_timeout_ms >= self.query.timeout_ms,
+            "query.max_timeout_ms",
+            self.query.max_timeout_ms.to_string(),
+            "at least query.timeout_ms",
+        );
+        check(
+            self.query.max_rows > 0,
+            "query.max_rows",
+            self.query.max_rows.to_string(),
+            "more than 0",
+        );
+        check(
+            is_identifier(&self.ducklake.catalog_name),
+            "ducklake.catalog_name",
+            self.ducklake.catalog_name.clone(),
+            "a plain identifier (letters, digits, underscore; not starting with a digit)",
+        );
+        check(
+            self.ducklake.connection_timeout.is_finite() && self.ducklake.connection_timeout > 0.0,
+            "ducklake.connection_timeout",
+            self.ducklake.connection_timeout.to_string(),
+            "a positive number of seconds",
+        );
+        check(
+            is_bucket_name(&self.storage.default_bucket),
+            "storage.default_bucket",
+            self.storage.default_bucket.clone(),
+            "an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)",
+        );
+        check(
+            !self.storage.prefix.contains("..") && !self.storage.prefix.starts_with('/'),
+            "storage.prefix",
+            self.storage.prefix.clone(),
+            "a relative object key prefix",
+        );
+        if self.storage.minio_endpoint.is_some() {
+            check(
+                self.storage.minio_access_key.is_some(),
+                "storage.minio_access_key",
+                "(unset)".into(),
+                "set when storage.minio_endpoint is set",
+            );
+            check(
+                self.storage.minio_secret_key.is_some(),
+                "storage.minio_secret_key",
+                "(unset)".into(),
+                "set when storage.minio_endpoint is set",
+            );
+        }
+        problems
+    }
+
+    pub fn is_development(&self) -> bool {
+        self.environment == "development"
+    }
+
+    /// The effective configuration as a JSON tree, secrets shown as `***`.
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("Config serialises to JSON")
+    }
+}
+
+/// Maps an environment variable name to a dotted config key, if it is one of ours.
+fn env_key(name: &str) -> Option<String> {
+    if ENV_TOP_LEVEL.contains(&name) {
+        return Some(name.to_ascii_lowercase());
+    }
+    ENV_SECTIONS.iter().find_map(|(prefix, section)| {
+        name.strip_prefix(prefix)
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| format!("{section}.{}", rest.to_ascii_lowercase()))
+    })
+}
+
+/// Extracts each section on its own so every type error is reported, not just the first.
+fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Option<Config> {
+    #[derive(Deserialize)]
+    struct General {
+        #[serde(deserialize_with = "lenient::string")]
+        environment: String,
+        debug: bool,
+        #[serde(deserialize_with = "lenient::string")]
+        log_level: String,
+        data_dir: PathBuf,
+    }
+    fn section<T: DeserializeOwned>(
+        figment: &Figment,
+        key: Option<&str>,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> Option<T> {
+        let result = match key {
+            Some(key) => figment.extract_inner::<T>(key),
+            None => figment.extract::<T>(),
+        };
+        result
+            .map_err(|errors| {
+                for e in errors {
+                    // figment's path holds the section and the field, in no order we rely on.
+                    let field: Vec<&str> = e
+                        .path
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|p| Some(*p) != key)
+                        .collect();
+                    let key = match key {
+                        Some(section) if field.is_empty() => section.to_string(),
+                        Some(section) => format!("{section}.{}", field.join(".")),
+                        None => field.join("."),
+                    };
+                    let (value, expected) = describe_kind(&e.kind);
+                    problems.push(ConfigProblem {
+                        key,
+                        value,
+                        expected,
+                    });
+                }
+            })
+            .ok()
+    }
+    let general = section::<General>(figment, None, problems);
+    let server = section(figment, Some("server"), problems);
+    let duckdb = section(figment, Some("duckdb"), problems);
+    let query = section(figment, Some("query"), problems);
+    let postgres = section(figment, Some("postgres"), problems);
+    let ducklake = section(figment, Some("ducklake"), problems);
+    let storage = section(figment, Some("storage"), problems);
+    let features = section(figment, Some("features"), problems);
+    let general = general?;
+    Some(Config {
+        environment: general.environment.to_ascii_lowercase(),
+        debug: general.debug,
+        log_level: general.log_level,
+        data_dir: general.data_dir,
+        server: server?,
+        duckdb: duckdb?,
+        query: query?,
+        postgres: postgres?,
+        ducklake: ducklake?,
+        storage: storage?,
+        features: features?,
+    })
+}
+
+fn describe_kind(kind: &figment::error::Kind) -> (String, String) {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(actual, expected) => (actual.to_string(), expected.clone()),
+        Kind::InvalidValue(actual, expected) => (actual.to_string(), expected.clone()),
+        Kind::InvalidLength(len, expected) => (format!("length {len}"), expected.clone()),
+        Kind::UnknownVariant(v, expected) => (v.clone(), format!("one of {}", expected.join(", "))),
+        other => (String::from("?"), other.to_string()),
+    }
+}
+
+/// Dotted paths of every leaf of the default configuration: the keys we accept.
+fn leaf_keys(config: &Config) -> Vec<String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        "",
+        &serde_json::to_value(config).expect("Config serialises to JSON"),
+        &mut out,
+    );
+    out
+}
+
+/// The tracing filter directive for a LOG_LEVEL value (origin documents write `INFO`).
+pub fn log_filter(level: &str) -> Option<&'static str> {
+    match level.to_ascii_lowercase().as_str() {
+        "trace" => Some("trace"),
+        "debug" => Some("debug"),
+        "info" => Some("info"),
+        "warn" | "warning" => Some("warn"),
+        "error" | "critical" => Some("error"),
+        _ => None,
+    }
+}
+
+fn is_memory_size(value: &str) -> bool {
+    let v = value.trim();
+    let digits_end = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits_end);
+    let unit = unit.trim().to_ascii_uppercase();
+    number.parse::<f64>().is_ok_and(|n| n > 0.0)
+        && matches!(
+            unit.as_str(),
+            "B" | "KB" | "MB" | "GB" | "TB" | "KIB" | "MIB" | "GIB" | "TIB" | "%"
+        )
+}
+
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_lake_on_loopback() {
+        let loaded = Config::load_from(None, &[]).expect("defaults are valid");
+        assert_eq!(loaded.config.server.host, "127.0.0.1");
+        assert_eq!(loaded.config.server.port, 8000);
+        assert!(loaded.config.postgres.host.is_none());
+        assert!(loaded.config.storage.minio_endpoint.is_none());
+        assert_eq!(loaded.sources["server.port"], "default");
+    }
+
+    #[test]
+    fn origin_environment_names_map_onto_keys() {
+        let loaded = Config::load_from(
+            None,
+            &env(&[
+                ("DB_POSTGRES_HOST", "pg.internal"),
+                ("DB_POSTGRES_PASSWORD", "12345"),
+                ("DB_DUCKLAKE_DATA_INLINING_ROW_LIMIT", "1000"),
+                ("DB_DUCKLAKE_CONNECTION_TIMEOUT", "30.0"),
+                ("STORAGE_MINIO_ENDPOINT", "minio:9000"),
+                ("STORAGE_MINIO_ACCESS_KEY", "ak"),
+                ("STORAGE_MINIO_SECRET_KEY", "sk"),
+                ("FEATURE_ENABLE_S3_ENCRYPTION", "true"),
+                ("LOG_LEVEL", "INFO"),
+                ("SERVER_PORT", "9100"),
+                ("SOME_UNRELATED_VAR", "x"),
+            ]),
+        )
+        .expect("valid");
+        let c = loaded.config;
+        assert_eq!(c.postgres.host.as_deref(), Some("pg.internal"));
+        assert_eq!(
+            c.postgres.password.as_ref().map(Secret::expose),
+            Some("12345")
+        );
+        assert_eq!(c.ducklake.data_inlining_row_limit, Some(1000));
+        assert!(c.features.enable_s3_encryption);
+        assert_eq!(c.server.port, 9100);
+        assert_eq!(loaded.sources["server.port"], "environment SERVER_PORT");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_key_value_and_expectation() {
+        let err = Config::load_from(
+            None,
+            &env(&[
+                ("SERVER_PORT", "eighty"),
+                ("LOG_LEVEL", "loud"),
+                ("DUCKDB_MEMORY_LIMIT", "lots"),
+            ]),
+        )
+        .err()
+        .expect("invalid");
+        let text = err.to_string();
+        assert!(text.contains("server.port = "), "{text}");
+        assert!(text.contains("eighty"), "{text}");
+        // The server section failed to parse, so semantic checks do not run;
+        // the other sections' type errors are still all there.
+        let err = Config::load_from(
+            None,
+            &env(&[("LOG_LEVEL", "loud"), ("DUCKDB_MEMORY_LIMIT", "lots")]),
+        )
+        .err()
+        .expect("invalid");
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err
+            .to_string()
+            .contains("log_level = loud: expected one of trace"));
+        assert!(err.to_string().contains("duckdb.memory_limit = lots"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let loaded =
+            Config::load_from(None, &env(&[("DB_POSTGRES_PASSWORD", "hunter2-secret")])).unwrap();
+        let c = loaded.config;
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!c.redacted().to_string().contains("hunter2"));
+        assert_eq!(c.redacted()["postgres"]["password"], "***");
+    }
+
+    #[test]
+    fn toml_file_sits_between_defaults_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nport = 9000\nhost = \"0.0.0.0\"\n").unwrap();
+        let loaded =
+            Config::load_from(Some(path.clone()), &env(&[("SERVER_PORT", "9001")])).unwrap();
+        assert_eq!(loaded.config.server.host, "0.0.0.0");
+        assert_eq!(loaded.config.server.port, 9001);
+        assert!(loaded.sources["server.host"].starts_with("file "));
+    }
+}

@@ -1,0 +1,248 @@
+//! Where the lake lives: its catalog and its data path, and the SQL that
+//! attaches it.
+//!
+//! The embedded default is a DuckDB catalog file and a local data directory
+//! under `data_dir`. `DB_POSTGRES_HOST` switches the catalog to PostgreSQL and
+//! `STORAGE_MINIO_ENDPOINT` the data path to S3; any combination works.
+//! Credentials never appear in the ATTACH string (it is visible in
+//! `duckdb_databases()`): they go into DuckDB secrets.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatalogLocation {
+    /// A DuckDB database file holding DuckLake's metadata tables.
+    LocalFile(PathBuf),
+    /// DuckLake's metadata tables in a PostgreSQL database.
+    Postgres {
+        host: String,
+        port: u16,
+        db: String,
+        user: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataLocation {
+    LocalDir(PathBuf),
+    S3 {
+        endpoint: String,
+        bucket: String,
+        prefix: String,
+        secure: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct LakeSpec {
+    /// The database name the lake is attached as; every query runs in it.
+    pub name: String,
+    pub catalog: CatalogLocation,
+    pub data: DataLocation,
+    pub encrypted: bool,
+    pub data_inlining_row_limit: Option<u64>,
+}
+
+impl LakeSpec {
+    pub fn from_config(config: &Config) -> Self {
+        let catalog = match &config.postgres.host {
+            Some(host) => CatalogLocation::Postgres {
+                host: host.clone(),
+                port: config.postgres.port,
+                db: config.postgres.db.clone(),
+                user: config.postgres.user.clone(),
+            },
+            None => CatalogLocation::LocalFile(config.data_dir.join("catalog.ducklake")),
+        };
+        let data = match &config.storage.minio_endpoint {
+            Some(endpoint) => DataLocation::S3 {
+                endpoint: endpoint.clone(),
+                bucket: config.storage.default_bucket.clone(),
+                prefix: config.storage.prefix.trim_matches('/').to_string(),
+                secure: config.storage.minio_secure,
+            },
+            None => DataLocation::LocalDir(config.data_dir.join("lake")),
+        };
+        Self {
+            name: config.ducklake.catalog_name.clone(),
+            catalog,
+            data,
+            encrypted: config.ducklake.encrypted,
+            data_inlining_row_limit: config.ducklake.data_inlining_row_limit,
+        }
+    }
+
+    /// Loadable extensions this lake needs, in load order.
+    pub fn required_extensions(&self) -> Vec<&'static str> {
+        let mut names = vec!["icu", "ducklake"];
+        if matches!(self.data, DataLocation::S3 { .. }) {
+            names.push("httpfs");
+        }
+        if matches!(self.catalog, CatalogLocation::Postgres { .. }) {
+            names.push("postgres_scanner");
+        }
+        names
+    }
+
+    /// `s3://bucket/prefix/` or the local directory, with a trailing slash.
+    pub fn data_path(&self) -> String {
+        match &self.data {
+            DataLocation::LocalDir(dir) => {
+                format!("{}/", dir.display().to_string().trim_end_matches('/'))
+            }
+            DataLocation::S3 { bucket, prefix, .. } if prefix.is_empty() => {
+                format!("s3://{bucket}/")
+            }
+            DataLocation::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}/"),
+        }
+    }
+
+    /// The catalog as shown to operators: never credentials.
+    pub fn catalog_display(&self) -> String {
+        match &self.catalog {
+            CatalogLocation::LocalFile(path) => path.display().to_string(),
+            CatalogLocation::Postgres { host, port, db, .. } => {
+                format!("postgres://{host}:{port}/{db}")
+            }
+        }
+    }
+
+    pub fn catalog_kind(&self) -> &'static str {
+        match self.catalog {
+            CatalogLocation::LocalFile(_) => "duckdb",
+            CatalogLocation::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// The ATTACH statement. Passwords are not in it: they live in secrets.
+    pub fn attach_sql(&self) -> String {
+        let target = match &self.catalog {
+            CatalogLocation::LocalFile(path) => format!("ducklake:{}", path.display()),
+            CatalogLocation::Postgres {
+                host,
+                port,
+                db,
+                user,
+            } => format!(
+                "ducklake:postgres:host={} port={port} dbname={} user={}",
+                libpq_value(host),
+                libpq_value(db),
+                libpq_value(user)
+            ),
+        };
+        let mut options = vec![format!("DATA_PATH {}", quote_literal(&self.data_path()))];
+        if self.encrypted {
+            options.push("ENCRYPTED".into());
+        }
+        if let Some(limit) = self.data_inlining_row_limit {
+            options.push(format!("DATA_INLINING_ROW_LIMIT {limit}"));
+        }
+        format!(
+            "ATTACH IF NOT EXISTS {} AS {} ({})",
+            quote_literal(&target),
+            quote_identifier(&self.name),
+            options.join(", ")
+        )
+    }
+
+    /// Local directories the lake writes into, created on first start.
+    pub fn local_dirs(&self) -> Vec<&Path> {
+        let mut dirs = Vec::new();
+        if let CatalogLocation::LocalFile(path) = &self.catalog {
+            if let Some(parent) = path.parent() {
+                dirs.push(parent);
+            }
+        }
+        if let DataLocation::LocalDir(dir) = &self.data {
+            dirs.push(dir.as_path());
+        }
+        dirs
+    }
+}
+
+/// A SQL string literal.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A SQL identifier, always quoted so any name is just a name.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A value in a libpq `key=value` connection string.
+fn libpq_value(value: &str) -> String {
+    if !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::field_reassign_with_default)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn embedded_default_attaches_local_catalog_and_data() {
+        let config = Config {
+            data_dir: "/srv/lake data".into(),
+            ..Config::default()
+        };
+        let spec = LakeSpec::from_config(&config);
+        assert_eq!(spec.required_extensions(), vec!["icu", "ducklake"]);
+        assert_eq!(
+            spec.attach_sql(),
+            "ATTACH IF NOT EXISTS 'ducklake:/srv/lake data/catalog.ducklake' AS \"lake\" (DATA_PATH '/srv/lake data/lake/')"
+        );
+    }
+
+    #[test]
+    fn postgres_and_s3_keep_credentials_out_of_attach() {
+        let mut config = Config::default();
+        config.postgres.host = Some("pg.internal".into());
+        config.postgres.user = "lake user".into();
+        config.postgres.password = Some(Secret::new("p@ss'word"));
+        config.storage.minio_endpoint = Some("minio:9000".into());
+        config.ducklake.encrypted = true;
+        config.ducklake.data_inlining_row_limit = Some(1000);
+        let spec = LakeSpec::from_config(&config);
+        let sql = spec.attach_sql();
+        assert!(!sql.contains("p@ss"), "{sql}");
+        assert!(
+            sql.contains("host=pg.internal port=5432 dbname=ducklakedb user=''lake user''"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(
+                "DATA_PATH 's3://ducklake-data/lake/', ENCRYPTED, DATA_INLINING_ROW_LIMIT 1000"
+            ),
+            "{sql}"
+        );
+        assert_eq!(
+            spec.required_extensions(),
+            vec!["icu", "ducklake", "httpfs", "postgres_scanner"]
+        );
+        assert_eq!(
+            spec.catalog_display(),
+            "postgres://pg.internal:5432/ducklakedb"
+        );
+    }
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(
+            quote_identifier("x\"; DROP TABLE y; --"),
+            "\"x\"\"; DROP TABLE y; --\""
+        );
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}

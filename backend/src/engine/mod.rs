@@ -1,0 +1,268 @@
+//! The lake engine: one embedded DuckDB database per process, its extensions,
+//! the attached DuckLake, and a pool of connections that run user SQL.
+//!
+//! Everything here that touches DuckDB runs on blocking threads
+//! (`spawn_blocking`); the async API only awaits it. The engine knows no HTTP.
+
+pub mod extensions;
+pub mod lake;
+pub mod pool;
+pub mod query;
+pub mod types;
+
+use std::{sync::Arc, time::Duration};
+
+use duckdb::{Config as DuckConfig, Connection};
+
+use crate::{config::Config, error::ApiError};
+use extensions::ExtensionSet;
+use lake::{quote_identifier, quote_literal, LakeSpec};
+use pool::ConnectionPool;
+pub use query::{Column, Params, QueryOutput};
+
+/// Why the engine could not start. Each message tells the operator what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    MissingExtension(#[from] extensions::MissingExtension),
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{step} failed: {message}")]
+    Setup { step: &'static str, message: String },
+}
+
+/// Versions reported by `--version`, `/ready` and the config endpoints.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineInfo {
+    pub duckdb_version: String,
+    pub platform: String,
+    pub extensions: Vec<(String, String)>,
+}
+
+pub struct Engine {
+    pool: Arc<ConnectionPool>,
+    lake: LakeSpec,
+    info: EngineInfo,
+    default_timeout: Duration,
+    max_timeout: Duration,
+    max_rows: u64,
+    /// Keeps the database open for as long as the engine lives.
+    _root: parking_lot::Mutex<Connection>,
+}
+
+/// One SQL request as the engine sees it.
+#[derive(Debug, Clone, Default)]
+pub struct QueryRequest {
+    pub sql: String,
+    pub params: Params,
+    pub timeout_ms: Option<u64>,
+    pub max_rows: Option<u64>,
+}
+
+impl Engine {
+    /// Opens DuckDB, loads the extensions, attaches the lake, fills the pool.
+    /// Blocking: call from a blocking context or before the server starts.
+    pub fn open(config: &Config) -> Result<Self, EngineError> {
+        let lake = LakeSpec::from_config(config);
+        let extensions = ExtensionSet::locate(
+            config.duckdb.extension_directory.clone(),
+            lake.required_extensions(),
+        )?;
+        let tmp_dir = config.data_dir.join("tmp");
+        for dir in lake.local_dirs().into_iter().chain([tmp_dir.as_path()]) {
+            std::fs::create_dir_all(dir).map_err(|source| EngineError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+
+        let setup = |step: &'static str| {
+            move |e: duckdb::Error| EngineError::Setup {
+                step,
+                message: e.to_string(),
+            }
+        };
+        let mut duck_config = DuckConfig::default()
+            .enable_autoload_extension(false)
+            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+            .and_then(|c| {
+                c.with(
+                    "extension_directory",
+                    extensions.directory().to_string_lossy(),
+                )
+            })
+            .and_then(|c| c.with("temp_directory", tmp_dir.to_string_lossy()))
+            .map_err(setup("configuring DuckDB"))?;
+        if config.duckdb.threads > 0 {
+            duck_config = duck_config
+                .threads(config.duckdb.threads as i64)
+                .map_err(setup("setting threads"))?;
+        }
+        if let Some(limit) = &config.duckdb.memory_limit {
+            duck_config = duck_config
+                .max_memory(limit)
+                .map_err(setup("setting the memory limit"))?;
+        }
+        let root =
+            Connection::open_in_memory_with_flags(duck_config).map_err(setup("opening DuckDB"))?;
+
+        for name in extensions.names() {
+            root.execute_batch(&format!("LOAD {name}"))
+                .map_err(setup("loading an extension"))?;
+        }
+        root.execute_batch("SET TimeZone = 'UTC'")
+            .map_err(setup("setting the time zone"))?;
+        root.execute_batch(&lake.attach_sql())
+            .map_err(setup("attaching the lake"))?;
+
+        let use_lake = format!("USE {}", quote_identifier(&lake.name));
+        let connections = (0..config.duckdb.connections)
+            .map(|_| {
+                let conn = root.try_clone()?;
+                conn.execute_batch(&use_lake)?;
+                Ok(conn)
+            })
+            .collect::<duckdb::Result<Vec<_>>>()
+            .map_err(setup("opening pool connections"))?;
+        let info = read_info(&root, extensions.names()).map_err(setup("reading versions"))?;
+        tracing::info!(
+            catalog = %lake.catalog_display(),
+            data_path = %lake.data_path(),
+            connections = connections.len(),
+            duckdb = %info.duckdb_version,
+            "lake attached"
+        );
+        Ok(Self {
+            pool: Arc::new(ConnectionPool::new(connections, use_lake)),
+            lake,
+            info,
+            default_timeout: Duration::from_millis(config.query.timeout_ms),
+            max_timeout: Duration::from_millis(config.query.max_timeout_ms),
+            max_rows: config.query.max_rows,
+            _root: parking_lot::Mutex::new(root),
+        })
+    }
+
+    pub fn lake(&self) -> &LakeSpec {
+        &self.lake
+    }
+
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    pub fn pool(&self) -> &Arc<ConnectionPool> {
+        &self.pool
+    }
+
+    /// Runs one request on a pooled connection, on a blocking thread, under
+    /// its timeout. If the caller stops waiting (the client went away), the
+    /// query is interrupted and the connection returns to the pool.
+    pub async fn query(&self, request: QueryRequest) -> Result<QueryOutput, ApiError> {
+        let timeout = request
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.default_timeout)
+            .min(self.max_timeout);
+        let max_rows = request
+            .max_rows
+            .unwrap_or(self.max_rows)
+            .min(self.max_rows)
+            .max(1);
+        self.run_blocking(timeout, move |conn| {
+            query::run_query(conn, &request.sql, &request.params, max_rows)
+        })
+        .await
+    }
+
+    /// Runs `work` on a pooled connection on a blocking thread, interrupting
+    /// DuckDB when `timeout` passes or when this future is dropped.
+    pub async fn run_blocking<T, F>(&self, timeout: Duration, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let conn = self.pool.acquire().await;
+        let interrupt = InterruptOnDrop(Some(conn.interrupt_handle()));
+        let task = tokio::task::spawn_blocking(move || work(&conn));
+        let outcome = tokio::time::timeout(timeout, task).await;
+        match outcome {
+            Ok(joined) => {
+                interrupt.disarm();
+                joined.map_err(ApiError::internal)?
+            }
+            Err(_) => {
+                // Dropping the guard interrupts the query; its thread then
+                // finishes with an error and returns the connection.
+                drop(interrupt);
+                Err(ApiError::QueryTimeout(format!(
+                    "the query ran longer than its timeout of {} ms",
+                    timeout.as_millis()
+                )))
+            }
+        }
+    }
+
+    /// Readiness: the lake answers a trivial query in time.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), ApiError> {
+        let sql = format!(
+            "SELECT count(*) FROM duckdb_databases() WHERE database_name = {}",
+            quote_literal(&self.lake.name)
+        );
+        let attached: i64 = self
+            .run_blocking(timeout, move |conn| {
+                conn.query_row(&sql, [], |row| row.get(0))
+                    .map_err(ApiError::from_duckdb)
+            })
+            .await?;
+        if attached == 1 {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable("the lake is not attached".into()))
+        }
+    }
+}
+
+/// Interrupts the connection's running query unless disarmed.
+struct InterruptOnDrop(Option<Arc<duckdb::InterruptHandle>>);
+
+impl InterruptOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.interrupt();
+        }
+    }
+}
+
+fn read_info(conn: &Connection, loaded: &[&str]) -> duckdb::Result<EngineInfo> {
+    let (duckdb_version, platform): (String, String) = conn.query_row(
+        "SELECT library_version, (SELECT platform FROM pragma_platform()) FROM pragma_version()",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    let mut stmt = conn.prepare(
+        "SELECT extension_name, coalesce(extension_version, '') FROM duckdb_extensions() WHERE loaded ORDER BY 1",
+    )?;
+    let extensions = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?
+        .collect::<duckdb::Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|(name, _)| loaded.contains(&name.as_str()) || name == "parquet" || name == "json")
+        .collect();
+    Ok(EngineInfo {
+        duckdb_version,
+        platform,
+        extensions,
+    })
+}

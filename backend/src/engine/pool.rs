@@ -1,0 +1,85 @@
+//! A fixed pool of DuckDB connections to the one database of the process.
+//!
+//! A checked-out connection is moved onto a blocking thread, used, reset to
+//! a clean state (no open transaction, the lake as default database) and
+//! handed back. The async side only waits for a permit; it never touches a
+//! connection.
+
+use std::sync::Arc;
+
+use duckdb::Connection;
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub struct ConnectionPool {
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+    size: usize,
+    /// Run on a connection before it goes back: undoes what a request may have left.
+    reset_sql: String,
+}
+
+impl ConnectionPool {
+    pub fn new(connections: Vec<Connection>, reset_sql: String) -> Self {
+        let size = connections.len();
+        Self {
+            idle: Mutex::new(connections),
+            permits: Arc::new(Semaphore::new(size)),
+            size,
+            reset_sql,
+        }
+    }
+
+    /// Waits for a free connection.
+    pub async fn acquire(self: &Arc<Self>) -> PooledConnection {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .expect("the pool's semaphore is never closed");
+        let conn = self
+            .idle
+            .lock()
+            .pop()
+            .expect("a permit guarantees an idle connection");
+        PooledConnection {
+            conn: Some(conn),
+            pool: Arc::clone(self),
+            _permit: permit,
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+/// A connection on loan; returns itself to the pool when dropped.
+pub struct PooledConnection {
+    conn: Option<Connection>,
+    pool: Arc<ConnectionPool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for PooledConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // ROLLBACK fails harmlessly when no transaction is open.
+            let _ = conn.execute_batch("ROLLBACK");
+            if let Err(err) = conn.execute_batch(&self.pool.reset_sql) {
+                tracing::error!(error = %err, "could not reset a pooled connection");
+            }
+            self.pool.idle.lock().push(conn);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The service's one error type.
+//!
+//! Every failure a client can see is an [`ApiError`]. Its [`ApiError::kind`]
+//! table is the only place that chooses an HTTP status and a stable error
+//! code; the body is always `{"error": {"code": "...", "message": "..."}}`.
+//! Internal errors keep their source chain for the log and show the client a
+//! generic message.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// DuckDB rejected the SQL: parse, bind, type or conversion errors.
+    #[error("{0}")]
+    SqlError(String),
+    /// A table, schema or other catalog entry does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A catalog entry already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Concurrent writers conflicted; retrying may succeed.
+    #[error("{0}")]
+    TransactionConflict(String),
+    /// A constraint (NOT NULL, PRIMARY KEY, CHECK ...) was violated.
+    #[error("{0}")]
+    ConstraintViolation(String),
+    /// The request body is not valid JSON or not the expected shape.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The request is well-formed JSON but a field has an unusable value.
+    #[error("{0}")]
+    InvalidParameters(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    RouteNotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The query ran past its timeout and was interrupted.
+    #[error("{0}")]
+    QueryTimeout(String),
+    /// DuckDB ran out of memory or disk for this query.
+    #[error("{0}")]
+    ResourcesExhausted(String),
+    /// The lake, the catalog or the storage cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug of ours. The client sees a generic message; the log gets the chain.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The status and stable code of each variant: the one table of them.
+    pub fn kind(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::SqlError(_) => (StatusCode::BAD_REQUEST, "sql_error"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+            Self::TransactionConflict(_) => (StatusCode::CONFLICT, "transaction_conflict"),
+            Self::ConstraintViolation(_) => (StatusCode::CONFLICT, "constraint_violation"),
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::InvalidParameters(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameters"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::QueryTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "query_timeout"),
+            Self::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.kind().1
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// Classifies an error DuckDB returned for user SQL. DuckDB prefixes its
+    /// messages with the exception type ("Catalog Error: ..."), which is stable
+    /// across versions; the message itself is kept because it helps the user.
+    pub fn from_duckdb(err: duckdb::Error) -> Self {
+        let message = match &err {
+            duckdb::Error::DuckDBFailure(_, Some(message)) => message.clone(),
+            other => other.to_string(),
+        };
+        let kind = message
+            .split_once(" Error:")
+            .map(|(kind, _)| kind.trim())
+            .unwrap_or("");
+        match kind {
+            "Catalog" if message.contains("does not exist") => Self::NotFound(message),
+            "Catalog" if message.contains("already exists") => Self::AlreadyExists(message),
+            "TransactionContext" | "Transaction" => Self::TransactionConflict(message),
+            "Constraint" => Self::ConstraintViolation(message),
+            "Out of Memory" => Self::ResourcesExhausted(message),
+            "INTERNAL" | "FATAL" => Self::Internal(anyhow::Error::new(err)),
+            _ => match err {
+                duckdb::Error::InvalidParameterCount(given, expected) => Self::InvalidParameters(
+                    format!("the statement takes {expected} parameter(s), {given} were given"),
+                ),
+                duckdb::Error::DuckDBFailure(..) | duckdb::Error::InvalidParameterName(_) => {
+                    Self::SqlError(message)
+                }
+                other => Self::Internal(anyhow::Error::new(other)),
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.kind().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code) = self.kind();
+        if let Self::Internal(source) = self {
+            tracing::error!(error = ?source, "internal error");
+        }
+        HttpResponse::build(status).json(ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(message: &str) -> duckdb::Error {
+        duckdb::Error::DuckDBFailure(
+            duckdb::ffi::Error {
+                code: duckdb::ffi::ErrorCode::Unknown,
+                extended_code: 1,
+            },
+            Some(message.to_string()),
+        )
+    }
+
+    #[test]
+    fn duckdb_exception_types_map_to_codes() {
+        let cases = [
+            (
+                "Parser Error: syntax error at or near \"SELEC\"",
+                "sql_error",
+                400,
+            ),
+            (
+                "Catalog Error: Table with name nope does not exist!",
+                "not_found",
+                404,
+            ),
+            (
+                "Catalog Error: Table with name t already exists!",
+                "already_exists",
+                409,
+            ),
+            (
+                "TransactionContext Error: Catalog write-write conflict",
+                "transaction_conflict",
+                409,
+            ),
+            (
+                "Constraint Error: NOT NULL constraint failed: t.a",
+                "constraint_violation",
+                409,
+            ),
+            (
+                "Binder Error: Referenced column \"x\" not found",
+                "sql_error",
+                400,
+            ),
+            (
+                "Conversion Error: Could not convert string 'a' to INT32",
+                "sql_error",
+                400,
+            ),
+            ("INTERNAL Error: something broke", "internal_error", 500),
+        ];
+        for (message, code, status) in cases {
+            let err = ApiError::from_duckdb(failure(message));
+            assert_eq!(err.code(), code, "{message}");
+            assert_eq!(err.kind().0.as_u16(), status, "{message}");
+        }
+    }
+
+    #[test]
+    fn internal_errors_hide_their_source() {
+        let err = ApiError::internal(anyhow::anyhow!("password=hunter2 leaked"));
+        assert_eq!(err.to_string(), "internal error");
+    }
+}

@@ -1,0 +1,4 @@
+//! Result encoders. Each writes DuckDB's Arrow batches in one wire format;
+//! none of them runs SQL or knows HTTP.
+
+pub mod json;

@@ -1,0 +1,75 @@
+//! Logging: a tracing subscriber (JSON lines, or human-readable in
+//! development) and the per-request span with its request id, which is also
+//! returned to the client in `X-Request-Id`.
+
+use std::time::Instant;
+
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::header::{HeaderName, HeaderValue},
+    middleware::Next,
+    Error,
+};
+use tracing::Instrument;
+use tracing_subscriber::{fmt, EnvFilter};
+
+use crate::config::{log_filter, Config};
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Installs the global subscriber once; later calls (tests) are no-ops.
+pub fn init(config: &Config) {
+    let level = if config.debug {
+        "debug"
+    } else {
+        log_filter(&config.log_level).unwrap_or("info")
+    };
+    // Our own crate at the configured level; noisy dependencies one step quieter.
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!("warn,ducklake_backend={level},actix_server=info"))
+    });
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if config.is_development() {
+        builder.compact().try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    };
+}
+
+/// Accepts a client's request id if it is short and printable, else makes one.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Middleware: one span per request, one log line when it ends.
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = request_id(&req);
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let started = Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status, route, elapsed_ms, "request finished"));
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    Ok(res)
+}

@@ -1,0 +1,87 @@
+//! Test harness: starts the real application on a free port with its own
+//! data directory, and talks HTTP to it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use ducklake_backend::{config::Config, Application};
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    handle: actix_web::dev::ServerHandle,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A configuration for tests: loopback, port 0, a data dir of its own.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::load_from(None, &[])
+        .expect("defaults are valid")
+        .config;
+    config.environment = "test".into();
+    config.data_dir = data_dir.to_path_buf();
+    config.server.port = 0;
+    config.server.workers = 2;
+    if let Ok(dir) = std::env::var("DUCKDB_EXTENSION_DIRECTORY") {
+        config.duckdb.extension_directory = Some(dir.into());
+    }
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = test_config(dir.path());
+    spawn_with(config, Some(dir)).await
+}
+
+pub async fn spawn_with(config: Config, dir: Option<tempfile::TempDir>) -> TestApp {
+    let data_dir = config.data_dir.clone();
+    let app = Application::build(config).await.expect("the app starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        data_dir,
+        handle,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs a query body; returns status and parsed JSON.
+    pub async fn post_query(&self, body: Value) -> (u16, Value) {
+        let res = self
+            .client
+            .post(self.url("/api/v1/query"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("JSON body"))
+    }
+
+    /// Runs SQL that must succeed; returns the response JSON.
+    pub async fn sql(&self, sql: &str) -> Value {
+        let (status, body) = self.post_query(json!({ "sql": sql })).await;
+        assert_eq!(status, 200, "{sql} -> {body}");
+        body
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// The `error.code` of an error response.
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}

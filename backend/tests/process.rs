@@ -1,0 +1,203 @@
+//! The real `ducklake-backend` binary: start-up failures, check-config, and
+//! a restart that keeps the lake.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ducklake-backend");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A command with a clean environment: only what the test sets.
+fn command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", data_dir)
+        .env("ENVIRONMENT", "test");
+    if let Ok(dir) = std::env::var("DUCKDB_EXTENSION_DIRECTORY") {
+        cmd.env("DUCKDB_EXTENSION_DIRECTORY", dir);
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("the binary runs")
+}
+
+struct Service {
+    child: Child,
+    base: String,
+}
+
+impl Service {
+    fn start(data_dir: &Path) -> Self {
+        let port = free_port();
+        let child = command(data_dir)
+            .env("SERVER_PORT", port.to_string())
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the service starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let service = Self { child, base };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let ready = reqwest::blocking::get(format!("{}/ready", service.base));
+            if ready.is_ok_and(|res| res.status() == 200) {
+                return service;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the service did not become ready");
+    }
+
+    fn sql(&self, sql: &str) -> Value {
+        let res = reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1/query", self.base))
+            .json(&json!({ "sql": sql }))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200, "{sql}");
+        res.json().unwrap()
+    }
+
+    /// SIGTERM, then wait: the service shuts down gracefully.
+    fn stop(mut self) {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    }
+}
+
+#[test]
+fn restart_keeps_the_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Service::start(dir.path());
+    first.sql("CREATE TABLE kept (id INTEGER, note VARCHAR)");
+    first.sql("INSERT INTO kept VALUES (1, 'survives'), (2, 'restarts')");
+    first.stop();
+    assert!(
+        dir.path().join("catalog.ducklake").is_file(),
+        "the embedded catalog lives under DATA_DIR"
+    );
+
+    let second = Service::start(dir.path());
+    let body = second.sql("SELECT id, note FROM kept ORDER BY id");
+    assert_eq!(body["rows"], json!([[1, "survives"], [2, "restarts"]]));
+    second.stop();
+}
+
+#[test]
+fn missing_extension_names_the_file_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let out = run(command(dir.path())
+        .env("DUCKDB_EXTENSION_DIRECTORY", empty.path())
+        .env("SERVER_PORT", "0"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected_file = empty.path().join("v1.5.5/linux_amd64/icu.duckdb_extension");
+    assert!(
+        stderr.contains(&expected_file.display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("./build.sh extensions"), "{stderr}");
+}
+
+#[test]
+fn invalid_configuration_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(command(dir.path())
+        .env("LOG_LEVEL", "chatty")
+        .env("DUCKDB_MEMORY_LIMIT", "plenty")
+        .env("QUERY_MAX_ROWS", "0")
+        .arg("serve"));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("log_level = chatty") && l.contains("expected one of trace")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("duckdb.memory_limit = plenty")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("query.max_rows = 0") && l.contains("more than 0")),
+        "{stderr}"
+    );
+
+    let out = run(command(dir.path())
+        .env("SERVER_PORT", "eighty")
+        .arg("check-config"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("server.port = "),
+        "{:?}",
+        out
+    );
+}
+
+#[test]
+fn check_config_redacts_secrets_and_names_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("service.toml");
+    std::fs::write(&toml, "[query]\nmax_rows = 500\n").unwrap();
+    let out = run(command(dir.path())
+        .env("DB_POSTGRES_PASSWORD", "s3cr3t-value")
+        .env("STORAGE_MINIO_SECRET_KEY", "another-s3cr3t")
+        .arg("--config")
+        .arg(&toml)
+        .arg("check-config"));
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("s3cr3t"), "{stdout}");
+    assert!(
+        stdout.contains("postgres.password = \"***\"  (environment DB_POSTGRES_PASSWORD)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("query.max_rows = 500  (file {})", toml.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("server.port = 8000  (default)"), "{stdout}");
+}
+
+#[test]
+fn version_names_service_and_duckdb() {
+    let out = run(Command::new(BIN).arg("--version"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(env!("CARGO_PKG_VERSION")) && stdout.contains("DuckDB v1.5.5"),
+        "{stdout}"
+    );
+}

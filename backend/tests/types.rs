@@ -1,0 +1,212 @@
+//! Every DuckDB type class survives the trip to JSON exactly.
+
+mod common;
+
+use common::spawn_app;
+use serde_json::{json, Value};
+
+/// (SQL expression, DuckDB type name reported, JSON value expected)
+fn cases() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        ("true", "BOOLEAN", json!(true)),
+        ("(-128)::TINYINT", "TINYINT", json!(-128)),
+        ("32767::SMALLINT", "SMALLINT", json!(32767)),
+        ("(-2147483648)::INTEGER", "INTEGER", json!(-2147483648i64)),
+        (
+            "9223372036854775807::BIGINT",
+            "BIGINT",
+            json!(9223372036854775807i64),
+        ),
+        ("255::UTINYINT", "UTINYINT", json!(255)),
+        (
+            "18446744073709551615::UBIGINT",
+            "UBIGINT",
+            json!(18446744073709551615u64),
+        ),
+        (
+            "170141183460469231731687303715884105727::HUGEINT",
+            "HUGEINT",
+            raw("170141183460469231731687303715884105727"),
+        ),
+        (
+            "(-170141183460469231731687303715884105727)::HUGEINT",
+            "HUGEINT",
+            raw("-170141183460469231731687303715884105727"),
+        ),
+        (
+            "123456789012345678.99::DECIMAL(20,2)",
+            "DECIMAL(20,2)",
+            json!("123456789012345678.99"),
+        ),
+        ("1.50::DECIMAL(4,2)", "DECIMAL(4,2)", json!("1.50")),
+        ("(-0.001)::DECIMAL(10,3)", "DECIMAL(10,3)", json!("-0.001")),
+        ("1.5::FLOAT", "FLOAT", json!(1.5)),
+        ("0.1::DOUBLE", "DOUBLE", json!(0.1)),
+        ("'NaN'::DOUBLE", "DOUBLE", json!("NaN")),
+        ("'inf'::DOUBLE", "DOUBLE", json!("Infinity")),
+        ("'-inf'::FLOAT", "FLOAT", json!("-Infinity")),
+        (
+            "'héllo \"q\" \n'::VARCHAR",
+            "VARCHAR",
+            json!("héllo \"q\" \n"),
+        ),
+        ("'\\x00\\xFFab'::BLOB", "BLOB", json!("AP9hYg==")),
+        ("DATE '2024-02-29'", "DATE", json!("2024-02-29")),
+        ("'infinity'::DATE", "DATE", json!("infinity")),
+        ("TIME '13:45:30.123456'", "TIME", json!("13:45:30.123456")),
+        (
+            "TIMESTAMP '2024-01-02 03:04:05.678901'",
+            "TIMESTAMP",
+            json!("2024-01-02T03:04:05.678901"),
+        ),
+        (
+            "TIMESTAMP_S '2024-01-02 03:04:05'",
+            "TIMESTAMP_S",
+            json!("2024-01-02T03:04:05"),
+        ),
+        (
+            "TIMESTAMP_MS '2024-01-02 03:04:05.123'",
+            "TIMESTAMP_MS",
+            json!("2024-01-02T03:04:05.123"),
+        ),
+        (
+            "TIMESTAMP_NS '2024-01-02 03:04:05.123456789'",
+            "TIMESTAMP_NS",
+            json!("2024-01-02T03:04:05.123456789"),
+        ),
+        (
+            "TIMESTAMPTZ '2024-01-02 03:04:05+02'",
+            "TIMESTAMP WITH TIME ZONE",
+            json!("2024-01-02T01:04:05Z"),
+        ),
+        ("'-infinity'::TIMESTAMP", "TIMESTAMP", json!("-infinity")),
+        (
+            "INTERVAL '1 year 2 months 3 days 04:05:06.5'",
+            "INTERVAL",
+            json!("P1Y2M3DT4H5M6.5S"),
+        ),
+        (
+            "'0fc5ed6c-2b5d-4d8e-9c2a-5b4e1e6f7a8b'::UUID",
+            "UUID",
+            json!("0fc5ed6c-2b5d-4d8e-9c2a-5b4e1e6f7a8b"),
+        ),
+        ("'b'::ENUM('a', 'b', 'c')", "ENUM", json!("b")),
+        ("[1, 2, NULL]::INTEGER[]", "INTEGER[]", json!([1, 2, null])),
+        ("[[1.5], []]::DOUBLE[][]", "DOUBLE[][]", json!([[1.5], []])),
+        ("[1, 2, 3]::INTEGER[3]", "INTEGER[3]", json!([1, 2, 3])),
+        (
+            "{'a': 1, 'b': [true]}",
+            "STRUCT(a INTEGER, b BOOLEAN[])",
+            json!({"a": 1, "b": [true]}),
+        ),
+        (
+            "MAP {'k1': 10, 'k2': 20}",
+            "MAP(VARCHAR, INTEGER)",
+            json!({"k1": 10, "k2": 20}),
+        ),
+        (
+            "MAP {1: 'one'}",
+            "MAP(INTEGER, VARCHAR)",
+            json!({"1": "one"}),
+        ),
+        (
+            "union_value(num := 7)::UNION(num INTEGER, str VARCHAR)",
+            "UNION(num INTEGER, str VARCHAR)",
+            json!(7),
+        ),
+        ("'{\"x\": 1}'::JSON", "JSON", json!("{\"x\": 1}")),
+        ("NULL::INTEGER", "INTEGER", Value::Null),
+        // DuckDB types an untyped NULL result column as INTEGER.
+        ("NULL", "INTEGER", Value::Null),
+    ]
+}
+
+/// A JSON number with more digits than i64/u64/f64 hold, compared as text.
+fn raw(digits: &str) -> Value {
+    json!({ "$raw": digits })
+}
+
+#[actix_web::test]
+async fn every_type_maps_exactly() {
+    let app = spawn_app().await;
+    let cases = cases();
+    let select = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (expr, _, _))| format!("{expr} AS c{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .json(&json!({ "sql": format!("SELECT {select}") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let row = body["rows"][0].as_array().expect("one row").clone();
+    let mut failures = Vec::new();
+    for (i, (expr, type_name, expected)) in cases.iter().enumerate() {
+        let got_type = &body["columns"][i]["type"];
+        if got_type != type_name {
+            failures.push(format!("{expr}: type {got_type}, expected {type_name}"));
+        }
+        let ok = match expected.get("$raw") {
+            // Wider than 64 bits: the digits must appear verbatim in the body.
+            Some(Value::String(digits)) => {
+                text.contains(&format!("{digits},")) || text.contains(&format!("{digits}]"))
+            }
+            _ => &row[i] == expected,
+        };
+        if !ok {
+            failures.push(format!("{expr}: got {}, expected {expected}", row[i]));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "type mapping mismatches:\n{}",
+        failures.join("\n")
+    );
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn types_survive_a_round_trip_through_a_lake_table() {
+    let app = spawn_app().await;
+    app.sql(
+        "CREATE TABLE typed (h HUGEINT, d DECIMAL(38,10), ts TIMESTAMPTZ, iv INTERVAL, u UUID, b BLOB, l VARCHAR[], s STRUCT(x INT, y VARCHAR))",
+    )
+    .await;
+    app.sql(
+        "INSERT INTO typed VALUES (-99999999999999999999999999999, 1234567890123456789012345678.0123456789, \
+         '1999-12-31 23:59:59.999999+00', INTERVAL '36 hours', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'bin'::BLOB, \
+         ['x', NULL], {'x': 1, 'y': 'z'})",
+    )
+    .await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .json(&json!({"sql": "SELECT * FROM typed"}))
+        .send()
+        .await
+        .unwrap();
+    let text = res.text().await.unwrap();
+    assert!(text.contains("[-99999999999999999999999999999,"), "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let row = body["rows"][0].as_array().unwrap();
+    assert_eq!(
+        row[1..],
+        [
+            json!("1234567890123456789012345678.0123456789"),
+            json!("1999-12-31T23:59:59.999999Z"),
+            json!("PT36H"),
+            json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            json!("Ymlu"),
+            json!(["x", null]),
+            json!({"x": 1, "y": "z"}),
+        ]
+    );
+    app.stop().await;
+}

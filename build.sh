@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# ducklake-backend build entry point.
+#
+#   ./build.sh extensions   fetch the pinned DuckDB extensions (sha256-checked)
+#   ./build.sh run          extensions + run the service on the embedded default
+#   ./build.sh test         extensions + fmt + clippy + the whole test suite
+#   ./build.sh release      optimised binary in $CARGO_TARGET_DIR/release
+#
+# CARGO_TARGET_DIR defaults to ~/.cache/ducklake-backend/target, outside the
+# clone, so the long bundled-DuckDB build is done once per machine.
+set -euo pipefail
+cd "$(dirname "$0")"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ducklake-backend/target}
+
+extensions() { scripts/fetch-extensions.sh; }
+
+case "${1:-help}" in
+  extensions) extensions ;;
+  run)
+    extensions
+    shift
+    exec cargo run --bin ducklake-backend -- "${@:-serve}"
+    ;;
+  test)
+    extensions
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+    cargo test --all-targets
+    ;;
+  release)
+    extensions
+    cargo build --release --bin ducklake-backend
+    echo "binary: $CARGO_TARGET_DIR/release/ducklake-backend"
+    ;;
+  *)
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    [ "${1:-help}" = help ] || exit 2
+    ;;
+esac
