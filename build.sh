@@ -3,7 +3,8 @@
 #
 #   ./build.sh extensions   fetch the pinned DuckDB extensions (sha256-checked)
 #   ./build.sh run          extensions + run the service on the embedded default
-#   ./build.sh test         extensions + fmt + clippy + the whole test suite
+#   ./build.sh test         extensions + test servers (PostgreSQL, S3) + fmt +
+#                           clippy + the whole test suite
 #   ./build.sh release      optimised binary in $CARGO_TARGET_DIR/release
 #
 # CARGO_TARGET_DIR defaults to ~/.cache/ducklake-backend/target, outside the
@@ -23,6 +24,7 @@ case "${1:-help}" in
     ;;
   test)
     extensions
+    scripts/install-test-deps.sh
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
     cargo test --all-targets

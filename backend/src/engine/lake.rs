@@ -162,6 +162,51 @@ impl LakeSpec {
     }
 }
 
+/// `CREATE SECRET` statements carrying the credentials the lake needs: the
+/// PostgreSQL password (the default postgres secret, merged by the postgres
+/// extension into the catalog connection) and the S3 keys, scoped to the
+/// lake's bucket. They hold secrets: never log them.
+pub fn secret_statements(config: &Config, spec: &LakeSpec) -> Vec<String> {
+    let mut statements = Vec::new();
+    if let (CatalogLocation::Postgres { .. }, Some(password)) =
+        (&spec.catalog, &config.postgres.password)
+    {
+        statements.push(format!(
+            "CREATE OR REPLACE SECRET __default_postgres (TYPE postgres, PASSWORD {})",
+            quote_literal(password.expose())
+        ));
+    }
+    if let DataLocation::S3 {
+        endpoint,
+        bucket,
+        secure,
+        ..
+    } = &spec.data
+    {
+        let key = config
+            .storage
+            .minio_access_key
+            .as_ref()
+            .map(|k| k.expose())
+            .unwrap_or_default();
+        let secret = config
+            .storage
+            .minio_secret_key
+            .as_ref()
+            .map(|k| k.expose())
+            .unwrap_or_default();
+        statements.push(format!(
+            "CREATE OR REPLACE SECRET ducklake_data_s3 (TYPE s3, KEY_ID {}, SECRET {}, ENDPOINT {}, \
+             URL_STYLE 'path', USE_SSL {secure}, REGION 'us-east-1', SCOPE {})",
+            quote_literal(key),
+            quote_literal(secret),
+            quote_literal(endpoint),
+            quote_literal(&format!("s3://{bucket}"))
+        ));
+    }
+    statements
+}
+
 /// A SQL string literal.
 pub fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))

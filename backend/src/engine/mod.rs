@@ -115,6 +115,10 @@ impl Engine {
         }
         root.execute_batch("SET TimeZone = 'UTC'")
             .map_err(setup("setting the time zone"))?;
+        for statement in lake::secret_statements(config, &lake) {
+            root.execute_batch(&statement)
+                .map_err(setup("creating a DuckDB secret"))?;
+        }
         root.execute_batch(&lake.attach_sql())
             .map_err(setup("attaching the lake"))?;
 

@@ -1,0 +1,245 @@
+//! The production topology against real servers: a PostgreSQL catalog and an
+//! S3-compatible data path (scripts/pg.sh, scripts/s3.sh start them on free
+//! loopback ports), in all four catalog × storage combinations.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::{spawn_with, test_config};
+use ducklake_backend::config::{Config, Secret};
+use serde_json::json;
+
+/// The password scripts/pg.sh gives the postgres user (TCP needs it).
+const PG_PASSWORD: &str = "postgres-test-pw";
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// reqwest's blocking client must not run on the test's async runtime.
+fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f).join().expect("helper thread")
+}
+
+fn script(name: &str, args: &[&str]) {
+    let status = Command::new(scripts().join(name))
+        .args(args)
+        .status()
+        .expect("script runs");
+    assert!(status.success(), "{name} {args:?} failed");
+}
+
+/// A PostgreSQL server for one test; stopped on drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        script(
+            "pg.sh",
+            &["start", dir.path().to_str().unwrap(), &port.to_string()],
+        );
+        Self { dir, port }
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        self.psql_in("postgres", sql)
+    }
+
+    fn psql_in(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .env("PGPASSWORD", PG_PASSWORD)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-tAc",
+                sql,
+            ])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        script("pg.sh", &["stop", self.dir.path().to_str().unwrap()]);
+    }
+}
+
+/// An S3 server for one test, with one bucket; stopped on drop.
+struct S3 {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl S3 {
+    fn start(bucket: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        script(
+            "s3.sh",
+            &["start", dir.path().to_str().unwrap(), &port.to_string()],
+        );
+        let url = format!("http://127.0.0.1:{port}/{bucket}");
+        let created = off_runtime(move || {
+            reqwest::blocking::Client::new()
+                .put(url)
+                .send()
+                .unwrap()
+                .status()
+        });
+        assert!(created.is_success());
+        Self { dir, port }
+    }
+
+    fn list(&self, bucket: &str) -> String {
+        let url = format!("http://127.0.0.1:{}/{bucket}?list-type=2", self.port);
+        off_runtime(move || reqwest::blocking::get(url).unwrap().text().unwrap())
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        script("s3.sh", &["stop", self.dir.path().to_str().unwrap()]);
+    }
+}
+
+fn with_postgres(config: &mut Config, pg: &Postgres, db: &str) {
+    pg.psql(&format!("CREATE DATABASE {db}"));
+    config.postgres.host = Some("127.0.0.1".into());
+    config.postgres.port = pg.port;
+    config.postgres.db = db.into();
+    config.postgres.password = Some(Secret::new(PG_PASSWORD));
+}
+
+fn with_s3(config: &mut Config, s3: &S3, bucket: &str, prefix: &str) {
+    config.storage.minio_endpoint = Some(format!("127.0.0.1:{}", s3.port));
+    config.storage.minio_access_key = Some(Secret::new("test-access"));
+    config.storage.minio_secret_key = Some(Secret::new("test-secret"));
+    config.storage.default_bucket = bucket.into();
+    config.storage.prefix = prefix.into();
+}
+
+/// Create, insert, update, delete, select, drop; then a restart keeps the data.
+async fn exercise(config: Config) {
+    let app = spawn_with(config.clone(), None).await;
+    app.sql("CREATE TABLE m (id INTEGER, v VARCHAR)").await;
+    app.sql("INSERT INTO m SELECT range, 'v' || range FROM range(2000)")
+        .await;
+    app.sql("UPDATE m SET v = 'updated' WHERE id < 10").await;
+    app.sql("DELETE FROM m WHERE id >= 1000").await;
+    let body = app
+        .sql("SELECT count(*), count(*) FILTER (v = 'updated') FROM m")
+        .await;
+    assert_eq!(body["rows"], json!([[1000, 10]]));
+    app.sql("CREATE TABLE gone (x INT)").await;
+    app.sql("DROP TABLE gone").await;
+    app.stop().await;
+    drop(app);
+
+    let app = spawn_with(config, None).await;
+    let body = app.sql("SELECT count(*), min(v), max(id) FROM m").await;
+    assert_eq!(body["rows"], json!([[1000, "updated", 999]]));
+    let (status, _) = app.post_query(json!({"sql": "SELECT * FROM gone"})).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn catalog_and_storage_matrix() {
+    let pg = Postgres::start();
+    let s3 = S3::start("lake-bucket");
+
+    // local file catalog × local directory (the embedded default)
+    let dir = tempfile::tempdir().unwrap();
+    exercise(test_config(dir.path())).await;
+
+    // PostgreSQL catalog × local directory
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "pg_local");
+    exercise(config).await;
+    assert_eq!(
+        pg.psql_in(
+            "pg_local",
+            "SELECT count(*) > 0 FROM pg_tables WHERE tablename = 'ducklake_snapshot'"
+        )
+        .as_str(),
+        "t"
+    );
+    assert!(
+        !dir.path().join("catalog.ducklake").exists(),
+        "the catalog is in PostgreSQL, not a local file"
+    );
+
+    // A wrong password stops start-up with PostgreSQL's reason, never the password.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "pg_wrong");
+    config.postgres.password = Some(Secret::new("not-the-password-xyz"));
+    let err = ducklake_backend::Application::build(config)
+        .await
+        .err()
+        .expect("start-up fails");
+    let text = err.to_string();
+    assert!(
+        text.contains("attaching the lake") && text.contains("password authentication failed"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password-xyz"), "{text}");
+
+    // local file catalog × S3
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_s3(&mut config, &s3, "lake-bucket", "file-s3");
+    exercise(config).await;
+    assert!(
+        s3.list("lake-bucket").contains("file-s3/"),
+        "{}",
+        s3.list("lake-bucket")
+    );
+
+    // PostgreSQL catalog × S3: the production topology
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "pg_s3");
+    with_s3(&mut config, &s3, "lake-bucket", "pg-s3");
+    exercise(config).await;
+    let listing = s3.list("lake-bucket");
+    assert!(
+        listing.contains("pg-s3/") && listing.contains(".parquet"),
+        "{listing}"
+    );
+    assert!(
+        !dir.path().join("lake").exists(),
+        "the data is in S3, not a local directory"
+    );
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the integration tests run for real, when it is missing:
+# PostgreSQL (Debian package) for the DuckLake catalog and moto's S3 server
+# (PyPI) for the data path. Idempotent and quick when all is there.
+set -euo pipefail
+sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v psql >/dev/null; then
+  sudo_if apt-get update -qq
+  sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+if ! command -v moto_server >/dev/null; then
+  python3 -m pip install --quiet 'moto[server]==5.2.1'
+  hash -r
+fi
+command -v moto_server >/dev/null || { echo "moto_server is not on PATH after install" >&2; exit 1; }
