@@ -243,3 +243,48 @@ async fn catalog_and_storage_matrix() {
         "the data is in S3, not a local directory"
     );
 }
+
+/// Start-up waits for a catalog that comes up late, and gives up with a clear
+/// message when it never does.
+#[actix_web::test]
+async fn startup_retries_until_the_catalog_answers() {
+    // Nothing listens: two attempts, then a message naming the catalog and the count.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.postgres.host = Some("127.0.0.1".into());
+    config.postgres.port = free_port();
+    config.postgres.password = Some(Secret::new(PG_PASSWORD));
+    config.ducklake.connection_retries = 2;
+    config.ducklake.connection_timeout = 1.0;
+    let err = ducklake_backend::Application::build(config.clone())
+        .await
+        .err()
+        .expect("start-up fails");
+    let text = err.to_string();
+    assert!(
+        text.contains("gave up after 2 attempt(s)") && text.contains("Unable to connect"),
+        "{text}"
+    );
+
+    // PostgreSQL starts while the service is retrying: start-up succeeds.
+    config.ducklake.connection_retries = 30;
+    let port = config.postgres.port;
+    let starter = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let dir = tempfile::tempdir().unwrap();
+        script(
+            "pg.sh",
+            &["start", dir.path().to_str().unwrap(), &port.to_string()],
+        );
+        Postgres { dir, port }
+    });
+    config.postgres.db = "postgres".into();
+    let app = spawn_with(config, None).await;
+    let pg = starter.join().unwrap();
+    app.sql("CREATE TABLE late (x INT)").await;
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM ducklake_table WHERE table_name = 'late'"),
+        "1"
+    );
+    app.stop().await;
+}

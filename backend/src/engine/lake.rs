@@ -43,6 +43,8 @@ pub struct LakeSpec {
     pub data: DataLocation,
     pub encrypted: bool,
     pub data_inlining_row_limit: Option<u64>,
+    /// libpq's connect_timeout for the catalog, whole seconds (at least 1).
+    pub connect_timeout_secs: u64,
 }
 
 impl LakeSpec {
@@ -71,7 +73,14 @@ impl LakeSpec {
             data,
             encrypted: config.ducklake.encrypted,
             data_inlining_row_limit: config.ducklake.data_inlining_row_limit,
+            connect_timeout_secs: config.ducklake.connection_timeout.ceil().max(1.0) as u64,
         }
+    }
+
+    /// Whether the lake depends on servers that may be down or still starting.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.catalog, CatalogLocation::Postgres { .. })
+            || matches!(self.data, DataLocation::S3 { .. })
     }
 
     /// Loadable extensions this lake needs, in load order.
@@ -126,10 +135,11 @@ impl LakeSpec {
                 db,
                 user,
             } => format!(
-                "ducklake:postgres:host={} port={port} dbname={} user={}",
+                "ducklake:postgres:host={} port={port} dbname={} user={} connect_timeout={}",
                 libpq_value(host),
                 libpq_value(db),
-                libpq_value(user)
+                libpq_value(user),
+                self.connect_timeout_secs
             ),
         };
         let mut options = vec![format!("DATA_PATH {}", quote_literal(&self.data_path()))];
@@ -263,7 +273,7 @@ mod tests {
         let sql = spec.attach_sql();
         assert!(!sql.contains("p@ss"), "{sql}");
         assert!(
-            sql.contains("host=pg.internal port=5432 dbname=ducklakedb user=''lake user''"),
+            sql.contains("host=pg.internal port=5432 dbname=ducklakedb user=''lake user'' connect_timeout=30"),
             "{sql}"
         );
         assert!(

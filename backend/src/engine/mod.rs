@@ -119,8 +119,7 @@ impl Engine {
             root.execute_batch(&statement)
                 .map_err(setup("creating a DuckDB secret"))?;
         }
-        root.execute_batch(&lake.attach_sql())
-            .map_err(setup("attaching the lake"))?;
+        attach_with_retries(&root, &lake, config)?;
 
         let use_lake = format!("USE {}", quote_identifier(&lake.name));
         let connections = (0..config.duckdb.connections)
@@ -228,6 +227,47 @@ impl Engine {
             Err(ApiError::Unavailable("the lake is not attached".into()))
         }
     }
+}
+
+/// Attaches the lake, retrying with exponential backoff when it lives on
+/// servers (PostgreSQL, S3) that may still be starting: up to
+/// `ducklake.connection_retries` attempts, each logged.
+fn attach_with_retries(
+    root: &Connection,
+    lake: &LakeSpec,
+    config: &Config,
+) -> Result<(), EngineError> {
+    let remote = lake.is_remote();
+    let attempts = if remote {
+        config.ducklake.connection_retries.max(1)
+    } else {
+        1
+    };
+    let mut delay = Duration::from_millis(250);
+    for attempt in 1..=attempts {
+        match root.execute_batch(&lake.attach_sql()) {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt < attempts => {
+                tracing::warn!(
+                    attempt,
+                    attempts,
+                    retry_in_ms = delay.as_millis() as u64,
+                    catalog = %lake.catalog_display(),
+                    error = %err,
+                    "the lake is not reachable yet"
+                );
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => {
+                return Err(EngineError::Setup {
+                    step: "attaching the lake",
+                    message: format!("{err} (gave up after {attempt} attempt(s))"),
+                })
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
 }
 
 /// Interrupts the connection's running query unless disarmed.
