@@ -115,6 +115,13 @@ pub struct DuckLakeConfig {
     pub connection_retries: u32,
     /// Seconds.
     pub connection_timeout: f64,
+    /// DuckLake's own commit retries when another writer took the next
+    /// snapshot id first (`ducklake_max_retry_count`); replicas need many.
+    pub max_retry_count: u64,
+    /// First wait between commit retries (`ducklake_retry_wait_ms`).
+    pub retry_wait_ms: u64,
+    /// Growth of that wait per retry (`ducklake_retry_backoff`).
+    pub retry_backoff: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,6 +218,9 @@ impl Default for DuckLakeConfig {
             data_inlining_row_limit: None,
             connection_retries: 3,
             connection_timeout: 30.0,
+            max_retry_count: 100,
+            retry_wait_ms: 20,
+            retry_backoff: 1.5,
         }
     }
 }
@@ -518,6 +528,12 @@ impl Config {
             "ducklake.connection_timeout",
             self.ducklake.connection_timeout.to_string(),
             "a positive number of seconds",
+        );
+        check(
+            self.ducklake.retry_backoff.is_finite() && self.ducklake.retry_backoff >= 1.0,
+            "ducklake.retry_backoff",
+            self.ducklake.retry_backoff.to_string(),
+            "a number of at least 1.0",
         );
         check(
             is_bucket_name(&self.storage.default_bucket),

@@ -61,7 +61,7 @@ impl ApiError {
             Self::SqlError(_) => (StatusCode::BAD_REQUEST, "sql_error"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
-            Self::TransactionConflict(_) => (StatusCode::CONFLICT, "transaction_conflict"),
+            Self::TransactionConflict(_) => (StatusCode::CONFLICT, "write_conflict"),
             Self::ConstraintViolation(_) => (StatusCode::CONFLICT, "constraint_violation"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::InvalidParameters(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameters"),
@@ -182,7 +182,7 @@ mod tests {
             ),
             (
                 "TransactionContext Error: Catalog write-write conflict",
-                "transaction_conflict",
+                "write_conflict",
                 409,
             ),
             (

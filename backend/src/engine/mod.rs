@@ -115,6 +115,13 @@ impl Engine {
         }
         root.execute_batch("SET TimeZone = 'UTC'")
             .map_err(setup("setting the time zone"))?;
+        let retries = &config.ducklake;
+        root.execute_batch(&format!(
+            "SET GLOBAL ducklake_max_retry_count = {}; SET GLOBAL ducklake_retry_wait_ms = {}; \
+             SET GLOBAL ducklake_retry_backoff = {}",
+            retries.max_retry_count, retries.retry_wait_ms, retries.retry_backoff
+        ))
+        .map_err(setup("setting DuckLake's commit retries"))?;
         for statement in lake::secret_statements(config, &lake) {
             root.execute_batch(&statement)
                 .map_err(setup("creating a DuckDB secret"))?;
