@@ -1,23 +1,18 @@
 //! The real `ducklake-backend` binary: start-up failures, check-config, and
 //! a restart that keeps the lake.
 
+mod common;
+
 use std::{
     path::Path,
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
+use common::free_port;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ducklake-backend");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A command with a clean environment: only what the test sets.
 fn command(data_dir: &Path) -> Command {

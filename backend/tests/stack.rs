@@ -9,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use common::{spawn_with, test_config};
+use common::{free_port, spawn_with, test_config};
 use ducklake_backend::config::{Config, Secret};
 use futures_util::FutureExt;
 use serde_json::json;
@@ -19,14 +19,6 @@ const PG_PASSWORD: &str = "postgres-test-pw";
 
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// reqwest's blocking client must not run on the test's async runtime.

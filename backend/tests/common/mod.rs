@@ -15,6 +15,15 @@ pub struct TestApp {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// A port that was free a moment ago, for processes that bind it themselves.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A configuration for tests: loopback, port 0, a data dir of its own.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::load_from(None, &[])
