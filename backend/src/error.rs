@@ -49,6 +49,12 @@ pub enum ApiError {
     /// The lake, the catalog or the storage cannot be reached.
     #[error("{0}")]
     Unavailable(String),
+    /// The PostgreSQL catalog cannot be reached; retrying later may succeed.
+    #[error("{0}")]
+    CatalogUnavailable(String),
+    /// The object storage holding the lake's data cannot be reached.
+    #[error("{0}")]
+    StorageUnavailable(String),
     /// A bug of ours. The client sees a generic message; the log gets the chain.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -74,6 +80,8 @@ impl ApiError {
             Self::QueryTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "query_timeout"),
             Self::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            Self::CatalogUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "catalog_unavailable"),
+            Self::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -98,6 +106,12 @@ impl ApiError {
             .split_once(" Error:")
             .map(|(kind, _)| kind.trim())
             .unwrap_or("");
+        if is_catalog_outage(&message) {
+            return Self::CatalogUnavailable(message);
+        }
+        if matches!(kind, "IO" | "HTTP") && is_storage_outage(&message) {
+            return Self::StorageUnavailable(message);
+        }
         match kind {
             "Catalog" if message.contains("does not exist") => Self::NotFound(message),
             "Catalog" if message.contains("already exists") => Self::AlreadyExists(message),
@@ -116,6 +130,31 @@ impl ApiError {
             },
         }
     }
+}
+
+/// libpq's words for "the catalog server is not there".
+fn is_catalog_outage(message: &str) -> bool {
+    [
+        "Unable to connect to Postgres",
+        "server closed the connection unexpectedly",
+        "no connection to the server",
+        "terminating connection due to administrator command",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
+/// httpfs's words for "the object store is not there" (not: "no such file").
+fn is_storage_outage(message: &str) -> bool {
+    message.contains("HTTP")
+        && [
+            "Could not connect to server",
+            "Could not resolve hostname",
+            "Connection refused",
+            "Timeout",
+        ]
+        .iter()
+        .any(|needle| message.contains(needle))
 }
 
 #[derive(Serialize)]
@@ -201,6 +240,21 @@ mod tests {
                 400,
             ),
             ("INTERNAL Error: something broke", "internal_error", 500),
+            (
+                "IO Error: Failed to query most recent snapshot for DuckLake: Unable to connect to Postgres at \"host=h\"",
+                "catalog_unavailable",
+                503,
+            ),
+            (
+                "IO Error: Could not connect to server error for HTTP GET to 'http://127.0.0.1:9/b/x.parquet'",
+                "storage_unavailable",
+                503,
+            ),
+            (
+                "IO Error: No files found that match the pattern \"s3://b/missing.parquet\"",
+                "sql_error",
+                400,
+            ),
         ];
         for (message, code, status) in cases {
             let err = ApiError::from_duckdb(failure(message));

@@ -359,3 +359,87 @@ async fn three_replicas_share_one_lake() {
         app.stop().await;
     }
 }
+
+/// PostgreSQL goes away while the service runs: queries fail fast with 503
+/// `catalog_unavailable`, `/ready` is 503, and when it is back the service
+/// recovers by itself with every acknowledged write intact. The S3 server
+/// going away gives `storage_unavailable` the same way.
+#[actix_web::test]
+async fn outages_fail_fast_and_recover() {
+    let pg = Postgres::start();
+    let s3 = S3::start("outage");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "outage");
+    with_s3(&mut config, &s3, "outage", "o");
+    let app = spawn_with(config, None).await;
+    app.sql("CREATE TABLE acked (n INT)").await;
+    app.sql("INSERT INTO acked VALUES (1), (2)").await;
+
+    script("pg.sh", &["stop", pg.dir.path().to_str().unwrap()]);
+    let started = std::time::Instant::now();
+    let (status, body) = app
+        .post_query(json!({"sql": "INSERT INTO acked VALUES (3)"}))
+        .await;
+    assert_eq!(
+        (status, common::error_code(&body)),
+        (503, "catalog_unavailable"),
+        "{body}"
+    );
+    let (status, body) = app
+        .post_query(json!({"sql": "SELECT count(*) FROM acked"}))
+        .await;
+    assert_eq!(
+        (status, common::error_code(&body)),
+        (503, "catalog_unavailable"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "outage errors must come fast"
+    );
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+
+    script(
+        "pg.sh",
+        &[
+            "start",
+            pg.dir.path().to_str().unwrap(),
+            &pg.port.to_string(),
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+        if ready.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not recover by itself"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    app.sql("INSERT INTO acked VALUES (4)").await;
+    let body = app.sql("SELECT list(n ORDER BY n) FROM acked").await;
+    assert_eq!(body["rows"], json!([[[1, 2, 4]]]));
+
+    // Storage: enough rows that DuckLake writes a Parquet file, not inlined rows.
+    script("s3.sh", &["stop", s3.dir.path().to_str().unwrap()]);
+    let (status, body) = app
+        .post_query(json!({"sql": "INSERT INTO acked SELECT 100 FROM range(5000)"}))
+        .await;
+    assert_eq!(
+        (status, common::error_code(&body)),
+        (503, "storage_unavailable"),
+        "{body}"
+    );
+    let body = app.sql("SELECT count(*) FROM acked").await;
+    assert_eq!(
+        body["rows"],
+        json!([[3]]),
+        "the failed write left nothing behind"
+    );
+    app.stop().await;
+}

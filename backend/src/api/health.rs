@@ -34,7 +34,9 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
                 "the lake did not answer within {} ms",
                 READY_TIMEOUT.as_millis()
             )),
-            ApiError::Unavailable(m) => ApiError::Unavailable(m),
+            e @ (ApiError::Unavailable(_)
+            | ApiError::CatalogUnavailable(_)
+            | ApiError::StorageUnavailable(_)) => e,
             other => ApiError::Unavailable(format!("the lake is not usable: {other}")),
         })?;
     let lake = state.engine.lake();
