@@ -290,21 +290,15 @@ async fn three_replicas_share_one_lake() {
     let pg = Postgres::start();
     let s3 = S3::start("replicas");
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut configs = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let mut config = test_config(dir.path());
-        if i == 0 {
-            with_postgres(&mut config, &pg, "shared");
-        } else {
-            config.postgres = configs
-                .first()
-                .map(|c: &Config| c.postgres.clone())
-                .unwrap();
-        }
-        with_s3(&mut config, &s3, "replicas", "shared");
-        config.query.timeout_ms = 120_000;
-        configs.push(config);
-    }
+    // One catalog database for all: created once, then shared by every replica.
+    let mut shared = test_config(dirs[0].path());
+    with_postgres(&mut shared, &pg, "shared");
+    with_s3(&mut shared, &s3, "replicas", "shared");
+    shared.query.timeout_ms = 120_000;
+    let configs = dirs.iter().map(|dir| Config {
+        data_dir: dir.path().to_path_buf(),
+        ..shared.clone()
+    });
     let mut replicas = Vec::new();
     for config in configs {
         replicas.push(spawn_with(config, None).await);

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CatalogLocation {
@@ -193,18 +193,8 @@ pub fn secret_statements(config: &Config, spec: &LakeSpec) -> Vec<String> {
         ..
     } = &spec.data
     {
-        let key = config
-            .storage
-            .minio_access_key
-            .as_ref()
-            .map(|k| k.expose())
-            .unwrap_or_default();
-        let secret = config
-            .storage
-            .minio_secret_key
-            .as_ref()
-            .map(|k| k.expose())
-            .unwrap_or_default();
+        let key = exposed(&config.storage.minio_access_key);
+        let secret = exposed(&config.storage.minio_secret_key);
         statements.push(format!(
             "CREATE OR REPLACE SECRET ducklake_data_s3 (TYPE s3, KEY_ID {}, SECRET {}, ENDPOINT {}, \
              URL_STYLE 'path', USE_SSL {secure}, REGION 'us-east-1', SCOPE {})",
@@ -215,6 +205,11 @@ pub fn secret_statements(config: &Config, spec: &LakeSpec) -> Vec<String> {
         ));
     }
     statements
+}
+
+/// The secret's value, or empty when it is unset.
+fn exposed(secret: &Option<Secret>) -> &str {
+    secret.as_ref().map(Secret::expose).unwrap_or_default()
 }
 
 /// A SQL string literal.
