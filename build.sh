@@ -5,6 +5,7 @@
 #   ./build.sh run          extensions + run the service on the embedded default
 #   ./build.sh test         extensions + test servers (PostgreSQL, S3) + fmt +
 #                           clippy + the whole test suite
+#   ./build.sh bench        the query API benchmark (profile perf; prints ratios)
 #   ./build.sh release      optimised binary in $CARGO_TARGET_DIR/release
 #
 # CARGO_TARGET_DIR defaults to ~/.cache/ducklake-backend/target, outside the
@@ -28,6 +29,10 @@ case "${1:-help}" in
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
     cargo test --all-targets
+    ;;
+  bench)
+    extensions
+    cargo bench --profile perf --bench query_api
     ;;
   release)
     extensions

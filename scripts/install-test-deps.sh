@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration tests run for real, when it is missing:
 # PostgreSQL (Debian package) for the DuckLake catalog and moto's S3 server
-# (PyPI) for the data path. Idempotent and quick when all is there.
+# (PyPI) for the data path, and stock DuckDB 1.5.5 (PyPI) to read the lake
+# from outside. Idempotent and quick when all is there.
 set -euo pipefail
 sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v psql >/dev/null; then
@@ -13,3 +14,11 @@ if ! command -v moto_server >/dev/null; then
   hash -r
 fi
 command -v moto_server >/dev/null || { echo "moto_server is not on PATH after install" >&2; exit 1; }
+# Stock DuckDB of the pinned version, for the interoperability test.
+if [ "$(python3 -c 'import duckdb; print(duckdb.__version__)' 2>/dev/null)" != "1.5.5" ]; then
+  python3 -m pip install --quiet 'duckdb==1.5.5'
+fi
+# The OpenAPI document is checked by a real validator.
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+  python3 -m pip install --quiet 'openapi-spec-validator==0.9.0'
+fi

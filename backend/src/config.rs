@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long `/ready` waits for each dependency, milliseconds.
+    pub ready_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +90,10 @@ pub struct QueryConfig {
     pub max_timeout_ms: u64,
     /// Rows returned at most; a longer result is cut and flagged `truncated`.
     pub max_rows: u64,
+    /// Requests that may wait for a free connection; beyond, 429.
+    pub max_queued: usize,
+    /// How long a request waits for a free connection before 429.
+    pub queue_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +108,16 @@ pub struct PostgresConfig {
     #[serde(deserialize_with = "lenient::string")]
     pub user: String,
     pub password: Option<Secret>,
+    /// Connections of the service's own pool (our tables, readiness).
+    pub pool_size: usize,
+    /// Connections DuckDB's postgres extension may hold to the catalog
+    /// (`pg_pool_max_connections`, acquired in `wait` mode so it is a cap).
+    pub duckdb_pool_size: usize,
+    /// Idle catalog connections of both pools close after this long.
+    pub idle_timeout_ms: u64,
+    /// Apply pending migrations of our own schema at start-up instead of
+    /// refusing to start (the default: run `ducklake-backend migrate`).
+    pub migrate_on_start: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +153,13 @@ pub struct StorageConfig {
     pub default_bucket: String,
     #[serde(deserialize_with = "lenient::string")]
     pub prefix: String,
+    #[serde(deserialize_with = "lenient::string")]
+    pub region: String,
+    /// Create the bucket at start-up when it does not exist.
+    pub create_bucket: bool,
+    /// KMS key for server-side encryption (with features.enable_s3_encryption).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub kms_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +196,7 @@ impl Default for ServerConfig {
             port: 8000,
             workers: 0,
             max_body_bytes: 16 * 1024 * 1024,
+            ready_timeout_ms: 2_000,
         }
     }
 }
@@ -194,6 +218,8 @@ impl Default for QueryConfig {
             timeout_ms: 30_000,
             max_timeout_ms: 600_000,
             max_rows: 100_000,
+            max_queued: 64,
+            queue_timeout_ms: 30_000,
         }
     }
 }
@@ -206,6 +232,10 @@ impl Default for PostgresConfig {
             db: "ducklakedb".into(),
             user: "postgres".into(),
             password: None,
+            pool_size: 4,
+            duckdb_pool_size: 4,
+            idle_timeout_ms: 60_000,
+            migrate_on_start: false,
         }
     }
 }
@@ -234,6 +264,9 @@ impl Default for StorageConfig {
             minio_secure: false,
             default_bucket: "ducklake-data".into(),
             prefix: "lake".into(),
+            region: "us-east-1".into(),
+            create_bucket: true,
+            kms_key_id: None,
         }
     }
 }
@@ -547,6 +580,33 @@ impl Config {
             self.storage.prefix.clone(),
             "a relative object key prefix",
         );
+        check(
+            self.server.ready_timeout_ms > 0,
+            "server.ready_timeout_ms",
+            self.server.ready_timeout_ms.to_string(),
+            "more than 0",
+        );
+        check(
+            (1..=1000).contains(&self.postgres.pool_size),
+            "postgres.pool_size",
+            self.postgres.pool_size.to_string(),
+            "between 1 and 1000",
+        );
+        check(
+            (1..=1000).contains(&self.postgres.duckdb_pool_size),
+            "postgres.duckdb_pool_size",
+            self.postgres.duckdb_pool_size.to_string(),
+            "between 1 and 1000",
+        );
+        if self.features.enable_s3_encryption {
+            check(
+                self.storage.kms_key_id.is_some(),
+                "storage.kms_key_id",
+                "(unset)".into(),
+                "a KMS key id when features.enable_s3_encryption is on \
+                 (DuckDB's S3 writer encrypts with SSE-KMS)",
+            );
+        }
         if self.storage.minio_endpoint.is_some() {
             check(
                 self.storage.minio_access_key.is_some(),
@@ -769,6 +829,7 @@ mod tests {
                 ("STORAGE_MINIO_ACCESS_KEY", "ak"),
                 ("STORAGE_MINIO_SECRET_KEY", "sk"),
                 ("FEATURE_ENABLE_S3_ENCRYPTION", "true"),
+                ("STORAGE_KMS_KEY_ID", "alias/lake"),
                 ("LOG_LEVEL", "INFO"),
                 ("SERVER_PORT", "9100"),
                 ("SOME_UNRELATED_VAR", "x"),
@@ -783,6 +844,7 @@ mod tests {
         );
         assert_eq!(c.ducklake.data_inlining_row_limit, Some(1000));
         assert!(c.features.enable_s3_encryption);
+        assert_eq!(c.storage.kms_key_id.as_deref(), Some("alias/lake"));
         assert_eq!(c.server.port, 9100);
         assert_eq!(loaded.sources["server.port"], "environment SERVER_PORT");
     }

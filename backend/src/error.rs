@@ -55,9 +55,46 @@ pub enum ApiError {
     /// The object storage holding the lake's data cannot be reached.
     #[error("{0}")]
     StorageUnavailable(String),
+    /// A write was attempted where only reads are allowed (the GET form).
+    #[error("{0}")]
+    ReadOnly(String),
+    /// No result format the client asked for (format field or Accept header).
+    #[error("{0}")]
+    UnsupportedFormat(String),
+    /// Every query slot is busy and the wait queue is full; retry after a while.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A bug of ours. The client sees a generic message; the log gets the chain.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match err {
+            StoreError::Unavailable(message) => Self::CatalogUnavailable(message),
+            StoreError::Schema(e) => Self::Unavailable(e.to_string()),
+            StoreError::Failed(message) => Self::internal(anyhow::anyhow!(message)),
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(err: crate::storage::StorageError) -> Self {
+        use crate::storage::StorageError;
+        match err {
+            StorageError::Unavailable(m) | StorageError::MissingBucket(m) => {
+                Self::StorageUnavailable(m)
+            }
+            StorageError::NotFound(m) => Self::NotFound(m),
+            StorageError::InvalidPath(m) => Self::InvalidParameters(m),
+            StorageError::Failed(m) => Self::internal(anyhow::anyhow!(m)),
+        }
+    }
 }
 
 impl ApiError {
@@ -82,6 +119,9 @@ impl ApiError {
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             Self::CatalogUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "catalog_unavailable"),
             Self::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            Self::ReadOnly(_) => (StatusCode::FORBIDDEN, "read_only"),
+            Self::UnsupportedFormat(_) => (StatusCode::NOT_ACCEPTABLE, "unsupported_format"),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -106,6 +146,11 @@ impl ApiError {
             .split_once(" Error:")
             .map(|(kind, _)| kind.trim())
             .unwrap_or("");
+        if message.contains("read-only transaction")
+            || message.contains("transaction is launched in read-only mode")
+        {
+            return Self::ReadOnly(message);
+        }
         if is_catalog_outage(&message) {
             return Self::CatalogUnavailable(message);
         }
@@ -178,7 +223,14 @@ impl ResponseError for ApiError {
         if let Self::Internal(source) = self {
             tracing::error!(error = ?source, "internal error");
         }
-        HttpResponse::build(status).json(ErrorBody {
+        let mut response = HttpResponse::build(status);
+        if let Self::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        response.json(ErrorBody {
             error: ErrorDetail {
                 code,
                 message: self.to_string(),

@@ -9,13 +9,17 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod format;
+pub mod storage;
+pub mod store;
 pub mod telemetry;
 
-use std::{net::TcpListener, sync::Arc};
+use std::{
+    fmt::Display, future::Future, net::TcpListener, sync::Arc, sync::OnceLock, time::Duration,
+};
 
 use actix_web::{dev::Server, middleware, web, App, HttpServer};
 
-use crate::{api::AppState, config::Config, engine::Engine};
+use crate::{api::AppState, config::Config, engine::Engine, storage::Storage, store::Store};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,75 @@ pub enum StartupError {
     },
     #[error("start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("catalog database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("object storage: {0}")]
+    Storage(#[from] storage::StorageError),
+}
+
+/// This process's id among the replicas, in the catalog connections'
+/// `application_name` so each replica's connections can be counted.
+pub fn instance_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string())
+}
+
+/// `ducklake-backend/<pool>/<instance>`: the application_name of one of the
+/// two pools that connect to the catalog database (`duckdb` or `pool`).
+pub fn application_name(pool: &str) -> String {
+    format!("ducklake-backend/{pool}/{}", instance_id())
+}
+
+/// Runs `attempt` up to `attempts` times with exponential backoff (250 ms
+/// doubling up to 5 s), logging each failure; returns the last error.
+pub async fn retry_startup<T, E, F, Fut>(what: &str, attempts: u32, mut attempt: F) -> Result<T, E>
+where
+    E: Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let attempts = attempts.max(1);
+    let mut delay = Duration::from_millis(250);
+    for n in 1.. {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(err) if n < attempts => {
+                tracing::warn!(
+                    dependency = what,
+                    attempt = n,
+                    attempts,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %err,
+                    "not reachable yet"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => {
+                tracing::error!(dependency = what, attempts, error = %err, "giving up");
+                return Err(err);
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// Opens our own store and checks its schema: applies pending migrations when
+/// `migrate` is set (always for the local store, which no other process can
+/// reach), else refuses a schema that is behind or differs from this build.
+pub async fn open_store(config: &Config, migrate: bool) -> Result<Store, StartupError> {
+    let store = Store::open(config)?;
+    store
+        .wait_until_reachable(config.ducklake.connection_retries)
+        .await?;
+    if migrate || matches!(store, Store::Local(_)) {
+        let report = store.migrate().await?;
+        tracing::info!(version = report.version, applied = ?report.applied, "schema migrated");
+    } else {
+        let version = store.verify().await?;
+        tracing::info!(version, "schema verified");
+    }
+    Ok(store)
 }
 
 pub struct Application {
@@ -41,6 +114,23 @@ impl Application {
     /// Opens the engine (on a blocking thread) and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let config = Arc::new(config);
+        let storage = Arc::new(Storage::from_config(&config)?);
+        let bucket = storage
+            .wait_until_reachable(
+                config.ducklake.connection_retries,
+                config.storage.create_bucket,
+            )
+            .await?;
+        tracing::info!(
+            storage = storage.kind(),
+            ?bucket,
+            "object storage reachable"
+        );
+        let store = open_store(&config, config.postgres.migrate_on_start).await?;
+        spawn_idle_reaper(
+            &store,
+            Duration::from_millis(config.postgres.idle_timeout_ms),
+        );
         let engine_config = Arc::clone(&config);
         let engine =
             Arc::new(tokio::task::spawn_blocking(move || Engine::open(&engine_config)).await??);
@@ -58,11 +148,14 @@ impl Application {
         let state = web::Data::new(AppState {
             engine: Arc::clone(&engine),
             config: Arc::clone(&config),
+            store,
+            storage,
         });
         let max_body = config.server.max_body_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(middleware::Compress::default())
                 .wrap(middleware::from_fn(telemetry::log_request))
                 .configure(|cfg| api::configure(cfg, max_body))
         })
@@ -101,5 +194,20 @@ impl Application {
     /// Serves until the server is stopped (SIGINT/SIGTERM or a handle).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Closes our pool's catalog connections once idle for `idle`, so a quiet
+/// replica holds none (DuckDB's own pool has its reaper thread).
+fn spawn_idle_reaper(store: &Store, idle: Duration) {
+    if let Store::Postgres(_) = store {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(250)));
+            loop {
+                tick.tick().await;
+                store.reap_idle(idle);
+            }
+        });
     }
 }

@@ -21,6 +21,8 @@ enum Command {
     Serve,
     /// Print the effective configuration, secrets redacted, with where each value came from; exit 1 if invalid.
     CheckConfig,
+    /// Apply pending migrations of the service's own schema (`ducklake_backend`), under a lock.
+    Migrate,
 }
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (DuckDB v1.5.5)");
@@ -40,6 +42,50 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(loaded.config),
+        Command::Migrate => migrate(loaded.config),
+    }
+}
+
+fn migrate(config: Config) -> ExitCode {
+    telemetry::init(&config);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start a runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let store = ducklake_backend::store::Store::open(&config)?;
+        store
+            .wait_until_reachable(config.ducklake.connection_retries)
+            .await?;
+        store.migrate().await
+    });
+    match result {
+        Ok(report) => {
+            if report.waited {
+                println!("waited for another process that held the migration lock");
+            }
+            if report.applied.is_empty() {
+                println!("schema is up to date at version {}", report.version);
+            } else {
+                println!(
+                    "applied {} migration(s): {}; schema version {}",
+                    report.applied.len(),
+                    report.applied.join(", "),
+                    report.version
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{error_code, spawn_app};
+use common::{error_code, spawn_app, spawn_with, test_config};
 use serde_json::{json, Value};
 
 #[actix_web::test]
@@ -51,8 +51,84 @@ async fn health_ready_and_request_ids() {
     assert_eq!(res.headers()["x-request-id"], "trace-me-42");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["catalog"], "duckdb");
+    for component in ["catalog", "storage", "lake"] {
+        let c = &body["components"][component];
+        assert_eq!(c["status"], "up", "{body}");
+        assert!(c["latency_ms"].as_f64().unwrap() >= 0.0, "{body}");
+    }
+    assert_eq!(body["components"]["catalog"]["kind"], "duckdb");
+    assert_eq!(body["components"]["storage"]["kind"], "local");
+    let before = body["components"]["lake"]["snapshot_id"].as_i64().unwrap();
+    app.sql("CREATE TABLE bump (x INT)").await;
+    let (_, body) = app.get_json("/ready").await;
+    assert_eq!(
+        body["components"]["lake"]["snapshot_id"].as_i64().unwrap(),
+        before + 1,
+        "a commit moves the lake's snapshot"
+    );
     app.stop().await;
+}
+
+/// The embedded default keeps our own tables in a local store, migrated at
+/// start-up, and lists the data path through the object store.
+#[actix_web::test]
+async fn local_store_and_storage_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_with(test_config(dir.path()), None).await;
+    app.sql("CREATE TABLE files AS SELECT range AS n FROM range(20000)")
+        .await;
+    let (_, listing) = app
+        .get_json("/api/v1/storage/objects?path=main/files")
+        .await;
+    let objects = listing["objects"].as_array().unwrap();
+    assert!(
+        objects.iter().any(|o| {
+            o["path"].as_str().unwrap().starts_with("main/files/")
+                && o["path"].as_str().unwrap().ends_with(".parquet")
+                && o["size"].as_u64().unwrap() > 0
+        }),
+        "{listing}"
+    );
+    let (_, root) = app.get_json("/api/v1/storage/objects").await;
+    assert_eq!(root["prefixes"], json!(["main/"]), "{root}");
+    let res = app
+        .client
+        .get(app.url("/api/v1/storage/objects?path=../etc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    app.stop().await;
+    drop(app);
+
+    // Our tables live in the local store, in their own schema, at the current version.
+    let store = duckdb::Connection::open_with_flags(
+        dir.path().join("service.duckdb"),
+        duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .unwrap(),
+    )
+    .unwrap();
+    let version: i32 = store
+        .query_row(
+            "SELECT max(version) FROM ducklake_backend.schema_migrations",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        version as usize,
+        ducklake_backend::store::migrations::MIGRATIONS.len()
+    );
+    let tables: i64 = store
+        .query_row(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ducklake_backend' \
+             AND table_name IN ('api_keys', 'query_jobs', 'audit_log')",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 3);
 }
 
 #[actix_web::test]
@@ -259,5 +335,83 @@ async fn concurrent_queries_and_a_responsive_executor() {
     for _ in 0..10 {
         assert_eq!(app.sql("SELECT 42").await["rows"], json!([[42]]));
     }
+    app.stop().await;
+}
+
+/// Parquet files of one table, as the storage listing shows them.
+async fn parquet_files(app: &common::TestApp, table: &str) -> Vec<String> {
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/storage/objects?path=main/{table}")))
+        .send()
+        .await
+        .unwrap();
+    if res.status() == 404 {
+        return Vec::new();
+    }
+    let listing: Value = res.json().await.unwrap();
+    listing["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["path"].as_str().unwrap().to_string())
+        .filter(|p| p.ends_with(".parquet"))
+        .collect()
+}
+
+/// DB_DUCKLAKE_DATA_INLINING_ROW_LIMIT and DB_DUCKLAKE_ENCRYPTED reach
+/// DuckLake: small inserts stay in the catalog, larger ones become Parquet
+/// files, and an encrypted lake's files cannot be read without it.
+#[actix_web::test]
+async fn ducklake_inlining_and_encryption_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.ducklake.data_inlining_row_limit = Some(100);
+    let app = spawn_with(config, None).await;
+    app.sql("CREATE TABLE small (n INT)").await;
+    app.sql("INSERT INTO small SELECT range FROM range(50)")
+        .await;
+    assert!(
+        parquet_files(&app, "small").await.is_empty(),
+        "50 rows are inlined"
+    );
+    app.sql("INSERT INTO small SELECT range FROM range(500)")
+        .await;
+    let files = parquet_files(&app, "small").await;
+    assert_eq!(files.len(), 1, "500 rows are written as a file: {files:?}");
+    let body = app.sql("SELECT count(*) FROM small").await;
+    assert_eq!(body["rows"], json!([[550]]));
+    // Without encryption, any Parquet reader opens the file.
+    let plain = duckdb::Connection::open_in_memory().unwrap();
+    let path = dir.path().join("lake").join(&files[0]);
+    let rows: i64 = plain
+        .query_row(
+            &format!("SELECT count(*) FROM read_parquet('{}')", path.display()),
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 500);
+    app.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.ducklake.encrypted = true;
+    let app = spawn_with(config, None).await;
+    app.sql("CREATE TABLE secret AS SELECT range AS n FROM range(5000)")
+        .await;
+    let body = app.sql("SELECT count(*), sum(n) FROM secret").await;
+    assert_eq!(body["rows"], json!([[5000, 12497500]]));
+    let files = parquet_files(&app, "secret").await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    let path = dir.path().join("lake").join(&files[0]);
+    let err = plain
+        .query_row(
+            &format!("SELECT count(*) FROM read_parquet('{}')", path.display()),
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .expect_err("an encrypted file is unreadable without the lake's key");
+    assert!(err.to_string().to_lowercase().contains("encrypt"), "{err}");
     app.stop().await;
 }

@@ -56,29 +56,34 @@ impl Postgres {
     }
 
     fn psql_in(&self, db: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .env("PGPASSWORD", PG_PASSWORD)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-tAc",
-                sql,
-            ])
-            .output()
-            .expect("psql runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        psql_at(self.port, db, sql)
     }
+}
+
+/// Runs one statement with psql; returns its unaligned output.
+fn psql_at(port: u16, db: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .env("PGPASSWORD", PG_PASSWORD)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-tAc",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Drop for Postgres {
@@ -131,6 +136,7 @@ fn with_postgres(config: &mut Config, pg: &Postgres, db: &str) {
     config.postgres.port = pg.port;
     config.postgres.db = db.into();
     config.postgres.password = Some(Secret::new(PG_PASSWORD));
+    config.postgres.migrate_on_start = true;
 }
 
 fn with_s3(config: &mut Config, s3: &S3, bucket: &str, prefix: &str) {
@@ -204,7 +210,7 @@ async fn catalog_and_storage_matrix() {
         .expect("start-up fails");
     let text = err.to_string();
     assert!(
-        text.contains("attaching the lake") && text.contains("password authentication failed"),
+        text.contains("catalog database") && text.contains("password authentication failed"),
         "{text}"
     );
     assert!(!text.contains("not-the-password-xyz"), "{text}");
@@ -255,7 +261,7 @@ async fn startup_retries_until_the_catalog_answers() {
         .expect("start-up fails");
     let text = err.to_string();
     assert!(
-        text.contains("gave up after 2 attempt(s)") && text.contains("Unable to connect"),
+        text.contains("gave up after 2 attempt(s)") && text.contains("catalog database"),
         "{text}"
     );
 
@@ -272,6 +278,7 @@ async fn startup_retries_until_the_catalog_answers() {
         Postgres { dir, port }
     });
     config.postgres.db = "postgres".into();
+    config.postgres.migrate_on_start = true;
     let app = spawn_with(config, None).await;
     let pg = starter.join().unwrap();
     app.sql("CREATE TABLE late (x INT)").await;
@@ -295,6 +302,7 @@ async fn three_replicas_share_one_lake() {
     with_postgres(&mut shared, &pg, "shared");
     with_s3(&mut shared, &s3, "replicas", "shared");
     shared.query.timeout_ms = 120_000;
+    shared.query.max_queued = 1000;
     let configs = dirs.iter().map(|dir| Config {
         data_dir: dir.path().to_path_buf(),
         ..shared.clone()
@@ -394,6 +402,10 @@ async fn outages_fail_fast_and_recover() {
     );
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["components"]["catalog"]["status"], "down", "{body}");
+    assert_eq!(body["components"]["storage"]["status"], "up", "{body}");
+    assert_eq!(body["components"]["lake"]["status"], "down", "{body}");
 
     script(
         "pg.sh",
@@ -435,5 +447,337 @@ async fn outages_fail_fast_and_recover() {
         json!([[3]]),
         "the failed write left nothing behind"
     );
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["components"]["storage"]["status"], "down", "{body}");
+    assert_eq!(body["components"]["catalog"]["status"], "up", "{body}");
+    app.stop().await;
+}
+
+/// The `ducklake-backend migrate` command against one database.
+fn migrate_command(pg: &Postgres, db: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ducklake-backend"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LOG_LEVEL", "warn")
+        .env("DB_POSTGRES_HOST", "127.0.0.1")
+        .env("DB_POSTGRES_PORT", pg.port.to_string())
+        .env("DB_POSTGRES_DB", db)
+        .env("DB_POSTGRES_PASSWORD", PG_PASSWORD)
+        .arg("migrate")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Our own schema on PostgreSQL: `serve` refuses a database that was never
+/// migrated; two concurrent `migrate` runs wait for the advisory lock and
+/// apply each migration once; a re-run is a no-op; our tables and DuckLake's
+/// live in different schemas; a tampered checksum is refused by both.
+#[actix_web::test]
+async fn migrations_on_a_postgres_catalog() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "mig");
+    config.postgres.migrate_on_start = false;
+
+    let err = ducklake_backend::Application::build(config.clone())
+        .await
+        .err()
+        .expect("serve refuses an unmigrated database");
+    let text = err.to_string();
+    assert!(
+        text.contains("at version 0") && text.contains("run `ducklake-backend migrate`"),
+        "{text}"
+    );
+
+    // Someone holds the migration lock: both runs wait for it, then one applies.
+    let mut holder = Command::new("psql")
+        .env("PGPASSWORD", PG_PASSWORD)
+        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string()])
+        .args(["-U", "postgres", "-d", "mig", "-q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let lock = "7238801289098914661";
+    let mut stdin = holder.stdin.take().unwrap();
+    writeln!(stdin, "SELECT pg_advisory_lock({lock});").unwrap();
+    stdin.flush().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pg.psql_in(
+        "mig",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    ) != "1"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was not taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut runs: Vec<_> = (0..2)
+        .map(|_| migrate_command(&pg, "mig").spawn().unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for run in &mut runs {
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "migrate must wait for the lock"
+        );
+    }
+    writeln!(stdin, "SELECT pg_advisory_unlock({lock});").unwrap();
+    drop(stdin);
+    holder.wait().unwrap();
+    let outputs: Vec<String> = runs
+        .into_iter()
+        .map(|run| {
+            let out = run.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", output_text(&out));
+            output_text(&out)
+        })
+        .collect();
+    let applied = outputs
+        .iter()
+        .filter(|o| {
+            o.contains("applied 3 migration(s): 0001_api_keys, 0002_query_jobs, 0003_audit_log")
+        })
+        .count();
+    let noop = outputs
+        .iter()
+        .filter(|o| o.contains("schema is up to date at version 3"))
+        .count();
+    assert_eq!((applied, noop), (1, 1), "{outputs:?}");
+    assert!(
+        outputs
+            .iter()
+            .all(|o| o.contains("waited for another process")),
+        "{outputs:?}"
+    );
+    assert_eq!(
+        pg.psql_in("mig", "SELECT string_agg(version::text, ',' ORDER BY version) FROM ducklake_backend.schema_migrations"),
+        "1,2,3"
+    );
+
+    // A re-run is a no-op.
+    let out = migrate_command(&pg, "mig").output().unwrap();
+    assert!(out.status.success());
+    assert!(output_text(&out).contains("schema is up to date at version 3"));
+
+    // Now serve starts; our tables and DuckLake's are in different schemas.
+    let app = spawn_with(config.clone(), None).await;
+    app.sql("CREATE TABLE t (x INT)").await;
+    app.stop().await;
+    drop(app);
+    assert_eq!(
+        pg.psql_in("mig", "SELECT string_agg(DISTINCT schemaname, ',') FROM pg_tables WHERE tablename IN ('api_keys', 'query_jobs', 'audit_log', 'schema_migrations')"),
+        "ducklake_backend"
+    );
+    assert_eq!(
+        pg.psql_in("mig", "SELECT string_agg(DISTINCT schemaname, ',') FROM pg_tables WHERE tablename LIKE 'ducklake\\_%'"),
+        "public"
+    );
+
+    // Someone edited an applied migration: both serve and migrate refuse.
+    pg.psql_in(
+        "mig",
+        "UPDATE ducklake_backend.schema_migrations SET checksum = 'feed' WHERE version = 2",
+    );
+    let err = ducklake_backend::Application::build(config)
+        .await
+        .err()
+        .expect("serve refuses a changed history");
+    assert!(
+        err.to_string()
+            .contains("0002_query_jobs was recorded with checksum feed"),
+        "{err}"
+    );
+    let out = migrate_command(&pg, "mig").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(output_text(&out).contains("recorded with checksum feed"));
+}
+
+/// The bucket is checked at start-up: created when allowed, else a clear refusal.
+#[actix_web::test]
+async fn bucket_is_created_at_startup_or_refused() {
+    let s3 = S3::start("other-bucket");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_s3(&mut config, &s3, "fresh-bucket", "p");
+    config.storage.create_bucket = false;
+    config.ducklake.connection_retries = 1;
+    let err = ducklake_backend::Application::build(config.clone())
+        .await
+        .err()
+        .expect("a missing bucket is refused");
+    assert!(
+        err.to_string().contains(
+            "bucket fresh-bucket does not exist; create it or set STORAGE_CREATE_BUCKET=true"
+        ),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("test-secret"));
+
+    config.storage.create_bucket = true;
+    let app = spawn_with(config, None).await;
+    app.sql("CREATE TABLE b AS SELECT range AS n FROM range(10000)")
+        .await;
+    let (_, listing) = app.get_json("/api/v1/storage/objects?path=main/b").await;
+    assert_eq!(listing["data_path"], "s3://fresh-bucket/p/", "{listing}");
+    assert!(
+        listing["objects"][0]["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("main/b/") && p.ends_with(".parquet")),
+        "{listing}"
+    );
+    assert!(s3.list("fresh-bucket").contains("p/main/b/"));
+    app.stop().await;
+}
+
+/// Catalog connections stay within the configured budget under load (DuckDB's
+/// pool and ours, counted in pg_stat_activity by application_name) and fall
+/// back when the service is idle.
+#[actix_web::test]
+async fn catalog_connections_stay_within_budget() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "budget");
+    config.postgres.duckdb_pool_size = 2;
+    config.postgres.pool_size = 2;
+    config.postgres.idle_timeout_ms = 1000;
+    config.duckdb.connections = 8;
+    config.query.max_queued = 1000;
+    let app = spawn_with(config, None).await;
+    app.sql("CREATE TABLE load (n INT)").await;
+
+    let count_sql = "SELECT coalesce(sum((split_part(application_name, '/', 2) = 'duckdb')::int), 0) \
+                     || ',' || coalesce(sum((split_part(application_name, '/', 2) = 'pool')::int), 0) \
+                     FROM pg_stat_activity WHERE datname = 'budget' AND application_name LIKE 'ducklake-backend/%'";
+    let port = pg.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (d, p) = parse_counts(&psql_at(port, "budget", count_sql));
+                peak = (peak.0.max(d), peak.1.max(p));
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            peak
+        })
+    };
+    let requests = (0..240).map(|i| {
+        let app = &app;
+        async move {
+            match i % 3 {
+                0 => {
+                    let (status, body) = app
+                        .post_query(json!({"sql": "INSERT INTO load VALUES (?)", "params": [i]}))
+                        .await;
+                    assert!(status == 200 || status == 409, "{body}");
+                }
+                1 => {
+                    app.sql("SELECT count(*) FROM load").await;
+                }
+                _ => {
+                    let res = app.client.get(app.url("/ready")).send().await.unwrap();
+                    let status = res.status();
+                    let body: serde_json::Value = res.json().await.unwrap();
+                    assert_eq!(status, 200, "{body}");
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(requests).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    assert!(peak.0 >= 1, "DuckDB's connections were not seen: {peak:?}");
+    assert!(
+        peak.0 <= 2 && peak.1 <= 2,
+        "catalog connections (duckdb, pool) peaked at {peak:?}, budget (2, 2)"
+    );
+
+    // Idle: both pools give their connections back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (d, p) = parse_counts(&pg.psql_in("budget", count_sql));
+        if d + p < peak.0 + peak.1 && p == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle connections were not closed: duckdb {d}, pool {p}"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    app.stop().await;
+}
+
+fn parse_counts(text: &str) -> (u64, u64) {
+    let (d, p) = text.split_once(',').expect("two counts");
+    (d.parse().unwrap(), p.parse().unwrap())
+}
+
+/// Stock DuckDB 1.5.5 (the Python package) attaches the same catalog and data
+/// path: it reads what the service wrote, and the service reads what it wrote.
+#[actix_web::test]
+async fn stock_duckdb_shares_the_lake() {
+    let pg = Postgres::start();
+    let s3 = S3::start("interop");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "interop");
+    with_s3(&mut config, &s3, "interop", "shared");
+    let app = spawn_with(config, None).await;
+    app.sql(
+        "CREATE TABLE from_service AS SELECT range AS n, 'row ' || range AS label FROM range(5000)",
+    )
+    .await;
+
+    let script = format!(
+        r#"
+import duckdb, os
+config = {{"autoinstall_known_extensions": False, "autoload_known_extensions": False}}
+if os.environ.get("DUCKDB_EXTENSION_DIRECTORY"):
+    config["extension_directory"] = os.environ["DUCKDB_EXTENSION_DIRECTORY"]
+con = duckdb.connect(config=config)
+for name in ("ducklake", "postgres_scanner", "httpfs"):
+    con.execute(f"LOAD {{name}}")
+con.execute("CREATE SECRET (TYPE postgres, PASSWORD '{PG_PASSWORD}')")
+con.execute("CREATE SECRET (TYPE s3, KEY_ID 'test-access', SECRET 'test-secret', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')")
+con.execute("ATTACH 'ducklake:postgres:host=127.0.0.1 port={pg_port} dbname=interop user=postgres' AS lake (DATA_PATH 's3://interop/shared/')")
+print(con.execute("SELECT count(*), sum(n), max(label) FROM lake.from_service").fetchone())
+con.execute("CREATE TABLE lake.from_stock AS SELECT range * 2 AS doubled FROM range(3000)")
+"#,
+        port = s3.port,
+        pg_port = pg.port
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "(5000, 12497500, 'row 999')"
+    );
+    let body = app
+        .sql("SELECT count(*), sum(doubled) FROM from_stock")
+        .await;
+    assert_eq!(body["rows"], json!([[3000, 8997000]]));
     app.stop().await;
 }

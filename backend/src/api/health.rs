@@ -1,17 +1,23 @@
 //! Liveness and readiness probes. Both stay unauthenticated: they are for
 //! orchestrators.
+//!
+//! `/ready` checks each dependency on its own, concurrently, each under
+//! `server.ready_timeout_ms`, and names each one's state and latency:
+//! - `catalog`: the catalog database answers (PostgreSQL through our pool, or
+//!   the local catalog file and store),
+//! - `storage`: the object store lists the data path,
+//! - `lake`: DuckDB reads the lake's current snapshot through DuckLake.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration, time::Instant};
 
 use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
 use serde_json::json;
 
-use crate::{api::AppState, error::ApiError};
-
-/// How long readiness waits for the lake to answer.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::{api::AppState, engine::lake::CatalogLocation, error::ApiError};
 
 /// Liveness: the process serves HTTP.
+#[utoipa::path(tag = "ops", responses((status = 200, description = "`{status: ok, service, version}`", content_type = "application/json")))]
 #[get("/health")]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({
@@ -21,30 +27,99 @@ pub async fn health() -> HttpResponse {
     }))
 }
 
-/// Readiness: the lake is attached and answers a trivial query in time.
+#[derive(Debug, Serialize)]
+struct Component {
+    status: &'static str,
+    latency_ms: f64,
+    #[serde(flatten)]
+    detail: serde_json::Value,
+}
+
+/// Runs one check under `timeout`: "up" with its details, or "down" with why.
+async fn check<F>(timeout: Duration, work: F) -> Component
+where
+    F: Future<Output = Result<serde_json::Value, ApiError>>,
+{
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(timeout, work).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
+        Ok(Ok(detail)) => Component {
+            status: "up",
+            latency_ms,
+            detail,
+        },
+        Ok(Err(err)) => Component {
+            status: "down",
+            latency_ms,
+            detail: json!({ "code": err.code(), "error": err.to_string() }),
+        },
+        Err(_) => Component {
+            status: "down",
+            latency_ms,
+            detail: json!({
+                "code": "timeout",
+                "error": format!("no answer within {} ms", timeout.as_millis()),
+            }),
+        },
+    }
+}
+
+/// Readiness: 200 when every dependency is up, else 503; the body names each.
+#[utoipa::path(tag = "ops", responses(
+    (status = 200, description = "`{status: ready, components: {catalog, storage, lake}}`, each with status and latency_ms", content_type = "application/json"),
+    (status = 503, description = "`{status: not_ready, components: ...}`: at least one component is down", content_type = "application/json")
+))]
 #[get("/ready")]
-pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let started = std::time::Instant::now();
-    state
-        .engine
-        .ping(READY_TIMEOUT)
-        .await
-        .map_err(|e| match e {
-            ApiError::QueryTimeout(_) => ApiError::Unavailable(format!(
-                "the lake did not answer within {} ms",
-                READY_TIMEOUT.as_millis()
-            )),
-            e @ (ApiError::Unavailable(_)
-            | ApiError::CatalogUnavailable(_)
-            | ApiError::StorageUnavailable(_)) => e,
-            other => ApiError::Unavailable(format!("the lake is not usable: {other}")),
-        })?;
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let timeout = Duration::from_millis(state.config.server.ready_timeout_ms);
     let lake = state.engine.lake();
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "ready",
-        "lake": lake.name,
-        "catalog": lake.catalog_kind(),
-        "data_path": lake.data_path(),
-        "check_ms": started.elapsed().as_secs_f64() * 1000.0,
-    })))
+    let catalog = check(timeout, async {
+        state.store.ping().await?;
+        let mut detail = json!({
+            "kind": lake.catalog_kind(),
+            "location": lake.catalog_display(),
+        });
+        if let CatalogLocation::LocalFile(path) = &lake.catalog {
+            tokio::fs::metadata(path)
+                .await
+                .map_err(|e| ApiError::CatalogUnavailable(format!("{}: {e}", path.display())))?;
+        }
+        if let Some(connections) = state.store.catalog_connections().await? {
+            detail["connections"] = json!({
+                "duckdb": connections.duckdb,
+                "duckdb_limit": state.config.postgres.duckdb_pool_size,
+                "pool": connections.pool,
+                "pool_limit": state.config.postgres.pool_size,
+                "pool_idle": connections.pool_idle,
+                "pool_waiting": connections.pool_waiting,
+            });
+        }
+        Ok(detail)
+    });
+    let storage = check(timeout, async {
+        state.storage.ping().await?;
+        Ok(json!({ "kind": state.storage.kind(), "data_path": lake.data_path() }))
+    });
+    let lake_check = check(timeout, async {
+        let snapshot = state.engine.current_snapshot(timeout).await?;
+        Ok(json!({ "name": lake.name, "snapshot_id": snapshot }))
+    });
+    let (catalog, storage, lake_component) = tokio::join!(catalog, storage, lake_check);
+    let ready = [&catalog, &storage, &lake_component]
+        .iter()
+        .all(|c| c.status == "up");
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "components": {
+            "catalog": catalog,
+            "storage": storage,
+            "lake": lake_component,
+        },
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }

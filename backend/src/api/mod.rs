@@ -1,19 +1,25 @@
 //! The HTTP API: routes, shared state, and how request-shape errors become
 //! [`ApiError`]s. Handlers are thin: parse, call the engine, encode.
 
+pub mod docs;
 pub mod health;
 pub mod query;
+pub mod storage;
 
 use std::sync::Arc;
 
 use actix_web::{error::JsonPayloadError, web, HttpRequest, HttpResponse};
 
-use crate::{config::Config, engine::Engine, error::ApiError};
+use crate::{config::Config, engine::Engine, error::ApiError, storage::Storage, store::Store};
 
 /// Everything handlers share, behind `web::Data`.
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: Arc<Config>,
+    /// Our own tables (and, with PostgreSQL, the catalog readiness check).
+    pub store: Store,
+    /// The lake's data path as an object store.
+    pub storage: Arc<Storage>,
 }
 
 /// Registers every route; used by the server and by tests alike.
@@ -27,6 +33,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(health::health)
     .service(health::ready)
     .service(query::query)
+    .service(query::query_get)
+    .service(storage::list_objects)
+    .service(docs::openapi_json)
+    .service(docs::docs_page)
+    .service(docs::docs_js)
+    .service(docs::docs_css)
     .default_service(web::to(route_not_found));
 }
 

@@ -1,20 +1,24 @@
-//! `POST /api/v1/query`: run SQL on the lake and answer with its rows.
+//! `POST /api/v1/query` and `GET /api/v1/query?sql=...`: run SQL on the lake
+//! and stream its rows in the format the client asked for.
+//!
+//! The format comes from the `format` field (body or query string), else the
+//! `Accept` header, else JSON. See [`crate::engine::stream`] for how results
+//! stream and how a late error shows.
 
-use std::time::Instant;
-
-use actix_web::{http::header::ContentType, post, web, HttpResponse};
+use actix_web::{get, http::header, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::{
     api::AppState,
-    engine::{Params, QueryRequest},
+    engine::{stream::TransactionMode, Params, QueryRequest},
     error::ApiError,
+    format::encode::Format,
 };
 
 pub const TRUNCATED_HEADER: &str = "x-result-truncated";
 pub const ROW_COUNT_HEADER: &str = "x-row-count";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryBody {
     /// The SQL to run; several statements separated by `;` run in order and
@@ -29,6 +33,12 @@ pub struct QueryBody {
     /// Row limit, capped by the server's `query.max_rows`.
     #[serde(default)]
     pub max_rows: Option<u64>,
+    /// Result format: json (default), json_objects, ndjson, csv, tsv, arrow, parquet.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Run all statements in one transaction: all or nothing.
+    #[serde(default)]
+    pub transaction: bool,
 }
 
 impl QueryBody {
@@ -57,37 +67,132 @@ impl QueryBody {
     }
 }
 
+pub const STREAMED_HEADER: &str = "x-result-streamed";
+
+/// Run SQL: the result streams in the format asked for.
+#[utoipa::path(tag = "query", request_body = QueryBody, responses(crate::api::docs::QueryResponses))]
 #[post("/api/v1/query")]
 pub async fn query(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<QueryBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
-    let request = body.into_inner().into_request()?;
-    let output = state.engine.query(request).await?;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(
-        rows = output.row_count,
-        truncated = output.truncated,
-        elapsed_ms,
-        "query finished"
-    );
+    let body = body.into_inner();
+    let format = negotiate(body.format.as_deref(), &req)?;
+    let mode = if body.transaction {
+        TransactionMode::Single
+    } else {
+        TransactionMode::AutoCommit
+    };
+    run(&state, body.into_request()?, format, mode).await
+}
 
-    let mut body = Vec::with_capacity(output.rows_json.len() + 256);
-    body.extend_from_slice(b"{\"columns\":");
-    serde_json::to_writer(&mut body, &output.columns).map_err(ApiError::internal)?;
-    body.extend_from_slice(b",\"rows\":");
-    body.extend_from_slice(&output.rows_json);
-    body.extend_from_slice(
-        format!(
-            ",\"row_count\":{},\"truncated\":{},\"elapsed_ms\":{:.3}}}",
-            output.row_count, output.truncated, elapsed_ms
-        )
-        .as_bytes(),
-    );
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .insert_header((ROW_COUNT_HEADER, output.row_count.to_string()))
-        .insert_header((TRUNCATED_HEADER, output.truncated.to_string()))
-        .body(body))
+/// The query string of `GET /api/v1/query`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct QueryParams {
+    pub sql: String,
+    /// Parameters as JSON text: `[1, "a"]` or `{"id": 1}`.
+    #[serde(default)]
+    pub params: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub max_rows: Option<u64>,
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// Read-only ad-hoc queries: the statements run in a read-only transaction,
+/// so any write fails.
+#[utoipa::path(
+    tag = "query",
+    params(QueryParams),
+    responses(crate::api::docs::QueryResponses)
+)]
+#[get("/api/v1/query")]
+pub async fn query_get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    params: web::Query<QueryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let form = params.into_inner();
+    let format = negotiate(form.format.as_deref(), &req)?;
+    let params =
+        match &form.params {
+            None => None,
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                ApiError::InvalidParameters(format!("params is not valid JSON: {e}"))
+            })?),
+        };
+    let body = QueryBody {
+        sql: form.sql,
+        params,
+        timeout_ms: form.timeout_ms,
+        max_rows: form.max_rows,
+        format: None,
+        transaction: false,
+    };
+    run(
+        &state,
+        body.into_request()?,
+        format,
+        TransactionMode::ReadOnly,
+    )
+    .await
+}
+
+/// `format` wins over `Accept`.
+fn negotiate(format: Option<&str>, req: &HttpRequest) -> Result<Format, ApiError> {
+    match format {
+        Some(name) => Format::from_name(name),
+        None => match req.headers().get(header::ACCEPT) {
+            None => Ok(Format::Json),
+            Some(value) => Format::from_accept(value.to_str().unwrap_or("")),
+        },
+    }
+}
+
+async fn run(
+    state: &AppState,
+    request: QueryRequest,
+    format: Format,
+    mode: TransactionMode,
+) -> Result<HttpResponse, ApiError> {
+    let stream = state.engine.stream(request, format, mode).await?;
+    let mut response = HttpResponse::Ok();
+    response.content_type(format.content_type());
+    if format == Format::Parquet || format == Format::Arrow {
+        let name = if format == Format::Parquet {
+            "result.parquet"
+        } else {
+            "result.arrows"
+        };
+        response.insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ));
+    }
+    match stream.complete {
+        Some(summary) => {
+            tracing::info!(
+                rows = summary.row_count,
+                truncated = summary.truncated,
+                elapsed_ms = summary.elapsed_ms,
+                "query finished"
+            );
+            let body = stream.body.collect().await?;
+            Ok(response
+                .insert_header((ROW_COUNT_HEADER, summary.row_count.to_string()))
+                .insert_header((TRUNCATED_HEADER, summary.truncated.to_string()))
+                .body(body))
+        }
+        None => {
+            tracing::info!("query streaming");
+            Ok(response
+                .insert_header((STREAMED_HEADER, "true"))
+                .streaming(stream.body))
+        }
+    }
 }

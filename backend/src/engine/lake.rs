@@ -45,6 +45,9 @@ pub struct LakeSpec {
     pub data_inlining_row_limit: Option<u64>,
     /// libpq's connect_timeout for the catalog, whole seconds (at least 1).
     pub connect_timeout_secs: u64,
+    /// libpq's application_name of DuckDB's catalog connections, so they can
+    /// be counted in `pg_stat_activity`.
+    pub application_name: String,
 }
 
 impl LakeSpec {
@@ -74,6 +77,7 @@ impl LakeSpec {
             encrypted: config.ducklake.encrypted,
             data_inlining_row_limit: config.ducklake.data_inlining_row_limit,
             connect_timeout_secs: config.ducklake.connection_timeout.ceil().max(1.0) as u64,
+            application_name: crate::application_name("duckdb"),
         }
     }
 
@@ -86,7 +90,9 @@ impl LakeSpec {
     /// Loadable extensions this lake needs, in load order.
     pub fn required_extensions(&self) -> Vec<&'static str> {
         let mut names = vec!["icu", "ducklake"];
-        if matches!(self.data, DataLocation::S3 { .. }) {
+        // httpfs also carries the crypto module DuckDB needs to write
+        // encrypted Parquet files (without it encryption is refused).
+        if matches!(self.data, DataLocation::S3 { .. }) || self.encrypted {
             names.push("httpfs");
         }
         if matches!(self.catalog, CatalogLocation::Postgres { .. }) {
@@ -135,11 +141,13 @@ impl LakeSpec {
                 db,
                 user,
             } => format!(
-                "ducklake:postgres:host={} port={port} dbname={} user={} connect_timeout={}",
+                "ducklake:postgres:host={} port={port} dbname={} user={} connect_timeout={} \
+                 application_name={}",
                 libpq_value(host),
                 libpq_value(db),
                 libpq_value(user),
-                self.connect_timeout_secs
+                self.connect_timeout_secs,
+                libpq_value(&self.application_name),
             ),
         };
         let mut options = vec![format!("DATA_PATH {}", quote_literal(&self.data_path()))];
@@ -195,12 +203,20 @@ pub fn secret_statements(config: &Config, spec: &LakeSpec) -> Vec<String> {
     {
         let key = exposed(&config.storage.minio_access_key);
         let secret = exposed(&config.storage.minio_secret_key);
+        let kms = match (
+            &config.storage.kms_key_id,
+            config.features.enable_s3_encryption,
+        ) {
+            (Some(key_id), true) => format!(", KMS_KEY_ID {}", quote_literal(key_id)),
+            _ => String::new(),
+        };
         statements.push(format!(
             "CREATE OR REPLACE SECRET ducklake_data_s3 (TYPE s3, KEY_ID {}, SECRET {}, ENDPOINT {}, \
-             URL_STYLE 'path', USE_SSL {secure}, REGION 'us-east-1', SCOPE {})",
+             URL_STYLE 'path', USE_SSL {secure}, REGION {}, SCOPE {}{kms})",
             quote_literal(key),
             quote_literal(secret),
             quote_literal(endpoint),
+            quote_literal(&config.storage.region),
             quote_literal(&format!("s3://{bucket}"))
         ));
     }
@@ -208,7 +224,7 @@ pub fn secret_statements(config: &Config, spec: &LakeSpec) -> Vec<String> {
 }
 
 /// The secret's value, or empty when it is unset.
-fn exposed(secret: &Option<Secret>) -> &str {
+pub(crate) fn exposed(secret: &Option<Secret>) -> &str {
     secret.as_ref().map(Secret::expose).unwrap_or_default()
 }
 
@@ -284,6 +300,29 @@ mod tests {
         assert_eq!(
             spec.catalog_display(),
             "postgres://pg.internal:5432/ducklakedb"
+        );
+    }
+
+    #[test]
+    fn s3_encryption_adds_the_kms_key_to_the_secret() {
+        let mut config = Config::default();
+        config.storage.minio_endpoint = Some("minio:9000".into());
+        config.storage.kms_key_id = Some("arn:aws:kms:eu-west-1:1:key/k".into());
+        let spec = LakeSpec::from_config(&config);
+        let off = secret_statements(&config, &spec).join(";");
+        assert!(!off.contains("KMS_KEY_ID"), "{off}");
+        config.features.enable_s3_encryption = true;
+        let on = secret_statements(&config, &spec).join(";");
+        assert!(
+            on.contains("KMS_KEY_ID 'arn:aws:kms:eu-west-1:1:key/k'")
+                && on.contains("REGION 'us-east-1'"),
+            "{on}"
+        );
+        config.storage.kms_key_id = None;
+        let problems = config.validate();
+        assert!(
+            problems.iter().any(|p| p.key == "storage.kms_key_id"),
+            "{problems:?}"
         );
     }
 

@@ -8,17 +8,24 @@ pub mod extensions;
 pub mod lake;
 pub mod pool;
 pub mod query;
+pub mod stream;
 pub mod types;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use duckdb::{Config as DuckConfig, Connection};
 
 use crate::{config::Config, error::ApiError};
 use extensions::ExtensionSet;
-use lake::{quote_identifier, quote_literal, LakeSpec};
-use pool::ConnectionPool;
-pub use query::{Column, Params, QueryOutput};
+use lake::{quote_identifier, LakeSpec};
+use pool::{ConnectionPool, PooledConnection};
+pub use query::{Column, Params};
 
 /// Why the engine could not start. Each message tells the operator what to do.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +56,17 @@ pub struct Engine {
     default_timeout: Duration,
     max_timeout: Duration,
     max_rows: u64,
+    max_queued: usize,
+    queue_timeout: Duration,
+    /// Requests waiting for a connection right now.
+    queued: AtomicUsize,
+    /// A connection of its own for readiness checks, so a busy pool does not
+    /// make a healthy replica look down.
+    probe: Arc<parking_lot::Mutex<Connection>>,
+    probe_interrupt: Arc<duckdb::InterruptHandle>,
+    /// The last successful lake check: when it started, and the snapshot it
+    /// read. Concurrent checks wait for the running one and share its answer.
+    last_probe: tokio::sync::Mutex<Option<(std::time::Instant, i64)>>,
     /// Keeps the database open for as long as the engine lives.
     _root: parking_lot::Mutex<Connection>,
 }
@@ -113,6 +131,19 @@ impl Engine {
             root.execute_batch(&format!("LOAD {name}"))
                 .map_err(setup("loading an extension"))?;
         }
+        if let lake::CatalogLocation::Postgres { .. } = lake.catalog {
+            // DuckDB's postgres extension keeps its own pool of catalog
+            // connections. Bound it: `wait` mode makes the size a cap (the
+            // default `force` mode ignores it), idle connections are reaped.
+            let pg = &config.postgres;
+            root.execute_batch(&format!(
+                "SET pg_pool_max_connections = {}; SET pg_pool_acquire_mode = 'wait'; \
+                 SET pg_pool_idle_timeout_millis = {}; SET pg_pool_enable_reaper_thread = true; \
+                 SET pg_pool_wait_timeout_millis = {}",
+                pg.duckdb_pool_size, pg.idle_timeout_ms, config.query.max_timeout_ms
+            ))
+            .map_err(setup("bounding the catalog connection pool"))?;
+        }
         root.execute_batch("SET TimeZone = 'UTC'")
             .map_err(setup("setting the time zone"))?;
         let retries = &config.ducklake;
@@ -137,6 +168,10 @@ impl Engine {
             })
             .collect::<duckdb::Result<Vec<_>>>()
             .map_err(setup("opening pool connections"))?;
+        let probe = root
+            .try_clone()
+            .and_then(|conn| conn.execute_batch(&use_lake).map(|()| conn))
+            .map_err(setup("opening the probe connection"))?;
         let info = read_info(&root, extensions.names()).map_err(setup("reading versions"))?;
         tracing::info!(
             catalog = %lake.catalog_display(),
@@ -152,6 +187,12 @@ impl Engine {
             default_timeout: Duration::from_millis(config.query.timeout_ms),
             max_timeout: Duration::from_millis(config.query.max_timeout_ms),
             max_rows: config.query.max_rows,
+            max_queued: config.query.max_queued,
+            queue_timeout: Duration::from_millis(config.query.queue_timeout_ms),
+            queued: AtomicUsize::new(0),
+            probe_interrupt: probe.interrupt_handle(),
+            probe: Arc::new(parking_lot::Mutex::new(probe)),
+            last_probe: tokio::sync::Mutex::new(None),
             _root: parking_lot::Mutex::new(root),
         })
     }
@@ -168,24 +209,50 @@ impl Engine {
         &self.pool
     }
 
-    /// Runs one request on a pooled connection, on a blocking thread, under
-    /// its timeout. If the caller stops waiting (the client went away), the
-    /// query is interrupted and the connection returns to the pool.
-    pub async fn query(&self, request: QueryRequest) -> Result<QueryOutput, ApiError> {
-        let timeout = request
-            .timeout_ms
+    /// The request's timeout, capped by the server's maximum.
+    pub fn timeout_for(&self, requested_ms: Option<u64>) -> Duration {
+        requested_ms
             .map(Duration::from_millis)
             .unwrap_or(self.default_timeout)
-            .min(self.max_timeout);
-        let max_rows = request
-            .max_rows
-            .unwrap_or(self.max_rows)
-            .min(self.max_rows)
-            .max(1);
-        self.run_blocking(timeout, move |conn| {
-            query::run_query(conn, &request.sql, &request.params, max_rows)
+            .min(self.max_timeout)
+    }
+
+    /// The request's row limit, capped by the server's maximum.
+    pub fn max_rows_for(&self, requested: Option<u64>) -> u64 {
+        requested.unwrap_or(self.max_rows).min(self.max_rows).max(1)
+    }
+
+    /// A connection for a client request: waits in a bounded queue, and
+    /// answers 429 when the queue is full or the wait is too long.
+    pub async fn acquire(&self) -> Result<PooledConnection, ApiError> {
+        if let Some(conn) = self.pool.try_acquire() {
+            return Ok(conn);
+        }
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::TooManyRequests {
+                message: format!(
+                    "all {} query slots are busy and {} requests are already waiting; retry later",
+                    self.pool.size(),
+                    self.max_queued
+                ),
+                retry_after_secs: 1,
+            });
+        }
+        let waited = tokio::time::timeout(self.queue_timeout, self.pool.acquire()).await;
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        waited.map_err(|_| ApiError::TooManyRequests {
+            message: format!(
+                "no query slot became free within {} ms; retry later",
+                self.queue_timeout.as_millis()
+            ),
+            retry_after_secs: 1,
         })
-        .await
+    }
+
+    /// Requests waiting for a connection.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
     }
 
     /// Runs `work` on a pooled connection on a blocking thread, interrupting
@@ -216,22 +283,49 @@ impl Engine {
         }
     }
 
-    /// Readiness: the lake answers a trivial query in time.
-    pub async fn ping(&self, timeout: Duration) -> Result<(), ApiError> {
+    /// The lake's current snapshot id, read through DuckLake (so it touches
+    /// the catalog): the readiness check of the lake, and the version a
+    /// request reads.
+    pub async fn current_snapshot(&self, timeout: Duration) -> Result<i64, ApiError> {
         let sql = format!(
-            "SELECT count(*) FROM duckdb_databases() WHERE database_name = {}",
-            quote_literal(&self.lake.name)
+            "SELECT id FROM {}.current_snapshot()",
+            quote_identifier(&self.lake.name)
         );
-        let attached: i64 = self
-            .run_blocking(timeout, move |conn| {
-                conn.query_row(&sql, [], |row| row.get(0))
-                    .map_err(ApiError::from_duckdb)
-            })
-            .await?;
-        if attached == 1 {
-            Ok(())
-        } else {
-            Err(ApiError::Unavailable("the lake is not attached".into()))
+        let arrived = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let too_slow = || {
+            ApiError::QueryTimeout(format!(
+                "the lake did not answer within {} ms",
+                timeout.as_millis()
+            ))
+        };
+        let mut last = tokio::time::timeout_at(deadline, self.last_probe.lock())
+            .await
+            .map_err(|_| too_slow())?;
+        if let Some((started, snapshot)) = *last {
+            if started >= arrived {
+                return Ok(snapshot);
+            }
+        }
+        let started = std::time::Instant::now();
+        let probe = Arc::clone(&self.probe);
+        let interrupt = InterruptOnDrop(Some(Arc::clone(&self.probe_interrupt)));
+        let task = tokio::task::spawn_blocking(move || {
+            let conn = probe.lock();
+            let result = conn
+                .query_row(&sql, [], |row| row.get(0))
+                .map_err(ApiError::from_duckdb);
+            let _ = conn.execute_batch("ROLLBACK");
+            result
+        });
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(joined) => {
+                interrupt.disarm();
+                let snapshot = joined.map_err(ApiError::internal)??;
+                *last = Some((started, snapshot));
+                Ok(snapshot)
+            }
+            Err(_) => Err(too_slow()),
         }
     }
 }

@@ -48,6 +48,21 @@ impl ConnectionPool {
         }
     }
 
+    /// A free connection, if there is one right now.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<PooledConnection> {
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+        let conn = self
+            .idle
+            .lock()
+            .pop()
+            .expect("a permit guarantees an idle connection");
+        Some(PooledConnection {
+            conn: Some(conn),
+            pool: Arc::clone(self),
+            _permit: permit,
+        })
+    }
+
     pub fn size(&self) -> usize {
         self.size
     }

@@ -78,6 +78,18 @@ impl TestApp {
         (status, res.json().await.expect("JSON body"))
     }
 
+    /// GETs a path; returns status and parsed JSON.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("JSON body"))
+    }
+
     /// Runs SQL that must succeed; returns the response JSON.
     pub async fn sql(&self, sql: &str) -> Value {
         let (status, body) = self.post_query(json!({ "sql": sql })).await;

@@ -1,0 +1,284 @@
+//! End-to-end benchmark of the query API, printed as ratios against
+//! baselines measured in the same run:
+//!
+//! - large results (1M and 10M rows) over HTTP in every format, against
+//!   DuckDB producing the same result in process as Arrow batches (the floor);
+//! - point-lookup throughput and latency at 1, 16 and 64 concurrent clients,
+//!   against the same lookups on one in-process DuckDB connection;
+//! - the service's peak resident memory while it streams the 10M-row results,
+//!   against its resident memory when idle.
+//!
+//! Run: `./build.sh bench` (= `cargo bench --profile perf --bench query_api`).
+//! The service is the real binary, started as a child process on an embedded
+//! lake in a temporary directory.
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ducklake-backend");
+const LOOKUP_ROWS: i64 = 100_000;
+
+fn large_sql(rows: u64) -> String {
+    format!(
+        "SELECT range AS id, range * 0.5 AS price, 'item-' || (range % 1000) AS label, \
+         DATE '2024-01-01' + (range % 365)::INT AS day FROM range({rows})"
+    )
+}
+
+struct Service {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new(BIN);
+        cmd.env("DATA_DIR", dir.path())
+            .env("SERVER_PORT", port.to_string())
+            .env("LOG_LEVEL", "warn")
+            .env("ENVIRONMENT", "test")
+            .env("QUERY_MAX_ROWS", "20000000")
+            .env("QUERY_TIMEOUT_MS", "600000")
+            .env("QUERY_MAX_QUEUED", "1000")
+            .env("DUCKDB_CONNECTIONS", "16")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = cmd.spawn().expect("the service starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(res) = reqwest::blocking::get(format!("{base}/ready")) {
+                if res.status() == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the service did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            base,
+            _dir: dir,
+        }
+    }
+
+    fn status_kb(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Seconds for DuckDB to produce `sql` in process, as Arrow batches (best of 3).
+fn floor_seconds(sql: &str) -> f64 {
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let rows: usize = stmt.stream_arrow([]).unwrap().map(|b| b.num_rows()).sum();
+            assert!(rows > 0);
+            started.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Seconds and bytes for one HTTP request reading the whole body (best of 2).
+fn http_seconds(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    sql: &str,
+    format: &str,
+) -> (f64, u64) {
+    (0..2)
+        .map(|_| {
+            let started = Instant::now();
+            let mut res = client
+                .post(format!("{base}/api/v1/query"))
+                .json(&json!({"sql": sql, "format": format}))
+                .send()
+                .unwrap();
+            assert_eq!(res.status(), 200, "{format}");
+            let bytes = std::io::copy(&mut res, &mut std::io::sink()).unwrap();
+            (started.elapsed().as_secs_f64(), bytes)
+        })
+        .fold(
+            (f64::INFINITY, 0),
+            |best, run| if run.0 < best.0 { run } else { best },
+        )
+}
+
+fn main() {
+    let service = Service::start();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let idle_rss_kb = service.status_kb("VmRSS:");
+    println!("# ducklake-backend query API benchmark");
+    println!();
+    println!(
+        "machine: {} cores, {} ; DuckDB 1.5.5 ; profile perf",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
+            .unwrap_or_default()
+    );
+    println!();
+    println!("## Large results: HTTP end to end vs. DuckDB in process (Arrow batches)");
+    println!();
+    println!("| rows | format | seconds | MB | MB/s | × floor |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    let formats = [
+        "arrow",
+        "parquet",
+        "csv",
+        "tsv",
+        "ndjson",
+        "json",
+        "json_objects",
+    ];
+    for rows in [1_000_000u64, 10_000_000] {
+        let sql = large_sql(rows);
+        let floor = floor_seconds(&sql);
+        println!("| {rows} | floor (in process) | {floor:.3} | | | 1.00 |");
+        for format in formats {
+            let (seconds, bytes) = http_seconds(&client, &service.base, &sql, format);
+            let mb = bytes as f64 / 1e6;
+            println!(
+                "| {rows} | {format} | {seconds:.3} | {mb:.0} | {:.0} | {:.2} |",
+                mb / seconds,
+                seconds / floor
+            );
+        }
+    }
+    let peak_rss_kb = service.status_kb("VmHWM:");
+    println!();
+    println!("## Memory");
+    println!();
+    println!(
+        "service RSS idle {} MB; peak while streaming every format at 10M rows {} MB ({:.2}× idle, +{} MB)",
+        idle_rss_kb / 1024,
+        peak_rss_kb / 1024,
+        peak_rss_kb as f64 / idle_rss_kb.max(1) as f64,
+        peak_rss_kb.saturating_sub(idle_rss_kb) / 1024
+    );
+
+    // Point lookups.
+    let setup = client
+        .post(format!("{}/api/v1/query", service.base))
+        .json(&json!({"sql": format!(
+            "CREATE TABLE items AS SELECT range AS id, 'item-' || range AS name, range * 0.5 AS price FROM range({LOOKUP_ROWS})")}))
+        .send()
+        .unwrap();
+    assert_eq!(setup.status(), 200);
+    let in_process_rps = {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE items AS SELECT range AS id, 'item-' || range AS name, range * 0.5 AS price FROM range({LOOKUP_ROWS})"
+        ))
+        .unwrap();
+        let mut stmt = conn.prepare("SELECT * FROM items WHERE id = ?").unwrap();
+        let started = Instant::now();
+        let mut n = 0u64;
+        while started.elapsed() < Duration::from_secs(3) {
+            let id = (n * 7919) as i64 % LOOKUP_ROWS;
+            let rows: usize = stmt.query_arrow([id]).unwrap().map(|b| b.num_rows()).sum();
+            assert_eq!(rows, 1);
+            n += 1;
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    };
+    println!();
+    println!("## Point lookups (`SELECT * FROM items WHERE id = ?`, JSON)");
+    println!();
+    println!("in-process baseline: {in_process_rps:.0} lookups/s on one connection");
+    println!();
+    println!("| clients | requests/s | × in-process | p50 ms | p99 ms |");
+    println!("|---:|---:|---:|---:|---:|");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for clients in [1usize, 16, 64] {
+        let (rps, p50, p99) =
+            runtime.block_on(lookups(&service.base, clients, Duration::from_secs(5)));
+        println!(
+            "| {clients} | {rps:.0} | {:.2} | {p50:.2} | {p99:.2} |",
+            rps / in_process_rps
+        );
+    }
+}
+
+async fn lookups(base: &str, clients: usize, duration: Duration) -> (f64, f64, f64) {
+    let client = reqwest::Client::new();
+    let url = Arc::new(format!("{base}/api/v1/query"));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let client = client.clone();
+            let url = Arc::clone(&url);
+            tokio::spawn(async move {
+                let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+                let mut n = c as i64;
+                while started.elapsed() < duration {
+                    let t = Instant::now();
+                    let res = client
+                        .post(url.as_str())
+                        .json(&json!({"sql": "SELECT * FROM items WHERE id = ?", "params": [n * 7919 % LOOKUP_ROWS]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status(), 200);
+                    res.bytes().await.unwrap();
+                    histogram.record(t.elapsed().as_micros() as u64).unwrap();
+                    n += clients as i64;
+                }
+                histogram
+            })
+        })
+        .collect();
+    let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for task in tasks {
+        all.add(task.await.unwrap()).unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    (
+        all.len() as f64 / seconds,
+        all.value_at_quantile(0.5) as f64 / 1000.0,
+        all.value_at_quantile(0.99) as f64 / 1000.0,
+    )
+}

@@ -1,0 +1,346 @@
+//! Streaming a query result to the client, batch by batch.
+//!
+//! A blocking thread owns the pooled connection: it prepares, binds and
+//! executes the request, reads DuckDB's streaming result one chunk at a time,
+//! encodes it in the requested format and sends the bytes through a bounded
+//! channel (at most [`CHANNEL_CHUNKS`] × [`CHUNK_BYTES`] wait there), so
+//! memory stays flat whatever the result size.
+//!
+//! The first [`WINDOW_BYTES`] are held back: a result that ends within them is
+//! answered whole, with an exact `Content-Length`, row count and truncation
+//! flag in the headers, and an error is still a proper JSON error response.
+//! A longer result streams with chunked transfer encoding. An error after the
+//! first bytes left (a timeout, an outage) aborts the response without its
+//! terminating chunk, which every HTTP client reports as an incomplete body.
+//! A client that goes away drops the body: that interrupts DuckDB and the
+//! connection goes back to the pool.
+
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use actix_web::web::Bytes;
+use duckdb::arrow::array::RecordBatch;
+use futures_util::Stream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    engine::{query::bind_values, types::DuckType, Column, Engine, QueryRequest},
+    error::ApiError,
+    format::encode::{Format, ResultHead, Summary},
+};
+
+/// Bytes held back before the response starts.
+pub const WINDOW_BYTES: usize = 256 * 1024;
+/// Size of one chunk of a streamed response.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks waiting in the channel at most.
+const CHANNEL_CHUNKS: usize = 8;
+
+/// How the statements of a request are wrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransactionMode {
+    /// Each statement commits on its own (DuckDB's auto-commit).
+    #[default]
+    AutoCommit,
+    /// All statements in one transaction: all or nothing.
+    Single,
+    /// One read-only transaction: any write fails (the GET form).
+    ReadOnly,
+}
+
+/// The start of a response: its columns and what is already encoded.
+pub struct QueryStream {
+    pub columns: Vec<Column>,
+    /// Set when the whole result fit in the window: `body` then holds all of it.
+    pub complete: Option<Summary>,
+    pub body: BodyStream,
+}
+
+struct Head {
+    columns: Vec<Column>,
+    prefix: Vec<u8>,
+    complete: Option<Summary>,
+}
+
+impl Engine {
+    /// Starts `request` and answers once the first window is encoded, the
+    /// result ended, or it failed before producing output.
+    pub async fn stream(
+        &self,
+        request: QueryRequest,
+        format: Format,
+        mode: TransactionMode,
+    ) -> Result<QueryStream, ApiError> {
+        let started = Instant::now();
+        let timeout = self.timeout_for(request.timeout_ms);
+        let max_rows = self.max_rows_for(request.max_rows);
+        let conn = self.acquire().await?;
+        let interrupt = conn.interrupt_handle();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let watchdog = {
+            let interrupt = Arc::clone(&interrupt);
+            let timed_out = Arc::clone(&timed_out);
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                timed_out.store(true, Ordering::SeqCst);
+                interrupt.interrupt();
+            })
+        };
+        let mut guard = StreamGuard {
+            interrupt: Some(interrupt),
+            watchdog: watchdog.abort_handle(),
+        };
+        let (head_tx, head_rx) = oneshot::channel();
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let flag = Arc::clone(&timed_out);
+        tokio::task::spawn_blocking(move || {
+            let mut producer = Producer {
+                head_tx: Some(head_tx),
+                tx,
+                timed_out: flag,
+                timeout,
+            };
+            let outcome = producer.run(&conn, &request, format, mode, max_rows, started);
+            if let Err(err) = outcome {
+                producer.fail(err);
+            }
+            drop(conn);
+        });
+        match head_rx.await {
+            Ok(Ok(head)) => Ok(QueryStream {
+                columns: head.columns,
+                complete: head.complete,
+                body: BodyStream {
+                    prefix: Some(Bytes::from(head.prefix)),
+                    rx,
+                    guard,
+                },
+            }),
+            Ok(Err(err)) => {
+                guard.disarm();
+                Err(err)
+            }
+            Err(_) => {
+                guard.disarm();
+                Err(ApiError::internal(anyhow::anyhow!(
+                    "the query thread ended without an answer"
+                )))
+            }
+        }
+    }
+}
+
+struct Producer {
+    head_tx: Option<oneshot::Sender<Result<Head, ApiError>>>,
+    tx: mpsc::Sender<Result<Bytes, ApiError>>,
+    timed_out: Arc<AtomicBool>,
+    timeout: Duration,
+}
+
+/// The client went away: stop producing.
+struct Gone;
+
+impl Producer {
+    fn run(
+        &mut self,
+        conn: &duckdb::Connection,
+        request: &QueryRequest,
+        format: Format,
+        mode: TransactionMode,
+        max_rows: u64,
+        started: Instant,
+    ) -> Result<(), ApiError> {
+        if request.sql.trim().is_empty() {
+            return Err(ApiError::InvalidParameters("sql is empty".into()));
+        }
+        match mode {
+            TransactionMode::AutoCommit => {}
+            TransactionMode::Single => conn
+                .execute_batch("BEGIN TRANSACTION")
+                .map_err(|e| self.duck(e))?,
+            TransactionMode::ReadOnly => conn
+                .execute_batch("BEGIN TRANSACTION READ ONLY")
+                .map_err(|e| self.duck(e))?,
+        }
+        let mut stmt = conn.prepare(&request.sql).map_err(|e| self.duck(e))?;
+        let values = bind_values(&stmt, &request.params)?;
+        let schema = stmt
+            .stream_arrow(duckdb::params_from_iter(values.iter()))
+            .map_err(|e| self.duck(e))?
+            .get_schema();
+        let count = stmt.column_count();
+        let types: Vec<DuckType> = (0..count)
+            .map(|i| {
+                DuckType::from_logical(&stmt.column_logical_type(i), schema.field(i).data_type())
+            })
+            .collect();
+        let columns: Vec<Column> = (0..count)
+            .map(|i| Column {
+                name: stmt.column_name(i).cloned().unwrap_or_default(),
+                type_name: types[i].name.clone(),
+            })
+            .collect();
+        let head = ResultHead {
+            columns: columns.clone(),
+            types,
+            schema,
+        };
+        let mut encoder = format.encoder(&head)?;
+        let mut summary = Summary::default();
+        loop {
+            let Some(chunk) = stmt.step().map_err(|e| self.duck(e))? else {
+                break;
+            };
+            let batch = RecordBatch::from(&chunk);
+            let room = (max_rows - summary.row_count) as usize;
+            let batch = if batch.num_rows() > room {
+                summary.truncated = true;
+                batch.slice(0, room)
+            } else {
+                batch
+            };
+            summary.row_count += batch.num_rows() as u64;
+            encoder.batch(&batch)?;
+            if summary.truncated {
+                break;
+            }
+            let threshold = if self.head_tx.is_some() {
+                WINDOW_BYTES
+            } else {
+                CHUNK_BYTES
+            };
+            if encoder.pending() >= threshold && self.send(&columns, encoder.take(), None).is_err()
+            {
+                return Ok(());
+            }
+        }
+        drop(stmt);
+        if mode == TransactionMode::Single {
+            conn.execute_batch("COMMIT").map_err(|e| self.duck(e))?;
+        }
+        summary.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        encoder.finish(&summary)?;
+        let _ = self.send(&columns, encoder.take(), Some(summary));
+        Ok(())
+    }
+
+    /// Sends encoded bytes: as the head while it is unsent, else as a chunk.
+    fn send(
+        &mut self,
+        columns: &[Column],
+        bytes: Vec<u8>,
+        complete: Option<Summary>,
+    ) -> Result<(), Gone> {
+        if let Some(head_tx) = self.head_tx.take() {
+            return head_tx
+                .send(Ok(Head {
+                    columns: columns.to_vec(),
+                    prefix: bytes,
+                    complete,
+                }))
+                .map_err(|_| Gone);
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .blocking_send(Ok(Bytes::from(bytes)))
+            .map_err(|_| Gone)
+    }
+
+    fn fail(&mut self, err: ApiError) {
+        match self.head_tx.take() {
+            Some(head_tx) => {
+                let _ = head_tx.send(Err(err));
+            }
+            None => {
+                tracing::warn!(error = %err, "the query failed after its response began");
+                let _ = self.tx.blocking_send(Err(err));
+            }
+        }
+    }
+
+    /// A DuckDB error, or the timeout when the watchdog interrupted it.
+    fn duck(&self, err: duckdb::Error) -> ApiError {
+        if self.timed_out.load(Ordering::SeqCst) {
+            ApiError::QueryTimeout(format!(
+                "the query ran longer than its timeout of {} ms",
+                self.timeout.as_millis()
+            ))
+        } else {
+            ApiError::from_duckdb(err)
+        }
+    }
+}
+
+/// Interrupts the query if the body is dropped before it ended, and stops
+/// the timeout watchdog either way.
+struct StreamGuard {
+    interrupt: Option<Arc<duckdb::InterruptHandle>>,
+    watchdog: tokio::task::AbortHandle,
+}
+
+impl StreamGuard {
+    fn disarm(&mut self) {
+        self.interrupt = None;
+        self.watchdog.abort();
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.watchdog.abort();
+        if let Some(handle) = self.interrupt.take() {
+            handle.interrupt();
+        }
+    }
+}
+
+/// The response body: the held-back window, then the chunks as they come.
+pub struct BodyStream {
+    prefix: Option<Bytes>,
+    rx: mpsc::Receiver<Result<Bytes, ApiError>>,
+    guard: StreamGuard,
+}
+
+impl BodyStream {
+    /// Collects the whole body (for tests and small internal uses).
+    pub async fn collect(mut self) -> Result<Vec<u8>, ApiError> {
+        use futures_util::StreamExt;
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+}
+
+impl Stream for BodyStream {
+    type Item = Result<Bytes, ApiError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(prefix) = self.prefix.take() {
+            if !prefix.is_empty() {
+                return Poll::Ready(Some(Ok(prefix)));
+            }
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(None) => {
+                self.guard.disarm();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(err))) => {
+                self.guard.disarm();
+                Poll::Ready(Some(Err(err)))
+            }
+            other => other,
+        }
+    }
+}

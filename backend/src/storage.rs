@@ -1,0 +1,319 @@
+//! The lake's data path as an object store (object_store crate): the storage
+//! readiness check, bucket existence and creation at start-up, and listing.
+//!
+//! DuckDB itself reads and writes Parquet through httpfs; this client is the
+//! service's own view of the same bucket (or local directory).
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::StreamExt;
+use object_store::{
+    aws::{AmazonS3, AmazonS3Builder},
+    local::LocalFileSystem,
+    path::Path,
+    signer::Signer,
+    ClientOptions, ObjectStore, RetryConfig,
+};
+use serde::Serialize;
+
+use crate::{config::Config, engine::lake::exposed};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The store cannot be reached or refuses us.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The bucket is missing and we may not create it.
+    #[error("{0}")]
+    MissingBucket(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidPath(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What start-up found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketState {
+    Exists,
+    Created,
+    /// A local directory: nothing to check.
+    Local,
+}
+
+struct Bucket {
+    s3: AmazonS3,
+    name: String,
+    http: reqwest::Client,
+}
+
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    bucket: Option<Bucket>,
+    /// Where the lake's files start inside the store.
+    prefix: Path,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    /// Sub-folders, relative to the lake's data path, ending in `/`.
+    pub prefixes: Vec<String>,
+    pub objects: Vec<ObjectEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectEntry {
+    /// Relative to the lake's data path.
+    pub path: String,
+    pub size: u64,
+    pub last_modified: String,
+}
+
+impl Storage {
+    pub fn from_config(config: &Config) -> Result<Self, StorageError> {
+        let storage = &config.storage;
+        let Some(endpoint) = &storage.minio_endpoint else {
+            let root = config.data_dir.join("lake");
+            std::fs::create_dir_all(&root).map_err(|e| {
+                StorageError::Failed(format!("cannot create {}: {e}", root.display()))
+            })?;
+            let store = LocalFileSystem::new_with_prefix(&root)
+                .map_err(|e| StorageError::Failed(e.to_string()))?;
+            return Ok(Self {
+                store: Arc::new(store),
+                bucket: None,
+                prefix: Path::default(),
+            });
+        };
+        let url = if endpoint.contains("://") {
+            endpoint.clone()
+        } else {
+            let scheme = if storage.minio_secure {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{endpoint}")
+        };
+        let timeout = Duration::from_secs_f64(config.ducklake.connection_timeout);
+        let mut builder = AmazonS3Builder::new()
+            .with_endpoint(&url)
+            .with_virtual_hosted_style_request(false)
+            .with_bucket_name(&storage.default_bucket)
+            .with_region(&storage.region)
+            .with_access_key_id(exposed(&storage.minio_access_key))
+            .with_secret_access_key(exposed(&storage.minio_secret_key))
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(!storage.minio_secure)
+                    .with_connect_timeout(timeout.min(Duration::from_secs(5)))
+                    .with_timeout(timeout),
+            )
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: timeout,
+                ..RetryConfig::default()
+            });
+        if config.features.enable_s3_encryption {
+            if let Some(key) = &storage.kms_key_id {
+                builder = builder.with_sse_kms_encryption(key);
+            }
+        }
+        let s3 = builder
+            .build()
+            .map_err(|e| StorageError::Failed(format!("configuring the S3 client: {e}")))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
+            .build()
+            .map_err(|e| StorageError::Failed(format!("building an HTTP client: {e}")))?;
+        Ok(Self {
+            store: Arc::new(s3.clone()),
+            bucket: Some(Bucket {
+                s3,
+                name: storage.default_bucket.clone(),
+                http,
+            }),
+            prefix: Path::from(storage.prefix.trim_matches('/')),
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        if self.bucket.is_some() {
+            "s3"
+        } else {
+            "local"
+        }
+    }
+
+    /// Checks that the bucket exists, creating it when `create` is set.
+    pub async fn ensure_bucket(&self, create: bool) -> Result<BucketState, StorageError> {
+        let Some(bucket) = &self.bucket else {
+            return Ok(BucketState::Local);
+        };
+        // HeadBucket / CreateBucket are bucket-level calls that the object
+        // API does not offer; they go out as requests presigned by the same
+        // client (so the credentials never leave it).
+        let status = bucket.request(reqwest::Method::HEAD).await?;
+        match status.as_u16() {
+            200 => Ok(BucketState::Exists),
+            404 if create => {
+                let status = bucket.request(reqwest::Method::PUT).await?;
+                // 409: another replica created it a moment ago.
+                if status.is_success() || status.as_u16() == 409 {
+                    tracing::info!(bucket = %bucket.name, "created the bucket");
+                    Ok(BucketState::Created)
+                } else {
+                    Err(StorageError::Unavailable(format!(
+                        "creating bucket {} failed with HTTP {status}",
+                        bucket.name
+                    )))
+                }
+            }
+            404 => Err(StorageError::MissingBucket(format!(
+                "bucket {} does not exist; create it or set STORAGE_CREATE_BUCKET=true",
+                bucket.name
+            ))),
+            401 | 403 => Err(StorageError::Unavailable(format!(
+                "the object store refused access to bucket {} (HTTP {status}): check \
+                 STORAGE_MINIO_ACCESS_KEY and STORAGE_MINIO_SECRET_KEY",
+                bucket.name
+            ))),
+            _ => Err(StorageError::Unavailable(format!(
+                "checking bucket {} failed with HTTP {status}",
+                bucket.name
+            ))),
+        }
+    }
+
+    /// Waits until the bucket answers (and exists, or was created).
+    pub async fn wait_until_reachable(
+        &self,
+        attempts: u32,
+        create: bool,
+    ) -> Result<BucketState, StorageError> {
+        crate::retry_startup("object storage", attempts, || self.ensure_bucket(create))
+            .await
+            .map_err(|e| match e {
+                StorageError::Unavailable(m) => StorageError::Unavailable(format!(
+                    "{m} (gave up after {} attempt(s))",
+                    attempts.max(1)
+                )),
+                other => other,
+            })
+    }
+
+    /// A cheap round trip: list at most one object under the data path.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        let mut listing = self.store.list(Some(&self.prefix));
+        match listing.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(object_store::Error::NotFound { .. })) if self.bucket.is_none() => Ok(()),
+            Some(Err(e)) => Err(StorageError::Unavailable(format!(
+                "the object store did not answer: {}",
+                describe(&e)
+            ))),
+        }
+    }
+
+    /// One level of the data path: sub-folders and files under `relative`.
+    pub async fn list(&self, relative: &str) -> Result<Listing, StorageError> {
+        let relative = relative.trim_matches('/');
+        if relative.split('/').any(|part| part == "..") {
+            return Err(StorageError::InvalidPath(
+                "a path may not contain '..'".into(),
+            ));
+        }
+        let location = self
+            .prefix
+            .parts()
+            .chain(Path::from(relative).parts())
+            .collect::<Path>();
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&location))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => {
+                    StorageError::NotFound(format!("no such folder: {relative}"))
+                }
+                e => StorageError::Unavailable(describe(&e)),
+            })?;
+        let strip = |path: &Path| -> String {
+            let parts: Vec<_> = path.parts().skip(self.prefix.parts().count()).collect();
+            parts
+                .iter()
+                .map(|p| p.as_ref())
+                .collect::<Vec<&str>>()
+                .join("/")
+        };
+        Ok(Listing {
+            prefixes: listing
+                .common_prefixes
+                .iter()
+                .map(|p| format!("{}/", strip(p)))
+                .collect(),
+            objects: listing
+                .objects
+                .iter()
+                .map(|o| ObjectEntry {
+                    path: strip(&o.location),
+                    size: o.size,
+                    last_modified: o.last_modified.to_rfc3339(),
+                })
+                .collect(),
+        })
+    }
+}
+
+impl Bucket {
+    /// Sends a presigned bucket-level request and returns its status.
+    async fn request(&self, method: reqwest::Method) -> Result<reqwest::StatusCode, StorageError> {
+        let method_name = method.as_str().to_string();
+        let url = self
+            .s3
+            .signed_url(method.clone(), &Path::default(), Duration::from_secs(60))
+            .await
+            .map_err(|e| StorageError::Failed(format!("signing a bucket request: {e}")))?;
+        let mut request = self.http.request(method.clone(), url.as_str());
+        if method == reqwest::Method::PUT {
+            request = request
+                .header(reqwest::header::CONTENT_LENGTH, "0")
+                .body(Vec::<u8>::new());
+        }
+        let response = request.send().await.map_err(|e| {
+            // reqwest's message holds the presigned URL: keep it out.
+            StorageError::Unavailable(format!(
+                "the object store is unreachable ({method_name} bucket {}): {}",
+                self.name,
+                if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                }
+            ))
+        })?;
+        Ok(response.status())
+    }
+}
+
+/// object_store's message without request URLs.
+fn describe(e: &object_store::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
+    match message.find("http") {
+        Some(i) if message[i..].contains("X-Amz-") => message[..i].trim_end().to_string(),
+        _ => message,
+    }
+}

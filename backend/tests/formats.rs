@@ -1,0 +1,478 @@
+//! Result formats, streaming, limits and request forms of the query API,
+//! each format read back by a real reader.
+
+mod common;
+
+use std::{io::Cursor, sync::Arc, time::Duration};
+
+use common::{error_code, spawn_app, spawn_with, test_config};
+use duckdb::arrow::{
+    array::{Array, RecordBatch},
+    util::pretty::pretty_format_batches,
+};
+use serde_json::{json, Value};
+
+/// A row of many types, all of which every format carries.
+const TYPES_SQL: &str = "SELECT * FROM (VALUES \
+    (1, 'plain', 1.5::DOUBLE, DATE '2024-02-29', 12.50::DECIMAL(10,2), TRUE, TIMESTAMP '2024-01-02 03:04:05.678901', 'quote \" and, comma'), \
+    (NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'line\nbreak'), \
+    (-7, 'ünïcödé', -0.25::DOUBLE, DATE '1970-01-01', -3.00::DECIMAL(10,2), FALSE, TIMESTAMP '1999-12-31 23:59:59', '')) \
+    AS t(i, s, d, day, dec, b, ts, tricky) ORDER BY i NULLS LAST";
+
+async fn fetch(app: &common::TestApp, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/query"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A JSON cell as CSV text: strings bare, null empty, the rest as JSON.
+fn cell_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn in_process(sql: &str) -> Vec<RecordBatch> {
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    conn.execute_batch("SET TimeZone = 'UTC'").ok();
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_arrow([]).unwrap().collect()
+}
+
+#[actix_web::test]
+async fn every_format_reads_back_the_same_values() {
+    let app = spawn_app().await;
+    let reference = app.sql(TYPES_SQL).await;
+    let columns: Vec<String> = reference["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    let rows = reference["rows"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 3);
+
+    // JSON rows as objects and NDJSON: the same values, keyed by column.
+    let objects: Value = fetch(&app, json!({"sql": TYPES_SQL, "format": "json_objects"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = fetch(&app, json!({"sql": TYPES_SQL, "format": "ndjson"})).await;
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    let ndjson = res.text().await.unwrap();
+    let lines: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), rows.len());
+    for (r, row) in rows.iter().enumerate() {
+        for (c, name) in columns.iter().enumerate() {
+            assert_eq!(objects["rows"][r][name], row[c], "json_objects {r}/{name}");
+            assert_eq!(lines[r][name], row[c], "ndjson {r}/{name}");
+        }
+    }
+
+    // CSV and TSV, parsed by arrow-csv as text: the JSON mapping's text.
+    for (format, delimiter) in [("csv", b','), ("tsv", b'\t')] {
+        let res = fetch(&app, json!({"sql": TYPES_SQL, "format": format})).await;
+        assert_eq!(res.status(), 200);
+        let text = res.bytes().await.unwrap();
+        let schema = Arc::new(duckdb::arrow::datatypes::Schema::new(
+            columns
+                .iter()
+                .map(|n| {
+                    duckdb::arrow::datatypes::Field::new(
+                        n,
+                        duckdb::arrow::datatypes::DataType::Utf8,
+                        true,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let header = String::from_utf8_lossy(&text)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            header,
+            columns.join(if delimiter == b',' { "," } else { "\t" })
+        );
+        let reader = arrow_csv::ReaderBuilder::new(schema)
+            .with_header(true)
+            .with_delimiter(delimiter)
+            .build(Cursor::new(text.to_vec()))
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+        let batch = duckdb::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        assert_eq!(batch.num_rows(), rows.len(), "{format}");
+        for (r, row) in rows.iter().enumerate() {
+            for (c, name) in columns.iter().enumerate() {
+                let col = batch
+                    .column(c)
+                    .as_any()
+                    .downcast_ref::<duckdb::arrow::array::StringArray>()
+                    .unwrap();
+                let got = if col.is_null(r) {
+                    String::new()
+                } else {
+                    col.value(r).to_string()
+                };
+                assert_eq!(got, cell_text(&row[c]), "{format} {r}/{name}");
+            }
+        }
+    }
+
+    // Arrow IPC and Parquet: the same batches DuckDB produces in process.
+    let expected = pretty_format_batches(&in_process(TYPES_SQL))
+        .unwrap()
+        .to_string();
+    let res = fetch(&app, json!({"sql": TYPES_SQL, "format": "arrow"})).await;
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
+    let bytes = res.bytes().await.unwrap();
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(Cursor::new(bytes.to_vec()), None).unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    assert_eq!(
+        pretty_format_batches(&batches).unwrap().to_string(),
+        expected
+    );
+
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .header("accept", "application/vnd.apache.parquet")
+        .json(&json!({"sql": TYPES_SQL}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/vnd.apache.parquet"
+    );
+    let bytes = res.bytes().await.unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    assert_eq!(
+        pretty_format_batches(&batches).unwrap().to_string(),
+        expected
+    );
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn formats_are_negotiated_and_unknown_ones_refused() {
+    let app = spawn_app().await;
+    let res = fetch(&app, json!({"sql": "SELECT 1", "format": "xml"})).await;
+    assert_eq!(res.status(), 406);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(error_code(&body), "unsupported_format");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("csv, tsv, arrow, parquet"));
+
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .header("accept", "image/png")
+        .json(&json!({"sql": "SELECT 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 406);
+
+    // The format field wins over Accept; gzip when asked.
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .header("accept", "application/json")
+        .header("accept-encoding", "gzip")
+        .json(&json!({"sql": "SELECT range FROM range(10000)", "format": "csv"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert_eq!(res.headers()["x-row-count"], "10000");
+    app.stop().await;
+}
+
+/// A result much larger than the window streams in chunks; its row count is right.
+#[actix_web::test]
+async fn large_results_stream_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.query.max_rows = 1_000_000;
+    let app = spawn_with(config, None).await;
+    let sql = "SELECT range AS n, 'row-' || range AS label FROM range(300000)";
+    for format in ["json", "ndjson", "csv", "arrow", "parquet"] {
+        let mut res = fetch(
+            &app,
+            json!({"sql": sql, "format": format, "max_rows": 1000000}),
+        )
+        .await;
+        assert_eq!(res.status(), 200, "{format}");
+        assert_eq!(res.headers()["x-result-streamed"], "true", "{format}");
+        assert!(res.headers().get("content-length").is_none(), "{format}");
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.unwrap() {
+            body.extend_from_slice(&chunk);
+        }
+        let rows = match format {
+            "json" => {
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(v["row_count"], 300000);
+                v["rows"].as_array().unwrap().len()
+            }
+            "ndjson" => body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count(),
+            "csv" => {
+                body.split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .count()
+                    - 1
+            }
+            "arrow" => arrow_ipc::reader::StreamReader::try_new(Cursor::new(body), None)
+                .unwrap()
+                .map(|b| b.unwrap().num_rows())
+                .sum(),
+            _ => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                actix_web::web::Bytes::from(body),
+            )
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap().num_rows())
+            .sum(),
+        };
+        assert_eq!(rows, 300000, "{format}");
+    }
+    app.stop().await;
+}
+
+/// A client that goes away mid-query interrupts it: the only connection is
+/// free again at once. A timeout after streaming began truncates the body in
+/// a way the client notices.
+#[actix_web::test]
+async fn disconnect_and_late_timeout_interrupt_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.duckdb.connections = 1;
+    config.query.max_rows = 10_000_000_000;
+    let app = spawn_with(config, None).await;
+    let slow = json!({"sql": "SELECT count(*) FROM range(20000000000) a", "timeout_ms": 120000});
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(700))
+        .build()
+        .unwrap();
+    let err = impatient
+        .post(app.url("/api/v1/query"))
+        .json(&slow)
+        .send()
+        .await
+        .expect_err("the client gives up");
+    assert!(err.is_timeout());
+    let started = std::time::Instant::now();
+    app.sql("SELECT 1").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the abandoned query still held the connection for {:?}",
+        started.elapsed()
+    );
+
+    // Streaming began, then the timeout hit: the body ends early, detectably.
+    let mut res = fetch(
+        &app,
+        json!({"sql": "SELECT a.range, b.range FROM range(100000) a, range(100000) b",
+               "format": "csv", "timeout_ms": 1500}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-result-streamed"], "true");
+    let mut received = 0usize;
+    let outcome = loop {
+        match res.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(
+        outcome.is_err(),
+        "a stream cut by its timeout must not look complete"
+    );
+    assert!(
+        received > 256 * 1024,
+        "only {received} bytes arrived before the cut"
+    );
+    let res = fetch(
+        &app,
+        json!({"sql": "SELECT count(*) FROM range(20000000000) a", "timeout_ms": 300}),
+    )
+    .await;
+    assert_eq!(res.status(), 504);
+    app.sql("SELECT 1").await;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn full_queue_answers_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.duckdb.connections = 1;
+    config.query.max_queued = 1;
+    let app = spawn_with(config, None).await;
+    let slow = json!({"sql": "SELECT count(*) FROM range(20000000000) a", "timeout_ms": 3000});
+    let first = fetch(&app, slow.clone());
+    let second = async {
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        fetch(&app, slow.clone()).await
+    };
+    let third = async {
+        actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+        fetch(&app, json!({"sql": "SELECT 1"})).await
+    };
+    let (first, second, third) = futures_util::join!(first, second, third);
+    assert_eq!(first.status(), 504);
+    assert_eq!(second.status(), 504, "the queued one ran after the first");
+    assert_eq!(third.status(), 429);
+    assert_eq!(third.headers()["retry-after"], "1");
+    let body: Value = third.json().await.unwrap();
+    assert_eq!(error_code(&body), "too_many_requests");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn get_form_is_read_only_and_transactions_are_all_or_nothing() {
+    let app = spawn_app().await;
+    app.sql("CREATE TABLE tx (n INT)").await;
+    let res = app
+        .client
+        .get(app.url("/api/v1/query"))
+        .query(&[
+            ("sql", "SELECT $1::INT + 1 AS answer"),
+            ("params", "[41]"),
+            ("format", "csv"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "answer\n42\n");
+    let res = app
+        .client
+        .get(app.url("/api/v1/query"))
+        .query(&[("sql", "INSERT INTO tx VALUES (1)")])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!((status, error_code(&body)), (403, "read_only"), "{body}");
+
+    // One transaction: the failing second statement undoes the first.
+    let (status, body) = app
+        .post_query(json!({"sql": "INSERT INTO tx VALUES (1); INSERT INTO tx VALUES ('not a number')", "transaction": true}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        app.sql("SELECT count(*) FROM tx").await["rows"],
+        json!([[0]])
+    );
+    // Without it each statement commits on its own.
+    let (status, _) = app
+        .post_query(
+            json!({"sql": "INSERT INTO tx VALUES (1); INSERT INTO tx VALUES ('not a number')"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        app.sql("SELECT count(*) FROM tx").await["rows"],
+        json!([[1]])
+    );
+    let (status, body) = app
+        .post_query(json!({"sql": "INSERT INTO tx VALUES (2); SELECT count(*) AS n FROM tx", "transaction": true}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([[2]]));
+    app.stop().await;
+}
+
+/// The OpenAPI document lists every route, passes a real validator, and the
+/// docs page and its assets come from the service itself.
+#[actix_web::test]
+async fn openapi_document_and_docs_page() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, method) in [
+        ("/api/v1/query", "post"),
+        ("/api/v1/query", "get"),
+        ("/api/v1/storage/objects", "get"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/openapi.json", "get"),
+        ("/docs", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is missing"
+        );
+    }
+    let spec = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(spec.path(), &text).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(spec.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let page = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no CDN: {html}"
+    );
+    for asset in ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"] {
+        assert!(html.contains(asset));
+        let res = app.client.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.bytes().await.unwrap().len() > 100_000, "{asset}");
+    }
+    app.stop().await;
+}
