@@ -338,6 +338,18 @@ async fn three_replicas_share_one_lake() {
         futures_util::future::join_all(ddl).map(|_| ())
     );
     let acknowledged = acks.iter().filter(|ok| **ok).count();
+    let mut conflicts = 0;
+    for app in &replicas {
+        let (_, ready) = app.get_json("/ready").await;
+        conflicts += ready["components"]["lake"]["write_conflicts_total"]
+            .as_u64()
+            .expect("the conflict count is in /ready");
+    }
+    assert_eq!(
+        conflicts as usize,
+        600 - acknowledged,
+        "every refused insert is counted as a conflict"
+    );
     assert!(
         acknowledged >= 590,
         "only {acknowledged} of 600 inserts were acknowledged"

@@ -103,7 +103,12 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     });
     let lake_check = check(timeout, async {
         let snapshot = state.engine.current_snapshot(timeout).await?;
-        Ok(json!({ "name": lake.name, "snapshot_id": snapshot }))
+        Ok(json!({
+            "name": lake.name,
+            "snapshot_id": snapshot,
+            "queries_queued": state.engine.queued(),
+            "write_conflicts_total": state.engine.write_conflicts(),
+        }))
     });
     let (catalog, storage, lake_component) = tokio::join!(catalog, storage, lake_check);
     let ready = [&catalog, &storage, &lake_component]

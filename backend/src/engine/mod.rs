@@ -60,6 +60,9 @@ pub struct Engine {
     queue_timeout: Duration,
     /// Requests waiting for a connection right now.
     queued: AtomicUsize,
+    /// Requests that ended in `write_conflict` (DuckLake's own commit
+    /// retries, which happen inside DuckDB, are not visible from here).
+    write_conflicts: std::sync::atomic::AtomicU64,
     /// A connection of its own for readiness checks, so a busy pool does not
     /// make a healthy replica look down.
     probe: Arc<parking_lot::Mutex<Connection>>,
@@ -190,6 +193,7 @@ impl Engine {
             max_queued: config.query.max_queued,
             queue_timeout: Duration::from_millis(config.query.queue_timeout_ms),
             queued: AtomicUsize::new(0),
+            write_conflicts: std::sync::atomic::AtomicU64::new(0),
             probe_interrupt: probe.interrupt_handle(),
             probe: Arc::new(parking_lot::Mutex::new(probe)),
             last_probe: tokio::sync::Mutex::new(None),
@@ -253,6 +257,19 @@ impl Engine {
     /// Requests waiting for a connection.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request that ended in a write conflict.
+    pub(crate) fn count_conflict(&self, err: &ApiError) {
+        if matches!(err, ApiError::TransactionConflict(_)) {
+            let total = self.write_conflicts.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::info!(write_conflicts_total = total, error = %err, "write conflict");
+        }
+    }
+
+    /// Requests that ended in `write_conflict` since start.
+    pub fn write_conflicts(&self) -> u64 {
+        self.write_conflicts.load(Ordering::Relaxed)
     }
 
     /// Runs `work` on a pooled connection on a blocking thread, interrupting

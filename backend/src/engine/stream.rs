@@ -125,6 +125,7 @@ impl Engine {
             }),
             Ok(Err(err)) => {
                 guard.disarm();
+                self.count_conflict(&err);
                 Err(err)
             }
             Err(_) => {
