@@ -210,3 +210,207 @@ async fn types_survive_a_round_trip_through_a_lake_table() {
     );
     app.stop().await;
 }
+
+/// A JSON cell as CSV/TSV text: strings bare, null empty, the rest as JSON;
+/// numbers wider than 64 bits as their digits.
+fn cell_text(value: &Value, expected: &Value) -> String {
+    if let Some(Value::String(digits)) = expected.get("$raw") {
+        return digits.clone();
+    }
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Every type of the table reads the same in every format: JSON objects,
+/// NDJSON, CSV and TSV against the JSON format value by value; Arrow IPC
+/// against DuckDB's own Arrow batches in process; Parquet the same, or a
+/// clean 422 before any byte when Parquet cannot hold the type.
+#[actix_web::test]
+async fn every_type_reads_the_same_in_every_format() {
+    use duckdb::arrow::array::RecordBatch;
+    // Arrays compared value by value (pretty-printing would need time zone data).
+    fn same(a: &[RecordBatch], b: &[RecordBatch]) -> bool {
+        let column = |batches: &[RecordBatch]| {
+            let arrays: Vec<_> = batches.iter().map(|b| b.column(0).clone()).collect();
+            let refs: Vec<&dyn duckdb::arrow::array::Array> =
+                arrays.iter().map(|a| a.as_ref()).collect();
+            duckdb::arrow::compute::concat(&refs).unwrap()
+        };
+        let (a, b) = (column(a), column(b));
+        use duckdb::arrow::datatypes::DataType;
+        match (a.data_type(), b.data_type()) {
+            // The same instants; DuckDB names UTC `Etc/UTC` once ICU is loaded.
+            (DataType::Timestamp(ua, Some(_)), DataType::Timestamp(ub, Some(_))) if ua == ub => {
+                let raw = |x: &duckdb::arrow::array::ArrayRef| {
+                    duckdb::arrow::compute::cast(x, &DataType::Int64).unwrap()
+                };
+                raw(&a).as_ref() == raw(&b).as_ref()
+            }
+            _ => a.as_ref() == b.as_ref(),
+        }
+    }
+
+    let app = spawn_app().await;
+    let cases = cases();
+    let select = format!(
+        "SELECT {}",
+        cases
+            .iter()
+            .enumerate()
+            .map(|(i, (expr, _, _))| format!("{expr} AS c{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let fetch = |format: &'static str, sql: String| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/api/v1/query"))
+                .json(&json!({ "sql": sql, "format": format }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let reference: Value = fetch("json", select.clone()).await.json().await.unwrap();
+    let row = reference["rows"][0].as_array().unwrap().clone();
+
+    let objects: Value = fetch("json_objects", select.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ndjson: Value = serde_json::from_str(
+        fetch("ndjson", select.clone())
+            .await
+            .text()
+            .await
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let mut failures = Vec::new();
+    for (i, (expr, _, _)) in cases.iter().enumerate() {
+        let key = format!("c{i}");
+        if objects["rows"][0][&key] != row[i] {
+            failures.push(format!("json_objects {expr}: {}", objects["rows"][0][&key]));
+        }
+        if ndjson[&key] != row[i] {
+            failures.push(format!("ndjson {expr}: {}", ndjson[&key]));
+        }
+    }
+    for (format, delimiter) in [("csv", b','), ("tsv", b'\t')] {
+        let text = fetch(format, select.clone()).await.bytes().await.unwrap();
+        let mut reader = arrow_csv_rows(&text, delimiter);
+        let cells = reader.remove(1);
+        for (i, (expr, _, expected)) in cases.iter().enumerate() {
+            let want = cell_text(&row[i], expected);
+            if cells[i] != want {
+                failures.push(format!(
+                    "{format} {expr}: {:?}, expected {want:?}",
+                    cells[i]
+                ));
+            }
+        }
+    }
+
+    let in_process = duckdb::Connection::open_in_memory().unwrap();
+    in_process.execute_batch("SET TimeZone = 'UTC'").unwrap();
+    for (i, (expr, _, _)) in cases.iter().enumerate() {
+        let sql = format!("SELECT {expr} AS c{i}");
+        let expected: Vec<RecordBatch> = in_process
+            .prepare(&sql)
+            .unwrap()
+            .query_arrow([])
+            .unwrap()
+            .collect();
+        let bytes = fetch("arrow", sql.clone()).await.bytes().await.unwrap();
+        let batches: Vec<RecordBatch> =
+            arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        if !same(&batches, &expected) {
+            failures.push(format!("arrow {expr}: {batches:?} expected {expected:?}"));
+        }
+        let res = fetch("parquet", sql).await;
+        if res.status() == 422 {
+            let body: Value = res.json().await.unwrap();
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Parquet cannot carry this result"),
+                "{body}"
+            );
+            continue;
+        }
+        assert_eq!(res.status(), 200, "parquet {expr}");
+        let bytes = res.bytes().await.unwrap();
+        let batches: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        if !same(&batches, &expected) {
+            failures.push(format!("parquet {expr}: {batches:?} expected {expected:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "format mismatches:\n{}",
+        failures.join("\n")
+    );
+    app.stop().await;
+}
+
+/// Splits CSV/TSV text into rows of cells with arrow-csv's own tokenizer
+/// (every column read as text).
+fn arrow_csv_rows(text: &[u8], delimiter: u8) -> Vec<Vec<String>> {
+    use duckdb::arrow::array::{Array, StringArray};
+    use duckdb::arrow::datatypes::{DataType, Field, Schema};
+    let width = String::from_utf8_lossy(text)
+        .lines()
+        .next()
+        .unwrap()
+        .split(delimiter as char)
+        .count();
+    let schema = std::sync::Arc::new(Schema::new(
+        (0..width)
+            .map(|i| Field::new(format!("f{i}"), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let reader = arrow_csv::ReaderBuilder::new(schema)
+        .with_header(false)
+        .with_delimiter(delimiter)
+        .build(std::io::Cursor::new(text.to_vec()))
+        .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        for r in 0..batch.num_rows() {
+            rows.push(
+                (0..width)
+                    .map(|c| {
+                        let col = batch
+                            .column(c)
+                            .as_any()
+                            .downcast_ref::<StringArray>()
+                            .unwrap();
+                        if col.is_null(r) {
+                            String::new()
+                        } else {
+                            col.value(r).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}

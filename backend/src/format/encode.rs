@@ -140,6 +140,21 @@ impl Format {
                 })
             }
             Format::Parquet => {
+                // parquet panics on unions (ARROW-8817): refuse them cleanly.
+                if let Some(field) = head
+                    .schema
+                    .fields()
+                    .iter()
+                    .find(|f| has_union(f.data_type()))
+                {
+                    return Err(cannot_carry(
+                        "Parquet",
+                        format!(
+                            "column {} holds a UNION, which Parquet has no type for",
+                            field.name()
+                        ),
+                    ));
+                }
                 let props = parquet::file::properties::WriterProperties::builder()
                     .set_compression(parquet::basic::Compression::SNAPPY)
                     .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP))
@@ -156,6 +171,19 @@ impl Format {
                 })
             }
         })
+    }
+}
+
+fn has_union(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Union(..) => true,
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => has_union(f.data_type()),
+        DataType::Struct(fields) => fields.iter().any(|f| has_union(f.data_type())),
+        DataType::Dictionary(_, value) => has_union(value),
+        _ => false,
     }
 }
 
