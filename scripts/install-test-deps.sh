@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Installs what the integration tests run for real, when it is missing:
-# PostgreSQL (Debian package) for the DuckLake catalog and moto's S3 server
-# (PyPI) for the data path, and stock DuckDB 1.5.5 (PyPI) to read the lake
-# from outside. Idempotent and quick when all is there.
+# PostgreSQL (DuckLake catalog) and promtool (metrics checks) from Debian,
+# moto's S3 server (data path), stock DuckDB 1.5.5 (reads the lake from
+# outside) and openapi-spec-validator from PyPI. Idempotent and quick when
+# all is there.
 set -euo pipefail
 sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+missing=()
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v psql >/dev/null; then
+  missing+=(postgresql)
+fi
+# promtool checks the /metrics exposition.
+command -v promtool >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
   sudo_if apt-get update -qq
-  sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! command -v moto_server >/dev/null; then
   python3 -m pip install --quiet 'moto[server]==5.2.1'

@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod format;
+pub mod metrics;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
@@ -145,11 +146,24 @@ impl Application {
             .map_err(|source| StartupError::Bind { address, source })?
             .port();
 
+        let metrics = Arc::new(metrics::Metrics::new());
+        let info = engine.info();
+        let extensions = info
+            .extensions
+            .iter()
+            .map(|(name, version)| format!("{name}={version}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), &info.duckdb_version, &extensions])
+            .set(1);
         let state = web::Data::new(AppState {
             engine: Arc::clone(&engine),
             config: Arc::clone(&config),
             store,
             storage,
+            metrics,
         });
         let max_body = config.server.max_body_bytes;
         let mut server = HttpServer::new(move || {

@@ -68,6 +68,31 @@ pub async fn log_request(
         .unwrap_or_else(|| "unmatched".into());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| tracing::info!(status, route, elapsed_ms, "request finished"));
+    if let Some(state) = res
+        .request()
+        .app_data::<actix_web::web::Data<crate::api::AppState>>()
+    {
+        if state.config.features.enable_prometheus_metrics {
+            let method = match res.request().method().as_str() {
+                m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m,
+                _ => "other",
+            }
+            .to_string();
+            let metrics = &state.metrics;
+            metrics
+                .http_requests
+                .with_label_values(&[
+                    route.as_str(),
+                    method.as_str(),
+                    crate::metrics::status_class(status),
+                ])
+                .inc();
+            metrics
+                .http_duration
+                .with_label_values(&[route.as_str(), method.as_str()])
+                .observe(elapsed_ms / 1000.0);
+        }
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, value);
     }

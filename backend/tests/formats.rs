@@ -439,6 +439,7 @@ async fn openapi_document_and_docs_page() {
         ("/api/v1/storage/objects", "get"),
         ("/health", "get"),
         ("/ready", "get"),
+        ("/metrics", "get"),
         ("/openapi.json", "get"),
         ("/docs", "get"),
     ] {

@@ -7,7 +7,7 @@ use actix_web::{get, http::header, HttpResponse};
 use serde::Serialize;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use crate::api::{health, query, storage};
+use crate::api::{health, metrics, query, storage};
 
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
@@ -98,6 +98,7 @@ pub enum QueryResponses {
         storage::list_objects,
         health::health,
         health::ready,
+        metrics::prometheus,
         openapi_json,
         docs_page,
     ),

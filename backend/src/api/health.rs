@@ -28,11 +28,11 @@ pub async fn health() -> HttpResponse {
 }
 
 #[derive(Debug, Serialize)]
-struct Component {
-    status: &'static str,
-    latency_ms: f64,
+pub struct Component {
+    pub status: &'static str,
+    pub latency_ms: f64,
     #[serde(flatten)]
-    detail: serde_json::Value,
+    pub detail: serde_json::Value,
 }
 
 /// Runs one check under `timeout`: "up" with its details, or "down" with why.
@@ -72,6 +72,28 @@ where
 ))]
 #[get("/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let [catalog, storage, lake_component] = check_all(&state).await;
+    let ready = [&catalog, &storage, &lake_component]
+        .iter()
+        .all(|c| c.status == "up");
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "components": {
+            "catalog": catalog,
+            "storage": storage,
+            "lake": lake_component,
+        },
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Checks catalog, storage and lake concurrently, each under the readiness
+/// timeout; also feeds the dependency metrics.
+pub async fn check_all(state: &AppState) -> [Component; 3] {
     let timeout = Duration::from_millis(state.config.server.ready_timeout_ms);
     let lake = state.engine.lake();
     let catalog = check(timeout, async {
@@ -111,20 +133,23 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         }))
     });
     let (catalog, storage, lake_component) = tokio::join!(catalog, storage, lake_check);
-    let ready = [&catalog, &storage, &lake_component]
-        .iter()
-        .all(|c| c.status == "up");
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "components": {
-            "catalog": catalog,
-            "storage": storage,
-            "lake": lake_component,
-        },
-    });
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
+    let metrics = &state.metrics;
+    for (name, c) in [
+        ("catalog", &catalog),
+        ("storage", &storage),
+        ("lake", &lake_component),
+    ] {
+        metrics
+            .dependency_up
+            .with_label_values(&[name])
+            .set(i64::from(c.status == "up"));
+        metrics
+            .dependency_check_seconds
+            .with_label_values(&[name])
+            .set(c.latency_ms / 1000.0);
     }
+    if let Some(id) = lake_component.detail["snapshot_id"].as_i64() {
+        metrics.lake_snapshot.set(id);
+    }
+    [catalog, storage, lake_component]
 }

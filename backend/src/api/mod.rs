@@ -3,6 +3,7 @@
 
 pub mod docs;
 pub mod health;
+pub mod metrics;
 pub mod query;
 pub mod storage;
 
@@ -20,6 +21,7 @@ pub struct AppState {
     pub store: Store,
     /// The lake's data path as an object store.
     pub storage: Arc<Storage>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Registers every route; used by the server and by tests alike.
@@ -35,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(query::query)
     .service(query::query_get)
     .service(storage::list_objects)
+    .service(metrics::prometheus)
     .service(docs::openapi_json)
     .service(docs::docs_page)
     .service(docs::docs_js)

@@ -160,7 +160,14 @@ async fn run(
     format: Format,
     mode: TransactionMode,
 ) -> Result<HttpResponse, ApiError> {
-    let stream = state.engine.stream(request, format, mode).await?;
+    let meter = QueryMeter::start(state, crate::metrics::query_kind(&request.sql));
+    let stream = match state.engine.stream(request, format, mode).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            meter.finish(err.code(), 0, 0);
+            return Err(err);
+        }
+    };
     let mut response = HttpResponse::Ok();
     response.content_type(format.content_type());
     if format == Format::Parquet || format == Format::Arrow {
@@ -183,6 +190,7 @@ async fn run(
                 "query finished"
             );
             let body = stream.body.collect().await?;
+            meter.finish("ok", summary.row_count, body.len() as u64);
             Ok(response
                 .insert_header((ROW_COUNT_HEADER, summary.row_count.to_string()))
                 .insert_header((TRUNCATED_HEADER, summary.truncated.to_string()))
@@ -192,7 +200,89 @@ async fn run(
             tracing::info!("query streaming");
             Ok(response
                 .insert_header((STREAMED_HEADER, "true"))
-                .streaming(stream.body))
+                .streaming(Metered {
+                    body: stream.body,
+                    meter: Some(meter),
+                    bytes: 0,
+                    outcome: "client_disconnected",
+                }))
+        }
+    }
+}
+
+/// One query's metrics: active while it runs, counted once when it ends.
+struct QueryMeter {
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    kind: &'static str,
+    started: std::time::Instant,
+}
+
+impl QueryMeter {
+    fn start(state: &AppState, kind: &'static str) -> Self {
+        let metrics = state
+            .config
+            .features
+            .enable_prometheus_metrics
+            .then(|| std::sync::Arc::clone(&state.metrics));
+        if let Some(m) = &metrics {
+            m.queries_active.inc();
+        }
+        Self {
+            metrics,
+            kind,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn finish(self, outcome: &str, rows: u64, bytes: u64) {
+        if let Some(m) = &self.metrics {
+            m.queries_active.dec();
+            m.query_finished(
+                self.kind,
+                outcome,
+                self.started.elapsed().as_secs_f64(),
+                rows,
+                bytes,
+            );
+        }
+    }
+}
+
+/// A streamed body that counts its bytes and records the query when it ends
+/// (completely, with an error, or because the client went away).
+struct Metered {
+    body: crate::engine::stream::BodyStream,
+    meter: Option<QueryMeter>,
+    bytes: u64,
+    outcome: &'static str,
+}
+
+impl futures_util::Stream for Metered {
+    type Item = Result<actix_web::web::Bytes, ApiError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_next(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(chunk))) => self.bytes += chunk.len() as u64,
+            std::task::Poll::Ready(Some(Err(err))) => self.outcome = err.code(),
+            std::task::Poll::Ready(None) => {
+                if self.outcome == "client_disconnected" {
+                    self.outcome = "ok";
+                }
+            }
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            meter.finish(self.outcome, self.body.rows(), self.bytes);
         }
     }
 }

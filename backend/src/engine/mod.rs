@@ -267,6 +267,27 @@ impl Engine {
         }
     }
 
+    /// DuckDB's memory by tag and its temporary storage, from
+    /// `duckdb_memory()`, read on the probe connection.
+    pub async fn memory_usage(&self) -> Result<Vec<(String, i64, i64)>, ApiError> {
+        let probe = Arc::clone(&self.probe);
+        tokio::task::spawn_blocking(move || {
+            let conn = probe.lock();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() ORDER BY tag",
+                )
+                .map_err(ApiError::from_duckdb)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .map_err(ApiError::from_duckdb)?;
+            rows.collect::<duckdb::Result<Vec<_>>>()
+                .map_err(ApiError::from_duckdb)
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+
     /// Requests that ended in `write_conflict` since start.
     pub fn write_conflicts(&self) -> u64 {
         self.write_conflicts.load(Ordering::Relaxed)

@@ -18,7 +18,7 @@
 use std::{
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -100,12 +100,15 @@ impl Engine {
         let (head_tx, head_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let flag = Arc::clone(&timed_out);
+        let rows = Arc::new(AtomicU64::new(0));
+        let rows_sent = Arc::clone(&rows);
         tokio::task::spawn_blocking(move || {
             let mut producer = Producer {
                 head_tx: Some(head_tx),
                 tx,
                 timed_out: flag,
                 timeout,
+                rows: rows_sent,
             };
             let outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             if let Err(err) = outcome {
@@ -121,6 +124,7 @@ impl Engine {
                     prefix: Some(Bytes::from(head.prefix)),
                     rx,
                     guard,
+                    rows,
                 },
             }),
             Ok(Err(err)) => {
@@ -143,6 +147,8 @@ struct Producer {
     tx: mpsc::Sender<Result<Bytes, ApiError>>,
     timed_out: Arc<AtomicBool>,
     timeout: Duration,
+    /// Rows encoded so far, shared with the body for metrics.
+    rows: Arc<AtomicU64>,
 }
 
 /// The client went away: stop producing.
@@ -208,6 +214,7 @@ impl Producer {
                 batch
             };
             summary.row_count += batch.num_rows() as u64;
+            self.rows.store(summary.row_count, Ordering::Relaxed);
             encoder.batch(&batch)?;
             if summary.truncated {
                 break;
@@ -309,9 +316,15 @@ pub struct BodyStream {
     prefix: Option<Bytes>,
     rx: mpsc::Receiver<Result<Bytes, ApiError>>,
     guard: StreamGuard,
+    rows: Arc<AtomicU64>,
 }
 
 impl BodyStream {
+    /// Rows encoded so far.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
     /// Collects the whole body (for tests and small internal uses).
     pub async fn collect(mut self) -> Result<Vec<u8>, ApiError> {
         use futures_util::StreamExt;

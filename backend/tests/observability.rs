@@ -1,0 +1,129 @@
+//! Prometheus metrics move with real traffic by the right amounts, pass
+//! promtool, and switch off with their feature flag.
+
+mod common;
+
+use common::{spawn_with, test_config};
+use serde_json::json;
+
+/// The value of one sample line (`name{labels} value`), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+async fn scrape(app: &common::TestApp) -> String {
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    res.text().await.unwrap()
+}
+
+#[actix_web::test]
+async fn metrics_move_with_traffic_and_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.query.max_rows = 1_000_000;
+    let app = spawn_with(config, None).await;
+    let before = scrape(&app).await;
+    let read_ok = r#"ducklake_queries_total{kind="read",outcome="ok"}"#;
+    let read_err = r#"ducklake_queries_total{kind="read",outcome="not_found"}"#;
+    let rows = "ducklake_query_rows_returned_total";
+    let posts =
+        r#"ducklake_http_requests_total{method="POST",route="/api/v1/query",status_class="2xx"}"#;
+    let bad_posts =
+        r#"ducklake_http_requests_total{method="POST",route="/api/v1/query",status_class="4xx"}"#;
+
+    for n in [1, 2, 3] {
+        app.sql(&format!("SELECT range FROM range({n})")).await;
+    }
+    let (status, _) = app
+        .post_query(json!({"sql": "SELECT * FROM no_such_table"}))
+        .await;
+    assert_eq!(status, 404);
+    // A streamed result counts its rows when the stream ends.
+    let body = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .json(&json!({"sql": "SELECT range FROM range(200000)", "format": "csv"}))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(body.len() > 256 * 1024);
+
+    let after = scrape(&app).await;
+    let moved = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(moved(read_ok), 4.0, "{after}");
+    assert_eq!(moved(read_err), 1.0, "{after}");
+    assert_eq!(moved(rows), (1 + 2 + 3 + 200_000) as f64, "{after}");
+    assert_eq!(moved(posts), 4.0, "{after}");
+    assert_eq!(moved(bad_posts), 1.0, "{after}");
+    assert!(moved(r#"ducklake_query_duration_seconds_count{kind="read"}"#) >= 4.0);
+    assert_eq!(
+        sample(&after, r#"ducklake_dependency_up{dependency="lake"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, r#"ducklake_dependency_up{dependency="storage"}"#),
+        1.0
+    );
+    assert!(sample(&after, "process_resident_memory_bytes") > 1e6);
+    assert!(
+        after.contains("ducklake_build_info{duckdb_version=\"v1.5.5\""),
+        "{after}"
+    );
+    assert!(after.contains("ducklake=") && after.contains("ducklake_duckdb_memory_bytes{tag="));
+    app.sql("CREATE TABLE snap (x INT)").await;
+    let later = scrape(&app).await;
+    assert_eq!(
+        sample(&later, "ducklake_lake_snapshot_id"),
+        sample(&after, "ducklake_lake_snapshot_id") + 1.0
+    );
+    assert!(!later.contains("SELECT"), "no SQL in labels");
+
+    // promtool, Prometheus's own checker, accepts the exposition.
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(later.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn metrics_switch_off_with_their_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.features.enable_prometheus_metrics = false;
+    let app = spawn_with(config, None).await;
+    let (status, body) = app.get_json("/metrics").await;
+    assert_eq!(
+        (status, common::error_code(&body)),
+        (404, "route_not_found")
+    );
+    app.stop().await;
+}
