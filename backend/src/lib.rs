@@ -114,6 +114,15 @@ pub struct Application {
 impl Application {
     /// Opens the engine (on a blocking thread) and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_sources(config, Default::default()).await
+    }
+
+    /// [`Application::build`], remembering where each setting came from
+    /// (shown by `/config/summary`).
+    pub async fn build_with_sources(
+        config: Config,
+        sources: std::collections::BTreeMap<String, String>,
+    ) -> Result<Self, StartupError> {
         let config = Arc::new(config);
         let storage = Arc::new(Storage::from_config(&config)?);
         let bucket = storage
@@ -164,6 +173,7 @@ impl Application {
             store,
             storage,
             metrics,
+            config_sources: Arc::new(sources),
         });
         let max_body = config.server.max_body_bytes;
         let mut server = HttpServer::new(move || {

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
             println!("{}", check_config_report(&loaded));
             ExitCode::SUCCESS
         }
-        Command::Serve => serve(loaded.config),
+        Command::Serve => serve(loaded),
         Command::Migrate => migrate(loaded.config),
     }
 }
@@ -99,10 +99,10 @@ fn check_config_report(loaded: &ducklake_backend::config::LoadedConfig) -> Strin
     lines.join("\n")
 }
 
-fn serve(config: Config) -> ExitCode {
-    telemetry::init(&config);
+fn serve(loaded: ducklake_backend::config::LoadedConfig) -> ExitCode {
+    telemetry::init(&loaded.config);
     let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(config).await?;
+        let app = Application::build_with_sources(loaded.config, loaded.sources).await?;
         app.run_until_stopped()
             .await
             .map_err(|source| ducklake_backend::StartupError::Bind {

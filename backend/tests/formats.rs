@@ -440,6 +440,9 @@ async fn openapi_document_and_docs_page() {
         ("/health", "get"),
         ("/ready", "get"),
         ("/metrics", "get"),
+        ("/metrics/memory", "get"),
+        ("/config/summary", "get"),
+        ("/config/ducklake", "get"),
         ("/openapi.json", "get"),
         ("/docs", "get"),
     ] {

@@ -127,3 +127,88 @@ async fn metrics_switch_off_with_their_feature() {
     );
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn memory_and_config_endpoints_show_state_and_never_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    const MARKER: &str = "s3cr3t-MARKER-value";
+    config.postgres.password = Some(ducklake_backend::config::Secret::new(MARKER));
+    config.storage.minio_access_key = Some(ducklake_backend::config::Secret::new(MARKER));
+    config.storage.minio_secret_key = Some(ducklake_backend::config::Secret::new(MARKER));
+    config.duckdb.memory_limit = Some("1GB".into());
+    let app = spawn_with(config, None).await;
+
+    let (status, memory) = app.get_json("/metrics/memory").await;
+    assert_eq!(status, 200);
+    assert!(memory["process"]["resident_bytes"].as_u64().unwrap() > 1_000_000);
+    assert!(
+        memory["system"]["total_bytes"].as_u64().unwrap()
+            > memory["system"]["available_bytes"].as_u64().unwrap()
+    );
+    assert!(
+        memory["duckdb"]["memory_limit"]
+            .as_str()
+            .unwrap()
+            .contains("GiB")
+            || memory["duckdb"]["memory_limit"]
+                .as_str()
+                .unwrap()
+                .contains("MiB"),
+        "{memory}"
+    );
+    assert!(!memory["duckdb"]["by_tag"].as_array().unwrap().is_empty());
+    assert!(memory.get("cgroup").is_some());
+
+    let (_, lake) = app.get_json("/config/ducklake").await;
+    assert_eq!(lake["catalog"]["kind"], "duckdb");
+    assert_eq!(lake["storage"]["reachable"], true);
+    assert_eq!(lake["duckdb_version"], "v1.5.5");
+    assert!(lake["extensions"]["ducklake"].is_string(), "{lake}");
+    let tables = lake["tables"].as_i64().unwrap();
+    app.sql("CREATE TABLE counted (x INT)").await;
+    let (_, after) = app.get_json("/config/ducklake").await;
+    assert_eq!(after["tables"].as_i64().unwrap(), tables + 1);
+    assert_eq!(
+        after["snapshot_id"].as_i64().unwrap(),
+        lake["snapshot_id"].as_i64().unwrap() + 1
+    );
+
+    let (_, summary) = app.get_json("/config/summary").await;
+    let password = summary["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "postgres.password")
+        .expect("every setting is listed");
+    assert_eq!(password["value"], "***");
+
+    for path in [
+        "/config/summary",
+        "/config/ducklake",
+        "/metrics",
+        "/metrics/memory",
+        "/ready",
+        "/openapi.json",
+    ] {
+        let text = app
+            .client
+            .get(app.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!text.contains(MARKER), "{path} shows a secret");
+    }
+    app.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.features.enable_memory_monitoring = false;
+    let app = spawn_with(config, None).await;
+    let (status, _) = app.get_json("/metrics/memory").await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}

@@ -7,7 +7,7 @@ use actix_web::{get, http::header, HttpResponse};
 use serde::Serialize;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use crate::api::{health, metrics, query, storage};
+use crate::api::{config, health, metrics, query, storage};
 
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
@@ -99,6 +99,9 @@ pub enum QueryResponses {
         health::health,
         health::ready,
         metrics::prometheus,
+        metrics::memory,
+        config::summary,
+        config::ducklake,
         openapi_json,
         docs_page,
     ),

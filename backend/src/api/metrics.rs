@@ -28,10 +28,10 @@ pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
     sync_int_counter(&m.write_conflicts, state.engine.write_conflicts());
     if let Ok(tags) = state.engine.memory_usage().await {
         let mut temp = 0;
-        for (tag, memory, temporary) in tags {
+        for (tag, bytes, temporary) in tags {
             m.duckdb_memory
                 .with_label_values(&[tag.as_str()])
-                .set(memory);
+                .set(bytes);
             temp += temporary;
         }
         m.duckdb_temp_storage.set(temp);
@@ -78,4 +78,145 @@ async fn process_usage() -> Option<(u64, u64)> {
     .await
     .ok()
     .flatten()
+}
+
+/// Memory of the process, the machine, the container and DuckDB.
+#[utoipa::path(tag = "ops", responses(
+    (status = 200, description = "`{process, system, cgroup, duckdb, temp_directory}`, bytes", content_type = "application/json"),
+    (status = 404, description = "features.enable_memory_monitoring is off", body = crate::api::docs::ErrorResponse)
+))]
+#[get("/metrics/memory")]
+pub async fn memory(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !state.config.features.enable_memory_monitoring {
+        return Err(ApiError::RouteNotFound(
+            "/metrics/memory is off (FEATURE_ENABLE_MEMORY_MONITORING=false)".into(),
+        ));
+    }
+    let tags = state.engine.memory_usage().await?;
+    let temp_dir = state.config.data_dir.join("tmp");
+    let machine = tokio::task::spawn_blocking(move || {
+        let pid = sysinfo::get_current_pid().ok();
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        if let Some(pid) = pid {
+            system.refresh_processes_specifics(
+                sysinfo::ProcessesToUpdate::Some(&[pid]),
+                true,
+                sysinfo::ProcessRefreshKind::nothing().with_memory(),
+            );
+        }
+        let process = pid.and_then(|pid| system.process(pid));
+        serde_json::json!({
+            "process": {
+                "resident_bytes": process.map(|p| p.memory()),
+                "virtual_bytes": process.map(|p| p.virtual_memory()),
+            },
+            "system": {
+                "total_bytes": system.total_memory(),
+                "available_bytes": system.available_memory(),
+                "used_bytes": system.used_memory(),
+            },
+            "cgroup": cgroup_memory(std::path::Path::new("/sys/fs/cgroup")),
+            "temp_directory": {
+                "path": temp_dir.display().to_string(),
+                "bytes": dir_size(&temp_dir),
+            },
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let limit = state.engine.memory_limit().await.ok();
+    let mut body = machine;
+    body["duckdb"] = serde_json::json!({
+        "memory_limit": limit,
+        "memory_usage_bytes": tags.iter().map(|t| t.1).sum::<i64>(),
+        "temporary_storage_bytes": tags.iter().map(|t| t.2).sum::<i64>(),
+        "by_tag": tags
+            .iter()
+            .map(|(tag, bytes, temp)| {
+                serde_json::json!({
+                    "tag": tag, "memory_usage_bytes": bytes, "temporary_storage_bytes": temp
+                })
+            })
+            .collect::<Vec<_>>(),
+    });
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The container's memory limit and usage: cgroup v2 (`memory.max`,
+/// `memory.current`) or v1 (`memory/memory.limit_in_bytes`,
+/// `memory/memory.usage_in_bytes`); null outside a limiting cgroup.
+pub fn cgroup_memory(root: &std::path::Path) -> serde_json::Value {
+    let read = |path: std::path::PathBuf| -> Option<String> {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let number = |text: Option<String>| -> Option<u64> {
+        text.and_then(|t| t.parse().ok())
+            // v1 reports "no limit" as a huge number.
+            .filter(|v| *v < (1u64 << 60))
+    };
+    if let Some(max) = read(root.join("memory.max")) {
+        return serde_json::json!({
+            "version": 2,
+            "limit_bytes": number(Some(max)),
+            "usage_bytes": number(read(root.join("memory.current"))),
+        });
+    }
+    let v1 = root.join("memory");
+    if let Some(limit) = read(v1.join("memory.limit_in_bytes")) {
+        return serde_json::json!({
+            "version": 1,
+            "limit_bytes": number(Some(limit)),
+            "usage_bytes": number(read(v1.join("memory.usage_in_bytes"))),
+        });
+    }
+    serde_json::Value::Null
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_memory;
+
+    #[test]
+    fn cgroup_v2_v1_and_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(cgroup_memory(dir.path()).is_null());
+        std::fs::create_dir(dir.path().join("memory")).unwrap();
+        std::fs::write(
+            dir.path().join("memory/memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("memory/memory.usage_in_bytes"), "1048576\n").unwrap();
+        let v1 = cgroup_memory(dir.path());
+        assert_eq!(v1["version"], 1);
+        assert!(v1["limit_bytes"].is_null(), "no limit: {v1}");
+        assert_eq!(v1["usage_bytes"], 1048576);
+        std::fs::write(dir.path().join("memory.max"), "536870912\n").unwrap();
+        std::fs::write(dir.path().join("memory.current"), "2097152\n").unwrap();
+        let v2 = cgroup_memory(dir.path());
+        assert_eq!(
+            (v2["version"].as_u64(), v2["limit_bytes"].as_u64()),
+            (Some(2), Some(536870912))
+        );
+        std::fs::write(dir.path().join("memory.max"), "max\n").unwrap();
+        assert!(cgroup_memory(dir.path())["limit_bytes"].is_null());
+    }
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, and how request-shape errors become
 //! [`ApiError`]s. Handlers are thin: parse, call the engine, encode.
 
+pub mod config;
 pub mod docs;
 pub mod health;
 pub mod metrics;
@@ -22,6 +23,8 @@ pub struct AppState {
     /// The lake's data path as an object store.
     pub storage: Arc<Storage>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// dotted config key → "default" | "file <path>" | "environment VAR"
+    pub config_sources: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// Registers every route; used by the server and by tests alike.
@@ -38,6 +41,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(query::query_get)
     .service(storage::list_objects)
     .service(metrics::prometheus)
+    .service(metrics::memory)
+    .service(config::summary)
+    .service(config::ducklake)
     .service(docs::openapi_json)
     .service(docs::docs_page)
     .service(docs::docs_js)

@@ -288,6 +288,21 @@ impl Engine {
         .map_err(ApiError::internal)?
     }
 
+    /// DuckDB's configured memory limit, as DuckDB prints it.
+    pub async fn memory_limit(&self) -> Result<String, ApiError> {
+        let probe = Arc::clone(&self.probe);
+        tokio::task::spawn_blocking(move || {
+            probe
+                .lock()
+                .query_row("SELECT current_setting('memory_limit')", [], |row| {
+                    row.get(0)
+                })
+                .map_err(ApiError::from_duckdb)
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+
     /// Requests that ended in `write_conflict` since start.
     pub fn write_conflicts(&self) -> u64 {
         self.write_conflicts.load(Ordering::Relaxed)

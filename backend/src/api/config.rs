@@ -1,0 +1,95 @@
+//! `/config/summary` (the effective configuration, secrets redacted, with
+//! where each value came from) and `/config/ducklake` (the lake's status).
+//! Open for now; admin-only once authentication exists (issue 6).
+
+use std::time::Duration;
+
+use actix_web::{get, web, HttpResponse};
+use serde_json::{json, Value};
+
+use crate::{api::AppState, engine::lake::quote_literal, error::ApiError};
+
+/// The effective configuration: every setting, secrets as `***`.
+#[utoipa::path(tag = "ops", responses(
+    (status = 200, description = "`{environment, settings: [{key, value, source}]}`; source is default, file <path> or environment <VAR>", content_type = "application/json")
+))]
+#[get("/config/summary")]
+pub async fn summary(state: web::Data<AppState>) -> HttpResponse {
+    let redacted = state.config.redacted();
+    let mut settings = Vec::new();
+    leaves("", &redacted, &mut settings);
+    let settings: Vec<Value> = settings
+        .into_iter()
+        .map(|(key, value)| {
+            let source = state.config_sources.get(&key).cloned();
+            json!({ "key": key, "value": value, "source": source })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "environment": state.config.environment,
+        "settings": settings,
+    }))
+}
+
+fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&key, v, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+/// The lake: where its catalog and data are, its options, versions, current
+/// snapshot, how many schemas and tables, and whether storage answers.
+#[utoipa::path(tag = "ops", responses(
+    (status = 200, description = "The lake's status", content_type = "application/json"),
+    (status = 503, description = "catalog_unavailable, storage_unavailable", body = crate::api::docs::ErrorResponse)
+))]
+#[get("/config/ducklake")]
+pub async fn ducklake(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let timeout = Duration::from_millis(state.config.server.ready_timeout_ms);
+    let engine = &state.engine;
+    let lake = engine.lake();
+    let snapshot = engine.current_snapshot(timeout).await?;
+    let name = quote_literal(&lake.name);
+    let (schemas, tables): (i64, i64) = engine
+        .run_blocking(timeout, move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT (SELECT count(*) FROM duckdb_schemas() WHERE database_name = {name}), \
+                            (SELECT count(*) FROM duckdb_tables() WHERE database_name = {name})"
+                ),
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(ApiError::from_duckdb)
+        })
+        .await?;
+    let storage_reachable = tokio::time::timeout(timeout, state.storage.ping())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let info = engine.info();
+    Ok(HttpResponse::Ok().json(json!({
+        "name": lake.name,
+        "catalog": { "kind": lake.catalog_kind(), "location": lake.catalog_display() },
+        "data_path": lake.data_path(),
+        "storage": { "kind": state.storage.kind(), "reachable": storage_reachable },
+        "encrypted": lake.encrypted,
+        "data_inlining_row_limit": lake.data_inlining_row_limit,
+        "s3_encryption": state.config.features.enable_s3_encryption,
+        "duckdb_version": info.duckdb_version,
+        "platform": info.platform,
+        "extensions": info.extensions.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "snapshot_id": snapshot,
+        "schemas": schemas,
+        "tables": tables,
+    })))
+}
