@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod format;
 pub mod metrics;
+pub mod performance;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
@@ -174,6 +175,7 @@ impl Application {
             storage,
             metrics,
             config_sources: Arc::new(sources),
+            performance: Arc::new(performance::Tracker::default()),
         });
         let max_body = config.server.max_body_bytes;
         let mut server = HttpServer::new(move || {

@@ -72,6 +72,14 @@ pub async fn log_request(
         .request()
         .app_data::<actix_web::web::Data<crate::api::AppState>>()
     {
+        if state.config.features.enable_performance_tracking {
+            state.performance.record_request(
+                &route,
+                res.request().method().as_str(),
+                started.elapsed(),
+                status >= 500,
+            );
+        }
         if state.config.features.enable_prometheus_metrics {
             let method = match res.request().method().as_str() {
                 m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m,

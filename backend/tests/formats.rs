@@ -441,6 +441,7 @@ async fn openapi_document_and_docs_page() {
         ("/ready", "get"),
         ("/metrics", "get"),
         ("/metrics/memory", "get"),
+        ("/metrics/performance", "get"),
         ("/config/summary", "get"),
         ("/config/ducklake", "get"),
         ("/openapi.json", "get"),

@@ -212,3 +212,41 @@ async fn memory_and_config_endpoints_show_state_and_never_secrets() {
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn performance_windows_and_slowest_queries_without_literals() {
+    let app = common::spawn_app().await;
+    for _ in 0..3 {
+        app.sql("SELECT 'top-secret-literal' AS s, 12345 AS n")
+            .await;
+    }
+    app.sql("SELECT count(*) FROM range(30000000)").await;
+    let (status, _) = app
+        .post_query(json!({"sql": "SELECT * FROM missing_table"}))
+        .await;
+    assert_eq!(status, 404);
+    let (status, perf) = app.get_json("/metrics/performance").await;
+    assert_eq!(status, 200);
+    let route = &perf["routes"]["POST /api/v1/query"]["1m"];
+    assert_eq!(route["count"], 5, "{perf}");
+    let reads = &perf["query_kinds"]["read"];
+    for window in ["1m", "5m", "1h"] {
+        assert_eq!(reads[window]["count"], 5, "{perf}");
+        assert_eq!(reads[window]["errors"], 1, "{perf}");
+        assert!(
+            reads[window]["p99_ms"].as_f64().unwrap() >= reads[window]["p50_ms"].as_f64().unwrap()
+        );
+    }
+    let slowest = &perf["slowest_queries"][0];
+    assert_eq!(
+        slowest["fingerprint"], "SELECT count(*) FROM range(?)",
+        "{perf}"
+    );
+    assert_eq!(slowest["rows"], 1);
+    let text = perf.to_string();
+    assert!(
+        !text.contains("top-secret-literal") && !text.contains("12345"),
+        "{text}"
+    );
+    app.stop().await;
+}

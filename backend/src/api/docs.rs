@@ -100,6 +100,7 @@ pub enum QueryResponses {
         health::ready,
         metrics::prometheus,
         metrics::memory,
+        metrics::performance,
         config::summary,
         config::ducklake,
         openapi_json,

@@ -143,6 +143,22 @@ pub async fn memory(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(body))
 }
 
+/// Rolling latency statistics per route and query kind, and the slowest
+/// recent queries by fingerprint (literals stripped).
+#[utoipa::path(tag = "ops", responses(
+    (status = 200, description = "`{routes: {\"POST /api/v1/query\": {1m, 5m, 1h}}, query_kinds: {...}, slowest_queries: [...]}`; each window has count, errors, error_rate, per_second, p50_ms, p90_ms, p99_ms, max_ms", content_type = "application/json"),
+    (status = 404, description = "features.enable_performance_tracking is off", body = crate::api::docs::ErrorResponse)
+))]
+#[get("/metrics/performance")]
+pub async fn performance(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !state.config.features.enable_performance_tracking {
+        return Err(ApiError::RouteNotFound(
+            "/metrics/performance is off (FEATURE_ENABLE_PERFORMANCE_TRACKING=false)".into(),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(state.performance.report()))
+}
+
 /// The container's memory limit and usage: cgroup v2 (`memory.max`,
 /// `memory.current`) or v1 (`memory/memory.limit_in_bytes`,
 /// `memory/memory.usage_in_bytes`); null outside a limiting cgroup.

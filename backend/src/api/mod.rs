@@ -25,6 +25,7 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// dotted config key → "default" | "file <path>" | "environment VAR"
     pub config_sources: Arc<std::collections::BTreeMap<String, String>>,
+    pub performance: Arc<crate::performance::Tracker>,
 }
 
 /// Registers every route; used by the server and by tests alike.
@@ -42,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(storage::list_objects)
     .service(metrics::prometheus)
     .service(metrics::memory)
+    .service(metrics::performance)
     .service(config::summary)
     .service(config::ducklake)
     .service(docs::openapi_json)

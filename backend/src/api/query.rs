@@ -160,7 +160,7 @@ async fn run(
     format: Format,
     mode: TransactionMode,
 ) -> Result<HttpResponse, ApiError> {
-    let meter = QueryMeter::start(state, crate::metrics::query_kind(&request.sql));
+    let meter = QueryMeter::start(state, &request.sql);
     let stream = match state.engine.stream(request, format, mode).await {
         Ok(stream) => stream,
         Err(err) => {
@@ -213,12 +213,20 @@ async fn run(
 /// One query's metrics: active while it runs, counted once when it ends.
 struct QueryMeter {
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    performance: Option<(std::sync::Arc<crate::performance::Tracker>, String)>,
     kind: &'static str,
     started: std::time::Instant,
 }
 
 impl QueryMeter {
-    fn start(state: &AppState, kind: &'static str) -> Self {
+    fn start(state: &AppState, sql: &str) -> Self {
+        let kind = crate::metrics::query_kind(sql);
+        let performance = state.config.features.enable_performance_tracking.then(|| {
+            (
+                std::sync::Arc::clone(&state.performance),
+                crate::performance::fingerprint(sql),
+            )
+        });
         let metrics = state
             .config
             .features
@@ -229,12 +237,31 @@ impl QueryMeter {
         }
         Self {
             metrics,
+            performance,
             kind,
             started: std::time::Instant::now(),
         }
     }
 
     fn finish(self, outcome: &str, rows: u64, bytes: u64) {
+        if let Some((tracker, fingerprint)) = self.performance {
+            let elapsed = self.started.elapsed();
+            tracker.record_query(
+                crate::performance::SlowQuery {
+                    fingerprint,
+                    kind: self.kind,
+                    duration_ms: elapsed.as_secs_f64() * 1000.0,
+                    rows,
+                    outcome: outcome.to_string(),
+                    principal: "anonymous".into(),
+                    at_unix_ms: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis(),
+                },
+                elapsed,
+            );
+        }
         if let Some(m) = &self.metrics {
             m.queries_active.dec();
             m.query_finished(
