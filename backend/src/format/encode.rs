@@ -458,8 +458,14 @@ fn text_column(array: &dyn Array, ty: &DuckType) -> ArrayRef {
         scratch.clear();
         json::write_value(&mut scratch, array, row, ty);
         if scratch.first() == Some(&b'"') {
-            let text: String = serde_json::from_slice(&scratch).unwrap_or_default();
-            builder.append_value(text);
+            let inner = &scratch[1..scratch.len() - 1];
+            if inner.contains(&b'\\') {
+                let text: String = serde_json::from_slice(&scratch).unwrap_or_default();
+                builder.append_value(text);
+            } else {
+                // No escapes: the text between the quotes is the value.
+                builder.append_value(String::from_utf8_lossy(inner));
+            }
         } else {
             builder.append_value(String::from_utf8_lossy(&scratch));
         }
