@@ -94,6 +94,8 @@ pub struct QueryConfig {
     pub max_queued: usize,
     /// How long a request waits for a free connection before 429.
     pub queue_timeout_ms: u64,
+    /// Queries running at least this long get a `slow query` log line.
+    pub slow_query_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,6 +222,7 @@ impl Default for QueryConfig {
             max_rows: 100_000,
             max_queued: 64,
             queue_timeout_ms: 30_000,
+            slow_query_ms: 1_000,
         }
     }
 }

@@ -42,12 +42,17 @@ struct Service {
 
 impl Service {
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(command(data_dir), Stdio::null())
+    }
+
+    /// Starts `cmd serve` with its log (stderr) going to `log`.
+    fn start_with(mut cmd: Command, log: Stdio) -> Self {
         let port = free_port();
-        let child = command(data_dir)
+        let child = cmd
             .env("SERVER_PORT", port.to_string())
             .arg("serve")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("the service starts");
         let base = format!("http://127.0.0.1:{port}");
@@ -195,4 +200,45 @@ fn version_names_service_and_duckdb() {
         stdout.contains(env!("CARGO_PKG_VERSION")) && stdout.contains("DuckDB v1.5.5"),
         "{stdout}"
     );
+}
+
+/// Production logs: one JSON object per line, a slow-query line with the
+/// query's fingerprint, and neither secrets nor literal values anywhere.
+#[test]
+fn logs_are_json_with_slow_queries_and_no_secrets() {
+    const SECRET: &str = "log-secret-MARKER";
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("service.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = command(&dir.path().join("data"));
+    cmd.env("ENVIRONMENT", "production")
+        .env("QUERY_SLOW_QUERY_MS", "0")
+        .env("DB_POSTGRES_PASSWORD", SECRET)
+        .env("STORAGE_MINIO_ACCESS_KEY", SECRET)
+        .env("STORAGE_MINIO_SECRET_KEY", SECRET);
+    let service = Service::start_with(cmd, Stdio::from(log));
+    service.sql("SELECT 'literal-MARKER' AS s, 987654 AS n");
+    let res = reqwest::blocking::get(format!("{}/config/summary", service.base)).unwrap();
+    assert!(!res.text().unwrap().contains(SECRET));
+    service.stop();
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.contains(SECRET), "a secret reached the log");
+    assert!(
+        !text.contains("literal-MARKER") && !text.contains("987654"),
+        "{text}"
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let slow = lines
+        .iter()
+        .find(|l| l["message"] == "slow query")
+        .unwrap_or_else(|| panic!("no slow-query line: {text}"));
+    assert_eq!(slow["fingerprint"], "SELECT ? AS s, ? AS n", "{slow}");
+    assert_eq!(slow["kind"], "read");
+    assert!(lines.iter().any(|l| l["message"] == "request finished"
+        && l["route"] == "/api/v1/query"
+        && l["status"] == 200));
 }

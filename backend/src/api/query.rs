@@ -213,7 +213,9 @@ async fn run(
 /// One query's metrics: active while it runs, counted once when it ends.
 struct QueryMeter {
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
-    performance: Option<(std::sync::Arc<crate::performance::Tracker>, String)>,
+    performance: Option<std::sync::Arc<crate::performance::Tracker>>,
+    fingerprint: String,
+    slow: std::time::Duration,
     kind: &'static str,
     started: std::time::Instant,
 }
@@ -221,12 +223,11 @@ struct QueryMeter {
 impl QueryMeter {
     fn start(state: &AppState, sql: &str) -> Self {
         let kind = crate::metrics::query_kind(sql);
-        let performance = state.config.features.enable_performance_tracking.then(|| {
-            (
-                std::sync::Arc::clone(&state.performance),
-                crate::performance::fingerprint(sql),
-            )
-        });
+        let performance = state
+            .config
+            .features
+            .enable_performance_tracking
+            .then(|| std::sync::Arc::clone(&state.performance));
         let metrics = state
             .config
             .features
@@ -238,17 +239,29 @@ impl QueryMeter {
         Self {
             metrics,
             performance,
+            fingerprint: crate::performance::fingerprint(sql),
+            slow: std::time::Duration::from_millis(state.config.query.slow_query_ms),
             kind,
             started: std::time::Instant::now(),
         }
     }
 
     fn finish(self, outcome: &str, rows: u64, bytes: u64) {
-        if let Some((tracker, fingerprint)) = self.performance {
-            let elapsed = self.started.elapsed();
+        let elapsed = self.started.elapsed();
+        if elapsed >= self.slow {
+            tracing::warn!(
+                fingerprint = %self.fingerprint,
+                kind = self.kind,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                rows,
+                outcome,
+                "slow query"
+            );
+        }
+        if let Some(tracker) = self.performance {
             tracker.record_query(
                 crate::performance::SlowQuery {
-                    fingerprint,
+                    fingerprint: self.fingerprint,
                     kind: self.kind,
                     duration_ms: elapsed.as_secs_f64() * 1000.0,
                     rows,
