@@ -250,3 +250,63 @@ async fn performance_windows_and_slowest_queries_without_literals() {
     );
     app.stop().await;
 }
+
+/// A real Prometheus (Debian's package) scrapes the service: the target is
+/// up and our series are queryable through Prometheus's own API.
+#[actix_web::test]
+async fn a_real_prometheus_scrapes_the_service() {
+    let app = common::spawn_app().await;
+    app.sql("SELECT 1").await;
+    let target = app.base.trim_start_matches("http://").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ducklake\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = common::free_port();
+    let mut prometheus = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package) is installed");
+    let query = |q: &str| {
+        let url = format!("http://127.0.0.1:{port}/api/v1/query?query={q}");
+        async move {
+            let res = reqwest::get(url).await.ok()?;
+            let body: serde_json::Value = res.json().await.ok()?;
+            body["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_string)
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        if let (Some(up), Some(info)) = (
+            query("up%7Bjob%3D%22ducklake%22%7D").await,
+            query("ducklake_build_info").await,
+        ) {
+            seen = Some((up, info));
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert_eq!(
+        seen,
+        Some(("1".to_string(), "1".to_string())),
+        "Prometheus did not scrape the service"
+    );
+    app.stop().await;
+}
