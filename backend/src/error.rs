@@ -55,6 +55,10 @@ pub enum ApiError {
     /// The object storage holding the lake's data cannot be reached.
     #[error("{0}")]
     StorageUnavailable(String),
+    /// The sandbox refused the statement: host files, network, extensions,
+    /// settings or other databases.
+    #[error("{0}")]
+    Forbidden(String),
     /// A write was attempted where only reads are allowed (the GET form).
     #[error("{0}")]
     ReadOnly(String),
@@ -120,6 +124,7 @@ impl ApiError {
             Self::CatalogUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "catalog_unavailable"),
             Self::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Self::ReadOnly(_) => (StatusCode::FORBIDDEN, "read_only"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden_statement"),
             Self::UnsupportedFormat(_) => (StatusCode::NOT_ACCEPTABLE, "unsupported_format"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
@@ -150,6 +155,12 @@ impl ApiError {
             || message.contains("transaction is launched in read-only mode")
         {
             return Self::ReadOnly(message);
+        }
+        if kind == "Permission"
+            || message.contains("the configuration has been locked")
+            || message.contains("Loading external extensions is disabled")
+        {
+            return Self::Forbidden(format!("refused by the sandbox: {message}"));
         }
         if is_catalog_outage(&message) {
             return Self::CatalogUnavailable(message);

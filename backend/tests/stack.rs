@@ -793,3 +793,42 @@ con.execute("CREATE TABLE lake.from_stock AS SELECT range * 2 AS doubled FROM ra
     assert_eq!(body["rows"], json!([[3000, 8997000]]));
     app.stop().await;
 }
+
+/// With a PostgreSQL catalog and S3 data, user SQL reaches no other bucket,
+/// no other database and no host file. (Known gap, for issue 6's statement
+/// guard: DuckLake's metadata attachment `__ducklake_metadata_<lake>` and the
+/// postgres extension's functions on it are still reachable; see the README.)
+#[actix_web::test]
+async fn sandbox_keeps_other_buckets_and_databases_out_of_reach() {
+    let pg = Postgres::start();
+    let s3 = S3::start("sandboxed");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "sandbox");
+    with_s3(&mut config, &s3, "sandboxed", "lake");
+    let app = spawn_with(config, None).await;
+    app.sql("CREATE TABLE inside AS SELECT range AS n FROM range(5000)")
+        .await;
+    let attacks = [
+        "ATTACH 'host=127.0.0.1 dbname=postgres user=postgres' AS pg (TYPE postgres)",
+        "ATTACH 'ducklake:postgres:host=127.0.0.1 dbname=postgres user=postgres' AS other",
+        "SELECT * FROM read_parquet('s3://other-bucket/x.parquet')",
+        "SELECT * FROM read_text('s3://sandboxed/not-the-lake/x')",
+        "COPY (SELECT 1) TO 's3://other-bucket/leak.csv'",
+        "COPY (SELECT 1) TO 's3://sandboxed/outside-prefix.csv'",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SET s3_endpoint = 'evil:9000'",
+    ];
+    let mut failures = Vec::new();
+    for sql in attacks {
+        let (status, body) = app.post_query(json!({ "sql": sql })).await;
+        if status != 403 {
+            failures.push(format!("{status} {body}  <- {sql}"));
+        }
+    }
+    assert!(failures.is_empty(), "not refused:\n{}", failures.join("\n"));
+    assert!(!s3.list("sandboxed").contains("outside-prefix.csv"));
+    let body = app.sql("SELECT count(*) FROM inside").await;
+    assert_eq!(body["rows"], json!([[5000]]));
+    app.stop().await;
+}

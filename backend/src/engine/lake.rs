@@ -165,6 +165,26 @@ impl LakeSpec {
         )
     }
 
+    /// Settings that confine every later statement (DuckDB's own sandbox):
+    /// file and network access only under the data path (and the spill
+    /// directory), no extension loading or installing, configuration locked.
+    /// The catalog stays reachable because it was attached before.
+    pub fn lockdown_sql(&self, tmp_dir: &Path) -> String {
+        let allowed = [
+            quote_literal(&self.data_path()),
+            quote_literal(&format!(
+                "{}/",
+                tmp_dir.display().to_string().trim_end_matches('/')
+            )),
+        ];
+        format!(
+            "SET allowed_directories = [{}]; SET autoinstall_known_extensions = false; \
+             SET autoload_known_extensions = false; SET allow_community_extensions = false; \
+             SET enable_external_access = false; SET lock_configuration = true",
+            allowed.join(", ")
+        )
+    }
+
     /// Local directories the lake writes into, created on first start.
     pub fn local_dirs(&self) -> Vec<&Path> {
         let mut dirs = Vec::new();

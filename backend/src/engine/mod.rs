@@ -176,6 +176,10 @@ impl Engine {
             .and_then(|conn| conn.execute_batch(&use_lake).map(|()| conn))
             .map_err(setup("opening the probe connection"))?;
         let info = read_info(&root, extensions.names()).map_err(setup("reading versions"))?;
+        // The sandbox: from here on, SQL reaches no file or URL outside the
+        // lake's data path, loads no extension, and changes no setting.
+        root.execute_batch(&lake.lockdown_sql(&tmp_dir))
+            .map_err(setup("locking DuckDB down"))?;
         tracing::info!(
             catalog = %lake.catalog_display(),
             data_path = %lake.data_path(),
