@@ -54,11 +54,17 @@ pub fn application_name(pool: &str) -> String {
     format!("ducklake-backend/{pool}/{}", instance_id())
 }
 
+/// A start-up error that can say how many attempts were made.
+pub trait GaveUp {
+    /// The final error, noting that `attempts` attempts were made.
+    fn gave_up(self, attempts: u32) -> Self;
+}
+
 /// Runs `attempt` up to `attempts` times with exponential backoff (250 ms
 /// doubling up to 5 s), logging each failure; returns the last error.
 pub async fn retry_startup<T, E, F, Fut>(what: &str, attempts: u32, mut attempt: F) -> Result<T, E>
 where
-    E: Display,
+    E: Display + GaveUp,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
@@ -81,7 +87,7 @@ where
             }
             Err(err) => {
                 tracing::error!(dependency = what, attempts, error = %err, "giving up");
-                return Err(err);
+                return Err(err.gave_up(attempts));
             }
         }
     }

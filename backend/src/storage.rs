@@ -34,6 +34,17 @@ pub enum StorageError {
     Failed(String),
 }
 
+impl crate::GaveUp for StorageError {
+    fn gave_up(self, attempts: u32) -> Self {
+        match self {
+            Self::Unavailable(m) => {
+                Self::Unavailable(format!("{m} (gave up after {attempts} attempt(s))"))
+            }
+            other => other,
+        }
+    }
+}
+
 /// What start-up found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BucketState {
@@ -194,15 +205,7 @@ impl Storage {
         attempts: u32,
         create: bool,
     ) -> Result<BucketState, StorageError> {
-        crate::retry_startup("object storage", attempts, || self.ensure_bucket(create))
-            .await
-            .map_err(|e| match e {
-                StorageError::Unavailable(m) => StorageError::Unavailable(format!(
-                    "{m} (gave up after {} attempt(s))",
-                    attempts.max(1)
-                )),
-                other => other,
-            })
+        crate::retry_startup("object storage", attempts, || self.ensure_bucket(create)).await
     }
 
     /// A cheap round trip: list at most one object under the data path.

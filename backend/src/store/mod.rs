@@ -42,6 +42,17 @@ pub struct MigrationReport {
     pub waited: bool,
 }
 
+impl crate::GaveUp for StoreError {
+    fn gave_up(self, attempts: u32) -> Self {
+        match self {
+            Self::Unavailable(m) => {
+                Self::Unavailable(format!("{m} (gave up after {attempts} attempt(s))"))
+            }
+            other => other,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub enum Store {
     Postgres(Pool),
@@ -111,15 +122,7 @@ impl Store {
     /// Waits until the database answers: up to `attempts` tries with
     /// exponential backoff, each failure logged.
     pub async fn wait_until_reachable(&self, attempts: u32) -> Result<(), StoreError> {
-        crate::retry_startup("catalog database", attempts, || self.ping())
-            .await
-            .map_err(|e| match e {
-                StoreError::Unavailable(m) => StoreError::Unavailable(format!(
-                    "{m} (gave up after {} attempt(s))",
-                    attempts.max(1)
-                )),
-                other => other,
-            })
+        crate::retry_startup("catalog database", attempts, || self.ping()).await
     }
 
     /// A trivial round trip.
