@@ -52,6 +52,7 @@ impl Service {
             .env("QUERY_MAX_ROWS", "20000000")
             .env("QUERY_TIMEOUT_MS", "600000")
             .env("QUERY_MAX_QUEUED", "1000")
+            .env("QUERY_SLOW_QUERY_MS", "3600000")
             .env("DUCKDB_CONNECTIONS", "16")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
