@@ -27,6 +27,7 @@ pub struct Metrics {
     pub process_resident_memory: IntGauge,
     pub process_cpu_seconds: prometheus::Counter,
     pub catalog_pool: IntGaugeVec,
+    pub catalog_connections: IntGaugeVec,
     pub dependency_up: IntGaugeVec,
     pub dependency_check_seconds: prometheus::GaugeVec,
     pub lake_snapshot: IntGauge,
@@ -83,6 +84,11 @@ impl Metrics {
                 &["state"],
             )
             .unwrap(),
+            catalog_connections: IntGaugeVec::new(
+                opts("catalog_connections", "Connections this replica holds to the catalog database (pg_stat_activity), by pool: duckdb (the postgres extension) or service (ours)."),
+                &["pool"],
+            )
+            .unwrap(),
             dependency_up: IntGaugeVec::new(
                 opts("dependency_up", "1 when the dependency answered its last check."),
                 &["dependency"],
@@ -116,6 +122,7 @@ impl Metrics {
             Box::new(metrics.process_resident_memory.clone()),
             Box::new(metrics.process_cpu_seconds.clone()),
             Box::new(metrics.catalog_pool.clone()),
+            Box::new(metrics.catalog_connections.clone()),
             Box::new(metrics.dependency_up.clone()),
             Box::new(metrics.dependency_check_seconds.clone()),
             Box::new(metrics.lake_snapshot.clone()),

@@ -722,6 +722,27 @@ async fn catalog_connections_stay_within_budget() {
         "catalog connections (duckdb, pool) peaked at {peak:?}, budget (2, 2)"
     );
 
+    // /metrics shows this replica's catalog connections, within the budget.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let duckdb_connections: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ducklake_catalog_connections{pool=\"duckdb\"} "))
+        .expect("the DuckDB pool's connections are exported")
+        .parse()
+        .unwrap();
+    assert!(
+        (0.0..=2.0).contains(&duckdb_connections),
+        "{duckdb_connections}"
+    );
+
     // Idle: both pools give their connections back.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
