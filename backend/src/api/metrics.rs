@@ -10,6 +10,17 @@ use crate::{
     metrics::{sync_counter, sync_int_counter},
 };
 
+/// 404 naming the switch when a feature's endpoint is off.
+fn feature(enabled: bool, path: &str, variable: &str) -> Result<(), ApiError> {
+    if enabled {
+        Ok(())
+    } else {
+        Err(ApiError::RouteNotFound(format!(
+            "{path} is off ({variable}=false)"
+        )))
+    }
+}
+
 /// Prometheus metrics of this replica.
 #[utoipa::path(tag = "ops", responses(
     (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"),
@@ -17,11 +28,11 @@ use crate::{
 ))]
 #[get("/metrics")]
 pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if !state.config.features.enable_prometheus_metrics {
-        return Err(ApiError::RouteNotFound(
-            "/metrics is off (FEATURE_ENABLE_PROMETHEUS_METRICS=false)".into(),
-        ));
-    }
+    feature(
+        state.config.features.enable_prometheus_metrics,
+        "/metrics",
+        "FEATURE_ENABLE_PROMETHEUS_METRICS",
+    )?;
     let m = &state.metrics;
     health::check_all(&state).await;
     m.queries_queued.set(state.engine.queued() as i64);
@@ -95,11 +106,11 @@ async fn process_usage() -> Option<(u64, u64)> {
 ))]
 #[get("/metrics/memory")]
 pub async fn memory(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if !state.config.features.enable_memory_monitoring {
-        return Err(ApiError::RouteNotFound(
-            "/metrics/memory is off (FEATURE_ENABLE_MEMORY_MONITORING=false)".into(),
-        ));
-    }
+    feature(
+        state.config.features.enable_memory_monitoring,
+        "/metrics/memory",
+        "FEATURE_ENABLE_MEMORY_MONITORING",
+    )?;
     let tags = state.engine.memory_usage().await?;
     let temp_dir = state.config.data_dir.join("tmp");
     let machine = tokio::task::spawn_blocking(move || {
@@ -159,11 +170,11 @@ pub async fn memory(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 ))]
 #[get("/metrics/performance")]
 pub async fn performance(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if !state.config.features.enable_performance_tracking {
-        return Err(ApiError::RouteNotFound(
-            "/metrics/performance is off (FEATURE_ENABLE_PERFORMANCE_TRACKING=false)".into(),
-        ));
-    }
+    feature(
+        state.config.features.enable_performance_tracking,
+        "/metrics/performance",
+        "FEATURE_ENABLE_PERFORMANCE_TRACKING",
+    )?;
     Ok(HttpResponse::Ok().json(state.performance.report()))
 }
 

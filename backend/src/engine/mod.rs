@@ -274,9 +274,7 @@ impl Engine {
     /// DuckDB's memory by tag and its temporary storage, from
     /// `duckdb_memory()`, read on the probe connection.
     pub async fn memory_usage(&self) -> Result<Vec<(String, i64, i64)>, ApiError> {
-        let probe = Arc::clone(&self.probe);
-        tokio::task::spawn_blocking(move || {
-            let conn = probe.lock();
+        self.on_probe(|conn| {
             let mut stmt = conn
                 .prepare(
                     "SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() ORDER BY tag",
@@ -292,16 +290,30 @@ impl Engine {
         .map_err(ApiError::internal)?
     }
 
-    /// DuckDB's configured memory limit, as DuckDB prints it.
-    pub async fn memory_limit(&self) -> Result<String, ApiError> {
+    /// Runs `work` on the probe connection on a blocking thread (the
+    /// connection of readiness and state checks, never of user SQL); any
+    /// transaction it opened is rolled back.
+    fn on_probe<T, F>(&self, work: F) -> tokio::task::JoinHandle<Result<T, ApiError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
         let probe = Arc::clone(&self.probe);
         tokio::task::spawn_blocking(move || {
-            probe
-                .lock()
-                .query_row("SELECT current_setting('memory_limit')", [], |row| {
-                    row.get(0)
-                })
-                .map_err(ApiError::from_duckdb)
+            let conn = probe.lock();
+            let result = work(&conn);
+            let _ = conn.execute_batch("ROLLBACK");
+            result
+        })
+    }
+
+    /// DuckDB's configured memory limit, as DuckDB prints it.
+    pub async fn memory_limit(&self) -> Result<String, ApiError> {
+        self.on_probe(|conn| {
+            conn.query_row("SELECT current_setting('memory_limit')", [], |row| {
+                row.get(0)
+            })
+            .map_err(ApiError::from_duckdb)
         })
         .await
         .map_err(ApiError::internal)?
@@ -365,15 +377,10 @@ impl Engine {
             }
         }
         let started = std::time::Instant::now();
-        let probe = Arc::clone(&self.probe);
         let interrupt = InterruptOnDrop(Some(Arc::clone(&self.probe_interrupt)));
-        let task = tokio::task::spawn_blocking(move || {
-            let conn = probe.lock();
-            let result = conn
-                .query_row(&sql, [], |row| row.get(0))
-                .map_err(ApiError::from_duckdb);
-            let _ = conn.execute_batch("ROLLBACK");
-            result
+        let task = self.on_probe(move |conn| {
+            conn.query_row(&sql, [], |row| row.get(0))
+                .map_err(ApiError::from_duckdb)
         });
         match tokio::time::timeout_at(deadline, task).await {
             Ok(joined) => {
