@@ -3,13 +3,10 @@
 
 mod common;
 
-use std::{io::Cursor, sync::Arc, time::Duration};
+use std::{io::Cursor, time::Duration};
 
 use common::{error_code, spawn_app, spawn_with, test_config};
-use duckdb::arrow::{
-    array::{Array, RecordBatch},
-    util::pretty::pretty_format_batches,
-};
+use duckdb::arrow::{array::RecordBatch, util::pretty::pretty_format_batches};
 use serde_json::{json, Value};
 
 /// A row of many types, all of which every format carries.
@@ -26,15 +23,6 @@ async fn fetch(app: &common::TestApp, body: Value) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-/// A JSON cell as CSV text: strings bare, null empty, the rest as JSON.
-fn cell_text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn in_process(sql: &str) -> Vec<RecordBatch> {
@@ -83,48 +71,17 @@ async fn every_format_reads_back_the_same_values() {
         let res = fetch(&app, json!({"sql": TYPES_SQL, "format": format})).await;
         assert_eq!(res.status(), 200);
         let text = res.bytes().await.unwrap();
-        let schema = Arc::new(duckdb::arrow::datatypes::Schema::new(
-            columns
-                .iter()
-                .map(|n| {
-                    duckdb::arrow::datatypes::Field::new(
-                        n,
-                        duckdb::arrow::datatypes::DataType::Utf8,
-                        true,
-                    )
-                })
-                .collect::<Vec<_>>(),
-        ));
-        let header = String::from_utf8_lossy(&text)
-            .lines()
-            .next()
-            .unwrap()
-            .to_string();
-        assert_eq!(
-            header,
-            columns.join(if delimiter == b',' { "," } else { "\t" })
-        );
-        let reader = arrow_csv::ReaderBuilder::new(schema)
-            .with_header(true)
-            .with_delimiter(delimiter)
-            .build(Cursor::new(text.to_vec()))
-            .unwrap();
-        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
-        let batch = duckdb::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-        assert_eq!(batch.num_rows(), rows.len(), "{format}");
+        let mut cells = common::csv_rows(&text, delimiter);
+        let header = cells.remove(0);
+        assert_eq!(header, columns, "{format}");
+        assert_eq!(cells.len(), rows.len(), "{format}");
         for (r, row) in rows.iter().enumerate() {
             for (c, name) in columns.iter().enumerate() {
-                let col = batch
-                    .column(c)
-                    .as_any()
-                    .downcast_ref::<duckdb::arrow::array::StringArray>()
-                    .unwrap();
-                let got = if col.is_null(r) {
-                    String::new()
-                } else {
-                    col.value(r).to_string()
-                };
-                assert_eq!(got, cell_text(&row[c]), "{format} {r}/{name}");
+                assert_eq!(
+                    cells[r][c],
+                    common::cell_text(&row[c]),
+                    "{format} {r}/{name}"
+                );
             }
         }
     }

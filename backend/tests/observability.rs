@@ -3,16 +3,8 @@
 
 mod common;
 
-use common::{spawn_with, test_config};
+use common::{sample, spawn_with, test_config};
 use serde_json::json;
-
-/// The value of one sample line (`name{labels} value`), 0 when absent.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
-}
 
 async fn scrape(app: &common::TestApp) -> String {
     let res = app.client.get(app.url("/metrics")).send().await.unwrap();
@@ -191,15 +183,7 @@ async fn memory_and_config_endpoints_show_state_and_never_secrets() {
         "/ready",
         "/openapi.json",
     ] {
-        let text = app
-            .client
-            .get(app.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.get_text(path).await;
         assert!(!text.contains(MARKER), "{path} shows a secret");
     }
     app.stop().await;

@@ -211,16 +211,12 @@ async fn types_survive_a_round_trip_through_a_lake_table() {
     app.stop().await;
 }
 
-/// A JSON cell as CSV/TSV text: strings bare, null empty, the rest as JSON;
-/// numbers wider than 64 bits as their digits.
+/// A JSON cell as CSV/TSV text ([`common::cell_text`]); numbers wider than
+/// 64 bits as their digits.
 fn cell_text(value: &Value, expected: &Value) -> String {
-    if let Some(Value::String(digits)) = expected.get("$raw") {
-        return digits.clone();
-    }
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+    match expected.get("$raw") {
+        Some(Value::String(digits)) => digits.clone(),
+        _ => common::cell_text(value),
     }
 }
 
@@ -304,7 +300,7 @@ async fn every_type_reads_the_same_in_every_format() {
     }
     for (format, delimiter) in [("csv", b','), ("tsv", b'\t')] {
         let text = fetch(format, select.clone()).await.bytes().await.unwrap();
-        let mut reader = arrow_csv_rows(&text, delimiter);
+        let mut reader = common::csv_rows(&text, delimiter);
         let cells = reader.remove(1);
         for (i, (expr, _, expected)) in cases.iter().enumerate() {
             let want = cell_text(&row[i], expected);
@@ -367,50 +363,4 @@ async fn every_type_reads_the_same_in_every_format() {
         failures.join("\n")
     );
     app.stop().await;
-}
-
-/// Splits CSV/TSV text into rows of cells with arrow-csv's own tokenizer
-/// (every column read as text).
-fn arrow_csv_rows(text: &[u8], delimiter: u8) -> Vec<Vec<String>> {
-    use duckdb::arrow::array::{Array, StringArray};
-    use duckdb::arrow::datatypes::{DataType, Field, Schema};
-    let width = String::from_utf8_lossy(text)
-        .lines()
-        .next()
-        .unwrap()
-        .split(delimiter as char)
-        .count();
-    let schema = std::sync::Arc::new(Schema::new(
-        (0..width)
-            .map(|i| Field::new(format!("f{i}"), DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ));
-    let reader = arrow_csv::ReaderBuilder::new(schema)
-        .with_header(false)
-        .with_delimiter(delimiter)
-        .build(std::io::Cursor::new(text.to_vec()))
-        .unwrap();
-    let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.unwrap();
-        for r in 0..batch.num_rows() {
-            rows.push(
-                (0..width)
-                    .map(|c| {
-                        let col = batch
-                            .column(c)
-                            .as_any()
-                            .downcast_ref::<StringArray>()
-                            .unwrap();
-                        if col.is_null(r) {
-                            String::new()
-                        } else {
-                            col.value(r).to_string()
-                        }
-                    })
-                    .collect(),
-            );
-        }
-    }
-    rows
 }

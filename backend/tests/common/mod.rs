@@ -90,6 +90,18 @@ impl TestApp {
         (status, res.json().await.expect("JSON body"))
     }
 
+    /// GETs a path that must answer 200; returns the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        let res = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200, "{path}");
+        res.text().await.expect("text body")
+    }
+
     /// Runs SQL that must succeed; returns the response JSON.
     pub async fn sql(&self, sql: &str) -> Value {
         let (status, body) = self.post_query(json!({ "sql": sql })).await;
@@ -105,4 +117,67 @@ impl TestApp {
 /// The `error.code` of an error response.
 pub fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// A JSON cell as CSV/TSV text: strings bare, null empty, the rest as JSON.
+pub fn cell_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Splits CSV/TSV text into rows of cells with arrow-csv's own tokenizer
+/// (every column read as text).
+pub fn csv_rows(text: &[u8], delimiter: u8) -> Vec<Vec<String>> {
+    use duckdb::arrow::array::{Array, StringArray};
+    use duckdb::arrow::datatypes::{DataType, Field, Schema};
+    let width = String::from_utf8_lossy(text)
+        .lines()
+        .next()
+        .unwrap()
+        .split(delimiter as char)
+        .count();
+    let schema = std::sync::Arc::new(Schema::new(
+        (0..width)
+            .map(|i| Field::new(format!("f{i}"), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let reader = arrow_csv::ReaderBuilder::new(schema)
+        .with_header(false)
+        .with_delimiter(delimiter)
+        .build(std::io::Cursor::new(text.to_vec()))
+        .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        for r in 0..batch.num_rows() {
+            rows.push(
+                (0..width)
+                    .map(|c| {
+                        let col = batch
+                            .column(c)
+                            .as_any()
+                            .downcast_ref::<StringArray>()
+                            .unwrap();
+                        if col.is_null(r) {
+                            String::new()
+                        } else {
+                            col.value(r).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+/// The value of one Prometheus sample line (`name{labels} value`), 0 when absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
 }
