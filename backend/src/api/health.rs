@@ -108,6 +108,13 @@ pub async fn check_all(state: &AppState) -> [Component; 3] {
                 .map_err(|e| ApiError::CatalogUnavailable(format!("{}: {e}", path.display())))?;
         }
         if let Some(connections) = state.store.catalog_connections().await? {
+            let gauge = &state.metrics.catalog_connections;
+            gauge
+                .with_label_values(&["duckdb"])
+                .set(connections.duckdb as i64);
+            gauge
+                .with_label_values(&["service"])
+                .set(connections.pool as i64);
             detail["connections"] = json!({
                 "duckdb": connections.duckdb,
                 "duckdb_limit": state.config.postgres.duckdb_pool_size,

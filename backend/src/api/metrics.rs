@@ -66,14 +66,6 @@ pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
             .with_label_values(&["max"])
             .set(status.max_size as i64);
     }
-    if let Ok(Some(connections)) = state.store.catalog_connections().await {
-        m.catalog_connections
-            .with_label_values(&["duckdb"])
-            .set(connections.duckdb as i64);
-        m.catalog_connections
-            .with_label_values(&["service"])
-            .set(connections.pool as i64);
-    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(m.render()))
