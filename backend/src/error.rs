@@ -59,6 +59,12 @@ pub enum ApiError {
     /// settings or other databases.
     #[error("{0}")]
     Forbidden(String),
+    /// No valid API key: missing, unknown, expired or revoked.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key is valid but its role may not do this.
+    #[error("{0}")]
+    InsufficientRole(String),
     /// A write was attempted where only reads are allowed (the GET form).
     #[error("{0}")]
     ReadOnly(String),
@@ -125,6 +131,8 @@ impl ApiError {
             Self::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Self::ReadOnly(_) => (StatusCode::FORBIDDEN, "read_only"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden_statement"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::InsufficientRole(_) => (StatusCode::FORBIDDEN, "insufficient_role"),
             Self::UnsupportedFormat(_) => (StatusCode::NOT_ACCEPTABLE, "unsupported_format"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
@@ -143,10 +151,19 @@ impl ApiError {
     /// messages with the exception type ("Catalog Error: ..."), which is stable
     /// across versions; the message itself is kept because it helps the user.
     pub fn from_duckdb(err: duckdb::Error) -> Self {
-        let message = match &err {
-            duckdb::Error::DuckDBFailure(_, Some(message)) => message.clone(),
-            other => other.to_string(),
-        };
+        match err {
+            duckdb::Error::DuckDBFailure(_, Some(message)) => Self::from_duckdb_message(message),
+            duckdb::Error::DuckDBFailure(..) => Self::from_duckdb_message(err.to_string()),
+            duckdb::Error::InvalidParameterCount(given, expected) => Self::InvalidParameters(
+                format!("the statement takes {expected} parameter(s), {given} were given"),
+            ),
+            duckdb::Error::InvalidParameterName(name) => Self::SqlError(name),
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+
+    /// Classifies a DuckDB error message ("<Type> Error: <what>").
+    pub fn from_duckdb_message(message: String) -> Self {
         let kind = message
             .split_once(" Error:")
             .map(|(kind, _)| kind.trim())
@@ -174,16 +191,8 @@ impl ApiError {
             "TransactionContext" | "Transaction" => Self::TransactionConflict(message),
             "Constraint" => Self::ConstraintViolation(message),
             "Out of Memory" => Self::ResourcesExhausted(message),
-            "INTERNAL" | "FATAL" => Self::Internal(anyhow::Error::new(err)),
-            _ => match err {
-                duckdb::Error::InvalidParameterCount(given, expected) => Self::InvalidParameters(
-                    format!("the statement takes {expected} parameter(s), {given} were given"),
-                ),
-                duckdb::Error::DuckDBFailure(..) | duckdb::Error::InvalidParameterName(_) => {
-                    Self::SqlError(message)
-                }
-                other => Self::Internal(anyhow::Error::new(other)),
-            },
+            "INTERNAL" | "FATAL" => Self::Internal(anyhow::anyhow!(message)),
+            _ => Self::SqlError(message),
         }
     }
 }
@@ -240,6 +249,9 @@ impl ResponseError for ApiError {
         } = self
         {
             response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        if let Self::Unauthorized(_) = self {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
         }
         response.json(ErrorBody {
             error: ErrorDetail {

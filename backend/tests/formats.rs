@@ -299,7 +299,7 @@ async fn full_queue_answers_429_with_retry_after() {
     config.duckdb.connections = 1;
     config.query.max_queued = 1;
     let app = spawn_with(config, None).await;
-    let slow = json!({"sql": "SELECT count(*) FROM range(20000000000) a", "timeout_ms": 3000});
+    let slow = json!({"sql": "SELECT count(*) FROM range(2000000000000) a", "timeout_ms": 3000});
     let first = fetch(&app, slow.clone());
     let second = async {
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;

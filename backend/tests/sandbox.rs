@@ -60,6 +60,42 @@ async fn attack_statements_are_refused() {
         format!("CREATE VIEW v AS SELECT * FROM read_csv('{out}/host.csv')"),
         "CREATE MACRO m() AS TABLE SELECT * FROM read_text('/etc/passwd'); SELECT * FROM m()"
             .to_string(),
+        // The catalog database DuckLake attaches next to the lake.
+        "SELECT * FROM __ducklake_metadata_lake.main.ducklake_snapshot".to_string(),
+        "SELECT * FROM __ducklake_metadata_lake.ducklake_table".to_string(),
+        "DELETE FROM __ducklake_metadata_lake.main.ducklake_snapshot".to_string(),
+        "UPDATE __ducklake_metadata_lake.main.ducklake_table SET table_name = 'x'".to_string(),
+        "DROP TABLE __ducklake_metadata_lake.main.ducklake_snapshot".to_string(),
+        "CREATE TABLE __ducklake_metadata_lake.main.evil (a INT)".to_string(),
+        "ALTER TABLE __ducklake_metadata_lake.main.ducklake_tag ADD COLUMN x INT".to_string(),
+        "CREATE VIEW peek AS SELECT * FROM __ducklake_metadata_lake.main.ducklake_snapshot; \
+         SELECT * FROM peek"
+            .to_string(),
+        "SELECT * FROM query_table('__ducklake_metadata_lake.main.ducklake_snapshot')".to_string(),
+        "SELECT * FROM query('SELECT * FROM read_text(''/etc/passwd'')')".to_string(),
+        format!("SELECT * FROM read_duckdb('{data}/lake.ducklake')"),
+        // Secrets, settings, the environment.
+        "CREATE SECRET s (TYPE http, BEARER_TOKEN 'b')".to_string(),
+        "DROP SECRET IF EXISTS s".to_string(),
+        "SELECT * FROM duckdb_secrets()".to_string(),
+        "SELECT * FROM which_secret('s3://bucket/x', 's3')".to_string(),
+        "SELECT * FROM duckdb_settings()".to_string(),
+        "SELECT current_setting('allowed_directories')".to_string(),
+        "SELECT * FROM duckdb_temporary_files()".to_string(),
+        "SELECT * FROM pragma_database_size()".to_string(),
+        "PRAGMA database_list".to_string(),
+        "CALL enable_logging()".to_string(),
+        "SET VARIABLE x = 1".to_string(),
+        // Other databases and the connection's state.
+        "DETACH lake".to_string(),
+        "USE memory".to_string(),
+        "ATTACH ':memory:' AS scratch".to_string(),
+        "CREATE TABLE memory.main.side (a INT)".to_string(),
+        "CREATE TEMP TABLE scratch AS SELECT 1 AS a".to_string(),
+        "BEGIN TRANSACTION".to_string(),
+        "PREPARE p AS SELECT 1".to_string(),
+        format!("EXPLAIN ANALYZE COPY (SELECT 1) TO '{out}/explained.csv'"),
+        "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))".to_string(),
     ];
     assert!(attacks.len() >= 40, "keep at least 40 attacks");
     let mut failures = Vec::new();
@@ -75,7 +111,33 @@ async fn attack_statements_are_refused() {
         failures.len(),
         failures.join("\n")
     );
-    for leaked in ["leak.csv", "leak.parquet", "export", "second.csv"] {
+    // A parameter cannot smuggle SQL past the check: it is checked with its value.
+    for (sql, params) in [
+        (
+            "SELECT * FROM query(?)",
+            json!(["SELECT * FROM read_text('/etc/passwd')"]),
+        ),
+        (
+            "SELECT * FROM query_table($t)",
+            json!({"t": "__ducklake_metadata_lake.main.ducklake_snapshot"}),
+        ),
+    ] {
+        let (status, body) = app
+            .post_query(json!({ "sql": sql, "params": params }))
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (403, "forbidden_statement"),
+            "{sql}: {body}"
+        );
+    }
+    for leaked in [
+        "leak.csv",
+        "leak.parquet",
+        "export",
+        "second.csv",
+        "explained.csv",
+    ] {
         assert!(
             !outside.path().join(leaked).exists(),
             "{leaked} was written"
@@ -83,13 +145,76 @@ async fn attack_statements_are_refused() {
     }
     assert!(!dir.path().join("escape.csv").exists());
 
-    // The lake itself works as before.
+    // Nothing of the attacks stuck: no new database, no temp table.
+    let body = app
+        .sql("SELECT count(*) FROM duckdb_tables() WHERE database_name NOT IN ('lake', '__ducklake_metadata_lake')")
+        .await;
+    assert_eq!(body["rows"], json!([[0]]));
     let body = app.sql("SELECT count(*) FROM victim").await;
     assert_eq!(body["rows"], json!([[10]]));
-    app.sql("INSERT INTO victim SELECT range FROM range(5000)")
+    app.stop().await;
+}
+
+/// Everything a lake user does still runs under the sandbox.
+#[actix_web::test]
+async fn lake_operations_are_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_with(test_config(dir.path()), None).await;
+    let steps: &[(&str, serde_json::Value)] = &[
+        ("CREATE SCHEMA sales", json!(null)),
+        ("CREATE TABLE sales.orders (id INT, amount DECIMAL(10,2), tags VARCHAR[])", json!(null)),
+        ("INSERT INTO sales.orders VALUES (1, 9.5, ['a']), (2, 20, []), (3, 1, NULL)", json!(null)),
+        ("UPDATE sales.orders SET amount = amount * 2 WHERE id = 1", json!(null)),
+        ("DELETE FROM sales.orders WHERE id = 3", json!(null)),
+        ("SELECT id, amount FROM sales.orders ORDER BY id", json!([[1, "19.00"], [2, "20.00"]])),
+        ("SELECT count(*) FROM sales.orders AT (VERSION => 2)", json!([[0]])),
+        ("CREATE VIEW sales.big AS SELECT * FROM sales.orders WHERE amount > 10", json!(null)),
+        ("SELECT count(*) FROM sales.big", json!([[2]])),
+        ("ALTER TABLE sales.orders ADD COLUMN note VARCHAR", json!(null)),
+        ("CREATE TABLE copy AS SELECT * FROM sales.orders", json!(null)),
+        ("MERGE INTO copy USING (SELECT 2 AS id) s ON copy.id = s.id WHEN MATCHED THEN DELETE", json!(null)),
+        ("SELECT count(*) FROM copy", json!([[1]])),
+        ("DROP TABLE copy", json!(null)),
+        ("SELECT count(*) > 0 FROM ducklake_snapshots('lake')", json!([[true]])),
+        ("SELECT count(*) > 0 FROM lake.snapshots()", json!([[true]])),
+        ("SELECT table_name FROM information_schema.tables WHERE table_schema = 'sales' ORDER BY 1", json!([["big"], ["orders"]])),
+        ("SELECT count(*) FROM (SHOW TABLES)", json!(null)),
+        ("SELECT column_name FROM (DESCRIBE sales.orders) LIMIT 1", json!([["id"]])),
+        ("SELECT count(*) FROM (SUMMARIZE sales.orders)", json!([[4]])),
+        ("SELECT sum(x) FROM range(4) t(x), generate_series(1, 1)", json!([[6]])),
+        ("SELECT count(*) FROM json_each('{\"a\": 1, \"b\": 2}')", json!([[2]])),
+        ("SELECT unnest([1, 2]) AS n ORDER BY n DESC LIMIT 1", json!([[2]])),
+        ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT max(n) FROM r", json!([[5]])),
+        ("SELECT name FROM pragma_table_info('sales.orders') ORDER BY cid LIMIT 1", json!([["id"]])),
+        ("DROP VIEW sales.big", json!(null)),
+    ];
+    for (sql, rows) in steps {
+        let (status, body) = app.post_query(json!({ "sql": sql })).await;
+        assert_eq!(status, 200, "{sql}: {body}");
+        if !rows.is_null() {
+            assert_eq!(&body["rows"], rows, "{sql}");
+        }
+    }
+    // Several statements, each checked in the transaction that runs it.
+    let (status, body) = app
+        .post_query(json!({
+            "sql": "CREATE TABLE t (a INT); INSERT INTO t VALUES (1), (2); SELECT sum(a) FROM t",
+            "transaction": true,
+        }))
         .await;
-    app.sql("CREATE TABLE fresh AS SELECT * FROM victim").await;
-    let body = app.sql("SELECT count(*) FROM fresh").await;
-    assert_eq!(body["rows"], json!([[5010]]));
+    assert_eq!((status, &body["rows"]), (200, &json!([[3]])), "{body}");
+    let (status, body) = app
+        .post_query(json!({ "sql": "INSERT INTO t VALUES (?); SELECT count(*) FROM t WHERE a = ?", "params": [2] }))
+        .await;
+    assert_eq!(
+        status, 400,
+        "parameters belong to the last statement: {body}"
+    );
+    let body = app.sql("SELECT count(*) FROM t").await;
+    assert_eq!(body["rows"], json!([[2]]));
+    let (status, body) = app
+        .post_query(json!({ "sql": "INSERT INTO t VALUES (3); SELECT count(*) FROM t WHERE a >= $min", "params": {"min": 2} }))
+        .await;
+    assert_eq!((status, &body["rows"]), (200, &json!([[2]])), "{body}");
     app.stop().await;
 }

@@ -808,9 +808,9 @@ con.execute("CREATE TABLE lake.from_stock AS SELECT range * 2 AS doubled FROM ra
 }
 
 /// With a PostgreSQL catalog and S3 data, user SQL reaches no other bucket,
-/// no other database and no host file. (Known gap, for issue 6's statement
-/// guard: DuckLake's metadata attachment `__ducklake_metadata_<lake>` and the
-/// postgres extension's functions on it are still reachable; see the README.)
+/// no other database, no host file, and not the catalog database itself
+/// (DuckLake's `__ducklake_metadata_<lake>` attachment and the postgres
+/// extension's functions on it).
 #[actix_web::test]
 async fn sandbox_keeps_other_buckets_and_databases_out_of_reach() {
     let pg = Postgres::start();
@@ -831,6 +831,18 @@ async fn sandbox_keeps_other_buckets_and_databases_out_of_reach() {
         "COPY (SELECT 1) TO 's3://sandboxed/outside-prefix.csv'",
         "SELECT * FROM read_csv('/etc/passwd')",
         "SET s3_endpoint = 'evil:9000'",
+        "SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT usename, passwd FROM pg_shadow')",
+        "CALL postgres_execute('__ducklake_metadata_lake', 'DROP SCHEMA ducklake_backend CASCADE')",
+        "SELECT * FROM postgres_execute('__ducklake_metadata_lake', 'DELETE FROM ducklake_snapshot')",
+        "SELECT * FROM __ducklake_metadata_lake.public.ducklake_snapshot",
+        "DELETE FROM __ducklake_metadata_lake.public.ducklake_snapshot",
+        "DROP TABLE __ducklake_metadata_lake.public.ducklake_snapshot",
+        "SELECT * FROM __ducklake_metadata_lake.ducklake_backend.api_keys",
+        "CREATE SECRET stolen (TYPE s3, KEY_ID 'a', SECRET 'b', ENDPOINT 'evil:9000')",
+        "DROP SECRET IF EXISTS stolen",
+        "SELECT name, secret_string FROM duckdb_secrets()",
+        "CALL pg_clear_cache()",
+        "DETACH __ducklake_metadata_lake",
     ];
     let mut failures = Vec::new();
     for sql in attacks {
@@ -843,5 +855,9 @@ async fn sandbox_keeps_other_buckets_and_databases_out_of_reach() {
     assert!(!s3.list("sandboxed").contains("outside-prefix.csv"));
     let body = app.sql("SELECT count(*) FROM inside").await;
     assert_eq!(body["rows"], json!([[5000]]));
+    let body = app
+        .sql("SELECT count(*) > 1 FROM ducklake_snapshots('lake')")
+        .await;
+    assert_eq!(body["rows"], json!([[true]]), "snapshots survived");
     app.stop().await;
 }

@@ -63,6 +63,7 @@ impl QueryBody {
             params,
             timeout_ms: self.timeout_ms,
             max_rows: self.max_rows,
+            role: crate::engine::Role::Admin,
         })
     }
 }

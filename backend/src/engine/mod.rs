@@ -8,6 +8,7 @@ pub mod extensions;
 pub mod lake;
 pub mod pool;
 pub mod query;
+pub mod sandbox;
 pub mod stream;
 pub mod types;
 
@@ -26,6 +27,7 @@ use extensions::ExtensionSet;
 use lake::{quote_identifier, LakeSpec};
 use pool::{ConnectionPool, PooledConnection};
 pub use query::{Column, Params};
+pub use sandbox::Role;
 
 /// Why the engine could not start. Each message tells the operator what to do.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,8 @@ pub struct QueryRequest {
     pub params: Params,
     pub timeout_ms: Option<u64>,
     pub max_rows: Option<u64>,
+    /// What the caller may do; the sandbox refuses anything beyond it.
+    pub role: sandbox::Role,
 }
 
 impl Engine {

@@ -31,7 +31,12 @@ use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    engine::{query::bind_values, types::DuckType, Column, Engine, QueryRequest},
+    engine::{
+        query::bind_values,
+        sandbox::{self, Role, Verdict},
+        types::DuckType,
+        Column, Engine, QueryRequest,
+    },
     error::ApiError,
     format::encode::{Format, ResultHead, Summary},
 };
@@ -102,8 +107,10 @@ impl Engine {
         let flag = Arc::clone(&timed_out);
         let rows = Arc::new(AtomicU64::new(0));
         let rows_sent = Arc::clone(&rows);
+        let lake = self.lake.name.clone();
         tokio::task::spawn_blocking(move || {
             let mut producer = Producer {
+                lake,
                 head_tx: Some(head_tx),
                 tx,
                 timed_out: flag,
@@ -143,12 +150,22 @@ impl Engine {
 }
 
 struct Producer {
+    /// The lake's catalog name, for the sandbox.
+    lake: String,
     head_tx: Option<oneshot::Sender<Result<Head, ApiError>>>,
     tx: mpsc::Sender<Result<Bytes, ApiError>>,
     timed_out: Arc<AtomicBool>,
     timeout: Duration,
     /// Rows encoded so far, shared with the body for metrics.
     rows: Arc<AtomicU64>,
+}
+
+/// Who may do what in this request.
+#[derive(Clone, Copy)]
+struct Access {
+    role: Role,
+    /// The read-only form: nothing beyond reads, whatever the role.
+    read_only: bool,
 }
 
 /// The client went away: stop producing.
@@ -164,19 +181,40 @@ impl Producer {
         max_rows: u64,
         started: Instant,
     ) -> Result<(), ApiError> {
-        if request.sql.trim().is_empty() {
+        let pieces = sandbox::split_statements(&request.sql);
+        if pieces.is_empty() {
             return Err(ApiError::InvalidParameters("sql is empty".into()));
         }
-        match mode {
-            TransactionMode::AutoCommit => {}
-            TransactionMode::Single => conn
-                .execute_batch("BEGIN TRANSACTION")
-                .map_err(|e| self.duck(e))?,
-            TransactionMode::ReadOnly => conn
-                .execute_batch("BEGIN TRANSACTION READ ONLY")
-                .map_err(|e| self.duck(e))?,
+        // Every statement is checked and run inside one transaction, so the
+        // plan the sandbox inspected is the plan DuckDB runs (a view
+        // replaced in between cannot slip through).
+        let read_only = mode == TransactionMode::ReadOnly;
+        let begin = if read_only {
+            "BEGIN TRANSACTION READ ONLY"
+        } else {
+            "BEGIN TRANSACTION"
+        };
+        let role = Access {
+            role: request.role,
+            read_only,
+        };
+        conn.execute_batch(begin).map_err(|e| self.duck(e))?;
+        let (last, leading) = pieces.split_last().expect("pieces is not empty");
+        for piece in leading {
+            if self.check(conn, piece, role)? {
+                conn.execute_batch(piece).map_err(|e| self.duck(e))?;
+                if mode == TransactionMode::AutoCommit {
+                    conn.execute_batch("COMMIT; BEGIN TRANSACTION")
+                        .map_err(|e| self.duck(e))?;
+                }
+            }
         }
-        let mut stmt = conn.prepare(&request.sql).map_err(|e| self.duck(e))?;
+        if !self.check(conn, &sandbox::with_literals(last, &request.params)?, role)? {
+            return Err(ApiError::InvalidParameters(
+                "the last statement of the request is empty".into(),
+            ));
+        }
+        let mut stmt = conn.prepare(last).map_err(|e| self.duck(e))?;
         let values = bind_values(&stmt, &request.params)?;
         let schema = stmt
             .stream_arrow(duckdb::params_from_iter(values.iter()))
@@ -230,9 +268,7 @@ impl Producer {
             }
         }
         drop(stmt);
-        if mode == TransactionMode::Single {
-            conn.execute_batch("COMMIT").map_err(|e| self.duck(e))?;
-        }
+        conn.execute_batch("COMMIT").map_err(|e| self.duck(e))?;
         summary.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         encoder.finish(&summary)?;
         let _ = self.send(&columns, encoder.take(), Some(summary));
@@ -272,6 +308,33 @@ impl Producer {
                 tracing::warn!(error = %err, "the query failed after its response began");
                 let _ = self.tx.blocking_send(Err(err));
             }
+        }
+    }
+
+    /// Asks the sandbox about one statement: `false` when it holds nothing
+    /// to run, an error when `role` may not run it.
+    fn check(
+        &self,
+        conn: &duckdb::Connection,
+        sql: &str,
+        access: Access,
+    ) -> Result<bool, ApiError> {
+        let plan: String = conn
+            .prepare_cached(sandbox::PLAN_SQL)
+            .and_then(|mut stmt| stmt.query_row([sql], |row| row.get(0)))
+            .map_err(|e| self.duck(e))?;
+        match sandbox::judge(&plan, &self.lake)? {
+            Verdict::Empty => Ok(false),
+            Verdict::Needs(needed) if access.read_only && needed > Role::Read => {
+                Err(ApiError::ReadOnly(
+                    "this form of the query endpoint is read-only: writes need POST".into(),
+                ))
+            }
+            Verdict::Needs(needed) if needed <= access.role => Ok(true),
+            Verdict::Needs(needed) => Err(ApiError::InsufficientRole(format!(
+                "this statement needs the {needed} role; the request has the {} role",
+                access.role
+            ))),
         }
     }
 
