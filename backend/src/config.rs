@@ -29,6 +29,7 @@ const ENV_SECTIONS: &[(&str, &str)] = &[
     ("SERVER_", "server"),
     ("DUCKDB_", "duckdb"),
     ("QUERY_", "query"),
+    ("AUTH_", "auth"),
 ];
 
 /// Top-level keys read from environment variables of the same name.
@@ -52,6 +53,7 @@ pub struct Config {
     pub ducklake: DuckLakeConfig,
     pub storage: StorageConfig,
     pub features: FeatureConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,6 +189,7 @@ impl Default for Config {
             ducklake: DuckLakeConfig::default(),
             storage: StorageConfig::default(),
             features: FeatureConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -271,6 +274,37 @@ impl Default for StorageConfig {
             create_bucket: true,
             kms_key_id: None,
         }
+    }
+}
+
+/// API keys (see [`crate::auth`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Require `Authorization: Bearer <key>` on everything but /health,
+    /// /ready, /metrics and the API docs. Off is allowed only on a loopback
+    /// address and never with `environment = production`.
+    pub enabled: bool,
+    /// An admin key the operator chooses (at least 32 characters), stored
+    /// at start-up if no key with its hash exists yet.
+    pub bootstrap_key: Option<Secret>,
+    /// A file holding the bootstrap key (a mounted secret).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub bootstrap_key_file: Option<String>,
+}
+
+impl AuthConfig {
+    /// The bootstrap key from the setting or its file, if any.
+    pub fn bootstrap_key(&self) -> Result<Option<Secret>, String> {
+        if let Some(key) = &self.bootstrap_key {
+            return Ok(Some(key.clone()));
+        }
+        let Some(path) = &self.bootstrap_key_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read auth.bootstrap_key_file {path}: {e}"))?;
+        Ok(Some(Secret::new(text.trim())))
     }
 }
 
@@ -515,6 +549,33 @@ impl Config {
             String::new(),
             "a host name or IP address",
         );
+        let loopback = is_loopback(&self.server.host);
+        check(
+            self.auth.enabled || loopback,
+            "auth.enabled",
+            "false".into(),
+            "true when server.host is not a loopback address (AUTH_ENABLED=true)",
+        );
+        check(
+            self.auth.enabled || self.environment != "production",
+            "auth.enabled",
+            "false".into(),
+            "true in production (AUTH_ENABLED=true)",
+        );
+        check(
+            !(self.auth.bootstrap_key.is_some() && self.auth.bootstrap_key_file.is_some()),
+            "auth.bootstrap_key_file",
+            self.auth.bootstrap_key_file.clone().unwrap_or_default(),
+            "unset when auth.bootstrap_key is set (one source for the key)",
+        );
+        if let Some(key) = &self.auth.bootstrap_key {
+            check(
+                key.expose().chars().count() >= 32,
+                "auth.bootstrap_key",
+                "***".into(),
+                "at least 32 characters",
+            );
+        }
         check(
             self.server.max_body_bytes >= 1024,
             "server.max_body_bytes",
@@ -637,6 +698,16 @@ impl Config {
     }
 }
 
+/// `localhost`, 127.0.0.0/8 or ::1: reachable from this machine only.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Maps an environment variable name to a dotted config key, if it is one of ours.
 fn env_key(name: &str) -> Option<String> {
     if ENV_TOP_LEVEL.contains(&name) {
@@ -702,6 +773,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
     let ducklake = section(figment, Some("ducklake"), problems);
     let storage = section(figment, Some("storage"), problems);
     let features = section(figment, Some("features"), problems);
+    let auth = section(figment, Some("auth"), problems);
     let general = general?;
     Some(Config {
         environment: general.environment.to_ascii_lowercase(),
@@ -715,6 +787,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
         ducklake: ducklake?,
         storage: storage?,
         features: features?,
+        auth: auth?,
     })
 }
 
@@ -820,6 +893,54 @@ mod tests {
     }
 
     #[test]
+    fn authentication_may_be_off_only_on_loopback_and_never_in_production() {
+        let problems = |vars: &[(&str, &str)]| -> Vec<String> {
+            match Config::load_from(None, &env(vars)) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.0.iter().map(|p| p.key.clone()).collect(),
+            }
+        };
+        assert!(
+            problems(&[]).is_empty(),
+            "loopback without auth is the default"
+        );
+        assert!(problems(&[("SERVER_HOST", "::1")]).is_empty());
+        assert_eq!(problems(&[("SERVER_HOST", "0.0.0.0")]), ["auth.enabled"]);
+        assert_eq!(problems(&[("ENVIRONMENT", "production")]), ["auth.enabled"]);
+        assert!(problems(&[("SERVER_HOST", "0.0.0.0"), ("AUTH_ENABLED", "true")]).is_empty());
+        assert_eq!(
+            problems(&[("AUTH_ENABLED", "true"), ("AUTH_BOOTSTRAP_KEY", "short")]),
+            ["auth.bootstrap_key"]
+        );
+        let loaded = Config::load_from(
+            None,
+            &env(&[
+                ("AUTH_ENABLED", "true"),
+                ("AUTH_BOOTSTRAP_KEY", "0123456789abcdef0123456789abcdef"),
+            ]),
+        )
+        .expect("valid");
+        assert!(!format!("{:?}", loaded.config).contains("0123456789abcdef"));
+        assert!(!loaded
+            .config
+            .redacted()
+            .to_string()
+            .contains("0123456789abcdef"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "from-a-mounted-secret-0123456789abcdef\n").unwrap();
+        let auth = AuthConfig {
+            enabled: true,
+            bootstrap_key: None,
+            bootstrap_key_file: Some(file.display().to_string()),
+        };
+        assert_eq!(
+            auth.bootstrap_key().unwrap().unwrap().expose(),
+            "from-a-mounted-secret-0123456789abcdef"
+        );
+    }
+
+    #[test]
     fn origin_environment_names_map_onto_keys() {
         let loaded = Config::load_from(
             None,
@@ -896,7 +1017,11 @@ mod tests {
     fn toml_file_sits_between_defaults_and_environment() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[server]\nport = 9000\nhost = \"0.0.0.0\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[auth]\nenabled = true\n",
+        )
+        .unwrap();
         let loaded =
             Config::load_from(Some(path.clone()), &env(&[("SERVER_PORT", "9001")])).unwrap();
         assert_eq!(loaded.config.server.host, "0.0.0.0");

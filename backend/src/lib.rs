@@ -5,6 +5,7 @@
 //! the same app on port 0.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -39,6 +40,8 @@ pub enum StartupError {
     Store(#[from] store::StoreError),
     #[error("object storage: {0}")]
     Storage(#[from] storage::StorageError),
+    #[error("authentication: {0}")]
+    Auth(String),
 }
 
 /// This process's id among the replicas, in the catalog connections'
@@ -112,6 +115,33 @@ pub async fn open_store(config: &Config, migrate: bool) -> Result<Store, Startup
     Ok(store)
 }
 
+/// Stores the operator's bootstrap admin key (once: later starts find its
+/// hash) and says at start-up how requests are authenticated.
+async fn bootstrap_auth(config: &Config, store: &Store) -> Result<(), StartupError> {
+    if !config.auth.enabled {
+        tracing::warn!(
+            host = %config.server.host,
+            "authentication is off (AUTH_ENABLED=false): every caller is an admin; \
+             allowed only on a loopback address"
+        );
+        return Ok(());
+    }
+    let key = config.auth.bootstrap_key().map_err(StartupError::Auth)?;
+    if let Some(key) = key {
+        let row = auth::stored_key(key.expose(), "bootstrap", engine::Role::Admin, None);
+        let prefix = row.record.prefix.clone();
+        if store.insert_key(&row).await? {
+            tracing::info!(prefix, "bootstrap admin key stored");
+        }
+    } else if store.list_keys().await?.is_empty() {
+        tracing::warn!(
+            "authentication is on and no API key exists: create one with \
+             `ducklake-backend keys create --owner <name> --role admin` or set AUTH_BOOTSTRAP_KEY"
+        );
+    }
+    Ok(())
+}
+
 pub struct Application {
     server: Server,
     port: u16,
@@ -144,6 +174,7 @@ impl Application {
             "object storage reachable"
         );
         let store = open_store(&config, config.postgres.migrate_on_start).await?;
+        bootstrap_auth(&config, &store).await?;
         spawn_idle_reaper(
             &store,
             Duration::from_millis(config.postgres.idle_timeout_ms),
@@ -177,11 +208,12 @@ impl Application {
         let state = web::Data::new(AppState {
             engine: Arc::clone(&engine),
             config: Arc::clone(&config),
-            store,
+            store: store.clone(),
             storage,
             metrics,
             config_sources: Arc::new(sources),
             performance: Arc::new(performance::Tracker::default()),
+            auth: Arc::new(auth::Authenticator::new(config.auth.enabled, store.clone())),
         });
         let max_body = config.server.max_body_bytes;
         let mut server = HttpServer::new(move || {

@@ -23,6 +23,39 @@ enum Command {
     CheckConfig,
     /// Apply pending migrations of the service's own schema (`ducklake_backend`), under a lock.
     Migrate,
+    /// Manage API keys in the service's store (PostgreSQL, or the local store
+    /// while the embedded service is stopped).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a key; it is printed once, on stdout, and stored only as a hash.
+    Create {
+        /// Who the key is for.
+        #[arg(long)]
+        owner: String,
+        /// read, write or admin.
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        role: String,
+        /// Days until the key expires (never when absent).
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+        /// Print the key and its record as JSON instead of the key alone.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never the keys themselves), newest first.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id or visible prefix; it stops working at once.
+    Revoke { id_or_prefix: String },
 }
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (DuckDB v1.5.5)");
@@ -43,20 +76,124 @@ fn main() -> ExitCode {
         }
         Command::Serve => serve(loaded),
         Command::Migrate => migrate(loaded.config),
+        Command::Keys { command } => keys(loaded.config, command),
+    }
+}
+
+/// A runtime for the one-shot commands that talk to the store.
+fn one_shot_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(err) => {
+            eprintln!("error: cannot start a runtime: {err}");
+            None
+        }
+    }
+}
+
+fn keys(config: Config, command: KeysCommand) -> ExitCode {
+    use ducklake_backend::{auth, engine::Role};
+    let Some(runtime) = one_shot_runtime() else {
+        return ExitCode::from(1);
+    };
+    let result: Result<String, String> = runtime.block_on(async {
+        // Verifies the schema (and migrates the local store, as serve does).
+        let store = ducklake_backend::open_store(&config, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        match command {
+            KeysCommand::Create {
+                owner,
+                role,
+                expires_in_days,
+                json,
+            } => {
+                let role = Role::parse(&role).ok_or("unknown role")?;
+                let owner = ducklake_backend::api::keys::validate_owner(&owner)
+                    .map_err(|e| e.to_string())?;
+                let expires = expires_in_days
+                    .map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days)));
+                let key = auth::generate(owner, role, expires).map_err(|e| e.to_string())?;
+                store
+                    .insert_key(&key.stored)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                eprintln!(
+                    "created key {} for {} with role {}; it is shown only now",
+                    key.stored.record.prefix, key.stored.record.owner, role
+                );
+                if json {
+                    let mut value =
+                        serde_json::to_value(&key.stored.record).map_err(|e| e.to_string())?;
+                    value["key"] = serde_json::Value::String(key.secret);
+                    Ok(value.to_string())
+                } else {
+                    Ok(key.secret)
+                }
+            }
+            KeysCommand::List { json } => {
+                let keys = store.list_keys().await.map_err(|e| e.to_string())?;
+                if json {
+                    return serde_json::to_string_pretty(&keys).map_err(|e| e.to_string());
+                }
+                let mut lines = vec![format!(
+                    "{:<36}  {:<12}  {:<6}  {:<8}  {:<20}  {:<20}  {}",
+                    "ID", "PREFIX", "ROLE", "ACTIVE", "CREATED", "EXPIRES", "OWNER"
+                )];
+                let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map_or("-".to_string(), |t| {
+                        t.format("%Y-%m-%d %H:%M:%S").to_string()
+                    })
+                };
+                for k in keys {
+                    lines.push(format!(
+                        "{:<36}  {:<12}  {:<6}  {:<8}  {:<20}  {:<20}  {}",
+                        k.id,
+                        k.prefix,
+                        k.role,
+                        k.active,
+                        time(Some(k.created_at)),
+                        time(k.expires_at),
+                        k.owner
+                    ));
+                }
+                Ok(lines.join("\n"))
+            }
+            KeysCommand::Revoke { id_or_prefix } => {
+                let revoked = store
+                    .revoke_key(&id_or_prefix)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if revoked.is_empty() {
+                    return Err(format!("no API key with id or prefix {id_or_prefix}"));
+                }
+                Ok(revoked
+                    .iter()
+                    .map(|k| format!("revoked {} ({})", k.prefix, k.owner))
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+            }
+        }
+    });
+    match result {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
     }
 }
 
 fn migrate(config: Config) -> ExitCode {
     telemetry::init(&config);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start a runtime: {err}");
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = one_shot_runtime() else {
+        return ExitCode::from(1);
     };
     let result = runtime.block_on(async {
         let store = ducklake_backend::store::Store::open(&config)?;

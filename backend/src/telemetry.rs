@@ -9,7 +9,7 @@ use actix_web::{
     dev::{ServiceRequest, ServiceResponse},
     http::header::{HeaderName, HeaderValue},
     middleware::Next,
-    Error,
+    Error, HttpMessage,
 };
 use tracing::Instrument;
 use tracing_subscriber::{fmt, EnvFilter};
@@ -67,7 +67,12 @@ pub async fn log_request(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".into());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(status, route, elapsed_ms, "request finished"));
+    let key = res
+        .request()
+        .extensions()
+        .get::<crate::auth::Caller>()
+        .map(|caller| caller.prefix.clone());
+    span.in_scope(|| tracing::info!(status, route, elapsed_ms, key, "request finished"));
     if let Some(state) = res
         .request()
         .app_data::<actix_web::web::Data<crate::api::AppState>>()

@@ -207,6 +207,7 @@ fn version_names_service_and_duckdb() {
 #[test]
 fn logs_are_json_with_slow_queries_and_no_secrets() {
     const SECRET: &str = "log-secret-MARKER";
+    const KEY: &str = "bootstrap-key-MARKER-0123456789abcdef";
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("service.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -215,15 +216,31 @@ fn logs_are_json_with_slow_queries_and_no_secrets() {
         .env("QUERY_SLOW_QUERY_MS", "0")
         .env("DB_POSTGRES_PASSWORD", SECRET)
         .env("STORAGE_MINIO_ACCESS_KEY", SECRET)
-        .env("STORAGE_MINIO_SECRET_KEY", SECRET);
+        .env("STORAGE_MINIO_SECRET_KEY", SECRET)
+        .env("AUTH_ENABLED", "true")
+        .env("AUTH_BOOTSTRAP_KEY", KEY);
     let service = Service::start_with(cmd, Stdio::from(log));
-    service.sql("SELECT 'literal-MARKER' AS s, 987654 AS n");
-    let res = reqwest::blocking::get(format!("{}/config/summary", service.base)).unwrap();
-    assert!(!res.text().unwrap().contains(SECRET));
+    let client = reqwest::blocking::Client::new();
+    let res = client
+        .post(format!("{}/api/v1/query", service.base))
+        .bearer_auth(KEY)
+        .json(&json!({ "sql": "SELECT 'literal-MARKER' AS s, 987654 AS n" }))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = client
+        .get(format!("{}/config/summary", service.base))
+        .bearer_auth(KEY)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let summary = res.text().unwrap();
+    assert!(!summary.contains(SECRET) && !summary.contains(KEY));
     service.stop();
 
     let text = std::fs::read_to_string(&log_path).unwrap();
     assert!(!text.contains(SECRET), "a secret reached the log");
+    assert!(!text.contains(KEY), "the API key reached the log");
     assert!(
         !text.contains("literal-MARKER") && !text.contains("987654"),
         "{text}"
@@ -238,7 +255,13 @@ fn logs_are_json_with_slow_queries_and_no_secrets() {
         .unwrap_or_else(|| panic!("no slow-query line: {text}"));
     assert_eq!(slow["fingerprint"], "SELECT ? AS s, ? AS n", "{slow}");
     assert_eq!(slow["kind"], "read");
+    assert_eq!(
+        slow["key"],
+        &KEY[..12],
+        "who ran it: the key's visible prefix"
+    );
     assert!(lines.iter().any(|l| l["message"] == "request finished"
         && l["route"] == "/api/v1/query"
-        && l["status"] == 200));
+        && l["status"] == 200
+        && l["key"] == KEY[..12]));
 }

@@ -861,3 +861,106 @@ async fn sandbox_keeps_other_buckets_and_databases_out_of_reach() {
     assert_eq!(body["rows"], json!([[true]]), "snapshots survived");
     app.stop().await;
 }
+
+/// API keys live in our schema in PostgreSQL: made through the API by the
+/// bootstrap key, made by `ducklake-backend keys` while the service runs,
+/// honoured by a second replica, revoked everywhere at once.
+#[actix_web::test]
+async fn api_keys_live_in_postgres_and_work_on_every_replica() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "keys");
+    config.auth.enabled = true;
+    let bootstrap = "bootstrap-admin-key-for-postgres-0123456789";
+    config.auth.bootstrap_key = Some(Secret::new(bootstrap));
+    // Two replicas on one lake (the data path is a shared local directory).
+    let one = spawn_with(config.clone(), None).await;
+    let two = spawn_with(config.clone(), None).await;
+    let client = &one.client;
+
+    let res = client
+        .post(one.url("/api/v1/keys"))
+        .bearer_auth(bootstrap)
+        .json(&json!({"owner": "etl", "role": "write"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let created: serde_json::Value = res.json().await.unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ducklake-backend"))
+        .args([
+            "keys", "create", "--owner", "analyst", "--role", "read", "--json",
+        ])
+        .env("DATA_DIR", dir.path())
+        .env("DB_POSTGRES_HOST", "127.0.0.1")
+        .env("DB_POSTGRES_PORT", pg.port.to_string())
+        .env("DB_POSTGRES_DB", "keys")
+        .env("DB_POSTGRES_PASSWORD", PG_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reader = made["key"].as_str().unwrap().to_string();
+
+    let query = |app: &common::TestApp, key: &str, sql: &str| {
+        let req = app
+            .client
+            .post(app.url("/api/v1/query"))
+            .bearer_auth(key)
+            .json(&json!({ "sql": sql }));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        query(&two, &key, "CREATE TABLE k AS SELECT 1 AS a").await,
+        200
+    );
+    assert_eq!(query(&one, &reader, "SELECT count(*) FROM k").await, 200);
+    assert_eq!(query(&two, &reader, "INSERT INTO k VALUES (2)").await, 403);
+
+    let res = client
+        .get(two.url("/api/v1/keys"))
+        .bearer_auth(bootstrap)
+        .send()
+        .await
+        .unwrap();
+    let listed: serde_json::Value = res.json().await.unwrap();
+    let owners: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["owner"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners.len(), 3, "{listed}");
+    assert!(
+        owners.contains(&"bootstrap") && owners.contains(&"etl") && owners.contains(&"analyst")
+    );
+    assert!(!listed.to_string().contains(&key));
+    let hashes = pg.psql_in(
+        "keys",
+        "SELECT count(*) FROM ducklake_backend.api_keys WHERE length(key_hash) = 64",
+    );
+    assert_eq!(hashes.trim(), "3");
+
+    let res = client
+        .delete(one.url(&format!("/api/v1/keys/{}", created["id"].as_str().unwrap())))
+        .bearer_auth(bootstrap)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        query(&two, &key, "SELECT 1").await,
+        401,
+        "revoked on the other replica too"
+    );
+    assert_eq!(query(&one, &reader, "SELECT 1").await, 200);
+    one.stop().await;
+    two.stop().await;
+}

@@ -14,7 +14,11 @@ use crate::{api::AppState, engine::lake::quote_literal, error::ApiError};
     (status = 200, description = "`{environment, settings: [{key, value, source}]}`; source is default, file <path> or environment <VAR>", content_type = "application/json")
 ))]
 #[get("/config/summary")]
-pub async fn summary(state: web::Data<AppState>) -> HttpResponse {
+pub async fn summary(
+    state: web::Data<AppState>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(crate::engine::Role::Admin)?;
     let redacted = state.config.redacted();
     let mut settings = Vec::new();
     leaves("", &redacted, &mut settings);
@@ -25,10 +29,10 @@ pub async fn summary(state: web::Data<AppState>) -> HttpResponse {
             json!({ "key": key, "value": value, "source": source })
         })
         .collect();
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "environment": state.config.environment,
         "settings": settings,
-    }))
+    })))
 }
 
 fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
@@ -54,7 +58,11 @@ fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
     (status = 503, description = "catalog_unavailable, storage_unavailable", body = crate::api::docs::ErrorResponse)
 ))]
 #[get("/config/ducklake")]
-pub async fn ducklake(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn ducklake(
+    state: web::Data<AppState>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(crate::engine::Role::Admin)?;
     let timeout = Duration::from_millis(state.config.server.ready_timeout_ms);
     let engine = &state.engine;
     let lake = engine.lake();

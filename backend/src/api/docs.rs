@@ -7,7 +7,9 @@ use actix_web::{get, http::header, HttpResponse};
 use serde::Serialize;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use crate::api::{config, health, metrics, query, storage};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::api::{config, health, keys, metrics, query, storage};
 
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
@@ -56,7 +58,11 @@ pub enum QueryResponses {
     /// sql_error, invalid_request
     #[response(status = 400)]
     BadRequest(ErrorResponse),
-    /// read_only
+    /// unauthorized: no valid API key (missing, unknown, expired, revoked)
+    #[response(status = 401)]
+    Unauthorized(ErrorResponse),
+    /// forbidden_statement (the sandbox refused it), insufficient_role,
+    /// read_only (a write through the GET form)
     #[response(status = 403)]
     Forbidden(ErrorResponse),
     /// not_found
@@ -96,6 +102,9 @@ pub enum QueryResponses {
         query::query,
         query::query_get,
         storage::list_objects,
+        keys::create,
+        keys::list,
+        keys::revoke,
         health::health,
         health::ready,
         metrics::prometheus,
@@ -106,8 +115,21 @@ pub enum QueryResponses {
         openapi_json,
         docs_page,
     ),
-    components(schemas(ErrorResponse, ErrorDetail, JsonResult, ColumnDoc, query::QueryBody)),
+    components(schemas(
+        ErrorResponse,
+        ErrorDetail,
+        JsonResult,
+        ColumnDoc,
+        query::QueryBody,
+        keys::CreateKey,
+        keys::CreatedKey,
+        crate::store::keys::KeyRecord,
+        crate::engine::Role
+    )),
+    modifiers(&BearerAuth),
+    security(("api_key" = [])),
     tags(
+        (name = "keys", description = "API keys (admin)"),
         (name = "query", description = "Run SQL on the lake"),
         (name = "storage", description = "The lake's data path"),
         (name = "ops", description = "Probes and documentation")
@@ -115,8 +137,27 @@ pub enum QueryResponses {
 )]
 pub struct ApiDoc;
 
+/// `Authorization: Bearer <key>` on everything but the probes, /metrics and
+/// these docs (which say `security: []` for themselves).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("an API key: `ducklake-backend keys create`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
 /// This document.
-#[utoipa::path(tag = "ops", responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
+#[utoipa::path(tag = "ops", security(()), responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
 #[get("/openapi.json")]
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
@@ -142,7 +183,7 @@ window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", deepL
 "##;
 
 /// The interactive API page (Swagger UI).
-#[utoipa::path(tag = "ops", responses((status = 200, description = "HTML page", content_type = "text/html")))]
+#[utoipa::path(tag = "ops", security(()), responses((status = 200, description = "HTML page", content_type = "text/html")))]
 #[get("/docs")]
 pub async fn docs_page() -> HttpResponse {
     HttpResponse::Ok()

@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::{api::AppState, engine::lake::CatalogLocation, error::ApiError};
 
 /// Liveness: the process serves HTTP.
-#[utoipa::path(tag = "ops", responses((status = 200, description = "`{status: ok, service, version}`", content_type = "application/json")))]
+#[utoipa::path(tag = "ops", security(()), responses((status = 200, description = "`{status: ok, service, version}`", content_type = "application/json")))]
 #[get("/health")]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({
@@ -66,7 +66,7 @@ where
 }
 
 /// Readiness: 200 when every dependency is up, else 503; the body names each.
-#[utoipa::path(tag = "ops", responses(
+#[utoipa::path(tag = "ops", security(()), responses(
     (status = 200, description = "`{status: ready, components: {catalog, storage, lake}}`, each with status and latency_ms", content_type = "application/json"),
     (status = 503, description = "`{status: not_ready, components: ...}`: at least one component is down", content_type = "application/json")
 ))]

@@ -22,7 +22,7 @@ fn feature(enabled: bool, path: &str, variable: &str) -> Result<(), ApiError> {
 }
 
 /// Prometheus metrics of this replica.
-#[utoipa::path(tag = "ops", responses(
+#[utoipa::path(tag = "ops", security(()), responses(
     (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"),
     (status = 404, description = "features.enable_prometheus_metrics is off", body = crate::api::docs::ErrorResponse)
 ))]
@@ -97,7 +97,11 @@ async fn process_usage() -> Option<(u64, u64)> {
     (status = 404, description = "features.enable_memory_monitoring is off", body = crate::api::docs::ErrorResponse)
 ))]
 #[get("/metrics/memory")]
-pub async fn memory(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn memory(
+    state: web::Data<AppState>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(crate::engine::Role::Read)?;
     feature(
         state.config.features.enable_memory_monitoring,
         "/metrics/memory",
@@ -161,7 +165,11 @@ pub async fn memory(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     (status = 404, description = "features.enable_performance_tracking is off", body = crate::api::docs::ErrorResponse)
 ))]
 #[get("/metrics/performance")]
-pub async fn performance(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn performance(
+    state: web::Data<AppState>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(crate::engine::Role::Admin)?;
     feature(
         state.config.features.enable_performance_tracking,
         "/metrics/performance",

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod docs;
 pub mod health;
+pub mod keys;
 pub mod metrics;
 pub mod query;
 pub mod storage;
@@ -26,6 +27,7 @@ pub struct AppState {
     /// dotted config key → "default" | "file <path>" | "environment VAR"
     pub config_sources: Arc<std::collections::BTreeMap<String, String>>,
     pub performance: Arc<crate::performance::Tracker>,
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 /// Registers every route; used by the server and by tests alike.
@@ -41,6 +43,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(query::query)
     .service(query::query_get)
     .service(storage::list_objects)
+    .service(keys::create)
+    .service(keys::list)
+    .service(keys::revoke)
     .service(metrics::prometheus)
     .service(metrics::memory)
     .service(metrics::performance)

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::{
     api::AppState,
+    auth::Caller,
     engine::{stream::TransactionMode, Params, QueryRequest},
     error::ApiError,
     format::encode::Format,
@@ -42,7 +43,7 @@ pub struct QueryBody {
 }
 
 impl QueryBody {
-    fn into_request(self) -> Result<QueryRequest, ApiError> {
+    fn into_request(self, caller: &Caller) -> Result<QueryRequest, ApiError> {
         let params = match self.params {
             None | Some(serde_json::Value::Null) => Params::None,
             Some(serde_json::Value::Array(values)) => Params::Positional(values),
@@ -63,7 +64,7 @@ impl QueryBody {
             params,
             timeout_ms: self.timeout_ms,
             max_rows: self.max_rows,
-            role: crate::engine::Role::Admin,
+            role: caller.role,
         })
     }
 }
@@ -75,6 +76,7 @@ pub const STREAMED_HEADER: &str = "x-result-streamed";
 #[post("/api/v1/query")]
 pub async fn query(
     state: web::Data<AppState>,
+    caller: Caller,
     req: HttpRequest,
     body: web::Json<QueryBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -85,7 +87,7 @@ pub async fn query(
     } else {
         TransactionMode::AutoCommit
     };
-    run(&state, body.into_request()?, format, mode).await
+    run(&state, &caller, body.into_request(&caller)?, format, mode).await
 }
 
 /// The query string of `GET /api/v1/query`.
@@ -115,6 +117,7 @@ pub struct QueryParams {
 #[get("/api/v1/query")]
 pub async fn query_get(
     state: web::Data<AppState>,
+    caller: Caller,
     req: HttpRequest,
     params: web::Query<QueryParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -137,7 +140,8 @@ pub async fn query_get(
     };
     run(
         &state,
-        body.into_request()?,
+        &caller,
+        body.into_request(&caller)?,
         format,
         TransactionMode::ReadOnly,
     )
@@ -157,11 +161,12 @@ fn negotiate(format: Option<&str>, req: &HttpRequest) -> Result<Format, ApiError
 
 async fn run(
     state: &AppState,
+    caller: &Caller,
     request: QueryRequest,
     format: Format,
     mode: TransactionMode,
 ) -> Result<HttpResponse, ApiError> {
-    let meter = QueryMeter::start(state, &request.sql);
+    let meter = QueryMeter::start(state, &request.sql, &caller.prefix);
     let stream = match state.engine.stream(request, format, mode).await {
         Ok(stream) => stream,
         Err(err) => {
@@ -218,11 +223,13 @@ struct QueryMeter {
     fingerprint: String,
     slow: std::time::Duration,
     kind: &'static str,
+    /// The caller's key prefix.
+    principal: String,
     started: std::time::Instant,
 }
 
 impl QueryMeter {
-    fn start(state: &AppState, sql: &str) -> Self {
+    fn start(state: &AppState, sql: &str, principal: &str) -> Self {
         let kind = crate::metrics::query_kind(sql);
         let performance = state
             .config
@@ -243,6 +250,7 @@ impl QueryMeter {
             fingerprint: crate::performance::fingerprint(sql),
             slow: std::time::Duration::from_millis(state.config.query.slow_query_ms),
             kind,
+            principal: principal.to_string(),
             started: std::time::Instant::now(),
         }
     }
@@ -253,6 +261,7 @@ impl QueryMeter {
             tracing::warn!(
                 fingerprint = %self.fingerprint,
                 kind = self.kind,
+                key = %self.principal,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 rows,
                 outcome,
@@ -267,7 +276,7 @@ impl QueryMeter {
                     duration_ms: elapsed.as_secs_f64() * 1000.0,
                     rows,
                     outcome: outcome.to_string(),
-                    principal: "anonymous".into(),
+                    principal: self.principal,
                     at_unix_ms: std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap_or_default()

@@ -25,8 +25,10 @@ pub struct ListQuery {
 #[get("/api/v1/storage/objects")]
 pub async fn list_objects(
     state: web::Data<AppState>,
+    caller: crate::auth::Caller,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(crate::engine::Role::Read)?;
     let listing = state.storage.list(&query.path).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "data_path": state.engine.lake().data_path(),

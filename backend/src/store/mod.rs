@@ -7,6 +7,7 @@
 //! so every feature works without PostgreSQL. The migrations are the same
 //! portable SQL files in both.
 
+pub mod keys;
 pub mod migrations;
 
 use std::{sync::Arc, time::Duration};

@@ -1,0 +1,342 @@
+//! API keys and roles: every role against every class of endpoint, keys
+//! that expired or were revoked, the key shown once, and the `keys` command.
+
+mod common;
+
+use std::process::Command;
+
+use common::{error_code, spawn_with, test_config};
+use ducklake_backend::config::Secret;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const BOOTSTRAP: &str = "bootstrap-admin-key-0123456789abcdef";
+
+async fn call(
+    app: &common::TestApp,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.client.request(method, app.url(path));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn query_as(app: &common::TestApp, key: &str, body: &Value) -> (u16, Value) {
+    call(
+        app,
+        Method::POST,
+        "/api/v1/query",
+        Some(key),
+        Some(body.clone()),
+    )
+    .await
+}
+
+async fn make_key(app: &common::TestApp, role: &str, expires_at: Option<&str>) -> (String, Value) {
+    let (status, body) = call(
+        app,
+        Method::POST,
+        "/api/v1/keys",
+        Some(BOOTSTRAP),
+        Some(json!({ "owner": format!("{role} user"), "role": role, "expires_at": expires_at })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (body["key"].as_str().unwrap().to_string(), body)
+}
+
+#[actix_web::test]
+async fn each_role_against_each_class_of_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.auth.enabled = true;
+    config.auth.bootstrap_key = Some(Secret::new(BOOTSTRAP));
+    let app = spawn_with(config, None).await;
+    call(
+        &app,
+        Method::POST,
+        "/api/v1/query",
+        Some(BOOTSTRAP),
+        Some(json!({"sql": "CREATE TABLE t AS SELECT 1 AS a"})),
+    )
+    .await;
+    let (read, _) = make_key(&app, "read", None).await;
+    let (write, _) = make_key(&app, "write", None).await;
+    let (admin, _) = make_key(&app, "admin", None).await;
+
+    let query = |sql: &str| Some(json!({ "sql": sql }));
+    // (method, path, body, lowest role that may, or None for open)
+    let endpoints: Vec<(Method, &str, Option<Value>, Option<&str>)> = vec![
+        (Method::GET, "/health", None, None),
+        (Method::GET, "/ready", None, None),
+        (Method::GET, "/metrics", None, None),
+        (Method::GET, "/openapi.json", None, None),
+        (Method::GET, "/docs", None, None),
+        (
+            Method::POST,
+            "/api/v1/query",
+            query("SELECT count(*) FROM t"),
+            Some("read"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/query?sql=SELECT%201",
+            None,
+            Some("read"),
+        ),
+        (Method::GET, "/api/v1/storage/objects", None, Some("read")),
+        (Method::GET, "/metrics/memory", None, Some("read")),
+        (
+            Method::POST,
+            "/api/v1/query",
+            query("INSERT INTO t VALUES (2)"),
+            Some("write"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/query",
+            query("CREATE OR REPLACE TABLE u (a INT)"),
+            Some("write"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/query",
+            query("DROP TABLE IF EXISTS u"),
+            Some("write"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/query",
+            query("CHECKPOINT"),
+            Some("admin"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/query",
+            query("CALL ducklake_expire_snapshots('lake', older_than => now() - INTERVAL 1 DAY)"),
+            Some("admin"),
+        ),
+        (Method::GET, "/metrics/performance", None, Some("admin")),
+        (Method::GET, "/config/summary", None, Some("admin")),
+        (Method::GET, "/config/ducklake", None, Some("admin")),
+        (Method::GET, "/api/v1/keys", None, Some("admin")),
+    ];
+    let rank = |role: &str| ["read", "write", "admin"].iter().position(|r| *r == role);
+    let callers: [(&str, Option<&str>); 5] = [
+        ("nobody", None),
+        (
+            "stranger",
+            Some("dlk_not-a-key-at-all-0000000000000000000000000"),
+        ),
+        ("read", Some(read.as_str())),
+        ("write", Some(write.as_str())),
+        ("admin", Some(admin.as_str())),
+    ];
+    let mut wrong = Vec::new();
+    for (method, path, body, needs) in &endpoints {
+        for (who, key) in &callers {
+            let (status, answer) = call(&app, method.clone(), path, *key, body.clone()).await;
+            let expected = match (needs, rank(who)) {
+                (None, _) => (200, ""),
+                (Some(_), None) => (401, "unauthorized"),
+                (Some(needs), Some(r)) if r >= rank(needs).unwrap() => (200, ""),
+                (Some(_), Some(_)) => (403, "insufficient_role"),
+            };
+            let code = if status == 200 {
+                ""
+            } else {
+                error_code(&answer)
+            };
+            if (status, code) != expected {
+                wrong.push(format!("{who} {method} {path} {body:?}: {status} {answer}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "unexpected answers:\n{}",
+        wrong.join("\n")
+    );
+
+    // A 401 says how to authenticate.
+    let res = app
+        .client
+        .get(app.url("/metrics/memory"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    for header in ["Basic abc", "Bearer ", "Bearer\tx", "dlk_xyz"] {
+        let res = app
+            .client
+            .get(app.url("/metrics/memory"))
+            .header("Authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{header}");
+    }
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn expired_and_revoked_keys_stop_working_and_keys_are_shown_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.auth.enabled = true;
+    config.auth.bootstrap_key = Some(Secret::new(BOOTSTRAP));
+    let app = spawn_with(config, None).await;
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let (short, _) = make_key(&app, "read", Some(&soon)).await;
+    let (revoked, created) = make_key(&app, "write", None).await;
+    let sql = json!({"sql": "SELECT 42"});
+    let ok = |status: u16| status == 200;
+    let (status, _) = query_as(&app, &short, &sql).await;
+    assert!(ok(status));
+    let (status, _) = query_as(&app, &revoked, &sql).await;
+    assert!(ok(status));
+
+    // The list shows prefixes, never keys or hashes.
+    let (status, list) = call(&app, Method::GET, "/api/v1/keys", Some(BOOTSTRAP), None).await;
+    assert_eq!(status, 200);
+    let text = list.to_string();
+    for secret in [&short, &revoked] {
+        assert!(!text.contains(secret.as_str()), "a key is listed");
+        assert!(
+            !text.contains(&ducklake_backend::auth::hash(secret)),
+            "a hash is listed"
+        );
+        assert!(text.contains(&secret[..12]), "its prefix is listed");
+    }
+    assert!(!text.contains(BOOTSTRAP));
+    assert_eq!(list.as_array().unwrap().len(), 3);
+
+    let id = created["id"].as_str().unwrap();
+    let (status, body) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/keys/{id}"),
+        Some(BOOTSTRAP),
+        None,
+    )
+    .await;
+    assert_eq!((status, &body["active"]), (200, &json!(false)), "{body}");
+    let (status, body) = query_as(&app, &revoked, &sql).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+    assert!(body.to_string().contains("revoked"), "{body}");
+
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let (status, body) = query_as(&app, &short, &sql).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+    assert!(body.to_string().contains("expired"), "{body}");
+
+    // Bad requests to the keys API.
+    for bad in [
+        json!({"owner": "x", "role": "root"}),
+        json!({"owner": "", "role": "read"}),
+        json!({"owner": "x", "role": "read", "expires_at": "2001-01-01T00:00:00Z"}),
+        json!({"owner": "x", "role": "read", "extra": 1}),
+    ] {
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            "/api/v1/keys",
+            Some(BOOTSTRAP),
+            Some(bad.clone()),
+        )
+        .await;
+        assert!((400..500).contains(&status), "{bad}: {status} {body}");
+    }
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/keys/dlk_nothing",
+        Some(BOOTSTRAP),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+/// `ducklake-backend keys create|list|revoke` on the embedded default's
+/// local store, and the service honouring what it wrote.
+#[actix_web::test]
+async fn keys_command_creates_lists_and_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = |args: &[&str]| {
+        // The stopped in-process service lets go of the local store's file
+        // lock when its last worker has dropped the state: wait for that.
+        let mut tries = 0;
+        let out = loop {
+            let out = Command::new(env!("CARGO_BIN_EXE_ducklake-backend"))
+                .arg("keys")
+                .args(args)
+                .env("DATA_DIR", dir.path())
+                .output()
+                .unwrap();
+            let locked = String::from_utf8_lossy(&out.stderr).contains("Conflicting lock");
+            tries += 1;
+            if !locked || tries == 50 {
+                break out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, key, err) = keys(&["create", "--owner", "ci", "--role", "write"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        key.starts_with("dlk_") && !key.contains(char::is_whitespace),
+        "{key}"
+    );
+    let (code, table, _) = keys(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(table.contains(&key[..12]) && table.contains("write") && !table.contains(&key));
+    let (code, listed, _) = keys(&["list", "--json"]);
+    assert_eq!(code, Some(0));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["owner"], "ci");
+
+    let mut config = test_config(dir.path());
+    config.auth.enabled = true;
+    let app = spawn_with(config.clone(), None).await;
+    let sql = json!({"sql": "CREATE TABLE made_by_ci AS SELECT 1 AS a"});
+    let (status, body) = query_as(&app, &key, &sql).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = call(&app, Method::GET, "/config/summary", Some(&key), None).await;
+    assert_eq!(status, 403, "a write key is not an admin key");
+    app.stop().await;
+
+    let (code, out, err) = keys(&["revoke", &key[..12]]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("revoked"));
+    let (code, _, err) = keys(&["revoke", "dlk_nothing"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no API key"), "{err}");
+    let (code, _, err) = keys(&["create", "--owner", "x", "--role", "root"]);
+    assert_eq!(code, Some(2), "clap refuses an unknown role: {err}");
+
+    let app = spawn_with(config, None).await;
+    let (status, _) = query_as(&app, &key, &json!({"sql": "SELECT 1"})).await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}
