@@ -77,8 +77,15 @@ pub struct DuckDbConfig {
     pub extension_directory: Option<PathBuf>,
     /// DuckDB worker threads; 0 means DuckDB's default (one per core).
     pub threads: usize,
-    /// DuckDB memory limit such as `4GB` or `75%`; unset means DuckDB's default.
+    /// DuckDB memory limit such as `4GB` or `75%`; unset means 60% of the
+    /// memory DuckDB sees (the container's cgroup limit, else the machine's),
+    /// leaving room for the service itself in a small container.
     pub memory_limit: Option<String>,
+    /// Cap on the spill files DuckDB writes to `data_dir/tmp` when a query
+    /// needs more memory than the limit, e.g. `1GiB`; beyond it the query
+    /// fails with 503 `resources_exhausted`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub max_temp_directory_size: String,
     /// Connections in the pool, i.e. queries that run at the same time.
     pub connections: usize,
 }
@@ -92,6 +99,11 @@ pub struct QueryConfig {
     pub max_timeout_ms: u64,
     /// Rows returned at most; a longer result is cut and flagged `truncated`.
     pub max_rows: u64,
+    /// Bytes of one encoded result at most; a larger result is cut after
+    /// the batch that crossed the limit and flagged `truncated`.
+    pub max_result_bytes: u64,
+    /// Longest SQL text a request may carry; longer gets 413.
+    pub max_sql_bytes: usize,
     /// Requests that may wait for a free connection; beyond, 429.
     pub max_queued: usize,
     /// How long a request waits for a free connection before 429.
@@ -212,6 +224,7 @@ impl Default for DuckDbConfig {
             extension_directory: None,
             threads: 0,
             memory_limit: None,
+            max_temp_directory_size: "1GiB".into(),
             connections: 8,
         }
     }
@@ -223,6 +236,8 @@ impl Default for QueryConfig {
             timeout_ms: 30_000,
             max_timeout_ms: 600_000,
             max_rows: 100_000,
+            max_result_bytes: 2 * 1024 * 1024 * 1024,
+            max_sql_bytes: 1024 * 1024,
             max_queued: 64,
             queue_timeout_ms: 30_000,
             slow_query_ms: 1_000,
@@ -587,6 +602,25 @@ impl Config {
             "duckdb.connections",
             self.duckdb.connections.to_string(),
             "between 1 and 1024",
+        );
+        check(
+            is_memory_size(&self.duckdb.max_temp_directory_size)
+                && !self.duckdb.max_temp_directory_size.ends_with('%'),
+            "duckdb.max_temp_directory_size",
+            self.duckdb.max_temp_directory_size.clone(),
+            "a size such as 1GiB or 500MB",
+        );
+        check(
+            self.query.max_sql_bytes >= 16,
+            "query.max_sql_bytes",
+            self.query.max_sql_bytes.to_string(),
+            "at least 16",
+        );
+        check(
+            self.query.max_result_bytes >= 1024,
+            "query.max_result_bytes",
+            self.query.max_result_bytes.to_string(),
+            "at least 1024",
         );
         if let Some(limit) = &self.duckdb.memory_limit {
             check(

@@ -58,6 +58,8 @@ pub struct Engine {
     default_timeout: Duration,
     max_timeout: Duration,
     max_rows: u64,
+    pub(crate) max_result_bytes: u64,
+    max_sql_bytes: usize,
     max_queued: usize,
     queue_timeout: Duration,
     /// Requests waiting for a connection right now.
@@ -120,6 +122,12 @@ impl Engine {
                 )
             })
             .and_then(|c| c.with("temp_directory", tmp_dir.to_string_lossy()))
+            .and_then(|c| {
+                c.with(
+                    "max_temp_directory_size",
+                    &config.duckdb.max_temp_directory_size,
+                )
+            })
             .map_err(setup("configuring DuckDB"))?;
         if config.duckdb.threads > 0 {
             duck_config = duck_config
@@ -133,6 +141,16 @@ impl Engine {
         }
         let root =
             Connection::open_in_memory_with_flags(duck_config).map_err(setup("opening DuckDB"))?;
+        if config.duckdb.memory_limit.is_none() {
+            // DuckDB's default is 80% of the memory it sees (cgroup-aware);
+            // take 60%, so the service, its buffers and the allocator's
+            // slack fit beside it in a small container.
+            root.execute_batch(
+                "SET memory_limit = CAST(parse_formatted_bytes(current_setting('memory_limit')) \
+                 * 3 // 4 AS VARCHAR) || 'B'",
+            )
+            .map_err(setup("setting the default memory limit"))?;
+        }
 
         for name in extensions.names() {
             root.execute_batch(&format!("LOAD {name}"))
@@ -198,6 +216,8 @@ impl Engine {
             default_timeout: Duration::from_millis(config.query.timeout_ms),
             max_timeout: Duration::from_millis(config.query.max_timeout_ms),
             max_rows: config.query.max_rows,
+            max_result_bytes: config.query.max_result_bytes,
+            max_sql_bytes: config.query.max_sql_bytes,
             max_queued: config.query.max_queued,
             queue_timeout: Duration::from_millis(config.query.queue_timeout_ms),
             queued: AtomicUsize::new(0),
@@ -227,6 +247,18 @@ impl Engine {
             .map(Duration::from_millis)
             .unwrap_or(self.default_timeout)
             .min(self.max_timeout)
+    }
+
+    /// 413 for SQL longer than the server allows.
+    pub fn check_sql_length(&self, sql: &str) -> Result<(), ApiError> {
+        if sql.len() > self.max_sql_bytes {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the SQL is {} bytes; the limit is {} (query.max_sql_bytes)",
+                sql.len(),
+                self.max_sql_bytes
+            )));
+        }
+        Ok(())
     }
 
     /// The request's row limit, capped by the server's maximum.

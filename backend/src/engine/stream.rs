@@ -84,6 +84,7 @@ impl Engine {
         mode: TransactionMode,
     ) -> Result<QueryStream, ApiError> {
         let started = Instant::now();
+        self.check_sql_length(&request.sql)?;
         let timeout = self.timeout_for(request.timeout_ms);
         let max_rows = self.max_rows_for(request.max_rows);
         let conn = self.acquire().await?;
@@ -108,9 +109,12 @@ impl Engine {
         let rows = Arc::new(AtomicU64::new(0));
         let rows_sent = Arc::clone(&rows);
         let lake = self.lake.name.clone();
+        let max_bytes = self.max_result_bytes;
         tokio::task::spawn_blocking(move || {
             let mut producer = Producer {
                 lake,
+                max_bytes,
+                sent_bytes: 0,
                 head_tx: Some(head_tx),
                 tx,
                 timed_out: flag,
@@ -152,6 +156,10 @@ impl Engine {
 struct Producer {
     /// The lake's catalog name, for the sandbox.
     lake: String,
+    /// Encoded bytes of one result at most (`query.max_result_bytes`).
+    max_bytes: u64,
+    /// Encoded bytes handed on so far.
+    sent_bytes: u64,
     head_tx: Option<oneshot::Sender<Result<Head, ApiError>>>,
     tx: mpsc::Sender<Result<Bytes, ApiError>>,
     timed_out: Arc<AtomicBool>,
@@ -254,6 +262,9 @@ impl Producer {
             summary.row_count += batch.num_rows() as u64;
             self.rows.store(summary.row_count, Ordering::Relaxed);
             encoder.batch(&batch)?;
+            if self.sent_bytes + encoder.pending() as u64 >= self.max_bytes {
+                summary.truncated = true;
+            }
             if summary.truncated {
                 break;
             }
@@ -283,6 +294,7 @@ impl Producer {
         complete: Option<Summary>,
     ) -> Result<(), Gone> {
         if let Some(head_tx) = self.head_tx.take() {
+            self.sent_bytes += bytes.len() as u64;
             return head_tx
                 .send(Ok(Head {
                     columns: columns.to_vec(),
@@ -294,6 +306,7 @@ impl Producer {
         if bytes.is_empty() {
             return Ok(());
         }
+        self.sent_bytes += bytes.len() as u64;
         self.tx
             .blocking_send(Ok(Bytes::from(bytes)))
             .map_err(|_| Gone)
