@@ -67,6 +67,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long `/ready` waits for each dependency, milliseconds.
     pub ready_timeout_ms: u64,
+    /// After SIGTERM, how long in-flight queries and streams may run before
+    /// they are interrupted, milliseconds. Keep it below the orchestrator's
+    /// termination grace period (Kubernetes: 30 s by default).
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +218,7 @@ impl Default for ServerConfig {
             workers: 0,
             max_body_bytes: 16 * 1024 * 1024,
             ready_timeout_ms: 2_000,
+            shutdown_grace_ms: 20_000,
         }
     }
 }

@@ -59,6 +59,9 @@ pub enum ApiError {
     /// settings or other databases.
     #[error("{0}")]
     Forbidden(String),
+    /// The replica is draining for shutdown: retry elsewhere.
+    #[error("{0}")]
+    ShuttingDown(String),
     /// No valid API key: missing, unknown, expired or revoked.
     #[error("{0}")]
     Unauthorized(String),
@@ -132,6 +135,7 @@ impl ApiError {
             Self::ReadOnly(_) => (StatusCode::FORBIDDEN, "read_only"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden_statement"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::ShuttingDown(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::InsufficientRole(_) => (StatusCode::FORBIDDEN, "insufficient_role"),
             Self::UnsupportedFormat(_) => (StatusCode::NOT_ACCEPTABLE, "unsupported_format"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
@@ -252,6 +256,10 @@ impl ResponseError for ApiError {
         }
         if let Self::Unauthorized(_) = self {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Self::ShuttingDown(_) = self {
+            response.insert_header(("Retry-After", "1"));
+            response.insert_header(("Connection", "close"));
         }
         response.json(ErrorBody {
             error: ErrorDetail {

@@ -146,6 +146,8 @@ pub struct Application {
     server: Server,
     port: u16,
     engine: Arc<Engine>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    grace: Duration,
 }
 
 impl Application {
@@ -205,6 +207,7 @@ impl Application {
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), &info.duckdb_version, &extensions])
             .set(1);
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = web::Data::new(AppState {
             engine: Arc::clone(&engine),
             config: Arc::clone(&config),
@@ -214,6 +217,7 @@ impl Application {
             config_sources: Arc::new(sources),
             performance: Arc::new(performance::Tracker::default()),
             auth: Arc::new(auth::Authenticator::new(config.auth.enabled, store.clone())),
+            draining: Arc::clone(&draining),
         });
         let max_body = config.server.max_body_bytes;
         let mut server = HttpServer::new(move || {
@@ -223,7 +227,9 @@ impl Application {
                 .wrap(middleware::from_fn(telemetry::log_request))
                 .configure(|cfg| api::configure(cfg, max_body))
         })
-        .shutdown_timeout(30);
+        // SIGTERM/SIGINT are ours (see `drain`): actix only stops when told.
+        .disable_signals()
+        .shutdown_timeout(5);
         if config.server.workers > 0 {
             server = server.workers(config.server.workers);
         }
@@ -239,6 +245,8 @@ impl Application {
             server,
             port,
             engine,
+            draining,
+            grace: Duration::from_millis(config.server.shutdown_grace_ms),
         })
     }
 
@@ -255,10 +263,71 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM or a handle).
+    /// Serves until the server is stopped: by a handle, or by SIGTERM/SIGINT
+    /// after draining (see [`drain`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        let engine = Arc::clone(&self.engine);
+        let draining = Arc::clone(&self.draining);
+        let grace = self.grace;
+        let on_signal = tokio::spawn(async move {
+            if let Some(signal) = termination().await {
+                drain(&engine, &draining, grace, signal).await;
+                handle.stop(true).await;
+            }
+        });
+        let result = self.server.await;
+        on_signal.abort();
+        result
     }
+}
+
+/// Waits for SIGTERM or SIGINT; None when signals cannot be watched.
+async fn termination() -> Option<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok()?;
+    let mut int = signal(SignalKind::interrupt()).ok()?;
+    tokio::select! {
+        _ = term.recv() => Some("SIGTERM"),
+        _ = int.recv() => Some("SIGINT"),
+    }
+}
+
+/// Graceful shutdown: `/ready` answers 503 and new requests are refused at
+/// once; queries and streams in flight may finish within `grace`, then are
+/// interrupted (their clients see `shutting_down`, or a stream cut short).
+async fn drain(
+    engine: &Engine,
+    draining: &std::sync::atomic::AtomicBool,
+    grace: Duration,
+    signal: &str,
+) {
+    draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    let in_flight = engine.in_flight();
+    tracing::info!(
+        signal,
+        in_flight,
+        grace_ms = grace.as_millis() as u64,
+        "draining"
+    );
+    let deadline = tokio::time::Instant::now() + grace;
+    while engine.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = engine.in_flight();
+    if left > 0 {
+        let interrupted = engine.interrupt_all();
+        tracing::warn!(
+            interrupted,
+            "grace period over: interrupted the queries still running"
+        );
+        // Let the interrupted queries answer and give their connections back.
+        let settle = tokio::time::Instant::now() + Duration::from_secs(2);
+        while engine.in_flight() > 0 && tokio::time::Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tracing::info!("drained; stopping");
 }
 
 /// Closes our pool's catalog connections once idle for `idle`, so a quiet

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use actix_web::{
-    body::MessageBody,
+    body::{BoxBody, EitherBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::header::{HeaderName, HeaderValue},
     middleware::Next,
@@ -53,13 +53,29 @@ fn request_id(req: &ServiceRequest) -> String {
 }
 
 /// Middleware: one span per request, one log line when it ends.
-pub async fn log_request(
+/// While draining, everything but the probes and the scrape is refused.
+fn refused_while_draining(req: &ServiceRequest) -> bool {
+    let draining = req
+        .app_data::<actix_web::web::Data<crate::api::AppState>>()
+        .is_some_and(|state| state.draining.load(std::sync::atomic::Ordering::SeqCst));
+    draining && !matches!(req.path(), "/health" | "/ready" | "/metrics")
+}
+
+pub async fn log_request<B: MessageBody>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B, BoxBody>>, Error> {
     let id = request_id(&req);
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();
+    if refused_while_draining(&req) {
+        let err = crate::error::ApiError::ShuttingDown(
+            "the service is shutting down; retry on another replica".into(),
+        );
+        let res = req.error_response(err);
+        span.in_scope(|| tracing::info!(status = 503, "request refused: draining"));
+        return Ok(res.map_into_boxed_body().map_into_right_body());
+    }
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
     let route = res
@@ -109,5 +125,5 @@ pub async fn log_request(
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    Ok(res)
+    Ok(res.map_into_left_body())
 }

@@ -265,3 +265,117 @@ fn logs_are_json_with_slow_queries_and_no_secrets() {
         && l["status"] == 200
         && l["key"] == KEY[..12]));
 }
+
+/// SIGTERM: `/ready` turns 503 at once and new requests are refused; a
+/// query that ends within the grace period answers normally; a longer query
+/// and a slowly read stream are stopped when it ends (503 `shutting_down`,
+/// and a body without its end); the process exits 0.
+#[test]
+fn sigterm_drains_in_flight_work_then_stops() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("SERVER_SHUTDOWN_GRACE_MS", "5000")
+        .env("QUERY_MAX_ROWS", "100000000");
+    let mut service = Service::start_with(cmd, Stdio::null());
+    let base = service.base.clone();
+    let post = move |body: Value| {
+        let base = base.clone();
+        std::thread::spawn(move || {
+            let res = reqwest::blocking::Client::new()
+                .post(format!("{base}/api/v1/query"))
+                .json(&body)
+                .send()
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().unwrap_or(Value::Null))
+        })
+    };
+    let long =
+        post(json!({"sql": "SELECT count(*) FROM range(2000000000000) a", "timeout_ms": 120000}));
+    let stream_base = service.base.clone();
+    let stream = std::thread::spawn(move || {
+        let mut res = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .unwrap()
+            .post(format!("{stream_base}/api/v1/query"))
+            .json(&json!({"sql": "SELECT range, repeat('x', 40) FROM range(50000000)", "format": "csv", "timeout_ms": 120000}))
+            .send()
+            .unwrap();
+        let status = res.status().as_u16();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0usize;
+        let outcome = loop {
+            match res.read(&mut buf) {
+                Ok(0) => break Ok(total),
+                Ok(n) => total += n,
+                Err(e) => break Err(e.to_string()),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, total, outcome)
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let medium = post(json!({"sql": "SELECT count(*) FROM range(500000000) a"}));
+    std::thread::sleep(Duration::from_millis(50));
+    let sent = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let client = reqwest::blocking::Client::new();
+    let ready = client
+        .get(format!("{}/ready", service.base))
+        .send()
+        .unwrap();
+    assert_eq!(ready.status(), 503, "/ready turns 503 at once");
+    let refused = client
+        .post(format!("{}/api/v1/query", service.base))
+        .json(&json!({"sql": "SELECT 1"}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused.json::<Value>().unwrap()["error"]["code"],
+        "shutting_down"
+    );
+    let health = client
+        .get(format!("{}/health", service.base))
+        .send()
+        .unwrap();
+    assert_eq!(health.status(), 200, "liveness holds while draining");
+
+    let (status, body) = medium.join().unwrap();
+    assert_eq!(
+        (status, &body["rows"]),
+        (200, &json!([[500000000]])),
+        "{body}"
+    );
+    let (status, body) = long.join().unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("shutting_down")),
+        "{body}"
+    );
+    let (status, received, outcome) = stream.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        received > 256 * 1024,
+        "the stream was under way: {received}"
+    );
+    assert!(
+        outcome.is_err(),
+        "a stream cut by shutdown must not look complete: {outcome:?}"
+    );
+
+    let exit = service.child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_millis(4500) && took < Duration::from_secs(15),
+        "stopped {took:?} after SIGTERM (grace 5 s)"
+    );
+}

@@ -72,6 +72,12 @@ where
 ))]
 #[get("/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "status": "draining",
+            "components": {},
+        }));
+    }
     let [catalog, storage, lake_component] = check_all(&state).await;
     let ready = [&catalog, &storage, &lake_component]
         .iter()

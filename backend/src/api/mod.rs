@@ -28,6 +28,8 @@ pub struct AppState {
     pub config_sources: Arc<std::collections::BTreeMap<String, String>>,
     pub performance: Arc<crate::performance::Tracker>,
     pub auth: Arc<crate::auth::Authenticator>,
+    /// Set on SIGTERM: /ready answers 503 and new requests are refused.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Registers every route; used by the server and by tests alike.

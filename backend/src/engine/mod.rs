@@ -53,6 +53,11 @@ pub struct EngineInfo {
 
 pub struct Engine {
     pool: Arc<ConnectionPool>,
+    /// One per pooled connection: stops whatever it runs (shutdown).
+    interrupts: Vec<Arc<duckdb::InterruptHandle>>,
+    /// Set once the shutdown grace period is over: an interrupted query then
+    /// answers `shutting_down`, not a SQL error.
+    pub(crate) shutting_down: Arc<std::sync::atomic::AtomicBool>,
     lake: LakeSpec,
     info: EngineInfo,
     default_timeout: Duration,
@@ -209,8 +214,14 @@ impl Engine {
             duckdb = %info.duckdb_version,
             "lake attached"
         );
+        let interrupts = connections
+            .iter()
+            .map(Connection::interrupt_handle)
+            .collect();
         Ok(Self {
             pool: Arc::new(ConnectionPool::new(connections, use_lake)),
+            interrupts,
+            shutting_down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             lake,
             info,
             default_timeout: Duration::from_millis(config.query.timeout_ms),
@@ -247,6 +258,21 @@ impl Engine {
             .map(Duration::from_millis)
             .unwrap_or(self.default_timeout)
             .min(self.max_timeout)
+    }
+
+    /// Requests holding or waiting for a connection (streaming ones included).
+    pub fn in_flight(&self) -> usize {
+        self.pool.size() - self.pool.available() + self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Interrupts every running query (the end of the shutdown grace
+    /// period); returns how many connections were busy.
+    pub fn interrupt_all(&self) -> usize {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        for interrupt in &self.interrupts {
+            interrupt.interrupt();
+        }
+        self.pool.size() - self.pool.available()
     }
 
     /// 413 for SQL longer than the server allows.

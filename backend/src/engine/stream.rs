@@ -110,8 +110,10 @@ impl Engine {
         let rows_sent = Arc::clone(&rows);
         let lake = self.lake.name.clone();
         let max_bytes = self.max_result_bytes;
+        let shutting_down = Arc::clone(&self.shutting_down);
         tokio::task::spawn_blocking(move || {
             let mut producer = Producer {
+                shutting_down,
                 lake,
                 max_bytes,
                 sent_bytes: 0,
@@ -154,6 +156,7 @@ impl Engine {
 }
 
 struct Producer {
+    shutting_down: Arc<AtomicBool>,
     /// The lake's catalog name, for the sandbox.
     lake: String,
     /// Encoded bytes of one result at most (`query.max_result_bytes`).
@@ -351,8 +354,15 @@ impl Producer {
         }
     }
 
-    /// A DuckDB error, or the timeout when the watchdog interrupted it.
+    /// A DuckDB error, or the timeout when the watchdog interrupted it, or
+    /// the end of the shutdown grace period.
     fn duck(&self, err: duckdb::Error) -> ApiError {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return ApiError::ShuttingDown(
+                "the service is shutting down and stopped this query; retry on another replica"
+                    .into(),
+            );
+        }
         if self.timed_out.load(Ordering::SeqCst) {
             ApiError::QueryTimeout(format!(
                 "the query ran longer than its timeout of {} ms",
