@@ -25,6 +25,11 @@ command -v moto_server >/dev/null || { echo "moto_server is not on PATH after in
 if [ "$(python3 -c 'import duckdb; print(duckdb.__version__)' 2>/dev/null)" != "1.5.5" ]; then
   python3 -m pip install --quiet 'duckdb==1.5.5'
 fi
+# Schemathesis fuzzes the API from its OpenAPI document (tests/schemathesis.rs).
+if [ "$(schemathesis --version 2>/dev/null)" != "schemathesis, version 4.32.5" ]; then
+  python3 -m pip install --quiet 'schemathesis==4.32.5'
+  hash -r
+fi
 # The OpenAPI document is checked by a real validator.
 if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
   python3 -m pip install --quiet 'openapi-spec-validator==0.9.0'

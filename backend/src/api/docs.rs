@@ -137,6 +137,23 @@ pub enum QueryResponses {
 )]
 pub struct ApiDoc;
 
+/// Whether `path` is one of the documented paths (templates like `{id}`
+/// match any one segment).
+pub fn documented_path(path: &str) -> bool {
+    static TEMPLATES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let templates =
+        TEMPLATES.get_or_init(|| ApiDoc::openapi().paths.paths.keys().cloned().collect());
+    let segments: Vec<&str> = path.split('/').collect();
+    templates.iter().any(|template| {
+        let parts: Vec<&str> = template.split('/').collect();
+        parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(&segments)
+                .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty()))
+    })
+}
+
 /// `Authorization: Bearer <key>` on everything but the probes, /metrics and
 /// these docs (which say `security: []` for themselves).
 struct BearerAuth;

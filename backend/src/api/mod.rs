@@ -40,6 +40,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .error_handler(json_error),
     )
     .app_data(web::PayloadConfig::default().limit(max_body_bytes))
+    .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+        ApiError::InvalidParameters(format!("invalid query string: {err}")).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err, _req| {
+        ApiError::InvalidParameters(format!("invalid path: {err}")).into()
+    }))
     .service(health::health)
     .service(health::ready)
     .service(query::query)
@@ -80,10 +86,11 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     api.into()
 }
 
+/// 405 for a known path with another method, else 404.
 async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::RouteNotFound(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+    let message = format!("no route for {} {}", req.method(), req.path());
+    if docs::documented_path(req.path()) {
+        return Err(ApiError::MethodNotAllowed(message));
+    }
+    Err(ApiError::RouteNotFound(message))
 }

@@ -275,8 +275,14 @@ impl Engine {
         self.pool.size() - self.pool.available()
     }
 
-    /// 413 for SQL longer than the server allows.
-    pub fn check_sql_length(&self, sql: &str) -> Result<(), ApiError> {
+    /// 413 for SQL longer than the server allows, 400 for a NUL character
+    /// (which C strings, and so DuckDB's API, cannot carry).
+    pub fn check_sql_text(&self, sql: &str) -> Result<(), ApiError> {
+        if sql.contains('\0') {
+            return Err(ApiError::InvalidRequest(
+                "the SQL contains a NUL character".into(),
+            ));
+        }
         if sql.len() > self.max_sql_bytes {
             return Err(ApiError::PayloadTooLarge(format!(
                 "the SQL is {} bytes; the limit is {} (query.max_sql_bytes)",

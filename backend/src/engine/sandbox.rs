@@ -170,7 +170,13 @@ pub fn with_literals<'a>(sql: &'a str, params: &Params) -> Result<Cow<'a, str>, 
 /// A JSON parameter as the SQL literal of what it binds as (see
 /// [`super::query`]: arrays and objects bind as their JSON text).
 fn sql_literal(value: &Value) -> String {
-    let quote = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    // A NUL cannot sit inside SQL text; chr(0) stands for it.
+    let quote = |text: &str| {
+        text.split('\0')
+            .map(|part| format!("'{}'", part.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(" || chr(0) || ")
+    };
     match value {
         Value::Null => "NULL".into(),
         Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.into(),

@@ -84,7 +84,7 @@ impl Engine {
         mode: TransactionMode,
     ) -> Result<QueryStream, ApiError> {
         let started = Instant::now();
-        self.check_sql_length(&request.sql)?;
+        self.check_sql_text(&request.sql)?;
         let timeout = self.timeout_for(request.timeout_ms);
         let max_rows = self.max_rows_for(request.max_rows);
         let conn = self.acquire().await?;
