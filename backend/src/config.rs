@@ -133,6 +133,15 @@ pub struct PostgresConfig {
     /// Connections DuckDB's postgres extension may hold to the catalog
     /// (`pg_pool_max_connections`, acquired in `wait` mode so it is a cap).
     pub duckdb_pool_size: usize,
+    /// How DuckDB's postgres extension acquires a catalog connection when
+    /// `duckdb_pool_size` are in use: `force` (open one more; the size then
+    /// bounds idle connections, and `duckdb.connections` bounds the rest) or
+    /// `wait` (a hard cap). `force` is the default because with the postgres
+    /// extension of DuckDB 1.5.5 a PostgreSQL restart under load can leave a
+    /// `wait` pool holding dead slots, and every query then waits forever
+    /// (tests/load.rs found it).
+    #[serde(deserialize_with = "lenient::string")]
+    pub duckdb_pool_acquire_mode: String,
     /// Idle catalog connections of both pools close after this long.
     pub idle_timeout_ms: u64,
     /// Apply pending migrations of our own schema at start-up instead of
@@ -260,6 +269,7 @@ impl Default for PostgresConfig {
             password: None,
             pool_size: 4,
             duckdb_pool_size: 4,
+            duckdb_pool_acquire_mode: "force".into(),
             idle_timeout_ms: 60_000,
             migrate_on_start: false,
         }
@@ -694,6 +704,15 @@ impl Config {
             "postgres.pool_size",
             self.postgres.pool_size.to_string(),
             "between 1 and 1000",
+        );
+        check(
+            matches!(
+                self.postgres.duckdb_pool_acquire_mode.as_str(),
+                "wait" | "force"
+            ),
+            "postgres.duckdb_pool_acquire_mode",
+            self.postgres.duckdb_pool_acquire_mode.clone(),
+            "wait or force",
         );
         check(
             (1..=1000).contains(&self.postgres.duckdb_pool_size),

@@ -4,148 +4,16 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::process::Command;
 
-use common::{free_port, spawn_with, test_config};
+use common::{
+    free_port,
+    servers::{psql_at, script, with_postgres, with_s3, Postgres, PG_PASSWORD, S3},
+    spawn_with, test_config,
+};
 use ducklake_backend::config::{Config, Secret};
 use futures_util::FutureExt;
 use serde_json::json;
-
-/// The password scripts/pg.sh gives the postgres user (TCP needs it).
-const PG_PASSWORD: &str = "postgres-test-pw";
-
-fn scripts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts")
-}
-
-/// reqwest's blocking client must not run on the test's async runtime.
-fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f).join().expect("helper thread")
-}
-
-fn script(name: &str, args: &[&str]) {
-    let status = Command::new(scripts().join(name))
-        .args(args)
-        .status()
-        .expect("script runs");
-    assert!(status.success(), "{name} {args:?} failed");
-}
-
-/// A PostgreSQL server for one test; stopped on drop.
-struct Postgres {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Postgres {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        script(
-            "pg.sh",
-            &["start", dir.path().to_str().unwrap(), &port.to_string()],
-        );
-        Self { dir, port }
-    }
-
-    fn psql(&self, sql: &str) -> String {
-        self.psql_in("postgres", sql)
-    }
-
-    fn psql_in(&self, db: &str, sql: &str) -> String {
-        psql_at(self.port, db, sql)
-    }
-}
-
-/// Runs one statement with psql; returns its unaligned output.
-fn psql_at(port: u16, db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .env("PGPASSWORD", PG_PASSWORD)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-tAc",
-            sql,
-        ])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        script("pg.sh", &["stop", self.dir.path().to_str().unwrap()]);
-    }
-}
-
-/// An S3 server for one test, with one bucket; stopped on drop.
-struct S3 {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl S3 {
-    fn start(bucket: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        script(
-            "s3.sh",
-            &["start", dir.path().to_str().unwrap(), &port.to_string()],
-        );
-        let url = format!("http://127.0.0.1:{port}/{bucket}");
-        let created = off_runtime(move || {
-            reqwest::blocking::Client::new()
-                .put(url)
-                .send()
-                .unwrap()
-                .status()
-        });
-        assert!(created.is_success());
-        Self { dir, port }
-    }
-
-    fn list(&self, bucket: &str) -> String {
-        let url = format!("http://127.0.0.1:{}/{bucket}?list-type=2", self.port);
-        off_runtime(move || reqwest::blocking::get(url).unwrap().text().unwrap())
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        script("s3.sh", &["stop", self.dir.path().to_str().unwrap()]);
-    }
-}
-
-fn with_postgres(config: &mut Config, pg: &Postgres, db: &str) {
-    pg.psql(&format!("CREATE DATABASE {db}"));
-    config.postgres.host = Some("127.0.0.1".into());
-    config.postgres.port = pg.port;
-    config.postgres.db = db.into();
-    config.postgres.password = Some(Secret::new(PG_PASSWORD));
-    config.postgres.migrate_on_start = true;
-}
-
-fn with_s3(config: &mut Config, s3: &S3, bucket: &str, prefix: &str) {
-    config.storage.minio_endpoint = Some(format!("127.0.0.1:{}", s3.port));
-    config.storage.minio_access_key = Some(Secret::new("test-access"));
-    config.storage.minio_secret_key = Some(Secret::new("test-secret"));
-    config.storage.default_bucket = bucket.into();
-    config.storage.prefix = prefix.into();
-}
 
 /// Create, insert, update, delete, select, drop; then a restart keeps the data.
 async fn exercise(config: Config) {
@@ -658,8 +526,8 @@ async fn bucket_is_created_at_startup_or_refused() {
 }
 
 /// Catalog connections stay within the configured budget under load (DuckDB's
-/// pool and ours, counted in pg_stat_activity by application_name) and fall
-/// back when the service is idle.
+/// pool in `wait` mode and ours, counted in pg_stat_activity by
+/// application_name) and fall back when the service is idle.
 #[actix_web::test]
 async fn catalog_connections_stay_within_budget() {
     let pg = Postgres::start();
@@ -667,6 +535,7 @@ async fn catalog_connections_stay_within_budget() {
     let mut config = test_config(dir.path());
     with_postgres(&mut config, &pg, "budget");
     config.postgres.duckdb_pool_size = 2;
+    config.postgres.duckdb_pool_acquire_mode = "wait".into();
     config.postgres.pool_size = 2;
     config.postgres.idle_timeout_ms = 1000;
     config.duckdb.connections = 8;

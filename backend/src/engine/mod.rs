@@ -167,10 +167,13 @@ impl Engine {
             // default `force` mode ignores it), idle connections are reaped.
             let pg = &config.postgres;
             root.execute_batch(&format!(
-                "SET pg_pool_max_connections = {}; SET pg_pool_acquire_mode = 'wait'; \
+                "SET pg_pool_max_connections = {}; SET pg_pool_acquire_mode = '{}'; \
                  SET pg_pool_idle_timeout_millis = {}; SET pg_pool_enable_reaper_thread = true; \
                  SET pg_pool_wait_timeout_millis = {}",
-                pg.duckdb_pool_size, pg.idle_timeout_ms, config.query.max_timeout_ms
+                pg.duckdb_pool_size,
+                pg.duckdb_pool_acquire_mode,
+                pg.idle_timeout_ms,
+                config.query.max_timeout_ms
             ))
             .map_err(setup("bounding the catalog connection pool"))?;
         }

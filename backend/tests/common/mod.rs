@@ -2,6 +2,8 @@
 //! data directory, and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 
 use ducklake_backend::{config::Config, Application};
