@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # ducklake-backend build entry point.
 #
-#   ./build.sh extensions   fetch the pinned DuckDB extensions (sha256-checked)
-#   ./build.sh run          extensions + run the service on the embedded default
-#   ./build.sh test         extensions + test servers (PostgreSQL, S3) + fmt +
-#                           clippy + the whole test suite
-#   ./build.sh bench        the query API benchmark (optimised; prints ratios)
-#   ./build.sh release      optimised binary in $CARGO_TARGET_DIR/release
+# usage: ./build.sh COMMAND [ARGS]
+#
+#   setup            DuckDB extensions (sha256-checked) and the test/lint tools
+#   extensions       only the pinned DuckDB extensions
+#   run [ARGS]       run the service on the embedded default (default: serve)
+#   test             setup + fmt + clippy + the whole test suite
+#   lint             fmt, clippy, hadolint, yamllint, kubernetes-validate,
+#                    checkov and the compose schema
+#   bench            the query API benchmark (optimised; prints ratios)
+#   release          optimised binary in $CARGO_TARGET_DIR/release
+#   image [VERSION]  container image ducklake-backend:VERSION (default: the
+#                    version in backend/Cargo.toml) with docker
+#   push [VERSION]   push ducklake-backend:VERSION to $REGISTRY
+#   help             this text
 #
 # CARGO_TARGET_DIR defaults to ~/.cache/ducklake-backend/target, outside the
 # clone, so the long bundled-DuckDB build is done once per machine.
@@ -14,23 +22,82 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ducklake-backend/target}
 
-extensions() { scripts/fetch-extensions.sh; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  bold=$'\e[1m' red=$'\e[31m' green=$'\e[32m' reset=$'\e[0m'
+else
+  bold='' red='' green='' reset=''
+fi
+step() { printf '%s==> %s%s\n' "$bold" "$*" "$reset"; }
+die() { printf '%serror:%s %s\n' "$red" "$reset" "$*" >&2; exit 1; }
+ok() { printf '%s%s%s\n' "$green" "$*" "$reset"; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 
-case "${1:-help}" in
+version() { sed -n 's/^version = "\(.*\)"/\1/p' backend/Cargo.toml | head -1; }
+revision() { git rev-parse --short HEAD 2>/dev/null || echo unknown; }
+
+extensions() { step "DuckDB extensions"; scripts/fetch-extensions.sh; }
+setup() {
+  extensions
+  step "test and lint tools"
+  scripts/install-test-deps.sh
+}
+
+lint() {
+  step "rustfmt"; cargo fmt --all -- --check
+  step "clippy"; cargo clippy --all-targets -- -D warnings
+  scripts/lint-deploy.sh
+}
+
+docker_answers() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+
+image() {
+  local v=${1:-$(version)}
+  local tag="ducklake-backend:$v"
+  if docker_answers; then
+    step "docker build $tag"
+    docker build -f backend/Dockerfile \
+      --build-arg VERSION="$v" --build-arg REVISION="$(revision)" \
+      -t "$tag" -t ducklake-backend:"$(revision)" .
+  else
+    die "no docker engine answers here; the daemonless buildah build (synthesised base images) is not written yet"
+  fi
+  ok "built $tag"
+}
+
+push() {
+  local v=${1:-$(version)}
+  [ -n "${REGISTRY:-}" ] || die "set REGISTRY (e.g. registry.example.com/data) to push"
+  if docker_answers; then
+    docker tag "ducklake-backend:$v" "$REGISTRY/ducklake-backend:$v"
+    docker push "$REGISTRY/ducklake-backend:$v"
+  elif command -v buildah >/dev/null; then
+    buildah --storage-driver vfs push "ducklake-backend:$v" "docker://$REGISTRY/ducklake-backend:$v"
+  else
+    die "no container engine to push with"
+  fi
+  ok "pushed $REGISTRY/ducklake-backend:$v"
+}
+
+cmd=${1:-help}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup) setup ;;
   extensions) extensions ;;
   run)
     extensions
-    shift
+    step "ducklake-backend ${*:-serve}"
     exec cargo run --bin ducklake-backend -- "${@:-serve}"
     ;;
   test)
-    extensions
-    scripts/install-test-deps.sh
-    cargo fmt --all -- --check
-    cargo clippy --all-targets -- -D warnings
+    setup
+    step "rustfmt"; cargo fmt --all -- --check
+    step "clippy"; cargo clippy --all-targets -- -D warnings
     # Benchmarks (benches/) are built by clippy above but only run by `bench`.
-    cargo test --lib --bins --tests
+    step "tests"; cargo test --lib --bins --tests
+    scripts/lint-deploy.sh
+    ok "all green"
     ;;
+  lint) lint; ok "lint clean" ;;
   bench)
     extensions
     # The dev profile (dependencies, DuckDB included, are already optimised
@@ -41,10 +108,10 @@ case "${1:-help}" in
   release)
     extensions
     cargo build --release --bin ducklake-backend
-    echo "binary: $CARGO_TARGET_DIR/release/ducklake-backend"
+    ok "binary: $CARGO_TARGET_DIR/release/ducklake-backend"
     ;;
-  *)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
-    [ "${1:-help}" = help ] || exit 2
-    ;;
+  image) image "$@" ;;
+  push) push "$@" ;;
+  help|-h|--help) usage ;;
+  *) usage >&2; die "unknown command: $cmd" ;;
 esac

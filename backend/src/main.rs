@@ -23,6 +23,20 @@ enum Command {
     CheckConfig,
     /// Apply pending migrations of the service's own schema (`ducklake_backend`), under a lock.
     Migrate,
+    /// Probe a running service (a container HEALTHCHECK without curl): exit 0
+    /// when GET /health (or --path) answers 200 within --timeout-ms, else 1.
+    Healthcheck {
+        /// Path to probe on 127.0.0.1:SERVER_PORT.
+        #[arg(long, default_value = "/health")]
+        path: String,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Sleep, then exit 0: a Kubernetes preStop hook for an image without a shell.
+    Pause {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Manage API keys in the service's store (PostgreSQL, or the local store
     /// while the embedded service is stopped).
     Keys {
@@ -77,6 +91,37 @@ fn main() -> ExitCode {
         Command::Serve => serve(loaded),
         Command::Migrate => migrate(loaded.config),
         Command::Keys { command } => keys(loaded.config, command),
+        Command::Pause { seconds } => {
+            std::thread::sleep(std::time::Duration::from_secs(seconds));
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck { path, timeout_ms } => healthcheck(&loaded.config, &path, timeout_ms),
+    }
+}
+
+fn healthcheck(config: &Config, path: &str, timeout_ms: u64) -> ExitCode {
+    let Some(runtime) = one_shot_runtime() else {
+        return ExitCode::from(1);
+    };
+    let url = format!("http://127.0.0.1:{}{path}", config.server.port);
+    let outcome = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(timeout_ms))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let res = client.get(&url).send().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(res.status().as_u16())
+    });
+    match outcome {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("unhealthy: {url} answered {status}");
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("unhealthy: {url}: {err}");
+            ExitCode::from(1)
+        }
     }
 }
 
