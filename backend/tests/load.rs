@@ -214,21 +214,32 @@ async fn wait_ready(base: &str, within: Duration) {
     }
 }
 
-#[actix_web::test]
-async fn mixed_load_on_the_real_stack() {
-    let pg = Postgres::start();
-    let s3 = S3::start("load");
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    with_postgres(&mut config, &pg, "load");
-    with_s3(&mut config, &s3, "load", "lake");
+/// One in-process replica on PostgreSQL database and S3 bucket `name`,
+/// with the table the clients write to; its base URL.
+async fn loaded_app(
+    pg: &Postgres,
+    s3: &S3,
+    name: &str,
+    data_dir: &std::path::Path,
+) -> (common::TestApp, String) {
+    let mut config = test_config(data_dir);
+    with_postgres(&mut config, pg, name);
+    with_s3(&mut config, s3, name, "lake");
     config.duckdb.connections = 8;
     config.query.max_queued = 64;
     let app = spawn_with(config, None).await;
     app.sql("CREATE TABLE load_events (client INT, seq BIGINT, payload VARCHAR)")
         .await;
-    let base = app.url("");
-    let base = base.trim_end_matches('/').to_string();
+    let base = app.url("").trim_end_matches('/').to_string();
+    (app, base)
+}
+
+#[actix_web::test]
+async fn mixed_load_on_the_real_stack() {
+    let pg = Postgres::start();
+    let s3 = S3::start("load");
+    let dir = tempfile::tempdir().unwrap();
+    let (app, base) = loaded_app(&pg, &s3, "load", dir.path()).await;
     let tally = Arc::new(Tally::default());
     let start_rss = resident(&base).await;
     let seconds = load_seconds();
@@ -257,16 +268,7 @@ async fn load_through_a_postgres_restart_and_an_s3_freeze() {
     let pg = Postgres::start();
     let s3 = S3::start("faults");
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    with_postgres(&mut config, &pg, "faults");
-    with_s3(&mut config, &s3, "faults", "lake");
-    config.duckdb.connections = 8;
-    config.query.max_queued = 64;
-    let app = spawn_with(config, None).await;
-    app.sql("CREATE TABLE load_events (client INT, seq BIGINT, payload VARCHAR)")
-        .await;
-    let base = app.url("");
-    let base = base.trim_end_matches('/').to_string();
+    let (app, base) = loaded_app(&pg, &s3, "faults", dir.path()).await;
     let tally = Arc::new(Tally::default());
     let start_rss = resident(&base).await;
     let seconds = load_seconds().max(6) * 2;
