@@ -22,16 +22,17 @@
 //!
 //! This module must not execute anything: planning only.
 
-use std::{borrow::Cow, fmt};
+mod lists;
+mod split;
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlparser::{
-    dialect::DuckDbDialect,
-    tokenizer::{Token, Tokenizer},
-};
 
-use crate::{engine::Params, error::ApiError};
+use crate::error::ApiError;
+use lists::{scalar_function, table_function};
+pub use split::{split_statements, with_literals};
 
 /// What a caller may do, from least to most. Ordered: `Admin` may do all
 /// that `Write` may, and so on.
@@ -84,130 +85,6 @@ impl fmt::Display for Role {
         f.write_str(self.as_str())
     }
 }
-
-/// Cuts `sql` into statements at top-level `;` tokens, dropping pieces that
-/// hold only whitespace and comments. When the tokenizer cannot read the
-/// text (an unterminated string, say) the whole text is one piece and
-/// DuckDB's parser reports the problem.
-pub fn split_statements(sql: &str) -> Vec<&str> {
-    let dialect = DuckDbDialect {};
-    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
-        return vec![sql];
-    };
-    let offsets = LineOffsets::new(sql);
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    let mut has_content = false;
-    for token in &tokens {
-        match &token.token {
-            Token::SemiColon => {
-                let at = offsets.byte_offset(token.span.start.line, token.span.start.column);
-                if has_content {
-                    pieces.push(&sql[start..at]);
-                }
-                start = at + 1;
-                has_content = false;
-            }
-            Token::Whitespace(_) | Token::EOF => {}
-            _ => has_content = true,
-        }
-    }
-    if has_content {
-        pieces.push(&sql[start..]);
-    }
-    pieces
-}
-
-/// The statement the sandbox inspects when the request carries parameters:
-/// `sql` with each placeholder (`?`, `$1`, `$name`) replaced by its value as
-/// a SQL literal. The check then sees exactly what will run: a value can
-/// change a plan (`query(?)` runs its argument as SQL), so planning with
-/// unknown parameters would not do. The statement itself still runs with the
-/// values bound, never spliced.
-pub fn with_literals<'a>(sql: &'a str, params: &Params) -> Result<Cow<'a, str>, ApiError> {
-    if matches!(params, Params::None) {
-        return Ok(Cow::Borrowed(sql));
-    }
-    let dialect = DuckDbDialect {};
-    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
-        return Ok(Cow::Borrowed(sql));
-    };
-    let offsets = LineOffsets::new(sql);
-    let mut out = String::with_capacity(sql.len());
-    let mut copied = 0;
-    let mut next_positional = 0;
-    for token in &tokens {
-        let Token::Placeholder(name) = &token.token else {
-            continue;
-        };
-        let value = match (params, name.as_str()) {
-            (Params::Positional(values), "?") => {
-                next_positional += 1;
-                values.get(next_positional - 1)
-            }
-            (Params::Positional(values), numbered) => numbered[1..]
-                .parse::<usize>()
-                .ok()
-                .and_then(|n| values.get(n.checked_sub(1)?)),
-            (Params::Named(map), named) => map.get(named.trim_start_matches(['$', ':'])),
-            (Params::None, _) => None,
-        };
-        let Some(value) = value else {
-            return Err(ApiError::InvalidParameters(format!(
-                "no value given for parameter {name}"
-            )));
-        };
-        let start = offsets.byte_offset(token.span.start.line, token.span.start.column);
-        let end = offsets.byte_offset(token.span.end.line, token.span.end.column);
-        out.push_str(&sql[copied..start]);
-        out.push_str(&sql_literal(value));
-        copied = end;
-    }
-    out.push_str(&sql[copied..]);
-    Ok(Cow::Owned(out))
-}
-
-/// A JSON parameter as the SQL literal of what it binds as (see
-/// [`super::query`]: arrays and objects bind as their JSON text).
-fn sql_literal(value: &Value) -> String {
-    // A NUL cannot sit inside SQL text; chr(0) stands for it.
-    let quote = |text: &str| {
-        text.split('\0')
-            .map(|part| format!("'{}'", part.replace('\'', "''")))
-            .collect::<Vec<_>>()
-            .join(" || chr(0) || ")
-    };
-    match value {
-        Value::Null => "NULL".into(),
-        Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => quote(s),
-        other => quote(&other.to_string()),
-    }
-}
-
-/// Turns the tokenizer's 1-based line and character column into a byte offset.
-struct LineOffsets<'a> {
-    text: &'a str,
-    starts: Vec<usize>,
-}
-
-impl<'a> LineOffsets<'a> {
-    fn new(text: &'a str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self { text, starts }
-    }
-
-    fn byte_offset(&self, line: u64, column: u64) -> usize {
-        let line_start = self.starts[(line as usize).saturating_sub(1)];
-        self.text[line_start..]
-            .char_indices()
-            .nth((column as usize).saturating_sub(1))
-            .map_or(self.text.len(), |(i, _)| line_start + i)
-    }
-}
-
 /// The SQL that asks DuckDB for a statement's bound plan.
 pub const PLAN_SQL: &str = "SELECT json_serialize_plan(?::VARCHAR)";
 
@@ -423,159 +300,9 @@ impl Inspector<'_> {
     }
 }
 
-/// Table functions a role may call. Everything else is refused by name.
-fn table_function(name: &str) -> Result<Role, String> {
-    const READ: &[&str] = &[
-        "ducklake_scan",
-        "ducklake_snapshots",
-        "ducklake_table_info",
-        "ducklake_table_insertions",
-        "ducklake_table_deletions",
-        "ducklake_list_files",
-        "ducklake_current_snapshot",
-        "ducklake_last_committed_snapshot",
-        "ducklake_options",
-        "ducklake_settings",
-        "range",
-        "generate_series",
-        "unnest",
-        "json_each",
-        "json_tree",
-        "repeat",
-        "repeat_row",
-        "summary",
-        "duckdb_columns",
-        "duckdb_constraints",
-        "duckdb_functions",
-        "duckdb_indexes",
-        "duckdb_keywords",
-        "duckdb_schemas",
-        "duckdb_sequences",
-        "duckdb_tables",
-        "duckdb_types",
-        "duckdb_views",
-        "duckdb_databases",
-        "pragma_table_info",
-        "pragma_show",
-        "pragma_version",
-        "pragma_platform",
-        "pragma_collations",
-        "pg_timezone_names",
-        "icu_calendar_names",
-    ];
-    const WRITE: &[&str] = &["ducklake_set_commit_message", "ducklake_commit"];
-    const ADMIN: &[&str] = &[
-        "checkpoint",
-        "force_checkpoint",
-        "ducklake_add_data_files",
-        "ducklake_cleanup_old_files",
-        "ducklake_delete_orphaned_files",
-        "ducklake_expire_snapshots",
-        "ducklake_flush_inlined_data",
-        "ducklake_merge_adjacent_files",
-        "ducklake_rewrite_data_files",
-        "ducklake_set_option",
-    ];
-    if READ.contains(&name) {
-        return Ok(Role::Read);
-    }
-    if WRITE.contains(&name) {
-        return Ok(Role::Write);
-    }
-    if ADMIN.contains(&name) {
-        return Ok(Role::Admin);
-    }
-    let reason = if name.starts_with("postgres") || name.starts_with("pg_") {
-        "it reaches the catalog database directly"
-    } else if name.starts_with("read_")
-        || name.starts_with("parquet_")
-        || matches!(name, "glob" | "sniff_csv" | "seq_scan")
-    {
-        "it reads data outside the lake"
-    } else if name.contains("secret") || name.contains("setting") {
-        "it reads secrets or settings"
-    } else {
-        "it is not available to requests"
-    };
-    Err(format!(
-        "the table function {name}() is not allowed: {reason}"
-    ))
-}
-
-/// Scalar functions that read the service's settings or environment.
-fn scalar_function(name: &str) -> Result<(), String> {
-    match name {
-        "current_setting" | "getenv" => Err(format!(
-            "the function {name}() is not allowed: it reads settings or the environment"
-        )),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_at_top_level_semicolons_only() {
-        let sql = "SELECT 'a;b'; -- c;d\nSELECT \"x;y\" FROM t; /* ; */ ;  SELECT $$;$$";
-        assert_eq!(
-            split_statements(sql),
-            vec![
-                "SELECT 'a;b'",
-                " -- c;d\nSELECT \"x;y\" FROM t",
-                "  SELECT $$;$$"
-            ]
-        );
-        assert!(split_statements("  -- nothing\n ; ;").is_empty());
-        assert_eq!(split_statements("SELECT 'é;ü'; SELECT 2").len(), 2);
-    }
-
-    #[test]
-    fn parameters_become_literals_for_the_check() {
-        let positional = Params::Positional(vec![
-            serde_json::json!(1),
-            serde_json::json!("it's"),
-            serde_json::json!([1, 2]),
-            serde_json::json!(null),
-        ]);
-        assert_eq!(
-            with_literals("SELECT ?, ? FROM t WHERE a = ? AND b IS ?", &positional).unwrap(),
-            "SELECT 1, 'it''s' FROM t WHERE a = '[1,2]' AND b IS NULL"
-        );
-        assert_eq!(
-            with_literals("SELECT $2, $1", &positional).unwrap(),
-            "SELECT 'it''s', 1"
-        );
-        let named = Params::Named(
-            serde_json::json!({"min": 2.5, "q": "SELECT 1"})
-                .as_object()
-                .unwrap()
-                .clone(),
-        );
-        assert_eq!(
-            with_literals("SELECT * FROM query($q) WHERE x > $min -- $nope", &named).unwrap(),
-            "SELECT * FROM query('SELECT 1') WHERE x > 2.5 -- $nope"
-        );
-        assert_eq!(
-            with_literals("SELECT '?', $missing", &named)
-                .unwrap_err()
-                .code(),
-            "invalid_parameters"
-        );
-        assert_eq!(
-            with_literals("SELECT ?", &Params::None).unwrap(),
-            "SELECT ?"
-        );
-    }
-
-    #[test]
-    fn unreadable_text_is_one_piece() {
-        assert_eq!(
-            split_statements("SELECT 'open; SELECT 2"),
-            vec!["SELECT 'open; SELECT 2"]
-        );
-    }
 
     #[test]
     fn roles_are_ordered_and_named() {
