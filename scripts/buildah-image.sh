@@ -4,7 +4,10 @@
 # locally under the exact names the Dockerfile uses:
 #   debian:bookworm-slim      debootstrap --variant=minbase bookworm (the Debian mirror answers)
 #   rust:1.95-slim-bookworm   that, plus this machine's own Rust 1.95 toolchain
-# Then `buildah bud` (vfs storage, chroot isolation) builds the image, and
+# This machine's extra CA certificates (/usr/local/share/ca-certificates: its
+# egress proxy inspects TLS) go into the synthesised debian image, so cargo,
+# apt and pip inside the build trust the proxy while the Dockerfile stays
+# standard. Then `buildah bud` (vfs storage, chroot isolation) builds the image, and
 # the script checks what is inside: its size, no shell, no compiler, the
 # binary's version.
 #   scripts/buildah-image.sh [VERSION] [REVISION]
@@ -36,8 +39,13 @@ if ! has_image docker.io/library/debian:bookworm-slim; then
   ctr=$(bah from scratch)
   mnt=$(bah mount "$ctr")
   sudo_if cp -a "$rootfs"/. "$mnt"/
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$mnt/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$mnt/usr/local/share/ca-certificates/"
+  fi
   bah umount "$ctr"
   bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd /bin/bash "$ctr"
+  bah run --isolation chroot "$ctr" -- sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ca-certificates >/dev/null && update-ca-certificates >/dev/null && rm -rf /var/lib/apt/lists/*' 
   bah commit --rm "$ctr" docker.io/library/debian:bookworm-slim
 fi
 

@@ -230,3 +230,18 @@ fn asset(content_type: &str, bytes: &'static [u8]) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
         .body(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::documented_path;
+
+    #[test]
+    fn documented_paths_match_templates_segment_by_segment() {
+        assert!(documented_path("/api/v1/query"));
+        assert!(documented_path("/api/v1/keys/dlk_abc"));
+        assert!(documented_path("/health"));
+        assert!(!documented_path("/api/v1/keys/"));
+        assert!(!documented_path("/api/v1/keys/a/b"));
+        assert!(!documented_path("/api/v1/nothing"));
+    }
+}
