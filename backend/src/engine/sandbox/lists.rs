@@ -34,7 +34,6 @@ pub(super) fn table_function(name: &str) -> Result<Role, String> {
         "duckdb_tables",
         "duckdb_types",
         "duckdb_views",
-        "duckdb_databases",
         "pragma_table_info",
         "pragma_show",
         "pragma_version",

@@ -199,10 +199,12 @@ impl Inspector<'_> {
     }
 
     fn catalog(&self, catalog: &str) -> Result<(), String> {
-        if catalog.is_empty() || catalog == self.lake || catalog == "system" {
+        // Identifiers are case-insensitive in DuckDB.
+        let is = |name: &str| catalog.eq_ignore_ascii_case(name);
+        if catalog.is_empty() || is(self.lake) || is("system") {
             return Ok(());
         }
-        if catalog == self.metadata {
+        if is(&self.metadata) {
             return Err(format!(
                 "the lake's catalog database ({catalog}) cannot be reached directly"
             ));
