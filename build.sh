@@ -71,7 +71,7 @@ push() {
     docker tag "ducklake-backend:$v" "$REGISTRY/ducklake-backend:$v"
     docker push "$REGISTRY/ducklake-backend:$v"
   elif command -v buildah >/dev/null; then
-    buildah --storage-driver vfs push "ducklake-backend:$v" "docker://$REGISTRY/ducklake-backend:$v"
+    buildah --storage-driver "${BUILDAH_STORAGE_DRIVER:-overlay}" push "ducklake-backend:$v" "docker://$REGISTRY/ducklake-backend:$v"
   else
     die "no container engine to push with"
   fi

@@ -16,7 +16,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 version=${1:-$(sed -n 's/^version = "\(.*\)"/\1/p' backend/Cargo.toml | head -1)}
 revision=${2:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-bah() { buildah --storage-driver vfs "$@"; }
+# overlay where the kernel allows it (as root here); vfs copies every layer
+# in full and needs tens of GB for this build.
+driver=${BUILDAH_STORAGE_DRIVER:-overlay}
+bah() { buildah --storage-driver "$driver" "$@"; }
 work=${BUILDAH_WORK:-$HOME/.cache/ducklake-backend/buildah}
 mkdir -p "$work"
 sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
