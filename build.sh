@@ -12,7 +12,10 @@
 #   bench            the query API benchmark (optimised; prints ratios)
 #   release          optimised binary in $CARGO_TARGET_DIR/release
 #   image [VERSION]  container image ducklake-backend:VERSION (default: the
-#                    version in backend/Cargo.toml) with docker
+#                    version in backend/Cargo.toml) with docker, or with
+#                    buildah where no docker engine answers
+#   image-smoke [V]  run the built image as the container does against a real
+#                    PostgreSQL and S3 server (scripts/image-smoke.sh)
 #   push [VERSION]   push ducklake-backend:VERSION to $REGISTRY
 #   help             this text
 #
@@ -30,7 +33,7 @@ fi
 step() { printf '%s==> %s%s\n' "$bold" "$*" "$reset"; }
 die() { printf '%serror:%s %s\n' "$red" "$reset" "$*" >&2; exit 1; }
 ok() { printf '%s%s%s\n' "$green" "$*" "$reset"; }
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 version() { sed -n 's/^version = "\(.*\)"/\1/p' backend/Cargo.toml | head -1; }
 revision() { git rev-parse --short HEAD 2>/dev/null || echo unknown; }
@@ -58,8 +61,11 @@ image() {
     docker build -f backend/Dockerfile \
       --build-arg VERSION="$v" --build-arg REVISION="$(revision)" \
       -t "$tag" -t ducklake-backend:"$(revision)" .
+  elif command -v buildah >/dev/null || command -v apt-get >/dev/null; then
+    step "no docker engine answers: building $tag with buildah (scripts/buildah-image.sh)"
+    scripts/buildah-image.sh "$v" "$(revision)"
   else
-    die "no docker engine answers here; the daemonless buildah build (synthesised base images) is not written yet"
+    die "no container engine: install docker, or buildah for a daemonless build"
   fi
   ok "built $tag"
 }
@@ -111,6 +117,7 @@ case "$cmd" in
     ok "binary: $CARGO_TARGET_DIR/release/ducklake-backend"
     ;;
   image) image "$@" ;;
+  image-smoke) scripts/image-smoke.sh "$@" ;;
   push) push "$@" ;;
   help|-h|--help) usage ;;
   *) usage >&2; die "unknown command: $cmd" ;;

@@ -13,6 +13,7 @@ cd "$root"
 version=${1:-$(sed -n 's/^version = "\(.*\)"/\1/p' backend/Cargo.toml | head -1)}
 bah() { buildah --storage-driver "${BUILDAH_STORAGE_DRIVER:-overlay}" "$@"; }
 work=$(mktemp -d)
+chmod 755 "$work"
 pg_port=$((20000 + RANDOM % 10000)) s3_port=$((30000 + RANDOM % 10000)) port=$((40000 + RANDOM % 10000))
 key=image-smoke-bootstrap-admin-key-0123456789
 cleanup() {
