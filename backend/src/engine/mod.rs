@@ -263,9 +263,14 @@ impl Engine {
             .min(self.max_timeout)
     }
 
-    /// Requests holding or waiting for a connection (streaming ones included).
+    /// Connections checked out of the pool (streaming requests included).
+    fn busy(&self) -> usize {
+        self.pool.size() - self.pool.available()
+    }
+
+    /// Requests holding or waiting for a connection.
     pub fn in_flight(&self) -> usize {
-        self.pool.size() - self.pool.available() + self.queued.load(Ordering::SeqCst)
+        self.busy() + self.queued.load(Ordering::SeqCst)
     }
 
     /// Interrupts every running query (the end of the shutdown grace
@@ -275,7 +280,7 @@ impl Engine {
         for interrupt in &self.interrupts {
             interrupt.interrupt();
         }
-        self.pool.size() - self.pool.available()
+        self.busy()
     }
 
     /// 413 for SQL longer than the server allows, 400 for a NUL character

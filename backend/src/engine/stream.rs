@@ -205,14 +205,14 @@ impl Producer {
         } else {
             "BEGIN TRANSACTION"
         };
-        let role = Access {
+        let access = Access {
             role: request.role,
             read_only,
         };
         conn.execute_batch(begin).map_err(|e| self.duck(e))?;
         let (last, leading) = pieces.split_last().expect("pieces is not empty");
         for piece in leading {
-            if self.check(conn, piece, role)? {
+            if self.check(conn, piece, access)? {
                 conn.execute_batch(piece).map_err(|e| self.duck(e))?;
                 if mode == TransactionMode::AutoCommit {
                     conn.execute_batch("COMMIT; BEGIN TRANSACTION")
@@ -220,7 +220,11 @@ impl Producer {
                 }
             }
         }
-        if !self.check(conn, &sandbox::with_literals(last, &request.params)?, role)? {
+        if !self.check(
+            conn,
+            &sandbox::with_literals(last, &request.params)?,
+            access,
+        )? {
             return Err(ApiError::InvalidParameters(
                 "the last statement of the request is empty".into(),
             ));

@@ -6,8 +6,6 @@
 //! checksum that differs from the embedded file means the history was edited
 //! after it ran: the service refuses to start on such a database.
 
-use sha2::{Digest, Sha256};
-
 /// The schema our tables live in, apart from DuckLake's `ducklake_*` tables.
 pub const SCHEMA: &str = "ducklake_backend";
 
@@ -28,10 +26,7 @@ pub struct Migration {
 
 impl Migration {
     pub fn checksum(&self) -> String {
-        Sha256::digest(self.sql.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        super::sha256_hex(self.sql.as_bytes())
     }
 
     /// `0002_query_jobs`, as the file is named.

@@ -18,6 +18,16 @@ use tokio_postgres::NoTls;
 use crate::config::Config;
 use migrations::{Applied, Migration, SchemaMismatch, BOOTSTRAP_SQL, MIGRATIONS};
 
+/// Lowercase hex of the SHA-256 of `bytes`: migration checksums and the
+/// stored form of API keys.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Key of the PostgreSQL advisory lock `migrate` holds ("ducklake" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6475_636b_6c61_6b65;
 
