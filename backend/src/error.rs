@@ -23,6 +23,9 @@ pub enum ApiError {
     /// Concurrent writers conflicted; retrying may succeed.
     #[error("{0}")]
     TransactionConflict(String),
+    /// A schema to drop still holds tables.
+    #[error("{0}")]
+    NotEmpty(String),
     /// A constraint (NOT NULL, PRIMARY KEY, CHECK ...) was violated.
     #[error("{0}")]
     ConstraintViolation(String),
@@ -118,6 +121,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
             Self::TransactionConflict(_) => (StatusCode::CONFLICT, "write_conflict"),
+            Self::NotEmpty(_) => (StatusCode::CONFLICT, "not_empty"),
             Self::ConstraintViolation(_) => (StatusCode::CONFLICT, "constraint_violation"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::InvalidParameters(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameters"),

@@ -833,3 +833,54 @@ async fn api_keys_live_in_postgres_and_work_on_every_replica() {
     one.stop().await;
     two.stop().await;
 }
+
+/// The lake's REST resources read DuckLake's catalog tables in PostgreSQL
+/// and files in S3 the same way as on the embedded default.
+#[actix_web::test]
+async fn lake_resources_on_postgres_and_s3() {
+    let pg = Postgres::start();
+    let s3 = S3::start("res-bucket");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "pg_resources");
+    with_s3(&mut config, &s3, "res-bucket", "lake");
+    let app = spawn_with(config, None).await;
+
+    let res = app
+        .client
+        .post(app.url("/api/v1/schemas"))
+        .json(&json!({"name": "sales"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    app.sql("CREATE TABLE sales.orders (id INT NOT NULL, amount DOUBLE)")
+        .await;
+    app.sql("INSERT INTO sales.orders SELECT i, i * 1.5 FROM range(3000) t(i)")
+        .await;
+    app.sql("DELETE FROM sales.orders WHERE id < 1000").await;
+
+    let (status, tables) = app.get_json("/api/v1/tables?schema=sales").await;
+    assert_eq!(status, 200, "{tables}");
+    let orders = &tables["items"][0];
+    assert_eq!(orders["name"], "orders");
+    assert_eq!(orders["row_count"], 2000);
+    assert!(orders["data_file_count"].as_i64().unwrap() >= 1, "{orders}");
+    let (status, detail) = app.get_json("/api/v1/tables/sales/orders").await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["columns"][0]["nullable"], false);
+    assert_eq!(detail["columns"][0]["stats"]["max"], "2999");
+
+    let (status, snapshots) = app.get_json("/api/v1/snapshots?limit=2").await;
+    assert_eq!(status, 200, "{snapshots}");
+    assert_eq!(
+        snapshots["items"][0]["id"], orders["last_change_snapshot"],
+        "the delete is the newest snapshot and the table's last change"
+    );
+    let (status, changes) = app
+        .get_json("/api/v1/tables/sales/orders/changes?format=json")
+        .await;
+    assert_eq!(status, 200, "{changes}");
+    assert_eq!(changes["row_count"], 4000, "3000 inserts and 1000 deletes");
+    app.stop().await;
+}

@@ -9,7 +9,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::api::{config, health, keys, metrics, query, storage};
+use crate::api::{config, health, keys, lake, metrics, query, storage};
 
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
@@ -71,7 +71,7 @@ pub enum QueryResponses {
     /// unsupported_format
     #[response(status = 406)]
     NotAcceptable(ErrorResponse),
-    /// already_exists, write_conflict, constraint_violation
+    /// already_exists, write_conflict, constraint_violation, not_empty
     #[response(status = 409)]
     Conflict(ErrorResponse),
     /// payload_too_large
@@ -102,6 +102,13 @@ pub enum QueryResponses {
         query::query,
         query::query_get,
         storage::list_objects,
+        lake::list_schemas,
+        lake::create_schema,
+        lake::drop_schema,
+        lake::list_tables,
+        lake::describe_table,
+        lake::table_changes,
+        lake::list_snapshots,
         keys::create,
         keys::list,
         keys::revoke,
@@ -124,13 +131,16 @@ pub enum QueryResponses {
         keys::CreateKey,
         keys::CreatedKey,
         crate::store::keys::KeyRecord,
-        crate::engine::Role
+        crate::engine::Role,
+        lake::CreateSchema,
+        lake::SchemaChange,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
     tags(
         (name = "keys", description = "API keys (admin)"),
         (name = "query", description = "Run SQL on the lake"),
+        (name = "lake", description = "Schemas, tables, snapshots and change feeds"),
         (name = "storage", description = "The lake's data path"),
         (name = "ops", description = "Probes and documentation")
     )

@@ -5,6 +5,7 @@ pub mod config;
 pub mod docs;
 pub mod health;
 pub mod keys;
+pub mod lake;
 pub mod metrics;
 pub mod query;
 pub mod storage;
@@ -51,6 +52,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(query::query)
     .service(query::query_get)
     .service(storage::list_objects)
+    .service(lake::list_schemas)
+    .service(lake::create_schema)
+    .service(lake::drop_schema)
+    .service(lake::list_tables)
+    .service(lake::table_changes)
+    .service(lake::describe_table)
+    .service(lake::list_snapshots)
     .service(keys::create)
     .service(keys::list)
     .service(keys::revoke)

@@ -149,7 +149,7 @@ pub async fn query_get(
 }
 
 /// `format` wins over `Accept`.
-fn negotiate(format: Option<&str>, req: &HttpRequest) -> Result<Format, ApiError> {
+pub(crate) fn negotiate(format: Option<&str>, req: &HttpRequest) -> Result<Format, ApiError> {
     match format {
         Some(name) => Format::from_name(name),
         None => match req.headers().get(header::ACCEPT) {
@@ -159,7 +159,7 @@ fn negotiate(format: Option<&str>, req: &HttpRequest) -> Result<Format, ApiError
     }
 }
 
-async fn run(
+pub(crate) async fn run(
     state: &AppState,
     caller: &Caller,
     request: QueryRequest,

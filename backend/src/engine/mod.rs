@@ -4,6 +4,7 @@
 //! Everything here that touches DuckDB runs on blocking threads
 //! (`spawn_blocking`); the async API only awaits it. The engine knows no HTTP.
 
+pub mod catalog;
 pub mod extensions;
 pub mod lake;
 pub mod pool;

@@ -1,0 +1,330 @@
+//! The lake as REST resources: schemas, tables, snapshots and a table's
+//! change feed. Reads need the read role, creating and dropping schemas the
+//! write role. Names in paths are any text: they are bound or quoted, never
+//! spliced into SQL.
+
+use actix_web::{delete, get, http::header, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    api::{query, AppState},
+    auth::Caller,
+    engine::{
+        catalog::{
+            decode_cursor, validate_name, Page, SchemaEntry, SnapshotEntry, TableDetail,
+            TableEntry, TableFilter,
+        },
+        lake::quote_literal,
+        stream::TransactionMode,
+        QueryRequest, Role,
+    },
+    error::ApiError,
+};
+
+/// The snapshot a response read or a write created.
+pub const SNAPSHOT_HEADER: &str = "x-ducklake-snapshot";
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
+    match requested {
+        None => Ok(DEFAULT_LIMIT),
+        Some(0) => Err(ApiError::InvalidParameters(
+            "limit must be at least 1".into(),
+        )),
+        Some(n) => Ok(n.min(MAX_LIMIT)),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SchemaListParams {
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only schemas whose name starts with this.
+    pub prefix: Option<String>,
+}
+
+/// The lake's schemas, by name.
+#[utoipa::path(tag = "lake", params(SchemaListParams), responses(
+    (status = 200, body = Page<SchemaEntry>),
+    (status = 422, description = "invalid_parameters (bad limit or cursor)", body = crate::api::docs::ErrorResponse),
+))]
+#[get("/api/v1/schemas")]
+pub async fn list_schemas(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<SchemaListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Read)?;
+    let params = params.into_inner();
+    let limit = limit(params.limit)?;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, 1).map(|mut key| key.remove(0)))
+        .transpose()?;
+    let page = state
+        .engine
+        .list_schemas(limit, after, params.prefix)
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSchema {
+    pub name: String,
+}
+
+/// What a schema change did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SchemaChange {
+    pub name: String,
+    /// The snapshot the change created.
+    pub snapshot: i64,
+}
+
+/// Create a schema (write role).
+#[utoipa::path(tag = "lake", request_body = CreateSchema, responses(
+    (status = 201, body = SchemaChange),
+    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
+    (status = 409, description = "already_exists", body = crate::api::docs::ErrorResponse),
+    (status = 422, description = "invalid_parameters", body = crate::api::docs::ErrorResponse),
+))]
+#[post("/api/v1/schemas")]
+pub async fn create_schema(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<CreateSchema>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Write)?;
+    let name = body.into_inner().name;
+    validate_name("schema", &name)?;
+    let snapshot = state.engine.create_schema(name.clone()).await?;
+    tracing::info!(key = %caller.prefix, snapshot, "schema created");
+    Ok(HttpResponse::Created()
+        .insert_header((SNAPSHOT_HEADER, snapshot.to_string()))
+        .json(SchemaChange { name, snapshot }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DropSchemaParams {
+    /// Drop the schema's tables and views too; without it a schema that
+    /// holds tables answers 409 `not_empty`.
+    #[serde(default)]
+    pub cascade: bool,
+}
+
+/// Drop a schema (write role).
+#[utoipa::path(tag = "lake", params(("schema" = String, Path), DropSchemaParams), responses(
+    (status = 200, body = SchemaChange),
+    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
+    (status = 404, description = "not_found", body = crate::api::docs::ErrorResponse),
+    (status = 409, description = "not_empty", body = crate::api::docs::ErrorResponse),
+))]
+#[delete("/api/v1/schemas/{schema}")]
+pub async fn drop_schema(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    params: web::Query<DropSchemaParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Write)?;
+    let name = path.into_inner();
+    validate_name("schema", &name)?;
+    let snapshot = state
+        .engine
+        .drop_schema(name.clone(), params.cascade)
+        .await?;
+    tracing::info!(key = %caller.prefix, snapshot, "schema dropped");
+    Ok(HttpResponse::Ok()
+        .insert_header((SNAPSHOT_HEADER, snapshot.to_string()))
+        .json(SchemaChange { name, snapshot }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TableListParams {
+    /// Only tables in this schema.
+    pub schema: Option<String>,
+    /// Only tables whose name starts with this.
+    pub prefix: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The lake's tables, by schema and name, with their size and last change.
+#[utoipa::path(tag = "lake", params(TableListParams), responses(
+    (status = 200, body = Page<TableEntry>),
+    (status = 422, description = "invalid_parameters (bad limit or cursor)", body = crate::api::docs::ErrorResponse),
+))]
+#[get("/api/v1/tables")]
+pub async fn list_tables(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<TableListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Read)?;
+    let params = params.into_inner();
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            decode_cursor(c, 2).map(|mut key| {
+                let table = key.pop().unwrap_or_default();
+                (key.pop().unwrap_or_default(), table)
+            })
+        })
+        .transpose()?;
+    let page = state
+        .engine
+        .list_tables(TableFilter {
+            schema: params.schema,
+            prefix: params.prefix,
+            limit: limit(params.limit)?,
+            after,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// One table: columns with types, nullability and DuckLake's statistics,
+/// partitioning, size and last change.
+#[utoipa::path(tag = "lake", params(("schema" = String, Path), ("table" = String, Path)), responses(
+    (status = 200, body = TableDetail),
+    (status = 404, description = "not_found", body = crate::api::docs::ErrorResponse),
+))]
+#[get("/api/v1/tables/{schema}/{table}")]
+pub async fn describe_table(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Read)?;
+    let (schema, table) = path.into_inner();
+    validate_name("schema", &schema)?;
+    validate_name("table", &table)?;
+    let detail = state.engine.describe_table(schema, table).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((SNAPSHOT_HEADER, detail.snapshot.to_string()))
+        .json(detail))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SnapshotListParams {
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The lake's history, newest first: each snapshot's time, schema version and
+/// what it changed.
+#[utoipa::path(tag = "lake", params(SnapshotListParams), responses(
+    (status = 200, body = Page<SnapshotEntry>),
+))]
+#[get("/api/v1/snapshots")]
+pub async fn list_snapshots(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<SnapshotListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Read)?;
+    let params = params.into_inner();
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            decode_cursor(c, 1)?[0].parse::<i64>().map_err(|_| {
+                ApiError::InvalidParameters("cursor is not one this service gave out".into())
+            })
+        })
+        .transpose()?;
+    let page = state
+        .engine
+        .list_snapshots(limit(params.limit)?, before)
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesParams {
+    /// First snapshot of the range (inclusive; default 0).
+    pub from: Option<i64>,
+    /// Last snapshot of the range (inclusive; default the current one).
+    pub to: Option<i64>,
+    /// Result format, as for the query endpoint.
+    pub format: Option<String>,
+    pub max_rows: Option<u64>,
+}
+
+/// DuckLake's change feed of a table between two snapshots: each changed
+/// row with `snapshot_id`, `rowid`, `change_type` (insert, delete,
+/// update_preimage, update_postimage) and its columns, in any query format.
+#[utoipa::path(tag = "lake", params(("schema" = String, Path), ("table" = String, Path), ChangesParams),
+    responses(crate::api::docs::QueryResponses))]
+#[get("/api/v1/tables/{schema}/{table}/changes")]
+pub async fn table_changes(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    params: web::Query<ChangesParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Read)?;
+    let (schema, table) = path.into_inner();
+    validate_name("schema", &schema)?;
+    validate_name("table", &table)?;
+    let params = params.into_inner();
+    let current = state
+        .engine
+        .table_exists(schema.clone(), table.clone())
+        .await?;
+    let from = params.from.unwrap_or(0);
+    let to = params.to.unwrap_or(current);
+    if from < 0 || to < from {
+        return Err(ApiError::InvalidParameters(format!(
+            "the snapshot range from={from} to={to} is empty or negative"
+        )));
+    }
+    if to > current {
+        return Err(ApiError::InvalidParameters(format!(
+            "to={to} is after the lake's current snapshot {current}"
+        )));
+    }
+    let lake = &state.engine.lake().name;
+    let sql = format!(
+        "SELECT * FROM ducklake_table_changes({}, {}, {}, {from}, {to}) ORDER BY snapshot_id, rowid, change_type",
+        quote_literal(lake),
+        quote_literal(&schema),
+        quote_literal(&table),
+    );
+    let format = query::negotiate(params.format.as_deref(), &req)?;
+    let request = QueryRequest {
+        sql,
+        max_rows: params.max_rows,
+        role: caller.role,
+        ..QueryRequest::default()
+    };
+    let mut response =
+        query::run(&state, &caller, request, format, TransactionMode::ReadOnly).await?;
+    response.headers_mut().insert(
+        header::HeaderName::from_static(SNAPSHOT_HEADER),
+        header::HeaderValue::from(to),
+    );
+    Ok(response)
+}

@@ -1,0 +1,367 @@
+//! The lake as REST resources on the embedded default: schemas, tables,
+//! snapshots and change feeds (the PostgreSQL + S3 variant is in stack.rs).
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{error_code, spawn_app, TestApp};
+use serde_json::{json, Value};
+
+/// `/api/v1/<segments...>` with each segment percent-encoded.
+fn api_url(app: &TestApp, segments: &[&str]) -> reqwest::Url {
+    let mut url = reqwest::Url::parse(&app.base).unwrap();
+    url.path_segments_mut()
+        .unwrap()
+        .extend(["api", "v1"])
+        .extend(segments);
+    url
+}
+
+async fn get(app: &TestApp, url: reqwest::Url) -> (u16, Value, reqwest::header::HeaderMap) {
+    let res = app.client.get(url).send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, res.json().await.unwrap(), headers)
+}
+
+/// Every page of a list, following `next_cursor`.
+async fn all_pages(app: &TestApp, path: &str, query: &[(&str, &str)], limit: usize) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = api_url(app, &[path]);
+        url.query_pairs_mut()
+            .extend_pairs(query)
+            .append_pair("limit", &limit.to_string());
+        if let Some(c) = &cursor {
+            url.query_pairs_mut().append_pair("cursor", c);
+        }
+        let (status, body, _) = get(app, url).await;
+        assert_eq!(status, 200, "{body}");
+        let page = body["items"].as_array().unwrap();
+        assert!(page.len() <= limit);
+        items.extend(page.iter().cloned());
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return items,
+        }
+    }
+}
+
+fn names(items: &[Value], key: &str) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| i[key].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[actix_web::test]
+async fn schemas_are_created_listed_paged_and_dropped() {
+    let app = spawn_app().await;
+    let odd = "x\"; DROP TABLE y; --";
+    for name in ["sales", "sales_eu", "hr", odd] {
+        let res = app
+            .client
+            .post(app.url("/api/v1/schemas"))
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "{name}");
+        let snapshot: i64 = res.headers()["x-ducklake-snapshot"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["name"], name);
+        assert_eq!(body["snapshot"], snapshot);
+    }
+    let all = all_pages(&app, "schemas", &[], 2).await;
+    let listed = names(&all, "name");
+    let mut expected = vec!["hr", "main", "sales", "sales_eu", odd];
+    expected.sort();
+    assert_eq!(listed, expected, "every schema once, in name order");
+
+    let sales = all_pages(&app, "schemas", &[("prefix", "sales")], 10).await;
+    assert_eq!(names(&sales, "name"), ["sales", "sales_eu"]);
+
+    // The odd name is only a name: a table in it works and nothing else was dropped.
+    app.sql(&format!(
+        "CREATE TABLE \"{}\".t AS SELECT 1 AS a",
+        odd.replace('"', "\"\"")
+    ))
+    .await;
+    let (status, body) = app
+        .post_query(json!({ "sql": "CREATE TABLE y (a INT)" }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let res = app
+        .client
+        .post(app.url("/api/v1/schemas"))
+        .json(&json!({ "name": "sales" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    assert_eq!(error_code(&res.json().await.unwrap()), "already_exists");
+
+    let drop_url = |cascade: bool| {
+        let mut url = api_url(&app, &["schemas", odd]);
+        if cascade {
+            url.query_pairs_mut().append_pair("cascade", "true");
+        }
+        url
+    };
+    let res = app.client.delete(drop_url(false)).send().await.unwrap();
+    assert_eq!(res.status(), 409, "a schema with a table is not dropped");
+    assert_eq!(error_code(&res.json().await.unwrap()), "not_empty");
+    let res = app.client.delete(drop_url(true)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app.client.delete(drop_url(true)).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let listed = names(&all_pages(&app, "schemas", &[], 100).await, "name");
+    assert!(!listed.contains(&odd.to_string()));
+    let tables = names(&all_pages(&app, "tables", &[], 100).await, "name");
+    assert!(tables.contains(&"y".to_string()), "{tables:?}");
+
+    for bad in ["", " ", "a\u{7}b"] {
+        let res = app
+            .client
+            .post(app.url("/api/v1/schemas"))
+            .json(&json!({ "name": bad }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422, "{bad:?}");
+    }
+    for query in [
+        "limit=0",
+        "cursor=bm90LWEta2V5",
+        "cursor=%%%",
+        "limit=x",
+        "nope=1",
+    ] {
+        let (status, body) = app.get_json(&format!("/api/v1/schemas?{query}")).await;
+        assert_eq!(status, 422, "{query}: {body}");
+    }
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn table_pages_stay_stable_while_tables_are_created() {
+    let app = spawn_app().await;
+    app.sql("CREATE SCHEMA a; CREATE SCHEMA b").await;
+    let mut before = BTreeSet::new();
+    for i in 0..12 {
+        let schema = if i % 2 == 0 { "a" } else { "b" };
+        app.sql(&format!("CREATE TABLE {schema}.t{i:02} (x INT)"))
+            .await;
+        before.insert(format!("{schema}.t{i:02}"));
+    }
+    // Page through while another client keeps creating tables, some of them
+    // sorting before the page being read and some after.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut extra = 0;
+    loop {
+        let mut url = api_url(&app, &["tables"]);
+        url.query_pairs_mut().append_pair("limit", "3");
+        if let Some(c) = &cursor {
+            url.query_pairs_mut().append_pair("cursor", c);
+        }
+        let (status, body, _) = get(&app, url).await;
+        assert_eq!(status, 200, "{body}");
+        for item in body["items"].as_array().unwrap() {
+            seen.push(format!(
+                "{}.{}",
+                item["schema"].as_str().unwrap(),
+                item["name"].as_str().unwrap()
+            ));
+        }
+        for schema in ["a", "b"] {
+            app.sql(&format!("CREATE TABLE {schema}.new{extra:02} (x INT)"))
+                .await;
+            app.sql(&format!("CREATE TABLE {schema}.aa{extra:02} (x INT)"))
+                .await;
+        }
+        extra += 1;
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no table twice: {seen:?}");
+    assert!(
+        before.is_subset(&unique),
+        "every table that existed throughout is listed"
+    );
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "in (schema, name) order");
+
+    let only_b = all_pages(&app, "tables", &[("schema", "b"), ("prefix", "t")], 4).await;
+    assert_eq!(
+        names(&only_b, "name"),
+        ["t01", "t03", "t05", "t07", "t09", "t11"]
+    );
+    assert!(only_b.iter().all(|t| t["schema"] == "b"));
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_table_describes_its_columns_files_and_last_change() {
+    let app = spawn_app().await;
+    app.sql("CREATE SCHEMA s").await;
+    app.sql(
+        "CREATE TABLE s.events (id BIGINT NOT NULL, kind VARCHAR DEFAULT 'x', day DATE, amount DECIMAL(10,2))",
+    )
+    .await;
+    app.sql("ALTER TABLE s.events SET PARTITIONED BY (year(day))")
+        .await;
+    app.sql(
+        "INSERT INTO s.events SELECT i, 'k' || (i % 3), DATE '2024-01-01' + (i % 400)::INT, i / 100 \
+         FROM range(5000) t(i)",
+    )
+    .await;
+    app.sql("DELETE FROM s.events WHERE id < 100").await;
+    let (status, body) = app.get_json("/api/v1/snapshots?limit=1").await;
+    assert_eq!(status, 200);
+    let last_snapshot = body["items"][0]["id"].as_i64().unwrap();
+
+    let (status, detail, headers) = get(&app, api_url(&app, &["tables", "s", "events"])).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["schema"], "s");
+    assert_eq!(detail["name"], "events");
+    assert_eq!(detail["row_count"], 4900);
+    assert!(
+        detail["data_file_count"].as_i64().unwrap() >= 2,
+        "one file per year partition: {detail}"
+    );
+    assert!(detail["size_bytes"].as_i64().unwrap() > 0);
+    assert!(
+        detail["delete_file_count"].as_i64().unwrap() >= 1,
+        "{detail}"
+    );
+    assert_eq!(detail["last_change_snapshot"], last_snapshot);
+    assert_eq!(
+        headers["x-ducklake-snapshot"],
+        last_snapshot.to_string().as_str()
+    );
+    let columns = detail["columns"].as_array().unwrap();
+    assert_eq!(names(columns, "name"), ["id", "kind", "day", "amount"]);
+    assert_eq!(
+        names(columns, "type"),
+        ["BIGINT", "VARCHAR", "DATE", "DECIMAL(10,2)"]
+    );
+    assert_eq!(columns[0]["nullable"], false);
+    assert_eq!(columns[1]["nullable"], true);
+    assert_eq!(columns[1]["default"], "'x'");
+    assert_eq!(columns[0]["stats"]["min"], "0");
+    assert_eq!(columns[0]["stats"]["max"], "4999");
+    assert_eq!(columns[0]["stats"]["contains_null"], false);
+    assert_eq!(
+        detail["partitioning"],
+        json!([{"column": "day", "transform": "year"}])
+    );
+
+    // The list shows the same numbers.
+    let listed = all_pages(&app, "tables", &[("schema", "s")], 10).await;
+    assert_eq!(listed.len(), 1);
+    for key in [
+        "row_count",
+        "data_file_count",
+        "size_bytes",
+        "last_change_snapshot",
+    ] {
+        assert_eq!(listed[0][key], detail[key], "{key}");
+    }
+
+    let (status, body, _) = get(&app, api_url(&app, &["tables", "s", "nope"])).await;
+    assert_eq!(status, 404);
+    assert_eq!(error_code(&body), "not_found");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn snapshots_page_newest_first_and_changes_list_row_changes() {
+    let app = spawn_app().await;
+    app.sql("CREATE TABLE t (id INT, v VARCHAR)").await;
+    let first = app.get_json("/api/v1/snapshots?limit=1").await.1["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    app.sql("INSERT INTO t VALUES (1, 'a'), (2, 'b')").await;
+    app.sql("UPDATE t SET v = 'z' WHERE id = 1").await;
+    app.sql("DELETE FROM t WHERE id = 2").await;
+
+    let all = all_pages(&app, "snapshots", &[], 2).await;
+    let ids: Vec<i64> = all.iter().map(|s| s["id"].as_i64().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first");
+    assert_eq!(
+        ids.len(),
+        (ids[0] + 1) as usize,
+        "every snapshot once: {ids:?}"
+    );
+    assert_eq!(
+        all.last().unwrap()["changes"]["schemas_created"],
+        json!(["main"])
+    );
+    assert!(all[0]["time"].as_str().unwrap().ends_with('Z'));
+
+    let mut url = api_url(&app, &["tables", "main", "t", "changes"]);
+    url.query_pairs_mut()
+        .append_pair("from", &(first + 1).to_string())
+        .append_pair("format", "json_objects");
+    let (status, body, headers) = get(&app, url).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-ducklake-snapshot"], ids[0].to_string().as_str());
+    let kinds: Vec<(i64, String, Value)> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["change_type"].as_str().unwrap().to_string(),
+                r["v"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "insert".to_string(), json!("a")),
+            (2, "insert".to_string(), json!("b")),
+            (1, "update_postimage".to_string(), json!("z")),
+            (1, "update_preimage".to_string(), json!("a")),
+            (2, "delete".to_string(), json!("b")),
+        ]
+    );
+
+    // Only the range asked for.
+    let mut url = api_url(&app, &["tables", "main", "t", "changes"]);
+    url.query_pairs_mut()
+        .append_pair("from", &ids[0].to_string())
+        .append_pair("to", &ids[0].to_string())
+        .append_pair("format", "csv");
+    let res = app.client.get(url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert_eq!(text.lines().count(), 2, "header and the one delete: {text}");
+    assert!(text.contains("delete"));
+
+    for (query, status) in [("from=5&to=2", 422), ("to=999999", 422), ("from=-1", 422)] {
+        let (got, body) = app
+            .get_json(&format!("/api/v1/tables/main/t/changes?{query}"))
+            .await;
+        assert_eq!(got, status, "{query}: {body}");
+    }
+    let (status, _) = app.get_json("/api/v1/tables/main/nope/changes").await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
