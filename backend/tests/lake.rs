@@ -365,3 +365,229 @@ async fn snapshots_page_newest_first_and_changes_list_row_changes() {
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+async fn query_with(
+    app: &TestApp,
+    body: Value,
+    if_none_match: Option<&str>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut req = app.client.post(app.url("/api/v1/query")).json(&body);
+    if let Some(tag) = if_none_match {
+        req = req.header("if-none-match", tag);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body, headers)
+}
+
+fn header_i64(headers: &reqwest::header::HeaderMap, name: &str) -> i64 {
+    headers[name].to_str().unwrap().parse().unwrap()
+}
+
+#[actix_web::test]
+async fn queries_read_the_past_when_pinned_to_a_snapshot_or_time() {
+    let app = spawn_app().await;
+    let (_, _, h) = query_with(
+        &app,
+        json!({"sql": "CREATE TABLE t (id INT, v VARCHAR)"}),
+        None,
+    )
+    .await;
+    let created = header_i64(&h, "x-ducklake-snapshot");
+    let (status, _, h) = query_with(
+        &app,
+        json!({"sql": "INSERT INTO t VALUES (1, 'old'), (2, 'old')"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let inserted = header_i64(&h, "x-ducklake-snapshot");
+    assert!(inserted > created, "a write names the snapshot it created");
+    let newest = app.get_json("/api/v1/snapshots?limit=1").await.1["items"][0].clone();
+    assert_eq!(newest["id"], inserted);
+    let inserted_at = newest["time"].as_str().unwrap().to_string();
+    app.sql("CREATE TABLE u (id INT, w VARCHAR)").await;
+    app.sql("INSERT INTO u VALUES (1, 'u-old')").await;
+    let (_, _, h) = query_with(&app, json!({"sql": "UPDATE t SET v = 'new'"}), None).await;
+    let updated = header_i64(&h, "x-ducklake-snapshot");
+    app.sql("DELETE FROM t WHERE id = 2").await;
+
+    let sql = "SELECT id, v FROM t ORDER BY id";
+    let (status, now, h) = query_with(&app, json!({"sql": sql}), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(now["rows"], json!([[1, "new"]]));
+    assert!(
+        header_i64(&h, "x-ducklake-snapshot") > updated,
+        "a read names the snapshot it read"
+    );
+
+    let (status, past, h) = query_with(&app, json!({"sql": sql, "snapshot": inserted}), None).await;
+    assert_eq!(status, 200, "{past}");
+    assert_eq!(past["rows"], json!([[1, "old"], [2, "old"]]));
+    assert_eq!(header_i64(&h, "x-ducklake-snapshot"), inserted);
+
+    let (status, past, h) = query_with(&app, json!({"sql": sql, "as_of": inserted_at}), None).await;
+    assert_eq!(status, 200, "{past}");
+    assert_eq!(past["rows"], json!([[1, "old"], [2, "old"]]));
+    assert_eq!(header_i64(&h, "x-ducklake-snapshot"), inserted);
+
+    // Every table is pinned (u did not exist yet), CTE names are not, and
+    // an explicit AT wins; parameters still bind.
+    let (status, body, _) = query_with(
+        &app,
+        json!({"sql": "SELECT * FROM u", "snapshot": inserted}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body, _) = query_with(
+        &app,
+        json!({
+            "sql": "WITH c AS (SELECT id, v FROM t WHERE id = ?) \
+                    SELECT c.v, x.v FROM c JOIN t AS x AT (VERSION => ?) USING (id)",
+            "params": [1, updated],
+            "snapshot": inserted,
+        }),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([["old", "new"]]));
+
+    let res = app
+        .client
+        .get(app.url("/api/v1/query"))
+        .query(&[
+            ("sql", sql),
+            ("snapshot", &inserted.to_string()),
+            ("format", "csv"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "id,v\n1,old\n2,old\n");
+
+    for (body, code) in [
+        (
+            json!({"sql": "INSERT INTO t VALUES (3, 'x')", "snapshot": inserted}),
+            "invalid_parameters",
+        ),
+        (
+            json!({"sql": sql, "snapshot": 999_999}),
+            "invalid_parameters",
+        ),
+        (
+            json!({"sql": sql, "as_of": "1999-01-01T00:00:00Z"}),
+            "invalid_parameters",
+        ),
+        (
+            json!({"sql": sql, "as_of": "yesterday-ish"}),
+            "invalid_parameters",
+        ),
+        (
+            json!({"sql": sql, "snapshot": inserted, "as_of": inserted_at}),
+            "invalid_parameters",
+        ),
+    ] {
+        let (status, answer, _) = query_with(&app, body.clone(), None).await;
+        assert_eq!(status, 422, "{body} -> {answer}");
+        assert_eq!(error_code(&answer), code);
+    }
+    let count = app.sql("SELECT count(*) FROM t").await;
+    assert_eq!(
+        count["rows"],
+        json!([[1]]),
+        "the refused pinned write did nothing"
+    );
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn etags_revalidate_until_the_tables_read_change() {
+    let app = spawn_app().await;
+    app.sql("CREATE TABLE t (id INT); INSERT INTO t VALUES (1)")
+        .await;
+    app.sql("CREATE TABLE other (id INT)").await;
+    let read = json!({"sql": "SELECT count(*) AS n FROM t"});
+    let (status, _, h) = query_with(&app, read.clone(), None).await;
+    assert_eq!(status, 200);
+    let etag = h["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with("W/\"s"), "{etag}");
+    assert_eq!(h["cache-control"], "private, no-cache");
+
+    let (status, body, h) = query_with(&app, read.clone(), Some(&etag)).await;
+    assert_eq!(status, 304, "{body}");
+    assert_eq!(h["etag"].to_str().unwrap(), etag);
+
+    // A write elsewhere in the lake moves the snapshot but not this result.
+    app.sql("INSERT INTO other VALUES (7)").await;
+    let (status, _, _) = query_with(&app, read.clone(), Some(&etag)).await;
+    assert_eq!(status, 304, "other tables changing does not matter");
+    // The same ETag on another query, format or row limit does not match.
+    for other in [
+        json!({"sql": "SELECT count(*) AS m FROM t"}),
+        json!({"sql": "SELECT count(*) AS n FROM t", "format": "csv"}),
+        json!({"sql": "SELECT count(*) AS n FROM t", "max_rows": 5}),
+    ] {
+        let (status, body, _) = query_with(&app, other.clone(), Some(&etag)).await;
+        assert_eq!(status, 200, "{other} {body}");
+    }
+    // A write to the table read does.
+    app.sql("INSERT INTO t VALUES (2)").await;
+    let (status, body, h) = query_with(&app, read.clone(), Some(&etag)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["rows"], json!([[2]]));
+    let fresh = h["etag"].to_str().unwrap().to_string();
+    assert_ne!(fresh, etag);
+    let (status, _, _) = query_with(&app, read.clone(), Some(&format!("\"nope\", {fresh}"))).await;
+    assert_eq!(status, 304, "any tag of the list may match");
+
+    // The GET form revalidates too.
+    let url = |sql: &str| {
+        let mut url = reqwest::Url::parse(&app.url("/api/v1/query")).unwrap();
+        url.query_pairs_mut().append_pair("sql", sql);
+        url
+    };
+    let res = app
+        .client
+        .get(url("SELECT * FROM t ORDER BY id"))
+        .send()
+        .await
+        .unwrap();
+    let tag = res.headers()["etag"].to_str().unwrap().to_string();
+    let res = app
+        .client
+        .get(url("SELECT * FROM t ORDER BY id"))
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+
+    // Results that vary between runs, and writes, carry no ETag.
+    for sql in [
+        "SELECT random()",
+        "SELECT now()",
+        "INSERT INTO t VALUES (3)",
+    ] {
+        let (status, _, h) = query_with(&app, json!({"sql": sql}), None).await;
+        assert_eq!(status, 200);
+        assert!(h.get("etag").is_none(), "{sql}");
+    }
+    // A pinned read never changes: its ETag holds through later writes.
+    let pinned = json!({"sql": "SELECT * FROM t ORDER BY id", "snapshot": header_i64(&h, "x-ducklake-snapshot")});
+    let (_, _, h) = query_with(&app, pinned.clone(), None).await;
+    let tag = h["etag"].to_str().unwrap().to_string();
+    app.sql("DELETE FROM t").await;
+    let (status, _, _) = query_with(&app, pinned, Some(&tag)).await;
+    assert_eq!(status, 304);
+    app.stop().await;
+}

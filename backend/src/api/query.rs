@@ -11,7 +11,11 @@ use serde::Deserialize;
 use crate::{
     api::AppState,
     auth::Caller,
-    engine::{stream::TransactionMode, Params, QueryRequest},
+    engine::{
+        stream::{TransactionMode, Versions},
+        timetravel::Pin,
+        Params, QueryRequest,
+    },
     error::ApiError,
     format::encode::Format,
 };
@@ -40,10 +44,32 @@ pub struct QueryBody {
     /// Run all statements in one transaction: all or nothing.
     #[serde(default)]
     pub transaction: bool,
+    /// Read the lake as of this snapshot id (DuckLake's `AT (VERSION => n)`
+    /// on every table without an AT of its own; SELECT statements only).
+    #[serde(default)]
+    pub snapshot: Option<i64>,
+    /// Read the lake as of this time (RFC 3339; `AT (TIMESTAMP => t)`).
+    #[serde(default)]
+    pub as_of: Option<String>,
 }
 
 impl QueryBody {
-    fn into_request(self, caller: &Caller) -> Result<QueryRequest, ApiError> {
+    fn into_request(self, caller: &Caller, req: &HttpRequest) -> Result<QueryRequest, ApiError> {
+        let pin = match (self.snapshot, self.as_of) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::InvalidParameters(
+                    "give snapshot or as_of, not both".into(),
+                ))
+            }
+            (Some(version), None) => Some(Pin::Version(version)),
+            (None, Some(time)) => Some(Pin::Time(time)),
+            (None, None) => None,
+        };
+        let if_none_match = req
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let params = match self.params {
             None | Some(serde_json::Value::Null) => Params::None,
             Some(serde_json::Value::Array(values)) => Params::Positional(values),
@@ -65,6 +91,8 @@ impl QueryBody {
             timeout_ms: self.timeout_ms,
             max_rows: self.max_rows,
             role: caller.role,
+            pin,
+            if_none_match,
         })
     }
 }
@@ -87,7 +115,8 @@ pub async fn query(
     } else {
         TransactionMode::AutoCommit
     };
-    run(&state, &caller, body.into_request(&caller)?, format, mode).await
+    let request = body.into_request(&caller, &req)?;
+    run(&state, &caller, request, format, mode).await
 }
 
 /// The query string of `GET /api/v1/query`.
@@ -105,6 +134,11 @@ pub struct QueryParams {
     pub max_rows: Option<u64>,
     #[serde(default)]
     pub format: Option<String>,
+    /// As in the POST body.
+    #[serde(default)]
+    pub snapshot: Option<i64>,
+    #[serde(default)]
+    pub as_of: Option<String>,
 }
 
 /// Read-only ad-hoc queries: the statements run in a read-only transaction,
@@ -137,11 +171,13 @@ pub async fn query_get(
         max_rows: form.max_rows,
         format: None,
         transaction: false,
+        snapshot: form.snapshot,
+        as_of: form.as_of,
     };
     run(
         &state,
         &caller,
-        body.into_request(&caller)?,
+        body.into_request(&caller, &req)?,
         format,
         TransactionMode::ReadOnly,
     )
@@ -174,8 +210,18 @@ pub(crate) async fn run(
             return Err(err);
         }
     };
+    let versions = stream.versions.clone();
+    if versions.not_modified {
+        // Reading the (empty) body to its end disarms its interrupt guard.
+        stream.body.collect().await?;
+        meter.finish("not_modified", 0, 0);
+        let mut response = HttpResponse::NotModified();
+        version_headers(&mut response, &versions);
+        return Ok(response.finish());
+    }
     let mut response = HttpResponse::Ok();
     response.content_type(format.content_type());
+    version_headers(&mut response, &versions);
     if format == Format::Parquet || format == Format::Arrow {
         let name = if format == Format::Parquet {
             "result.parquet"
@@ -213,6 +259,20 @@ pub(crate) async fn run(
                     outcome: "client_disconnected",
                 }))
         }
+    }
+}
+
+/// `X-DuckLake-Snapshot`, and for reads `ETag` with `Cache-Control:
+/// no-cache` (caches keep the result but ask again, and get 304 while the
+/// tables it read are unchanged).
+fn version_headers(response: &mut actix_web::HttpResponseBuilder, versions: &Versions) {
+    if let Some(snapshot) = versions.snapshot {
+        response.insert_header((crate::api::lake::SNAPSHOT_HEADER, snapshot.to_string()));
+    }
+    if let Some(etag) = &versions.etag {
+        response
+            .insert_header((header::ETAG, etag.as_str()))
+            .insert_header((header::CACHE_CONTROL, "private, no-cache"));
     }
 }
 

@@ -11,6 +11,7 @@ pub mod pool;
 pub mod query;
 pub mod sandbox;
 pub mod stream;
+pub mod timetravel;
 pub mod types;
 
 use std::{
@@ -80,6 +81,9 @@ pub struct Engine {
     /// The last successful lake check: when it started, and the snapshot it
     /// read. Concurrent checks wait for the running one and share its answer.
     last_probe: tokio::sync::Mutex<Option<(std::time::Instant, i64)>>,
+    /// Functions whose result can differ between runs of the same query
+    /// (`random`, `now` ...): a query calling one gets no ETag.
+    volatile_functions: Arc<std::collections::HashSet<String>>,
     /// Keeps the database open for as long as the engine lives.
     _root: parking_lot::Mutex<Connection>,
 }
@@ -93,6 +97,11 @@ pub struct QueryRequest {
     pub max_rows: Option<u64>,
     /// What the caller may do; the sandbox refuses anything beyond it.
     pub role: sandbox::Role,
+    /// Read the lake as of this snapshot (SELECT statements only).
+    pub pin: Option<timetravel::Pin>,
+    /// The client's `If-None-Match`: a matching, still valid ETag answers
+    /// "not modified" instead of the result.
+    pub if_none_match: Option<String>,
 }
 
 impl Engine {
@@ -207,6 +216,16 @@ impl Engine {
             .and_then(|conn| conn.execute_batch(&use_lake).map(|()| conn))
             .map_err(setup("opening the probe connection"))?;
         let info = read_info(&root, extensions.names()).map_err(setup("reading versions"))?;
+        let volatile_functions = root
+            .prepare(
+                "SELECT DISTINCT function_name FROM duckdb_functions() \
+                 WHERE stability IN ('VOLATILE', 'CONSISTENT_WITHIN_QUERY')",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |row| row.get::<_, String>(0))?
+                    .collect::<duckdb::Result<std::collections::HashSet<_>>>()
+            })
+            .map_err(setup("listing volatile functions"))?;
         // The sandbox: from here on, SQL reaches no file or URL outside the
         // lake's data path, loads no extension, and changes no setting.
         root.execute_batch(&lake.lockdown_sql(&tmp_dir))
@@ -240,6 +259,7 @@ impl Engine {
             probe_interrupt: probe.interrupt_handle(),
             probe: Arc::new(parking_lot::Mutex::new(probe)),
             last_probe: tokio::sync::Mutex::new(None),
+            volatile_functions: Arc::new(volatile_functions),
             _root: parking_lot::Mutex::new(root),
         })
     }

@@ -32,8 +32,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     engine::{
-        query::bind_values,
+        catalog::{current_snapshot, last_committed},
+        lake::quote_identifier,
+        query::{bind_values, Params},
         sandbox::{self, Role, Verdict},
+        timetravel,
         types::DuckType,
         Column, Engine, QueryRequest,
     },
@@ -66,12 +69,26 @@ pub struct QueryStream {
     /// Set when the whole result fit in the window: `body` then holds all of it.
     pub complete: Option<Summary>,
     pub body: BodyStream,
+    pub versions: Versions,
+}
+
+/// Which snapshot a response read or created, and its cache validator.
+#[derive(Debug, Clone, Default)]
+pub struct Versions {
+    /// The snapshot read (reads) or created by the last commit (writes;
+    /// known only when the result fit in the first window).
+    pub snapshot: Option<i64>,
+    /// Reads of deterministic queries only.
+    pub etag: Option<String>,
+    /// The client's ETag still holds: answer 304, no body.
+    pub not_modified: bool,
 }
 
 struct Head {
     columns: Vec<Column>,
     prefix: Vec<u8>,
     complete: Option<Summary>,
+    versions: Versions,
 }
 
 impl Engine {
@@ -111,9 +128,13 @@ impl Engine {
         let lake = self.lake.name.clone();
         let max_bytes = self.max_result_bytes;
         let shutting_down = Arc::clone(&self.shutting_down);
+        let volatile = Arc::clone(&self.volatile_functions);
         tokio::task::spawn_blocking(move || {
             let mut producer = Producer {
                 shutting_down,
+                volatile,
+                reads: Reads::default(),
+                versions: Versions::default(),
                 lake,
                 max_bytes,
                 sent_bytes: 0,
@@ -131,6 +152,7 @@ impl Engine {
         });
         match head_rx.await {
             Ok(Ok(head)) => Ok(QueryStream {
+                versions: head.versions,
                 columns: head.columns,
                 complete: head.complete,
                 body: BodyStream {
@@ -157,6 +179,11 @@ impl Engine {
 
 struct Producer {
     shutting_down: Arc<AtomicBool>,
+    volatile: Arc<std::collections::HashSet<String>>,
+    /// What the statements checked so far read and did.
+    reads: Reads,
+    /// Sent with the head.
+    versions: Versions,
     /// The lake's catalog name, for the sandbox.
     lake: String,
     /// Encoded bytes of one result at most (`query.max_result_bytes`).
@@ -177,6 +204,16 @@ struct Access {
     role: Role,
     /// The read-only form: nothing beyond reads, whatever the role.
     read_only: bool,
+}
+
+/// What a request's statements touch, from their plans.
+#[derive(Default)]
+struct Reads {
+    tables: Vec<(String, String)>,
+    /// A statement needs more than the read role.
+    wrote: bool,
+    /// A statement calls a function whose result varies between runs.
+    volatile: bool,
 }
 
 /// The client went away: stop producing.
@@ -210,6 +247,21 @@ impl Producer {
             read_only,
         };
         conn.execute_batch(begin).map_err(|e| self.duck(e))?;
+        let lake = quote_identifier(&self.lake);
+        let pieces = match &request.pin {
+            Some(pin) => {
+                let (snapshot, clause) = timetravel::resolve(conn, &self.lake, pin)?;
+                self.versions.snapshot = Some(snapshot);
+                pieces
+                    .iter()
+                    .map(|piece| timetravel::pin_statement(conn, piece, &clause))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            None => {
+                self.versions.snapshot = Some(current_snapshot(conn, &lake)?);
+                pieces.into_iter().map(str::to_string).collect()
+            }
+        };
         let (last, leading) = pieces.split_last().expect("pieces is not empty");
         for piece in leading {
             if self.check(conn, piece, access)? {
@@ -228,6 +280,30 @@ impl Producer {
             return Err(ApiError::InvalidParameters(
                 "the last statement of the request is empty".into(),
             ));
+        }
+        if !self.reads.wrote && !self.reads.volatile {
+            let hash = request_hash(request, format, max_rows);
+            let read = self.versions.snapshot.unwrap_or_default();
+            if let Some(held) = &request.if_none_match {
+                for old in timetravel::matching_snapshots(held, &hash) {
+                    let still = old == read
+                        || (request.pin.is_none()
+                            && old < read
+                            && !timetravel::changed_since(
+                                conn,
+                                &self.lake,
+                                &self.reads.tables,
+                                old,
+                            )?);
+                    if still {
+                        self.versions.etag = Some(timetravel::etag(old, &hash));
+                        self.versions.not_modified = true;
+                        let _ = self.send(&[], Vec::new(), Some(Summary::default()));
+                        return Ok(());
+                    }
+                }
+            }
+            self.versions.etag = Some(timetravel::etag(read, &hash));
         }
         let mut stmt = conn.prepare(last).map_err(|e| self.duck(e))?;
         let values = bind_values(&stmt, &request.params)?;
@@ -287,6 +363,9 @@ impl Producer {
         }
         drop(stmt);
         conn.execute_batch("COMMIT").map_err(|e| self.duck(e))?;
+        if self.reads.wrote {
+            self.versions.snapshot = Some(last_committed(conn, &lake)?);
+        }
         summary.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         encoder.finish(&summary)?;
         let _ = self.send(&columns, encoder.take(), Some(summary));
@@ -307,6 +386,7 @@ impl Producer {
                     columns: columns.to_vec(),
                     prefix: bytes,
                     complete,
+                    versions: self.versions.clone(),
                 }))
                 .map_err(|_| Gone);
         }
@@ -334,7 +414,7 @@ impl Producer {
     /// Asks the sandbox about one statement: `false` when it holds nothing
     /// to run, an error when `role` may not run it.
     fn check(
-        &self,
+        &mut self,
         conn: &duckdb::Connection,
         sql: &str,
         access: Access,
@@ -343,7 +423,18 @@ impl Producer {
             .prepare_cached(sandbox::PLAN_SQL)
             .and_then(|mut stmt| stmt.query_row([sql], |row| row.get(0)))
             .map_err(|e| self.duck(e))?;
-        match sandbox::judge(&plan, &self.lake)? {
+        let inspection = sandbox::inspect(&plan, &self.lake)?;
+        self.reads.volatile |= inspection
+            .functions
+            .iter()
+            .any(|f| self.volatile.contains(f));
+        self.reads.wrote |= inspection.needs.is_some_and(|role| role > Role::Read);
+        self.reads.tables.extend(inspection.tables);
+        let verdict = match inspection.needs {
+            None => Verdict::Empty,
+            Some(role) => Verdict::Needs(role),
+        };
+        match verdict {
             Verdict::Empty => Ok(false),
             Verdict::Needs(needed) if access.read_only && needed > Role::Read => {
                 Err(ApiError::ReadOnly(
@@ -447,4 +538,18 @@ impl Stream for BodyStream {
             other => other,
         }
     }
+}
+
+/// What makes two requests the same for their ETag.
+fn request_hash(request: &QueryRequest, format: Format, max_rows: u64) -> String {
+    let params = match &request.params {
+        Params::None => String::new(),
+        Params::Positional(values) => serde_json::Value::from(values.clone()).to_string(),
+        Params::Named(map) => serde_json::Value::Object(map.clone()).to_string(),
+    };
+    let key = format!(
+        "{}\0{params}\0{format:?}\0{max_rows}\0{:?}",
+        request.sql, request.pin
+    );
+    crate::store::sha256_hex(key.as_bytes())[..16].to_string()
 }

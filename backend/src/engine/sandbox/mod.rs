@@ -97,8 +97,27 @@ pub enum Verdict {
     Needs(Role),
 }
 
+/// What the sandbox learnt from one statement's plan.
+#[derive(Debug, Default)]
+pub struct Inspection {
+    /// The role the statement needs; `None` when it holds nothing to run.
+    pub needs: Option<Role>,
+    /// Lake tables it scans, as (schema, table).
+    pub tables: Vec<(String, String)>,
+    /// Every scalar and aggregate function it calls.
+    pub functions: std::collections::BTreeSet<String>,
+}
+
 /// Reads DuckDB's answer to [`PLAN_SQL`] for one statement.
 pub fn judge(plan_json: &str, lake: &str) -> Result<Verdict, ApiError> {
+    Ok(match inspect(plan_json, lake)?.needs {
+        None => Verdict::Empty,
+        Some(role) => Verdict::Needs(role),
+    })
+}
+
+/// [`judge`], with what the statement reads.
+pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, ApiError> {
     let answer: Value = serde_json::from_str(plan_json)
         .map_err(|e| ApiError::internal(anyhow::anyhow!("unreadable plan from DuckDB: {e}")))?;
     if answer["error"].as_bool() == Some(true) {
@@ -106,15 +125,21 @@ pub fn judge(plan_json: &str, lake: &str) -> Result<Verdict, ApiError> {
     }
     let plans = answer["plans"].as_array().cloned().unwrap_or_default();
     match plans.len() {
-        0 => Ok(Verdict::Empty),
+        0 => Ok(Inspection::default()),
         1 => {
             let mut inspector = Inspector {
                 lake,
                 metadata: format!("__ducklake_metadata_{lake}"),
                 needs: Role::Read,
+                tables: Vec::new(),
+                functions: Default::default(),
             };
             inspector.walk(&plans[0]).map_err(ApiError::Forbidden)?;
-            Ok(Verdict::Needs(inspector.needs))
+            Ok(Inspection {
+                needs: Some(inspector.needs),
+                tables: inspector.tables,
+                functions: inspector.functions,
+            })
         }
         _ => Err(ApiError::InvalidRequest(
             "could not tell where one statement ends and the next begins; \
@@ -149,7 +174,7 @@ fn plan_error(answer: &Value) -> ApiError {
     ApiError::from_duckdb_message(format!("{kind} Error: {message}"))
 }
 
-fn title_case(kind: &str) -> String {
+pub(crate) fn title_case(kind: &str) -> String {
     kind.split(' ')
         .map(|word| {
             let mut chars = word.chars();
@@ -165,6 +190,8 @@ struct Inspector<'a> {
     lake: &'a str,
     metadata: String,
     needs: Role,
+    tables: Vec<(String, String)>,
+    functions: std::collections::BTreeSet<String>,
 }
 
 impl Inspector<'_> {
@@ -185,6 +212,7 @@ impl Inspector<'_> {
                     if class == "BOUND_FUNCTION" || class == "BOUND_AGGREGATE" {
                         let name = map.get("name").and_then(Value::as_str).unwrap_or("");
                         scalar_function(name)?;
+                        self.functions.insert(name.to_string());
                     }
                 }
                 for key in ["catalog", "catalog_name"] {
@@ -256,6 +284,14 @@ impl Inspector<'_> {
                 let function = node.get("name").and_then(Value::as_str).unwrap_or("");
                 let role = table_function(function)?;
                 self.require(role);
+                if function == "ducklake_scan" {
+                    let data = &node["function_data"];
+                    if let (Some(schema), Some(table)) =
+                        (data["schema_name"].as_str(), data["table_name"].as_str())
+                    {
+                        self.tables.push((schema.to_string(), table.to_string()));
+                    }
+                }
                 Ok(())
             }
             "INSERT" | "DELETE" | "UPDATE" | "MERGE_INTO" | "CREATE_TABLE" | "CREATE_INDEX"

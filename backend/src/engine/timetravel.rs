@@ -1,0 +1,258 @@
+//! Reading the lake as of a snapshot, and naming the snapshot a response
+//! read (`X-DuckLake-Snapshot`, and a weak ETag derived from it).
+//!
+//! **Pinning.** A request pinned to a snapshot version or a timestamp has
+//! DuckLake's `AT (VERSION => n)` / `AT (TIMESTAMP => t)` applied to every
+//! table it names that has no `AT` of its own. The rewrite works on DuckDB's
+//! own parse tree: `json_serialize_sql` → add the `at_clause` to each
+//! `BASE_TABLE` (CTE names excepted) → `json_deserialize_sql`. DuckDB only
+//! serialises SELECT statements, which is also the only kind that makes
+//! sense against the past; anything else answers 422. The sandbox then
+//! checks the rewritten statement like any other.
+//!
+//! **ETags.** A read's ETag is `W/"s<snapshot>-<hash>"`: the snapshot it read
+//! and a hash of what was asked (SQL, parameters, format, row limit, pin).
+//! It is weak because JSON bodies carry their elapsed time. `If-None-Match`
+//! answers 304 when the hash matches and none of the tables the query scans
+//! changed after that snapshot (and the query calls no volatile function
+//! such as `random()` or `now()`).
+
+use duckdb::Connection;
+use serde_json::Value;
+
+use super::lake::{quote_identifier, quote_literal};
+use crate::error::ApiError;
+
+/// A request's snapshot pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    Version(i64),
+    /// Text DuckDB casts to TIMESTAMPTZ (RFC 3339 works).
+    Time(String),
+}
+
+impl Pin {
+    fn describe(&self) -> String {
+        match self {
+            Pin::Version(v) => format!("VERSION => {v}"),
+            Pin::Time(t) => format!("TIMESTAMP => {}", quote_literal(t)),
+        }
+    }
+}
+
+fn duck(err: duckdb::Error) -> ApiError {
+    ApiError::from_duckdb(err)
+}
+
+/// The snapshot `pin` names, checked against the lake's history, and the
+/// `at_clause` node that applies it.
+pub fn resolve(conn: &Connection, lake: &str, pin: &Pin) -> Result<(i64, Value), ApiError> {
+    let snapshots = format!("ducklake_snapshots({})", quote_literal(lake));
+    let snapshot: Option<i64> = match pin {
+        Pin::Version(v) => conn
+            .query_row(
+                &format!("SELECT max(snapshot_id) FROM {snapshots} WHERE snapshot_id = ?"),
+                [v],
+                |row| row.get(0),
+            )
+            .map_err(duck)?,
+        Pin::Time(t) => {
+            let at: Option<i64> = conn
+                .query_row(
+                    &format!(
+                        "SELECT max(snapshot_id) FROM {snapshots} WHERE snapshot_time <= TRY_CAST(? AS TIMESTAMPTZ)"
+                    ),
+                    [t],
+                    |row| row.get(0),
+                )
+                .map_err(duck)?;
+            let valid: bool = conn
+                .query_row(
+                    "SELECT TRY_CAST(? AS TIMESTAMPTZ) IS NOT NULL",
+                    [t],
+                    |row| row.get(0),
+                )
+                .map_err(duck)?;
+            if !valid {
+                return Err(ApiError::InvalidParameters(format!(
+                    "as_of {t:?} is not a timestamp (use RFC 3339, e.g. 2026-11-23T10:00:00Z)"
+                )));
+            }
+            at
+        }
+    };
+    let Some(snapshot) = snapshot else {
+        return Err(ApiError::InvalidParameters(match pin {
+            Pin::Version(v) => format!("the lake has no snapshot {v} (it may have been expired)"),
+            Pin::Time(t) => format!("the lake has no snapshot at or before {t}"),
+        }));
+    };
+    // DuckDB builds the clause itself from a template statement.
+    let template = format!("SELECT * FROM t AT ({})", pin.describe());
+    let tree = serialize(conn, &template)?;
+    let clause = tree["statements"][0]["node"]["from_table"]["at_clause"].clone();
+    if clause.is_null() {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "DuckDB did not parse the AT clause template"
+        )));
+    }
+    Ok((snapshot, clause))
+}
+
+/// `sql` (one statement) with `clause` on every table that has no AT of
+/// its own.
+pub fn pin_statement(conn: &Connection, sql: &str, clause: &Value) -> Result<String, ApiError> {
+    let mut tree = serialize(conn, sql)?;
+    let mut ctes = Vec::new();
+    collect_ctes(&tree, &mut ctes);
+    apply(&mut tree, clause, &ctes);
+    conn.query_row(
+        "SELECT json_deserialize_sql(?::JSON)",
+        [tree.to_string()],
+        |row| row.get(0),
+    )
+    .map_err(duck)
+}
+
+fn serialize(conn: &Connection, sql: &str) -> Result<Value, ApiError> {
+    let text: String = conn
+        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |row| {
+            row.get(0)
+        })
+        .map_err(duck)?;
+    let tree: Value = serde_json::from_str(&text)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("unreadable parse tree: {e}")))?;
+    if tree["error"].as_bool() == Some(true) {
+        let message = tree["error_message"].as_str().unwrap_or("").to_string();
+        if message.contains("Only SELECT") {
+            return Err(ApiError::InvalidParameters(
+                "snapshot and as_of apply to SELECT statements only".into(),
+            ));
+        }
+        let kind = tree["error_type"].as_str().unwrap_or("parser");
+        return Err(ApiError::from_duckdb_message(format!(
+            "{} Error: {message}",
+            super::sandbox::title_case(kind)
+        )));
+    }
+    Ok(tree)
+}
+
+fn collect_ctes(node: &Value, out: &mut Vec<String>) {
+    match node {
+        Value::Object(map) => {
+            if let Some(entries) = map
+                .get("cte_map")
+                .and_then(|m| m.get("map"))
+                .and_then(Value::as_array)
+            {
+                for entry in entries {
+                    if let Some(name) = entry["key"].as_str() {
+                        out.push(name.to_lowercase());
+                    }
+                }
+            }
+            map.values().for_each(|child| collect_ctes(child, out));
+        }
+        Value::Array(items) => items.iter().for_each(|child| collect_ctes(child, out)),
+        _ => {}
+    }
+}
+
+fn apply(node: &mut Value, clause: &Value, ctes: &[String]) {
+    match node {
+        Value::Object(map) => {
+            let is_table = map.get("type").and_then(Value::as_str) == Some("BASE_TABLE");
+            if is_table && map.get("at_clause").is_some_and(Value::is_null) {
+                let unqualified = map["schema_name"].as_str() == Some("")
+                    && map["catalog_name"].as_str() == Some("");
+                let name = map["table_name"].as_str().unwrap_or("").to_lowercase();
+                if !(unqualified && ctes.contains(&name)) {
+                    map.insert("at_clause".into(), clause.clone());
+                }
+            }
+            map.values_mut()
+                .for_each(|child| apply(child, clause, ctes));
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|child| apply(child, clause, ctes)),
+        _ => {}
+    }
+}
+
+/// `W/"s<snapshot>-<hash>"`.
+pub fn etag(snapshot: i64, request_hash: &str) -> String {
+    format!("W/\"s{snapshot}-{request_hash}\"")
+}
+
+/// The snapshots in an `If-None-Match` value whose hash is `request_hash`.
+pub fn matching_snapshots(if_none_match: &str, request_hash: &str) -> Vec<i64> {
+    if_none_match
+        .split(',')
+        .filter_map(|tag| {
+            let tag = tag.trim();
+            let inner = tag.strip_prefix("W/").unwrap_or(tag);
+            let inner = inner.strip_prefix('"')?.strip_suffix('"')?;
+            let (snapshot, hash) = inner.strip_prefix('s')?.split_once('-')?;
+            (hash == request_hash).then(|| snapshot.parse().ok())?
+        })
+        .collect()
+}
+
+/// Whether any of `tables` changed after snapshot `since` (up to the
+/// transaction's snapshot), by DuckLake's change sets: a table changed when
+/// a later snapshot names its id, or when it was (re)created later.
+pub fn changed_since(
+    conn: &Connection,
+    lake: &str,
+    tables: &[(String, String)],
+    since: i64,
+) -> Result<bool, ApiError> {
+    if tables.is_empty() {
+        return Ok(false);
+    }
+    let meta = quote_identifier(&format!("__ducklake_metadata_{lake}"));
+    let lake_literal = quote_literal(lake);
+    let mut later = 0i64;
+    for (schema, table) in tables {
+        let changed: i64 = conn
+            .query_row(
+                &format!(
+                    "WITH t AS (SELECT t.table_id, t.begin_snapshot FROM {meta}.ducklake_table t \
+                       JOIN {meta}.ducklake_schema s USING (schema_id) \
+                       WHERE s.schema_name = ? AND t.table_name = ? \
+                         AND s.end_snapshot IS NULL AND t.end_snapshot IS NULL) \
+                     SELECT (SELECT count(*) FROM t WHERE begin_snapshot > ?) + \
+                       (SELECT count(*) FROM (SELECT unnest(map_entries(changes)) AS e \
+                          FROM ducklake_snapshots({lake_literal}) WHERE snapshot_id > ?) \
+                        WHERE NOT suffix(e.key, '_created') \
+                          AND list_contains(e.value, (SELECT max(table_id) FROM t)::VARCHAR))"
+                ),
+                duckdb::params![schema, table, since, since],
+                |row| row.get(0),
+            )
+            .map_err(duck)?;
+        later += changed;
+    }
+    Ok(later > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists_are_read_by_hash() {
+        let tag = etag(42, "abcd");
+        assert_eq!(tag, "W/\"s42-abcd\"");
+        assert_eq!(matching_snapshots(&tag, "abcd"), vec![42]);
+        assert_eq!(matching_snapshots(&tag, "ffff"), Vec::<i64>::new());
+        assert_eq!(
+            matching_snapshots("\"x\", W/\"s7-abcd\" , \"s9-abcd\"", "abcd"),
+            vec![7, 9]
+        );
+        assert!(matching_snapshots("*", "abcd").is_empty());
+        assert!(matching_snapshots("W/\"sx-abcd\"", "abcd").is_empty());
+    }
+}
