@@ -30,6 +30,8 @@ const ENV_SECTIONS: &[(&str, &str)] = &[
     ("DUCKDB_", "duckdb"),
     ("QUERY_", "query"),
     ("AUTH_", "auth"),
+    ("INGEST_", "ingest"),
+    ("MAINTENANCE_", "maintenance"),
 ];
 
 /// Top-level keys read from environment variables of the same name.
@@ -54,6 +56,56 @@ pub struct Config {
     pub storage: StorageConfig,
     pub features: FeatureConfig,
     pub auth: AuthConfig,
+    pub ingest: IngestConfig,
+    pub maintenance: MaintenanceConfig,
+}
+
+/// Loading files into tables (`POST /api/v1/tables/{schema}/{table}/data`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    /// Largest upload accepted; a longer body is cut off with 413 and
+    /// nothing is loaded.
+    pub max_upload_bytes: u64,
+    /// Time one load may take (after the upload), like a query timeout.
+    pub timeout_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            timeout_ms: 3_600_000,
+        }
+    }
+}
+
+/// Periodic lake maintenance in the service (off by default). Only one
+/// replica runs a round at a time (a PostgreSQL advisory lock).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MaintenanceConfig {
+    pub enabled: bool,
+    /// Seconds between rounds.
+    pub interval_secs: u64,
+    /// A round merges adjacent small files.
+    pub compact: bool,
+    /// A round expires snapshots older than this many seconds (0: none).
+    pub expire_older_than_secs: u64,
+    /// A round deletes files scheduled for deletion longer ago than this.
+    pub cleanup_older_than_secs: u64,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval_secs: 24 * 3600,
+            compact: true,
+            expire_older_than_secs: 7 * 24 * 3600,
+            cleanup_older_than_secs: 24 * 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,6 +267,8 @@ impl Default for Config {
             storage: StorageConfig::default(),
             features: FeatureConfig::default(),
             auth: AuthConfig::default(),
+            ingest: IngestConfig::default(),
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }
@@ -832,6 +886,8 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
     let storage = section(figment, Some("storage"), problems);
     let features = section(figment, Some("features"), problems);
     let auth = section(figment, Some("auth"), problems);
+    let ingest = section(figment, Some("ingest"), problems);
+    let maintenance = section(figment, Some("maintenance"), problems);
     let general = general?;
     Some(Config {
         environment: general.environment.to_ascii_lowercase(),
@@ -846,6 +902,8 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
         storage: storage?,
         features: features?,
         auth: auth?,
+        ingest: ingest?,
+        maintenance: maintenance?,
     })
 }
 

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// Concurrent writers conflicted; retrying may succeed.
     #[error("{0}")]
     TransactionConflict(String),
+    /// An uploaded or referenced file cannot be loaded as it is.
+    #[error("{0}")]
+    InvalidData(String),
     /// A schema to drop still holds tables.
     #[error("{0}")]
     NotEmpty(String),
@@ -122,6 +125,7 @@ impl ApiError {
             Self::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
             Self::TransactionConflict(_) => (StatusCode::CONFLICT, "write_conflict"),
             Self::NotEmpty(_) => (StatusCode::CONFLICT, "not_empty"),
+            Self::InvalidData(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_data"),
             Self::ConstraintViolation(_) => (StatusCode::CONFLICT, "constraint_violation"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::InvalidParameters(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameters"),

@@ -882,5 +882,68 @@ async fn lake_resources_on_postgres_and_s3() {
         .await;
     assert_eq!(status, 200, "{changes}");
     assert_eq!(changes["row_count"], 4000, "3000 inserts and 1000 deletes");
+
+    // Ingest: an upload, a file already in the bucket, and a failed load
+    // that leaves the bucket as it was.
+    let upload = |table: &str, query: &str, body: Vec<u8>| {
+        app.client
+            .post(app.url(&format!("/api/v1/tables/sales/{table}/data?{query}")))
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    let res = upload("people", "mode=create", b"id,name\n1,ana\n2,bo\n".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let (_, listing) = app
+        .get_json("/api/v1/storage/objects?path=sales/orders")
+        .await;
+    let object = listing["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["path"].as_str().unwrap())
+        .find(|p| p.ends_with(".parquet") && !p.contains("delete"))
+        .expect("a data file of sales.orders")
+        .to_string();
+    let url = format!("s3://res-bucket/lake/{object}");
+    let res = upload(
+        "copied",
+        &format!("mode=create&format=parquet&url={url}"),
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let copied = app.sql("SELECT count(*) FROM sales.copied").await;
+    assert_eq!(copied["rows"][0][0], body["rows_loaded"]);
+    assert!(body["rows_loaded"].as_u64().unwrap() > 0, "{body}");
+    for bad in [
+        "s3://other-bucket/x.parquet",
+        "s3://res-bucket/",
+        "s3://res-bucket/../x",
+    ] {
+        let res = upload("copied", &format!("format=parquet&url={bad}"), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422, "{bad}");
+    }
+    let objects_before = s3.list("res-bucket");
+    let mut bad = String::from("id,name\n");
+    for i in 0..100_000 {
+        bad.push_str(&format!("{i},n{i}\n"));
+    }
+    bad.push_str("oops,late\n");
+    let res = upload("people", "", bad.into_bytes()).await.unwrap();
+    assert_eq!(res.status(), 422);
+    assert_eq!(
+        s3.list("res-bucket"),
+        objects_before,
+        "a failed load writes nothing"
+    );
+    let people = app.sql("SELECT count(*) FROM sales.people").await;
+    assert_eq!(people["rows"], json!([[2]]));
     app.stop().await;
 }

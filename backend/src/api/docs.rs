@@ -9,7 +9,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::api::{config, health, keys, lake, metrics, query, storage};
+use crate::api::{config, health, ingest, keys, lake, metrics, query, storage};
 
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
@@ -109,6 +109,7 @@ pub enum QueryResponses {
         lake::describe_table,
         lake::table_changes,
         lake::list_snapshots,
+        ingest::ingest,
         keys::create,
         keys::list,
         keys::revoke,
@@ -134,6 +135,7 @@ pub enum QueryResponses {
         crate::engine::Role,
         lake::CreateSchema,
         lake::SchemaChange,
+        ingest::IngestResult,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),

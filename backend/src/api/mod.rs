@@ -4,6 +4,7 @@
 pub mod config;
 pub mod docs;
 pub mod health;
+pub mod ingest;
 pub mod keys;
 pub mod lake;
 pub mod metrics;
@@ -59,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(lake::table_changes)
     .service(lake::describe_table)
     .service(lake::list_snapshots)
+    .service(ingest::ingest)
     .service(keys::create)
     .service(keys::list)
     .service(keys::revoke)

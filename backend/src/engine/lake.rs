@@ -114,6 +114,15 @@ impl LakeSpec {
         }
     }
 
+    /// Where DuckDB may read and write files: the data path, or for S3 the
+    /// whole bucket (so files already in the lake's bucket can be loaded).
+    pub fn readable_root(&self) -> String {
+        match &self.data {
+            DataLocation::S3 { bucket, .. } => format!("s3://{bucket}/"),
+            DataLocation::LocalDir(_) => self.data_path(),
+        }
+    }
+
     /// The catalog as shown to operators: never credentials.
     pub fn catalog_display(&self) -> String {
         match &self.catalog {
@@ -171,7 +180,7 @@ impl LakeSpec {
     /// The catalog stays reachable because it was attached before.
     pub fn lockdown_sql(&self, tmp_dir: &Path) -> String {
         let allowed = [
-            quote_literal(&self.data_path()),
+            quote_literal(&self.readable_root()),
             quote_literal(&format!(
                 "{}/",
                 tmp_dir.display().to_string().trim_end_matches('/')

@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod extensions;
+pub mod ingest;
 pub mod lake;
 pub mod pool;
 pub mod query;

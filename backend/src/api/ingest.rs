@@ -1,0 +1,231 @@
+//! `POST /api/v1/tables/{schema}/{table}/data`: load a CSV, TSV, NDJSON or
+//! Parquet file into a table.
+//!
+//! The body streams to a file in the spill directory as it arrives (never
+//! held in memory; cut off with 413 past `ingest.max_upload_bytes`), then
+//! DuckDB loads it in one transaction (see [`crate::engine::ingest`]). The
+//! file is deleted whatever happens, also when the client goes away mid-way
+//! (the handler is dropped: nothing was loaded). `?url=s3://bucket/key`
+//! loads a file already in the lake's bucket instead of a body.
+
+use std::{path::PathBuf, time::Instant};
+
+use actix_web::{http::header, post, web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::{
+    api::{lake::SNAPSHOT_HEADER, AppState},
+    auth::Caller,
+    engine::{
+        catalog::validate_name,
+        ingest::{FileFormat, LoadMode},
+        lake::DataLocation,
+        Role,
+    },
+    error::ApiError,
+};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IngestParams {
+    /// append (default), replace or create (the table from the file's columns).
+    #[serde(default)]
+    pub mode: LoadMode,
+    /// csv, tsv, ndjson or parquet; else taken from Content-Type
+    /// (text/csv, text/tab-separated-values, application/x-ndjson,
+    /// application/vnd.apache.parquet).
+    pub format: Option<String>,
+    /// Load `s3://<the lake's bucket>/...` instead of the request body.
+    pub url: Option<String>,
+}
+
+/// What a load did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IngestResult {
+    pub schema: String,
+    pub table: String,
+    pub mode: LoadMode,
+    pub format: FileFormat,
+    pub rows_loaded: u64,
+    /// Bytes uploaded (0 for `url`).
+    pub bytes: u64,
+    /// The snapshot the load created.
+    pub snapshot: i64,
+    pub elapsed_ms: f64,
+}
+
+/// Load a file into a table in one transaction (write role): all its rows
+/// or, on any error, none.
+#[utoipa::path(tag = "lake",
+    params(("schema" = String, Path), ("table" = String, Path), IngestParams),
+    request_body(content = Vec<u8>, description = "The file", content_type = "text/csv"),
+    responses(
+        (status = 200, body = IngestResult, description = "Loaded (append, replace)"),
+        (status = 201, body = IngestResult, description = "Table created and loaded"),
+        (status = 404, description = "not_found: no such schema or table", body = crate::api::docs::ErrorResponse),
+        (status = 409, description = "already_exists (create), write_conflict", body = crate::api::docs::ErrorResponse),
+        (status = 413, description = "payload_too_large", body = crate::api::docs::ErrorResponse),
+        (status = 415, description = "unsupported_media_type", body = crate::api::docs::ErrorResponse),
+        (status = 422, description = "invalid_data: the file cannot be loaded (DuckDB's reason); invalid_parameters", body = crate::api::docs::ErrorResponse),
+    ))]
+#[post("/api/v1/tables/{schema}/{table}/data")]
+pub async fn ingest(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    params: web::Query<IngestParams>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Write)?;
+    let started = Instant::now();
+    let (schema, table) = path.into_inner();
+    validate_name("schema", &schema)?;
+    validate_name("table", &table)?;
+    let params = params.into_inner();
+    let format = file_format(&params, &req)?;
+    let engine = &state.engine;
+
+    let (location, bytes, _upload) = match &params.url {
+        Some(url) => (bucket_url(engine.lake(), url)?, 0, None),
+        None => {
+            let dir = state.config.data_dir.join("tmp").join("uploads");
+            let upload = Upload::create(dir, format).await?;
+            let limit = state.config.ingest.max_upload_bytes;
+            let mut file = tokio::fs::File::create(&upload.path)
+                .await
+                .map_err(ApiError::internal)?;
+            let mut bytes = 0u64;
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::InvalidRequest(format!("the upload did not arrive whole: {e}"))
+                })?;
+                bytes += chunk.len() as u64;
+                if bytes > limit {
+                    return Err(ApiError::PayloadTooLarge(format!(
+                        "the upload is larger than the limit of {limit} bytes (ingest.max_upload_bytes)"
+                    )));
+                }
+                file.write_all(&chunk).await.map_err(ApiError::internal)?;
+            }
+            file.flush().await.map_err(ApiError::internal)?;
+            drop(file);
+            if bytes == 0 {
+                return Err(ApiError::InvalidParameters(
+                    "the request body is empty: send the file, or give url=".into(),
+                ));
+            }
+            let location = upload.path.display().to_string();
+            (location, bytes, Some(upload))
+        }
+    };
+    let timeout = std::time::Duration::from_millis(state.config.ingest.timeout_ms);
+    let loaded = engine
+        .load_file(
+            schema.clone(),
+            table.clone(),
+            location,
+            format,
+            params.mode,
+            timeout,
+        )
+        .await?;
+    tracing::info!(
+        key = %caller.prefix,
+        rows = loaded.rows_loaded,
+        bytes,
+        snapshot = loaded.snapshot,
+        "file loaded"
+    );
+    let result = IngestResult {
+        schema,
+        table,
+        mode: params.mode,
+        format,
+        rows_loaded: loaded.rows_loaded,
+        bytes,
+        snapshot: loaded.snapshot,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    let mut response = if params.mode == LoadMode::Create {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(response
+        .insert_header((SNAPSHOT_HEADER, loaded.snapshot.to_string()))
+        .json(result))
+}
+
+fn file_format(params: &IngestParams, req: &HttpRequest) -> Result<FileFormat, ApiError> {
+    const KNOWN: &str = "csv, tsv, ndjson, parquet";
+    if let Some(name) = &params.format {
+        return FileFormat::from_name(name).ok_or_else(|| {
+            ApiError::InvalidParameters(format!("format `{name}` is not one of {KNOWN}"))
+        });
+    }
+    let media = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    FileFormat::from_media_type(media).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "cannot load Content-Type `{media}`: send text/csv, text/tab-separated-values, \
+             application/x-ndjson or application/vnd.apache.parquet, or give format= ({KNOWN})"
+        ))
+    })
+}
+
+/// `url` if it names an object in the lake's own bucket.
+fn bucket_url(lake: &crate::engine::lake::LakeSpec, url: &str) -> Result<String, ApiError> {
+    let DataLocation::S3 { bucket, .. } = &lake.data else {
+        return Err(ApiError::InvalidParameters(
+            "url= loads from the lake's S3 bucket; this lake keeps its data in a local directory"
+                .into(),
+        ));
+    };
+    let root = format!("s3://{bucket}/");
+    let key = url.strip_prefix(&root).unwrap_or("");
+    if key.is_empty() || key.split('/').any(|part| part == "..") || url.contains(['\0', '?']) {
+        return Err(ApiError::InvalidParameters(format!(
+            "url must name an object in the lake's bucket: {root}<key>"
+        )));
+    }
+    Ok(url.to_string())
+}
+
+/// An upload's file, deleted when dropped (done, failed, or abandoned by
+/// a client that went away).
+struct Upload {
+    path: PathBuf,
+}
+
+impl Upload {
+    async fn create(dir: PathBuf, format: FileFormat) -> Result<Self, ApiError> {
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(ApiError::internal)?;
+        let path = dir.join(format!("{}.{}", uuid::Uuid::new_v4(), format.extension()));
+        Ok(Self { path })
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let path = std::mem::take(&mut self.path);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || {
+                    let _ = std::fs::remove_file(path);
+                });
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Loading a file into a lake table in one transaction: DuckDB reads the
+//! file (CSV, TSV, NDJSON or Parquet, streamed, never whole in memory) and
+//! DuckLake writes it as Parquet. Any failure — a malformed file, a value
+//! that does not fit its column on row ten million, an interrupt — rolls
+//! the transaction back, so the table is exactly as it was.
+
+use std::time::Duration;
+
+use duckdb::Connection;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    catalog::last_committed,
+    lake::{quote_identifier, quote_literal},
+    Engine,
+};
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// With a header row; types detected by DuckDB.
+    Csv,
+    Tsv,
+    /// One JSON object per line.
+    Ndjson,
+    Parquet,
+}
+
+impl FileFormat {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "csv" => Some(Self::Csv),
+            "tsv" => Some(Self::Tsv),
+            "ndjson" | "jsonl" | "json_lines" => Some(Self::Ndjson),
+            "parquet" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+
+    /// From a Content-Type (parameters ignored).
+    pub fn from_media_type(media: &str) -> Option<Self> {
+        let essence = media.split(';').next().unwrap_or("").trim();
+        match essence.to_ascii_lowercase().as_str() {
+            "text/csv" | "application/csv" => Some(Self::Csv),
+            "text/tab-separated-values" => Some(Self::Tsv),
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/jsonlines" => Some(Self::Ndjson),
+            "application/vnd.apache.parquet" | "application/x-parquet" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Tsv => "tsv",
+            Self::Ndjson => "ndjson",
+            Self::Parquet => "parquet",
+        }
+    }
+
+    /// The DuckDB table function reading `location`.
+    fn reader(self, location: &str) -> String {
+        let path = quote_literal(location);
+        match self {
+            Self::Csv => format!("read_csv({path}, header = true)"),
+            Self::Tsv => format!("read_csv({path}, header = true, delim = '\\t')"),
+            Self::Ndjson => format!("read_json({path}, format = 'newline_delimited')"),
+            Self::Parquet => format!("read_parquet({path})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadMode {
+    /// Add the rows (columns matched by name; missing ones get their default).
+    #[default]
+    Append,
+    /// Replace every row of the table with the file's.
+    Replace,
+    /// Create the table with the file's columns and types.
+    Create,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Loaded {
+    pub rows_loaded: u64,
+    /// The snapshot the load's commit created.
+    pub snapshot: i64,
+}
+
+fn duck(err: duckdb::Error) -> ApiError {
+    ApiError::from_duckdb(err)
+}
+
+/// A failure while reading the file is the file's fault: 422 with DuckDB's
+/// words. Outages, conflicts and timeouts keep their own codes.
+fn load_error(err: duckdb::Error) -> ApiError {
+    match ApiError::from_duckdb(err) {
+        ApiError::SqlError(message) | ApiError::ConstraintViolation(message) => {
+            ApiError::InvalidData(message)
+        }
+        other => other,
+    }
+}
+
+impl Engine {
+    /// Loads the file at `location` (a path under the spill directory or
+    /// an object in the lake's bucket) into `schema.table`.
+    pub async fn load_file(
+        &self,
+        schema: String,
+        table: String,
+        location: String,
+        format: FileFormat,
+        mode: LoadMode,
+        timeout: Duration,
+    ) -> Result<Loaded, ApiError> {
+        let lake_name = self.lake.name.clone();
+        let lake = quote_identifier(&lake_name);
+        let meta = quote_identifier(&format!("__ducklake_metadata_{}", self.lake.name));
+        self.run_blocking(timeout, move |conn| {
+            conn.execute_batch("BEGIN TRANSACTION").map_err(duck)?;
+            let target = format!(
+                "{lake}.{}.{}",
+                quote_identifier(&schema),
+                quote_identifier(&table)
+            );
+            let (schema_exists, table_exists) = existence(conn, &meta, &schema, &table)?;
+            let named = || format!("{}.{}", quote_identifier(&schema), quote_identifier(&table));
+            if !schema_exists {
+                return Err(ApiError::NotFound(format!(
+                    "no schema {} in the lake",
+                    quote_identifier(&schema)
+                )));
+            }
+            match (mode, table_exists) {
+                (LoadMode::Create, true) => {
+                    return Err(ApiError::AlreadyExists(format!(
+                        "the table {} already exists; use mode=append or mode=replace",
+                        named()
+                    )))
+                }
+                (LoadMode::Append | LoadMode::Replace, false) => {
+                    return Err(ApiError::NotFound(format!(
+                        "no table {} in the lake; use mode=create to make it from the file",
+                        named()
+                    )))
+                }
+                _ => {}
+            }
+            let reader = format.reader(&location);
+            // Read the whole file once without writing anything: a bad value
+            // anywhere in it fails here, before DuckLake writes a file.
+            validate(conn, &reader, mode, &lake_name, &schema, &table)?;
+            let rows = match mode {
+                LoadMode::Create => {
+                    conn.execute_batch(&format!("CREATE TABLE {target} AS SELECT * FROM {reader}"))
+                        .map_err(load_error)?;
+                    conn.query_row(&format!("SELECT count(*) FROM {target}"), [], |row| {
+                        row.get::<_, i64>(0)
+                    })
+                    .map_err(duck)? as u64
+                }
+                LoadMode::Replace | LoadMode::Append => {
+                    if mode == LoadMode::Replace {
+                        conn.execute(&format!("DELETE FROM {target}"), [])
+                            .map_err(duck)?;
+                    }
+                    conn.execute(
+                        &format!("INSERT INTO {target} BY NAME SELECT * FROM {reader}"),
+                        [],
+                    )
+                    .map_err(load_error)? as u64
+                }
+            };
+            conn.execute_batch("COMMIT").map_err(duck)?;
+            Ok(Loaded {
+                rows_loaded: rows,
+                snapshot: last_committed(conn, &lake)?,
+            })
+        })
+        .await
+    }
+}
+
+/// Reads every row of the file through the casts the load will apply and
+/// the table's NOT NULL columns: 422 `invalid_data` for the first problem.
+fn validate(
+    conn: &Connection,
+    reader: &str,
+    mode: LoadMode,
+    lake: &str,
+    schema: &str,
+    table: &str,
+) -> Result<(), ApiError> {
+    if mode == LoadMode::Create {
+        conn.query_row(&format!("SELECT sum(hash(f)) FROM {reader} f"), [], |row| {
+            row.get::<_, Option<i128>>(0)
+        })
+        .map_err(load_error)?;
+        return Ok(());
+    }
+    let mut stmt = conn
+        .prepare(&format!("DESCRIBE SELECT * FROM {reader}"))
+        .map_err(load_error)?;
+    let file_columns = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(load_error)?
+        .collect::<duckdb::Result<Vec<_>>>()
+        .map_err(load_error)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT column_name, data_type, NOT is_nullable FROM duckdb_columns() \
+             WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+        )
+        .map_err(duck)?;
+    let table_columns = stmt
+        .query_map([lake, schema, table], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, bool>(2)?,
+            ))
+        })
+        .map_err(duck)?
+        .collect::<duckdb::Result<Vec<_>>>()
+        .map_err(duck)?;
+    let mut casts = Vec::new();
+    let mut required = Vec::new();
+    for column in &file_columns {
+        let Some((_, data_type, not_null)) = table_columns
+            .iter()
+            .find(|(name, _, _)| name.eq_ignore_ascii_case(column))
+        else {
+            return Err(ApiError::InvalidData(format!(
+                "the file has a column {} that the table does not have",
+                quote_identifier(column)
+            )));
+        };
+        let value = format!("f.{}", quote_identifier(column));
+        casts.push(format!("CAST({value} AS {data_type})"));
+        if *not_null {
+            required.push(format!("{value} IS NULL"));
+        }
+    }
+    let missing_required: Vec<&str> = table_columns
+        .iter()
+        .filter(|(name, _, not_null)| {
+            *not_null && !file_columns.iter().any(|c| c.eq_ignore_ascii_case(name))
+        })
+        .map(|(name, _, _)| name.as_str())
+        .collect();
+    if !missing_required.is_empty() {
+        return Err(ApiError::InvalidData(format!(
+            "the file lacks the NOT NULL column(s) {}",
+            missing_required.join(", ")
+        )));
+    }
+    let nulls = if required.is_empty() {
+        "0".to_string()
+    } else {
+        format!("count(*) FILTER (WHERE {})", required.join(" OR "))
+    };
+    let (_, empty): (Option<i128>, i64) = conn
+        .query_row(
+            &format!(
+                "SELECT sum(hash({})), {nulls} FROM {reader} f",
+                casts.join(", ")
+            ),
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(load_error)?;
+    if empty > 0 {
+        return Err(ApiError::InvalidData(format!(
+            "{empty} row(s) of the file leave a NOT NULL column empty"
+        )));
+    }
+    Ok(())
+}
+
+fn existence(
+    conn: &Connection,
+    meta: &str,
+    schema: &str,
+    table: &str,
+) -> Result<(bool, bool), ApiError> {
+    conn.query_row(
+        &format!(
+            "SELECT count(*) > 0, count(t.table_id) > 0 FROM {meta}.ducklake_schema s \
+             LEFT JOIN {meta}.ducklake_table t ON t.schema_id = s.schema_id \
+                  AND t.end_snapshot IS NULL AND t.table_name = ? \
+             WHERE s.schema_name = ? AND s.end_snapshot IS NULL"
+        ),
+        [table, schema],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .map_err(duck)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_come_from_names_and_media_types() {
+        assert_eq!(FileFormat::from_name("JSONL"), Some(FileFormat::Ndjson));
+        assert_eq!(
+            FileFormat::from_media_type("text/csv; charset=utf-8"),
+            Some(FileFormat::Csv)
+        );
+        assert_eq!(
+            FileFormat::from_media_type("application/vnd.apache.parquet"),
+            Some(FileFormat::Parquet)
+        );
+        assert_eq!(FileFormat::from_media_type("application/json"), None);
+        assert_eq!(FileFormat::from_name("xlsx"), None);
+    }
+
+    #[test]
+    fn readers_quote_the_location() {
+        let sql = FileFormat::Csv.reader("/tmp/it's.csv");
+        assert_eq!(sql, "read_csv('/tmp/it''s.csv', header = true)");
+    }
+}
