@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod format;
+pub mod maintenance;
 pub mod metrics;
 pub mod performance;
 pub mod storage;
@@ -219,6 +220,7 @@ impl Application {
             auth: Arc::new(auth::Authenticator::new(config.auth.enabled, store.clone())),
             draining: Arc::clone(&draining),
         });
+        maintenance::spawn(&state.clone().into_inner());
         let max_body = config.server.max_body_bytes;
         let mut server = HttpServer::new(move || {
             App::new()

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub dependency_check_seconds: prometheus::GaugeVec,
     pub lake_snapshot: IntGauge,
     pub build_info: IntGaugeVec,
+    pub maintenance_rounds: IntCounterVec,
+    pub ingest_rows: IntCounter,
+    pub ingest_bytes: IntCounter,
 }
 
 const NS: &str = "ducklake";
@@ -105,6 +108,13 @@ impl Metrics {
                 &["version", "duckdb_version", "extensions"],
             )
             .unwrap(),
+            maintenance_rounds: IntCounterVec::new(
+                opts("maintenance_rounds_total", "Periodic maintenance rounds of this replica, by outcome: ok, error, or locked (another replica held the lock)."),
+                &["outcome"],
+            )
+            .unwrap(),
+            ingest_rows: IntCounter::with_opts(opts("ingest_rows_total", "Rows loaded into tables by ingest.")).unwrap(),
+            ingest_bytes: IntCounter::with_opts(opts("ingest_bytes_total", "Bytes uploaded to ingest.")).unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -123,6 +133,9 @@ impl Metrics {
             Box::new(metrics.process_cpu_seconds.clone()),
             Box::new(metrics.catalog_pool.clone()),
             Box::new(metrics.catalog_connections.clone()),
+            Box::new(metrics.maintenance_rounds.clone()),
+            Box::new(metrics.ingest_rows.clone()),
+            Box::new(metrics.ingest_bytes.clone()),
             Box::new(metrics.dependency_up.clone()),
             Box::new(metrics.dependency_check_seconds.clone()),
             Box::new(metrics.lake_snapshot.clone()),

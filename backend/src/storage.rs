@@ -221,6 +221,23 @@ impl Storage {
         }
     }
 
+    /// Every object under the data path: how many, and their bytes.
+    pub async fn usage(&self) -> Result<(u64, u64), StorageError> {
+        let mut listing = self.store.list(Some(&self.prefix));
+        let (mut files, mut bytes) = (0u64, 0u64);
+        while let Some(entry) = listing.next().await {
+            match entry {
+                Ok(meta) => {
+                    files += 1;
+                    bytes += meta.size;
+                }
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(StorageError::Unavailable(describe(&e))),
+            }
+        }
+        Ok((files, bytes))
+    }
+
     /// One level of the data path: sub-folders and files under `relative`.
     pub async fn list(&self, relative: &str) -> Result<Listing, StorageError> {
         let relative = relative.trim_matches('/');

@@ -945,5 +945,125 @@ async fn lake_resources_on_postgres_and_s3() {
     );
     let people = app.sql("SELECT count(*) FROM sales.people").await;
     assert_eq!(people["rows"], json!([[2]]));
+
+    // Maintenance sees and changes the bucket.
+    for i in 0..4 {
+        app.sql(&format!(
+            "INSERT INTO sales.orders SELECT i, 0 FROM range({i}000, {i}500) t(i)"
+        ))
+        .await;
+    }
+    let total = app
+        .sql("SELECT count(*), sum(amount) FROM sales.orders")
+        .await["rows"]
+        .clone();
+    let post = |path: &'static str, body: serde_json::Value| {
+        let app = &app;
+        async move {
+            let res = app
+                .client
+                .post(app.url(path))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            res.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let merged = post("/api/v1/maintenance/compact", json!({})).await;
+    let orders = merged["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["table"] == "orders")
+        .expect("orders was merged")
+        .clone();
+    assert!(orders["files_processed"].as_i64().unwrap() >= 4, "{merged}");
+    let cleaned = post("/api/v1/maintenance/cleanup", json!({})).await;
+    assert!(
+        cleaned["after"]["storage_files"].as_u64() < cleaned["before"]["storage_files"].as_u64(),
+        "{cleaned}"
+    );
+    let objects = s3.list("res-bucket").matches("<Key>lake/").count() as u64;
+    assert_eq!(
+        cleaned["after"]["storage_files"], objects,
+        "usage is the bucket's listing"
+    );
+    assert_eq!(
+        app.sql("SELECT count(*), sum(amount) FROM sales.orders")
+            .await["rows"],
+        total
+    );
+    app.stop().await;
+}
+
+/// Periodic maintenance runs on one replica at a time: while another
+/// session holds the maintenance advisory lock, rounds are skipped.
+#[actix_web::test]
+async fn periodic_maintenance_waits_for_the_lock() {
+    // MAINTENANCE_LOCK in src/store/mod.rs ("ducklake" in ASCII, plus one).
+    const LOCK: i64 = 0x6475_636b_6c61_6b66;
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_postgres(&mut config, &pg, "pg_maintenance");
+    config.maintenance.enabled = true;
+    config.maintenance.interval_secs = 1;
+    config.maintenance.expire_older_than_secs = 0;
+    let (holder, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={} password={PG_PASSWORD} dbname=pg_maintenance",
+            pg.port, config.postgres.user
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    actix_web::rt::spawn(connection);
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
+        .await
+        .unwrap();
+
+    let app = spawn_with(config, None).await;
+    app.sql("CREATE TABLE t (id INTEGER)").await;
+    for batch in 0..5 {
+        app.sql(&format!(
+            "INSERT INTO t SELECT i FROM range({}, {}) r(i)",
+            batch * 500,
+            batch * 500 + 500
+        ))
+        .await;
+    }
+    let live = |usage: serde_json::Value| usage["live_data_files"].as_i64().unwrap();
+    let rounds = |outcome: &'static str| {
+        let app = &app;
+        async move {
+            common::sample(
+                &app.get_text("/metrics").await,
+                &format!("ducklake_maintenance_rounds_total{{outcome=\"{outcome}\"}}"),
+            )
+        }
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    assert!(rounds("locked").await >= 2.0, "rounds were skipped");
+    assert_eq!(rounds("ok").await, 0.0);
+    assert_eq!(live(app.get_json("/api/v1/maintenance/usage").await.1), 5);
+
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
+        .await
+        .unwrap();
+    let mut files = 5;
+    for _ in 0..50 {
+        files = live(app.get_json("/api/v1/maintenance/usage").await.1);
+        if files == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(files, 1, "a round ran once the lock was free");
+    assert!(rounds("ok").await >= 1.0);
     app.stop().await;
 }

@@ -9,7 +9,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::api::{config, health, ingest, keys, lake, metrics, query, storage};
+use crate::api::{config, health, ingest, keys, lake, maintenance, metrics, query, storage};
 
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
@@ -110,6 +110,10 @@ pub enum QueryResponses {
         lake::table_changes,
         lake::list_snapshots,
         ingest::ingest,
+        maintenance::compact,
+        maintenance::expire,
+        maintenance::cleanup,
+        maintenance::lake_usage,
         keys::create,
         keys::list,
         keys::revoke,
@@ -136,6 +140,9 @@ pub enum QueryResponses {
         lake::CreateSchema,
         lake::SchemaChange,
         ingest::IngestResult,
+        maintenance::CompactBody,
+        maintenance::ExpireBody,
+        maintenance::CleanupBody,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -143,6 +150,7 @@ pub enum QueryResponses {
         (name = "keys", description = "API keys (admin)"),
         (name = "query", description = "Run SQL on the lake"),
         (name = "lake", description = "Schemas, tables, snapshots and change feeds"),
+        (name = "maintenance", description = "Compaction, snapshot expiry and file cleanup (admin)"),
         (name = "storage", description = "The lake's data path"),
         (name = "ops", description = "Probes and documentation")
     )

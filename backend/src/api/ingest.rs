@@ -133,6 +133,10 @@ pub async fn ingest(
             timeout,
         )
         .await?;
+    if state.config.features.enable_prometheus_metrics {
+        state.metrics.ingest_rows.inc_by(loaded.rows_loaded);
+        state.metrics.ingest_bytes.inc_by(bytes);
+    }
     tracing::info!(
         key = %caller.prefix,
         rows = loaded.rows_loaded,

@@ -7,6 +7,7 @@ pub mod health;
 pub mod ingest;
 pub mod keys;
 pub mod lake;
+pub mod maintenance;
 pub mod metrics;
 pub mod query;
 pub mod storage;
@@ -61,6 +62,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(lake::describe_table)
     .service(lake::list_snapshots)
     .service(ingest::ingest)
+    .service(maintenance::compact)
+    .service(maintenance::expire)
+    .service(maintenance::cleanup)
+    .service(maintenance::lake_usage)
     .service(keys::create)
     .service(keys::list)
     .service(keys::revoke)

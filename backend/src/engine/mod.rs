@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod extensions;
 pub mod ingest;
 pub mod lake;
+pub mod maintenance;
 pub mod pool;
 pub mod query;
 pub mod sandbox;

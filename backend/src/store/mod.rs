@@ -30,6 +30,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Key of the PostgreSQL advisory lock `migrate` holds ("ducklake" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6475_636b_6c61_6b65;
+/// Key of the lock a replica holds while it runs periodic maintenance.
+const MAINTENANCE_LOCK: i64 = MIGRATION_LOCK + 1;
+
+/// Held while this replica runs a maintenance round. With PostgreSQL it is
+/// a session advisory lock on a connection taken out of the pool: dropping
+/// it closes that connection, which releases the lock whatever happened.
+pub enum MaintenanceLock {
+    Local,
+    Postgres(deadpool_postgres::ClientWrapper),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -134,6 +144,23 @@ impl Store {
     /// exponential backoff, each failure logged.
     pub async fn wait_until_reachable(&self, attempts: u32) -> Result<(), StoreError> {
         crate::retry_startup("catalog database", attempts, || self.ping()).await
+    }
+
+    /// The maintenance lock, unless another replica holds it.
+    pub async fn try_maintenance_lock(&self) -> Result<Option<MaintenanceLock>, StoreError> {
+        match self {
+            Self::Postgres(pool) => {
+                let client = deadpool_postgres::Object::take(pool.get().await.map_err(pool_error)?);
+                let row = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&MAINTENANCE_LOCK])
+                    .await
+                    .map_err(pg_error)?;
+                Ok(row
+                    .get::<_, bool>(0)
+                    .then_some(MaintenanceLock::Postgres(client)))
+            }
+            Self::Local(_) => Ok(Some(MaintenanceLock::Local)),
+        }
     }
 
     /// A trivial round trip.

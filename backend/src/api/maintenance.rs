@@ -1,0 +1,183 @@
+//! `/api/v1/maintenance/*` (admin): DuckLake's maintenance with a report of
+//! the lake's files and bytes before and after, or a dry run.
+
+use actix_web::{get, post, web, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::{
+    api::AppState,
+    auth::Caller,
+    engine::{catalog::validate_name, maintenance::ExpireWhat, Role},
+    error::ApiError,
+    maintenance::{measured, usage, LakeUsage},
+};
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompactBody {
+    /// Only this table (with `table`); every table when absent.
+    pub schema: Option<String>,
+    pub table: Option<String>,
+    /// Report the tables and small files a merge would take; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpireBody {
+    /// Expire snapshots older than this many seconds.
+    pub older_than_secs: Option<u64>,
+    /// Expire every snapshot before this id. One of the two is required;
+    /// the current snapshot is never expired.
+    pub before_snapshot: Option<i64>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupBody {
+    /// Only files scheduled for deletion at least this many seconds ago
+    /// (default: all scheduled files).
+    pub older_than_secs: Option<u64>,
+    /// Also delete files under the data path that no snapshot references
+    /// (left by failed writes) and that are older than
+    /// `orphans_older_than_secs` (default 3600: younger ones may belong to
+    /// a transaction still writing).
+    #[serde(default)]
+    pub orphans: bool,
+    pub orphans_older_than_secs: Option<u64>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn seconds_ago(secs: u64) -> Result<chrono::DateTime<Utc>, ApiError> {
+    i64::try_from(secs)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|age| Utc::now().checked_sub_signed(age))
+        .ok_or_else(|| ApiError::InvalidParameters(format!("{secs} seconds is too long ago")))
+}
+
+/// Merge adjacent small files (admin).
+#[utoipa::path(tag = "maintenance", request_body = CompactBody, responses(
+    (status = 200, description = "Report: before/after usage and, per table, files processed and created (dry run: small files that would be merged)"),
+    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
+    (status = 422, description = "invalid_parameters", body = crate::api::docs::ErrorResponse),
+))]
+#[post("/api/v1/maintenance/compact")]
+pub async fn compact(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<CompactBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let body = body.into_inner();
+    let table = match (body.schema, body.table) {
+        (Some(schema), Some(table)) => {
+            validate_name("schema", &schema)?;
+            validate_name("table", &table)?;
+            state
+                .engine
+                .table_exists(schema.clone(), table.clone())
+                .await?;
+            Some((schema, table))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::InvalidParameters(
+                "give both schema and table, or neither".into(),
+            ))
+        }
+    };
+    let engine = &state.engine;
+    let report = measured(
+        &state,
+        "compact",
+        body.dry_run,
+        engine.compact(table, body.dry_run),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Expire old snapshots (admin): time travel to them ends, and the files
+/// only they needed are scheduled for deletion.
+#[utoipa::path(tag = "maintenance", request_body = ExpireBody, responses(
+    (status = 200, description = "Report: before/after usage and the snapshots expired (dry run: that would be)"),
+    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
+    (status = 422, description = "invalid_parameters", body = crate::api::docs::ErrorResponse),
+))]
+#[post("/api/v1/maintenance/expire")]
+pub async fn expire(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<ExpireBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let body = body.into_inner();
+    let what = match (body.older_than_secs, body.before_snapshot) {
+        (Some(secs), None) => ExpireWhat::OlderThan(seconds_ago(secs)?),
+        (None, Some(id)) => ExpireWhat::Before(id),
+        _ => {
+            return Err(ApiError::InvalidParameters(
+                "give older_than_secs or before_snapshot (one of them)".into(),
+            ))
+        }
+    };
+    let engine = &state.engine;
+    let report = measured(
+        &state,
+        "expire",
+        body.dry_run,
+        engine.expire_snapshots(what, body.dry_run),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Delete files no snapshot needs (admin).
+#[utoipa::path(tag = "maintenance", request_body = CleanupBody, responses(
+    (status = 200, description = "Report: before/after usage and the paths deleted (dry run: that would be)"),
+    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
+))]
+#[post("/api/v1/maintenance/cleanup")]
+pub async fn cleanup(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<CleanupBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    let body = body.into_inner();
+    let older = body.older_than_secs.map(seconds_ago).transpose()?;
+    let orphans = if body.orphans {
+        Some(seconds_ago(body.orphans_older_than_secs.unwrap_or(3600))?)
+    } else {
+        None
+    };
+    let engine = &state.engine;
+    let report = measured(
+        &state,
+        "cleanup",
+        body.dry_run,
+        engine.cleanup_files(older, orphans, body.dry_run),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// The lake's files and bytes, as the catalog and the object store see them (admin).
+#[utoipa::path(tag = "maintenance", responses(
+    (status = 200, body = LakeUsage),
+    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
+))]
+#[get("/api/v1/maintenance/usage")]
+pub async fn lake_usage(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Admin)?;
+    Ok(HttpResponse::Ok().json(usage(&state).await?))
+}
