@@ -238,7 +238,14 @@ async fn failed_loads_leave_the_table_as_it_was() {
     assert_eq!(state(&app, "t").await, before, "failed replace");
 
     // Requests refused before loading.
-    type Case = (&'static str, &'static str, &'static str, Vec<u8>, u16, &'static str);
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             "main/t",

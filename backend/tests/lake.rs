@@ -127,6 +127,43 @@ async fn schemas_are_created_listed_paged_and_dropped() {
     let tables = names(&all_pages(&app, "tables", &[], 100).await, "name");
     assert!(tables.contains(&"y".to_string()), "{tables:?}");
 
+    // A schema named like the lake itself must not confuse the service's
+    // own SQL (schemathesis found `lake.current_snapshot()` ambiguous).
+    let res = app
+        .client
+        .post(app.url("/api/v1/schemas"))
+        .json(&json!({ "name": "lake" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let (status, body) = app.get_json("/ready").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post_query(json!({"sql": "SELECT count(*) FROM y"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.get_json("/api/v1/tables/main/y").await;
+    assert_eq!(status, 200, "{body}");
+
+    // The default schema stays, through the API and through SQL.
+    let res = app
+        .client
+        .delete(api_url(&app, &["schemas", "MAIN"]))
+        .query(&[("cascade", "true")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let (status, body) = app
+        .post_query(json!({"sql": "DROP SCHEMA main CASCADE"}))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, "forbidden_statement"),
+        "{body}"
+    );
+
     for bad in ["", " ", "a\u{7}b"] {
         let res = app
             .client

@@ -125,7 +125,7 @@ pub struct DropSchemaParams {
 /// Drop a schema (write role).
 #[utoipa::path(tag = "lake", params(("schema" = String, Path), DropSchemaParams), responses(
     (status = 200, body = SchemaChange),
-    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
+    (status = 403, description = "insufficient_role; forbidden_statement (the default schema main)", body = crate::api::docs::ErrorResponse),
     (status = 404, description = "not_found", body = crate::api::docs::ErrorResponse),
     (status = 409, description = "not_empty", body = crate::api::docs::ErrorResponse),
 ))]

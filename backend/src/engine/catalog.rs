@@ -157,6 +157,8 @@ fn duck(err: duckdb::Error) -> ApiError {
 
 /// SQL fragments naming the lake and its catalog database.
 struct Names {
+    /// The lake's name as it is.
+    name: String,
     lake_literal: String,
     lake: String,
     meta: String,
@@ -165,6 +167,7 @@ struct Names {
 impl Names {
     fn new(lake: &str) -> Self {
         Self {
+            name: lake.to_string(),
             lake_literal: quote_literal(lake),
             lake: quote_identifier(lake),
             meta: quote_identifier(&format!("__ducklake_metadata_{lake}")),
@@ -226,7 +229,7 @@ impl Engine {
             conn.execute_batch("BEGIN TRANSACTION").map_err(duck)?;
             work(conn, &names)?;
             conn.execute_batch("COMMIT").map_err(duck)?;
-            last_committed(conn, &names.lake)
+            last_committed(conn, &names.name)
         })
         .await
     }
@@ -383,7 +386,7 @@ impl Engine {
                 .map_err(duck)?
                 .collect::<duckdb::Result<Vec<_>>>()
                 .map_err(duck)?;
-            let snapshot = current_snapshot(conn, &names.lake)?;
+            let snapshot = current_snapshot(conn, &names.name)?;
             Ok(TableDetail {
                 table: entry,
                 columns,
@@ -437,7 +440,7 @@ impl Engine {
     pub async fn table_exists(&self, schema: String, table: String) -> Result<i64, ApiError> {
         self.read_catalog(move |conn, names| {
             table_id(conn, names, &schema, &table)?;
-            current_snapshot(conn, &names.lake)
+            current_snapshot(conn, &names.name)
         })
         .await
     }
@@ -457,6 +460,11 @@ impl Engine {
     /// Drops a schema; with `cascade` its tables and views go too, else a
     /// schema that still holds anything answers 409.
     pub async fn drop_schema(&self, name: String, cascade: bool) -> Result<i64, ApiError> {
+        if name.eq_ignore_ascii_case("main") {
+            return Err(ApiError::Forbidden(
+                "the lake's default schema main cannot be dropped".into(),
+            ));
+        }
         self.write_catalog(move |conn, names| {
             let (schemas, tables): (i64, i64) = conn
                 .query_row(
@@ -569,10 +577,15 @@ fn table_id(conn: &Connection, names: &Names, schema: &str, table: &str) -> Resu
     })
 }
 
-/// The snapshot the connection's transaction reads.
+/// The snapshot the connection's transaction reads. Fully qualified
+/// (`lake.main.current_snapshot()`): with two parts, a schema named like
+/// the lake would make the name ambiguous.
 pub(crate) fn current_snapshot(conn: &Connection, lake: &str) -> Result<i64, ApiError> {
     conn.query_row(
-        &format!("SELECT id FROM {lake}.current_snapshot()"),
+        &format!(
+            "SELECT id FROM {}.main.current_snapshot()",
+            quote_identifier(lake)
+        ),
         [],
         |row| row.get(0),
     )
@@ -582,7 +595,10 @@ pub(crate) fn current_snapshot(conn: &Connection, lake: &str) -> Result<i64, Api
 /// The snapshot the connection committed last.
 pub(crate) fn last_committed(conn: &Connection, lake: &str) -> Result<i64, ApiError> {
     conn.query_row(
-        &format!("SELECT id FROM {lake}.last_committed_snapshot()"),
+        &format!(
+            "SELECT id FROM {}.main.last_committed_snapshot()",
+            quote_identifier(lake)
+        ),
         [],
         |row| row.get::<_, Option<i64>>(0),
     )

@@ -182,7 +182,7 @@ impl Engine {
             conn.execute_batch("COMMIT").map_err(duck)?;
             Ok(Loaded {
                 rows_loaded: rows,
-                snapshot: last_committed(conn, &lake)?,
+                snapshot: last_committed(conn, &lake_name)?,
             })
         })
         .await

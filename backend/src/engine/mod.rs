@@ -204,7 +204,9 @@ impl Engine {
         }
         attach_with_retries(&root, &lake, config)?;
 
-        let use_lake = format!("USE {}", quote_identifier(&lake.name));
+        // Catalog and schema both: `USE lake` alone is ambiguous once the
+        // lake holds a schema named like itself.
+        let use_lake = format!("USE {}.main", quote_identifier(&lake.name));
         let connections = (0..config.duckdb.connections)
             .map(|_| {
                 let conn = root.try_clone()?;
@@ -456,7 +458,7 @@ impl Engine {
     /// request reads.
     pub async fn current_snapshot(&self, timeout: Duration) -> Result<i64, ApiError> {
         let sql = format!(
-            "SELECT id FROM {}.current_snapshot()",
+            "SELECT id FROM {}.main.current_snapshot()",
             quote_identifier(&self.lake.name)
         );
         let arrived = std::time::Instant::now();

@@ -33,7 +33,6 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     engine::{
         catalog::{current_snapshot, last_committed},
-        lake::quote_identifier,
         query::{bind_values, Params},
         sandbox::{self, Role, Verdict},
         timetravel,
@@ -247,7 +246,6 @@ impl Producer {
             read_only,
         };
         conn.execute_batch(begin).map_err(|e| self.duck(e))?;
-        let lake = quote_identifier(&self.lake);
         let pieces = match &request.pin {
             Some(pin) => {
                 let (snapshot, clause) = timetravel::resolve(conn, &self.lake, pin)?;
@@ -258,7 +256,7 @@ impl Producer {
                     .collect::<Result<Vec<_>, _>>()?
             }
             None => {
-                self.versions.snapshot = Some(current_snapshot(conn, &lake)?);
+                self.versions.snapshot = Some(current_snapshot(conn, &self.lake)?);
                 pieces.into_iter().map(str::to_string).collect()
             }
         };
@@ -364,7 +362,7 @@ impl Producer {
         drop(stmt);
         conn.execute_batch("COMMIT").map_err(|e| self.duck(e))?;
         if self.reads.wrote {
-            self.versions.snapshot = Some(last_committed(conn, &lake)?);
+            self.versions.snapshot = Some(last_committed(conn, &self.lake)?);
         }
         summary.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         encoder.finish(&summary)?;

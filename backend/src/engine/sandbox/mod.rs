@@ -301,8 +301,16 @@ impl Inspector<'_> {
                 Ok(())
             }
             "DROP" => {
-                if node["info"]["type"].as_str() == Some("SECRET_ENTRY") {
+                let info = &node["info"];
+                if info["type"].as_str() == Some("SECRET_ENTRY") {
                     return Err("DROP SECRET is not allowed".into());
+                }
+                if info["type"].as_str() == Some("SCHEMA_ENTRY")
+                    && info["name"]
+                        .as_str()
+                        .is_some_and(|name| name.eq_ignore_ascii_case("main"))
+                {
+                    return Err("the lake's default schema main cannot be dropped".into());
                 }
                 self.require(Role::Write);
                 Ok(())
