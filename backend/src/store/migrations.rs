@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "api_keys", "0001_api_keys.sql"),
     migration!(2, "query_jobs", "0002_query_jobs.sql"),
     migration!(3, "audit_log", "0003_audit_log.sql"),
+    migration!(4, "query_jobs_runner", "0004_query_jobs_runner.sql"),
 ];
 
 /// One row of `schema_migrations`.
@@ -164,7 +165,7 @@ mod tests {
                 &fresh,
                 SchemaMismatch::Pending {
                     current: 0,
-                    needed: 3,
+                    needed: 4,
                     ..
                 }
             ),
@@ -172,9 +173,9 @@ mod tests {
         );
         assert!(fresh.to_string().contains("0001_api_keys, 0002_query_jobs"));
         let partial = [applied(&MIGRATIONS[0])];
-        assert_eq!(pending(&partial, MIGRATIONS).unwrap().len(), 2);
+        assert_eq!(pending(&partial, MIGRATIONS).unwrap().len(), 3);
         let all: Vec<Applied> = MIGRATIONS.iter().map(applied).collect();
-        assert_eq!(verify(&all, MIGRATIONS), Ok(3));
+        assert_eq!(verify(&all, MIGRATIONS), Ok(4));
     }
 
     #[test]

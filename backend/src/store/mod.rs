@@ -7,6 +7,7 @@
 //! so every feature works without PostgreSQL. The migrations are the same
 //! portable SQL files in both.
 
+pub mod jobs;
 pub mod keys;
 pub mod migrations;
 
@@ -377,6 +378,10 @@ fn migrate_local(
         tracing::info!(migration = %migration.label(), "applied");
         labels.push(migration.label());
     }
+    // Into the database file, out of the WAL: DuckDB 1.5.5 cannot replay a
+    // WAL holding a table whose default calls nextval() (0003's audit_log),
+    // so a crash before the next checkpoint would stop every later start.
+    conn.execute_batch("CHECKPOINT").map_err(failed)?;
     let version = migrations::verify(&applied_local(conn)?, known)?;
     Ok(MigrationReport {
         applied: labels,

@@ -1,0 +1,186 @@
+//! One statement text for both stores: parameters both can bind, the
+//! column list each needs (times as microseconds since the epoch), and the
+//! row reader that serves both.
+
+use std::sync::Arc;
+
+use chrono::DateTime;
+use uuid::Uuid;
+
+use super::JobRow;
+use crate::store::{blocking, pg_error, pool_error, Store, StoreError};
+
+/// A statement parameter both stores can bind.
+#[derive(Debug, Clone)]
+pub(super) enum Arg {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+pub(super) fn text(value: impl Into<String>) -> Arg {
+    Arg::Text(Some(value.into()))
+}
+
+impl Store {
+    /// Microseconds since the epoch of a TIMESTAMPTZ column, in this store's SQL.
+    pub(super) fn micros(&self, column: &str) -> String {
+        match self {
+            Self::Postgres(_) => format!("CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"),
+            Self::Local(_) => format!("epoch_us({column})"),
+        }
+    }
+
+    /// `now()` moved by `ms` milliseconds. The local store's DuckDB has no
+    /// ICU, which TIMESTAMPTZ arithmetic needs: it computes in UTC TIMESTAMPs.
+    pub(super) fn now_plus(&self, ms: i64) -> String {
+        match self {
+            Self::Postgres(_) => format!("(now() + INTERVAL '{ms} milliseconds')"),
+            Self::Local(_) => format!(
+                "CAST(CAST(now() AS TIMESTAMP) + INTERVAL '{ms} milliseconds' AS TIMESTAMPTZ)"
+            ),
+        }
+    }
+
+    fn job_columns(&self) -> String {
+        let t = |c: &str| self.micros(c);
+        format!(
+            "CAST(id AS VARCHAR), owner, key_prefix, sql_text, params, format, status, {}, {}, \
+             {}, {}, {}, rows_produced, result_bytes, result_location, result_columns, \
+             error_code, error_message, instance, coalesce(cancel_requested, false)",
+            t("submitted_at"),
+            t("started_at"),
+            t("finished_at"),
+            t("expires_at"),
+            t("heartbeat_at"),
+        )
+    }
+
+    /// Runs a statement; returns the rows it changed.
+    pub(super) async fn jobs_execute(
+        &self,
+        sql: String,
+        args: Vec<Arg>,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Self::Postgres(pool) => {
+                let client = pool.get().await.map_err(pool_error)?;
+                let params = pg_params(&args);
+                client.execute(&sql, &params).await.map_err(pg_error)
+            }
+            Self::Local(conn) => {
+                let conn = Arc::clone(conn);
+                blocking(move || {
+                    conn.lock()
+                        .execute(&sql, duckdb::params_from_iter(duck_params(&args)))
+                        .map(|n| n as u64)
+                        .map_err(local_error)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Runs a statement returning job rows; `sql` gets this store's column list.
+    pub(super) async fn jobs_select(
+        &self,
+        sql: impl FnOnce(&str) -> String,
+        args: Vec<Arg>,
+    ) -> Result<Vec<JobRow>, StoreError> {
+        let sql = sql(&self.job_columns());
+        match self {
+            Self::Postgres(pool) => {
+                let client = pool.get().await.map_err(pool_error)?;
+                let params = pg_params(&args);
+                let rows = client.query(&sql, &params).await.map_err(pg_error)?;
+                rows.iter()
+                    .map(|r| {
+                        job_row(|i| Cell {
+                            text: r.try_get(i).ok().flatten(),
+                            int: r.try_get(i).ok().flatten(),
+                            flag: r.try_get(i).ok().flatten(),
+                        })
+                    })
+                    .collect()
+            }
+            Self::Local(conn) => {
+                let conn = Arc::clone(conn);
+                blocking(move || {
+                    let conn = conn.lock();
+                    let mut stmt = conn.prepare(&sql).map_err(local_error)?;
+                    let mut rows = stmt
+                        .query(duckdb::params_from_iter(duck_params(&args)))
+                        .map_err(local_error)?;
+                    let mut out = Vec::new();
+                    while let Some(r) = rows.next().map_err(local_error)? {
+                        out.push(job_row(|i| Cell {
+                            text: r.get(i).ok().flatten(),
+                            int: r.get(i).ok().flatten(),
+                            flag: r.get(i).ok().flatten(),
+                        })?);
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// One selected value, read as whichever type the column has.
+struct Cell {
+    text: Option<String>,
+    int: Option<i64>,
+    flag: Option<bool>,
+}
+
+fn job_row(cell: impl Fn(usize) -> Cell) -> Result<JobRow, StoreError> {
+    let text = |i| cell(i).text;
+    let time = |i| cell(i).int.and_then(DateTime::from_timestamp_micros);
+    let id = text(0).unwrap_or_default();
+    Ok(JobRow {
+        id: Uuid::parse_str(&id).map_err(|e| StoreError::Failed(format!("job id {id}: {e}")))?,
+        owner: text(1).unwrap_or_default(),
+        key_prefix: text(2),
+        sql: text(3).unwrap_or_default(),
+        params: text(4),
+        format: text(5).unwrap_or_else(|| "json".into()),
+        status: text(6).unwrap_or_default(),
+        submitted_at: time(7).unwrap_or_default(),
+        started_at: time(8),
+        finished_at: time(9),
+        expires_at: time(10),
+        heartbeat_at: time(11),
+        rows_produced: cell(12).int,
+        result_bytes: cell(13).int,
+        result_location: text(14),
+        result_columns: text(15),
+        error_code: text(16),
+        error_message: text(17),
+        instance: text(18),
+        cancel_requested: cell(19).flag.unwrap_or(false),
+    })
+}
+
+fn pg_params(args: &[Arg]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    args.iter()
+        .map(|a| match a {
+            Arg::Text(v) => v as &(dyn tokio_postgres::types::ToSql + Sync),
+            Arg::Int(v) => v as &(dyn tokio_postgres::types::ToSql + Sync),
+        })
+        .collect()
+}
+
+fn duck_params(args: &[Arg]) -> Vec<duckdb::types::Value> {
+    use duckdb::types::Value;
+    args.iter()
+        .map(|a| match a {
+            Arg::Text(Some(s)) => Value::Text(s.clone()),
+            Arg::Int(Some(i)) => Value::BigInt(*i),
+            Arg::Text(None) | Arg::Int(None) => Value::Null,
+        })
+        .collect()
+}
+
+pub(super) fn local_error(e: duckdb::Error) -> StoreError {
+    StoreError::Failed(e.to_string())
+}
