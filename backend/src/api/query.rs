@@ -70,16 +70,7 @@ impl QueryBody {
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let params = match self.params {
-            None | Some(serde_json::Value::Null) => Params::None,
-            Some(serde_json::Value::Array(values)) => Params::Positional(values),
-            Some(serde_json::Value::Object(map)) => Params::Named(map),
-            Some(_) => {
-                return Err(ApiError::InvalidParameters(
-                    "params must be an array (positional) or an object (named)".into(),
-                ))
-            }
-        };
+        let params = Params::from_json(self.params)?;
         if self.timeout_ms == Some(0) {
             return Err(ApiError::InvalidParameters(
                 "timeout_ms must be more than 0".into(),

@@ -16,6 +16,21 @@ pub enum Params {
     Named(serde_json::Map<String, serde_json::Value>),
 }
 
+impl Params {
+    /// A request's `params` field: an array binds positional parameters, an
+    /// object named ones.
+    pub fn from_json(value: Option<serde_json::Value>) -> Result<Self, ApiError> {
+        match value {
+            None | Some(serde_json::Value::Null) => Ok(Params::None),
+            Some(serde_json::Value::Array(values)) => Ok(Params::Positional(values)),
+            Some(serde_json::Value::Object(map)) => Ok(Params::Named(map)),
+            Some(_) => Err(ApiError::InvalidParameters(
+                "params must be an array (positional) or an object (named)".into(),
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Column {
     pub name: String,

@@ -62,9 +62,22 @@ pub enum TransactionMode {
     ReadOnly,
 }
 
+/// What one result may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    /// Rows at most; beyond, the result is cut and flagged truncated.
+    pub max_rows: u64,
+    /// Encoded bytes at most; beyond, the result is cut after that batch.
+    pub max_bytes: u64,
+}
+
 /// The start of a response: its columns and what is already encoded.
 pub struct QueryStream {
     pub columns: Vec<Column>,
+    /// DuckDB's logical type of each column (what the JSON mapping needs
+    /// beside the Arrow schema).
+    pub types: Vec<DuckType>,
     /// Set when the whole result fit in the window: `body` then holds all of it.
     pub complete: Option<Summary>,
     pub body: BodyStream,
@@ -85,6 +98,7 @@ pub struct Versions {
 
 struct Head {
     columns: Vec<Column>,
+    types: Vec<DuckType>,
     prefix: Vec<u8>,
     complete: Option<Summary>,
     versions: Versions,
@@ -99,10 +113,30 @@ impl Engine {
         format: Format,
         mode: TransactionMode,
     ) -> Result<QueryStream, ApiError> {
+        let limits = Limits {
+            timeout: self.timeout_for(request.timeout_ms),
+            max_rows: self.max_rows_for(request.max_rows),
+            max_bytes: self.max_result_bytes,
+        };
+        self.stream_with(request, format, mode, limits).await
+    }
+
+    /// [`Engine::stream`] under limits of the caller's choosing (async
+    /// jobs have their own timeout and fail rather than truncate).
+    pub async fn stream_with(
+        &self,
+        request: QueryRequest,
+        format: Format,
+        mode: TransactionMode,
+        limits: Limits,
+    ) -> Result<QueryStream, ApiError> {
         let started = Instant::now();
         self.check_sql_text(&request.sql)?;
-        let timeout = self.timeout_for(request.timeout_ms);
-        let max_rows = self.max_rows_for(request.max_rows);
+        let Limits {
+            timeout,
+            max_rows,
+            max_bytes,
+        } = limits;
         let conn = self.acquire().await?;
         let interrupt = conn.interrupt_handle();
         let timed_out = Arc::new(AtomicBool::new(false));
@@ -125,7 +159,6 @@ impl Engine {
         let rows = Arc::new(AtomicU64::new(0));
         let rows_sent = Arc::clone(&rows);
         let lake = self.lake.name.clone();
-        let max_bytes = self.max_result_bytes;
         let shutting_down = Arc::clone(&self.shutting_down);
         let volatile = Arc::clone(&self.volatile_functions);
         tokio::task::spawn_blocking(move || {
@@ -142,6 +175,7 @@ impl Engine {
                 timed_out: flag,
                 timeout,
                 rows: rows_sent,
+                types: Vec::new(),
             };
             let outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             if let Err(err) = outcome {
@@ -153,6 +187,7 @@ impl Engine {
             Ok(Ok(head)) => Ok(QueryStream {
                 versions: head.versions,
                 columns: head.columns,
+                types: head.types,
                 complete: head.complete,
                 body: BodyStream {
                     prefix: Some(Bytes::from(head.prefix)),
@@ -195,6 +230,8 @@ struct Producer {
     timeout: Duration,
     /// Rows encoded so far, shared with the body for metrics.
     rows: Arc<AtomicU64>,
+    /// The result's column types, for the head.
+    types: Vec<DuckType>,
 }
 
 /// Who may do what in this request.
@@ -326,6 +363,7 @@ impl Producer {
             types,
             schema,
         };
+        self.types = head.types.clone();
         let mut encoder = format.encoder(&head)?;
         let mut summary = Summary::default();
         loop {
@@ -382,6 +420,7 @@ impl Producer {
             return head_tx
                 .send(Ok(Head {
                     columns: columns.to_vec(),
+                    types: self.types.clone(),
                     prefix: bytes,
                     complete,
                     versions: self.versions.clone(),
