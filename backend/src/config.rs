@@ -32,6 +32,7 @@ const ENV_SECTIONS: &[(&str, &str)] = &[
     ("AUTH_", "auth"),
     ("INGEST_", "ingest"),
     ("MAINTENANCE_", "maintenance"),
+    ("JOBS_", "jobs"),
 ];
 
 /// Top-level keys read from environment variables of the same name.
@@ -58,6 +59,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub ingest: IngestConfig,
     pub maintenance: MaintenanceConfig,
+    pub jobs: JobsConfig,
 }
 
 /// Loading files into tables (`POST /api/v1/tables/{schema}/{table}/data`).
@@ -269,6 +271,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             ingest: IngestConfig::default(),
             maintenance: MaintenanceConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -389,6 +392,45 @@ impl AuthConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read auth.bootstrap_key_file {path}: {e}"))?;
         Ok(Some(Secret::new(text.trim())))
+    }
+}
+
+/// Async query jobs (see [`crate::jobs`]); limits are per replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobsConfig {
+    /// Jobs running at once on this replica (each holds a DuckDB connection).
+    pub max_concurrent: usize,
+    /// Jobs waiting on this replica for a free run slot; beyond, 429.
+    pub max_queued: usize,
+    /// Bytes of one spooled result (Arrow IPC) at most; beyond, the job fails
+    /// with `result_too_large`.
+    pub max_result_bytes: u64,
+    /// A finished job and its result are deleted this long after it ended.
+    pub retention_secs: u64,
+    /// Timeout of a job that does not ask for one, and the largest it may ask for.
+    pub timeout_ms: u64,
+    /// How often a replica records that its jobs are alive (and reads cancel requests).
+    pub heartbeat_ms: u64,
+    /// A queued or running job whose replica has not recorded a heartbeat for
+    /// this long is marked failed (the replica stopped).
+    pub stale_after_ms: u64,
+    /// How often expired jobs and jobs of stopped replicas are swept.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 2,
+            max_queued: 64,
+            max_result_bytes: 10 * 1024 * 1024 * 1024,
+            retention_secs: 24 * 3600,
+            timeout_ms: 3_600_000,
+            heartbeat_ms: 1_000,
+            stale_after_ms: 30_000,
+            sweep_interval_ms: 10_000,
+        }
     }
 }
 
@@ -774,6 +816,28 @@ impl Config {
             self.postgres.duckdb_pool_size.to_string(),
             "between 1 and 1000",
         );
+        let jobs = &self.jobs;
+        check(
+            (1..=1024).contains(&jobs.max_concurrent),
+            "jobs.max_concurrent",
+            jobs.max_concurrent.to_string(),
+            "between 1 and 1024",
+        );
+        for (key, value) in [
+            ("jobs.max_result_bytes", jobs.max_result_bytes),
+            ("jobs.retention_secs", jobs.retention_secs),
+            ("jobs.timeout_ms", jobs.timeout_ms),
+            ("jobs.heartbeat_ms", jobs.heartbeat_ms),
+            ("jobs.sweep_interval_ms", jobs.sweep_interval_ms),
+        ] {
+            check(value > 0, key, value.to_string(), "more than 0");
+        }
+        check(
+            jobs.stale_after_ms >= 2 * jobs.heartbeat_ms,
+            "jobs.stale_after_ms",
+            jobs.stale_after_ms.to_string(),
+            "at least twice jobs.heartbeat_ms",
+        );
         if self.features.enable_s3_encryption {
             check(
                 self.storage.kms_key_id.is_some(),
@@ -888,6 +952,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
     let auth = section(figment, Some("auth"), problems);
     let ingest = section(figment, Some("ingest"), problems);
     let maintenance = section(figment, Some("maintenance"), problems);
+    let jobs = section(figment, Some("jobs"), problems);
     let general = general?;
     Some(Config {
         environment: general.environment.to_ascii_lowercase(),
@@ -904,6 +969,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
         auth: auth?,
         ingest: ingest?,
         maintenance: maintenance?,
+        jobs: jobs?,
     })
 }
 

@@ -86,6 +86,9 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// An async job's result was asked for, but the job has none (yet).
+    #[error("{0}")]
+    ResultUnavailable(String),
     /// A bug of ours. The client sees a generic message; the log gets the chain.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -147,6 +150,7 @@ impl ApiError {
             Self::InsufficientRole(_) => (StatusCode::FORBIDDEN, "insufficient_role"),
             Self::UnsupportedFormat(_) => (StatusCode::NOT_ACCEPTABLE, "unsupported_format"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            Self::ResultUnavailable(_) => (StatusCode::CONFLICT, "result_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod format;
+pub mod jobs;
 pub mod maintenance;
 pub mod metrics;
 pub mod performance;
@@ -209,6 +210,14 @@ impl Application {
             .with_label_values(&[env!("CARGO_PKG_VERSION"), &info.duckdb_version, &extensions])
             .set(1);
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let jobs = jobs::Jobs::start(
+            Arc::clone(&engine),
+            store.clone(),
+            storage.beside_data_path(&config, "jobs")?,
+            config.jobs.clone(),
+            Arc::clone(&draining),
+        )
+        .await?;
         let state = web::Data::new(AppState {
             engine: Arc::clone(&engine),
             config: Arc::clone(&config),
@@ -219,6 +228,7 @@ impl Application {
             performance: Arc::new(performance::Tracker::default()),
             auth: Arc::new(auth::Authenticator::new(config.auth.enabled, store.clone())),
             draining: Arc::clone(&draining),
+            jobs: Arc::new(jobs),
         });
         maintenance::spawn(&state.clone().into_inner());
         let max_body = config.server.max_body_bytes;

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub maintenance_rounds: IntCounterVec,
     pub ingest_rows: IntCounter,
     pub ingest_bytes: IntCounter,
+    pub jobs: IntGaugeVec,
 }
 
 const NS: &str = "ducklake";
@@ -115,6 +116,11 @@ impl Metrics {
             .unwrap(),
             ingest_rows: IntCounter::with_opts(opts("ingest_rows_total", "Rows loaded into tables by ingest.")).unwrap(),
             ingest_bytes: IntCounter::with_opts(opts("ingest_bytes_total", "Bytes uploaded to ingest.")).unwrap(),
+            jobs: IntGaugeVec::new(
+                opts("jobs", "Async query jobs in the store (all replicas) by status: queued, running, succeeded, failed, cancelled."),
+                &["status"],
+            )
+            .unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -140,6 +146,7 @@ impl Metrics {
             Box::new(metrics.dependency_check_seconds.clone()),
             Box::new(metrics.lake_snapshot.clone()),
             Box::new(metrics.build_info.clone()),
+            Box::new(metrics.jobs.clone()),
         ];
         for collector in collectors {
             metrics

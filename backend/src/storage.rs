@@ -288,6 +288,58 @@ impl Storage {
     }
 }
 
+/// A place for the service's own files beside the lake's data path, never
+/// under it (DuckLake's clean-up of orphaned files would delete them).
+#[derive(Clone)]
+pub struct SideStore {
+    pub store: Arc<dyn ObjectStore>,
+    /// Where the files start inside `store`.
+    pub prefix: Path,
+    /// For messages: `s3://bucket/lake-jobs/` or the local directory.
+    pub display: String,
+}
+
+impl Storage {
+    /// `s3://bucket/<prefix>-<name>/` beside `s3://bucket/<prefix>/`, or
+    /// `data_dir/<name>/` beside the local data path `data_dir/lake/`.
+    pub fn beside_data_path(&self, config: &Config, name: &str) -> Result<SideStore, StorageError> {
+        match &self.bucket {
+            Some(bucket) => {
+                let prefix = match self.prefix.as_ref() {
+                    "" => name.to_string(),
+                    lake => format!("{lake}-{name}"),
+                };
+                Ok(SideStore {
+                    store: Arc::clone(&self.store),
+                    display: format!("s3://{}/{prefix}/", bucket.name),
+                    prefix: Path::from(prefix),
+                })
+            }
+            None => {
+                let root = config.data_dir.join(name);
+                std::fs::create_dir_all(&root).map_err(|e| {
+                    StorageError::Failed(format!("cannot create {}: {e}", root.display()))
+                })?;
+                let store = LocalFileSystem::new_with_prefix(&root)
+                    .map_err(|e| StorageError::Failed(e.to_string()))?;
+                Ok(SideStore {
+                    store: Arc::new(store),
+                    prefix: Path::default(),
+                    display: root.display().to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// object_store's error as a [`StorageError`] without request URLs.
+pub fn storage_error(e: object_store::Error) -> StorageError {
+    match e {
+        object_store::Error::NotFound { .. } => StorageError::NotFound(describe(&e)),
+        e => StorageError::Unavailable(describe(&e)),
+    }
+}
+
 impl Bucket {
     /// Sends a presigned bucket-level request and returns its status.
     async fn request(&self, method: reqwest::Method) -> Result<reqwest::StatusCode, StorageError> {

@@ -9,7 +9,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::api::{config, health, ingest, keys, lake, maintenance, metrics, query, storage};
+use crate::api::{config, health, ingest, jobs, keys, lake, maintenance, metrics, query, storage};
 
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
@@ -117,6 +117,11 @@ pub enum QueryResponses {
         keys::create,
         keys::list,
         keys::revoke,
+        jobs::submit,
+        jobs::list,
+        jobs::get,
+        jobs::result,
+        jobs::cancel,
         health::health,
         health::ready,
         metrics::prometheus,
@@ -143,11 +148,16 @@ pub enum QueryResponses {
         maintenance::CompactBody,
         maintenance::ExpireBody,
         maintenance::CleanupBody,
+        jobs::JobBody,
+        jobs::JobPage,
+        crate::jobs::Job,
+        crate::jobs::JobError
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
     tags(
         (name = "keys", description = "API keys (admin)"),
+        (name = "jobs", description = "Async query jobs: submit, poll, read the result later"),
         (name = "query", description = "Run SQL on the lake"),
         (name = "lake", description = "Schemas, tables, snapshots and change feeds"),
         (name = "maintenance", description = "Compaction, snapshot expiry and file cleanup (admin)"),
@@ -259,6 +269,9 @@ mod tests {
     fn documented_paths_match_templates_segment_by_segment() {
         assert!(documented_path("/api/v1/query"));
         assert!(documented_path("/api/v1/keys/dlk_abc"));
+        assert!(documented_path(
+            "/api/v1/jobs/0fc5ed6c-2b5d-4d8e-9c2a-5b4e1e6f7a8b/result"
+        ));
         assert!(documented_path("/health"));
         assert!(!documented_path("/api/v1/keys/"));
         assert!(!documented_path("/api/v1/keys/a/b"));

@@ -51,6 +51,11 @@ pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
         m.process_resident_memory.set(rss as i64);
         sync_counter(&m.process_cpu_seconds, cpu_ms as f64 / 1000.0);
     }
+    if let Ok(counts) = state.jobs.counts().await {
+        for (status, n) in counts {
+            m.jobs.with_label_values(&[status]).set(n);
+        }
+    }
     if let crate::store::Store::Postgres(pool) = &state.store {
         let status = pool.status();
         m.catalog_pool

@@ -5,6 +5,7 @@ pub mod config;
 pub mod docs;
 pub mod health;
 pub mod ingest;
+pub mod jobs;
 pub mod keys;
 pub mod lake;
 pub mod maintenance;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Authenticator>,
     /// Set on SIGTERM: /ready answers 503 and new requests are refused.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Async query jobs.
+    pub jobs: Arc<crate::jobs::Jobs>,
 }
 
 /// Registers every route; used by the server and by tests alike.
@@ -69,6 +72,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(keys::create)
     .service(keys::list)
     .service(keys::revoke)
+    .service(jobs::submit)
+    .service(jobs::list)
+    .service(jobs::get)
+    .service(jobs::result)
+    .service(jobs::cancel)
     .service(metrics::prometheus)
     .service(metrics::memory)
     .service(metrics::performance)
