@@ -2,6 +2,8 @@
 //! data directory, and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod jobs;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

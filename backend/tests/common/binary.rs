@@ -1,0 +1,69 @@
+//! The real binary as a child process (for tests that must kill a replica
+//! the hard way), with a clean environment: only what the test sets.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::free_port;
+
+pub struct Replica {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Replica {
+    /// Starts `serve` with `env` on a free port and waits until /ready answers 200.
+    pub async fn start(data_dir: &Path, env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let log_path = data_dir.join(format!("service-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ducklake-backend"));
+        cmd.env_clear()
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ENVIRONMENT", "test")
+            .env("DATA_DIR", data_dir)
+            .env("SERVER_PORT", port.to_string())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(log.try_clone().expect("log file"));
+        if let Ok(dir) = std::env::var("DUCKDB_EXTENSION_DIRECTORY") {
+            cmd.env("DUCKDB_EXTENSION_DIRECTORY", dir);
+        }
+        let mut replica = Self {
+            child: cmd.spawn().expect("the service starts"),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let ready = client.get(format!("{}/ready", replica.base)).send().await;
+            if ready.is_ok_and(|res| res.status() == 200) {
+                return replica;
+            }
+            if let Ok(Some(status)) = replica.child.try_wait() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("the service exited during start-up: {status}\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        replica.kill();
+        panic!("the service did not become ready");
+    }
+
+    /// SIGKILL: no drain, no goodbye, as when a node dies.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,144 @@
+//! The async jobs API in the production topology: a PostgreSQL catalog (our
+//! `query_jobs` table beside it) and S3 (results spooled beside the lake's
+//! data path), with several replicas: a job submitted to one is read and
+//! cancelled through another, and a killed replica's jobs are taken over.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    binary::Replica,
+    error_code,
+    jobs::{assert_job_error, Api},
+    servers::{with_postgres, with_s3, Postgres, PG_PASSWORD, S3},
+    spawn_with, test_config,
+};
+use serde_json::json;
+
+const SLOW_SQL: &str = "SELECT count(*) FROM range(10000000000) t(i) WHERE i % 7 = 3";
+
+#[actix_web::test]
+async fn replicas_share_jobs_results_and_cancellation() {
+    let pg = Postgres::start();
+    let s3 = S3::start("jobs-bucket");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut configs: Vec<ducklake_backend::config::Config> = Vec::new();
+    for dir in &dirs {
+        let mut config = test_config(dir.path());
+        match configs.first() {
+            None => with_postgres(&mut config, &pg, "jobs_db"),
+            Some(first) => config.postgres = first.postgres.clone(),
+        }
+        with_s3(&mut config, &s3, "jobs-bucket", "lake");
+        config.duckdb.connections = 2;
+        config.jobs.heartbeat_ms = 200;
+        config.jobs.stale_after_ms = 2_000;
+        configs.push(config);
+    }
+    let a = spawn_with(configs[0].clone(), None).await;
+    let b = spawn_with(configs[1].clone(), None).await;
+    let (api_a, api_b) = (Api::new(&a.base), Api::new(&b.base));
+    a.sql("CREATE TABLE events AS SELECT range AS id, 'e' || range AS kind, range / 3.0 AS v FROM range(50000)")
+        .await;
+
+    // Submitted to A, followed and read on B.
+    let sql = "SELECT id, kind, v FROM events ORDER BY id";
+    let id = api_a.submit(json!({"sql": sql, "format": "parquet"})).await;
+    let job = api_b.wait_for(&id, "succeeded").await;
+    assert_eq!(job["row_count"], 50000, "{job}");
+    for format in ["json", "csv", "parquet", "arrow"] {
+        api_b.assert_same_result(&id, sql, format).await;
+    }
+    let listing = s3.list("jobs-bucket");
+    assert!(
+        listing.contains(&format!("lake-jobs/{id}/result.arrows")),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains(&format!("lake/{id}")),
+        "never under the lake's data path"
+    );
+    assert_eq!(
+        pg.psql_in(
+            "jobs_db",
+            &format!("SELECT status FROM ducklake_backend.query_jobs WHERE id = '{id}'")
+        ),
+        "succeeded"
+    );
+
+    // Running on A, cancelled through B: A stops the query.
+    let slow = api_a.submit(json!({"sql": SLOW_SQL})).await;
+    api_b.wait_for(&slow, "running").await;
+    let (status, job) = api_b.delete(&slow).await;
+    assert!(status == 200 || status == 202, "{status} {job}");
+    let job = api_b.wait_for(&slow, "cancelled").await;
+    assert_eq!(job["cancel_requested"], true);
+    // Both of A's connections are free again: two slow-ish queries at once.
+    let started = Instant::now();
+    let (q1, q2) = futures_util::join!(
+        a.post_query(json!({"sql": "SELECT count(*) FROM range(1000) t(i)", "timeout_ms": 5000})),
+        a.post_query(json!({"sql": "SELECT 2", "timeout_ms": 5000})),
+    );
+    assert_eq!((q1.0, q2.0), (200, 200), "{q1:?} {q2:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Deleted through A: gone from the record and from S3 for B too.
+    let (status, _) = api_a.delete(&id).await;
+    assert_eq!(status, 204);
+    let (status, body) = api_b.job(&id).await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    assert!(!s3.list("jobs-bucket").contains(&format!("lake-jobs/{id}/")));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A replica process killed with a running job: another replica fails it
+/// once its heartbeat is stale; the finished job's result outlives both.
+#[actix_web::test]
+async fn a_killed_replicas_jobs_are_failed_and_results_survive() {
+    let pg = Postgres::start();
+    pg.psql("CREATE DATABASE jobs_restart");
+    let s3 = S3::start("jobs-restart");
+    let env = vec![
+        ("DB_POSTGRES_HOST", "127.0.0.1".to_string()),
+        ("DB_POSTGRES_PORT", pg.port.to_string()),
+        ("DB_POSTGRES_DB", "jobs_restart".to_string()),
+        ("DB_POSTGRES_PASSWORD", PG_PASSWORD.to_string()),
+        ("DB_POSTGRES_MIGRATE_ON_START", "true".to_string()),
+        ("STORAGE_MINIO_ENDPOINT", format!("127.0.0.1:{}", s3.port)),
+        ("STORAGE_MINIO_ACCESS_KEY", "test-access".to_string()),
+        ("STORAGE_MINIO_SECRET_KEY", "test-secret".to_string()),
+        ("STORAGE_DEFAULT_BUCKET", "jobs-restart".to_string()),
+        ("JOBS_HEARTBEAT_MS", "200".to_string()),
+        ("JOBS_STALE_AFTER_MS", "2000".to_string()),
+        ("JOBS_SWEEP_INTERVAL_MS", "250".to_string()),
+    ];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut first = Replica::start(dirs[0].path(), &env).await;
+    let api = Api::new(&first.base);
+    let sql = "SELECT range AS n, md5(range::VARCHAR) AS h FROM range(5000) ORDER BY n";
+    let done = api.run(sql).await["id"].as_str().unwrap().to_string();
+    let running = api.submit(json!({"sql": SLOW_SQL})).await;
+    api.wait_for(&running, "running").await;
+    first.kill();
+
+    let second = Replica::start(dirs[1].path(), &env).await;
+    let api = Api::new(&second.base);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let (_, job) = api.job(&running).await;
+        if job["status"] != "running" {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "never failed: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_job_error(&job, "replica_lost", "stopped");
+    let (_, job) = api.job(&done).await;
+    assert_eq!(job["status"], "succeeded");
+    for format in ["json", "csv", "parquet"] {
+        api.assert_same_result(&done, sql, format).await;
+    }
+}
