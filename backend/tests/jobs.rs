@@ -172,6 +172,20 @@ async fn the_listing_pages_newest_first_and_filters_by_status() {
     let (status, body) = api.job(&uuid_like()).await;
     assert_eq!((status, error_code(&body)), (404, "not_found"));
 
+    // Every endpoint is in the OpenAPI document.
+    let (_, doc) = app.get_json("/openapi.json").await;
+    for (path, method, operation) in [
+        ("/api/v1/jobs", "post", "submit_job"),
+        ("/api/v1/jobs", "get", "list_jobs"),
+        ("/api/v1/jobs/{id}", "get", "get_job"),
+        ("/api/v1/jobs/{id}", "delete", "cancel_job"),
+        ("/api/v1/jobs/{id}/result", "get", "get_job_result"),
+    ] {
+        assert_eq!(
+            doc["paths"][path][method]["operationId"], operation,
+            "{method} {path}"
+        );
+    }
     // Job counts by status, for Prometheus.
     let metrics = app.get_text("/metrics").await;
     assert_eq!(

@@ -34,7 +34,7 @@ pub struct JobBody {
 }
 
 /// Submit SQL to run in the background: 202 with the job; poll it, then read its result.
-#[utoipa::path(tag = "jobs", request_body = JobBody, responses(
+#[utoipa::path(tag = "jobs", operation_id = "submit_job", request_body = JobBody, responses(
     (status = 202, body = Job, description = "Queued; `Location` names the job"),
     (status = 401, description = "no valid key", body = crate::api::docs::ErrorResponse),
     (status = 406, description = "unsupported_format", body = crate::api::docs::ErrorResponse),
@@ -88,7 +88,7 @@ pub struct JobPage {
 }
 
 /// Jobs, newest first, a page at a time (a non-admin key sees its owner's only).
-#[utoipa::path(tag = "jobs", params(ListParams), responses(
+#[utoipa::path(tag = "jobs", operation_id = "list_jobs", params(ListParams), responses(
     (status = 200, body = JobPage),
     (status = 422, description = "invalid_parameters: unknown status, bad limit or cursor", body = crate::api::docs::ErrorResponse),
 ))]
@@ -148,7 +148,7 @@ fn decode_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
 }
 
 /// One job: status, progress (rows and bytes so far), timings, row count, error.
-#[utoipa::path(tag = "jobs", params(("id" = Uuid, Path, description = "job id")), responses(
+#[utoipa::path(tag = "jobs", operation_id = "get_job", params(("id" = Uuid, Path, description = "job id")), responses(
     (status = 200, body = Job),
     (status = 404, description = "not_found: no such job (or not the caller's)", body = crate::api::docs::ErrorResponse),
 ))]
@@ -173,7 +173,7 @@ pub struct ResultParams {
 }
 
 /// A succeeded job's result, in any format, as often as wanted until it expires.
-#[utoipa::path(tag = "jobs", params(("id" = Uuid, Path, description = "job id"), ResultParams), responses(
+#[utoipa::path(tag = "jobs", operation_id = "get_job_result", params(("id" = Uuid, Path, description = "job id"), ResultParams), responses(
     (status = 200, body = crate::api::docs::JsonResult, description = "The result in the negotiated format; X-Row-Count"),
     (status = 404, description = "not_found", body = crate::api::docs::ErrorResponse),
     (status = 406, description = "unsupported_format", body = crate::api::docs::ErrorResponse),
@@ -233,7 +233,7 @@ pub async fn result(
 
 /// Cancel a queued or running job (on whichever replica runs it), or delete
 /// a finished one and its result.
-#[utoipa::path(tag = "jobs", params(("id" = Uuid, Path, description = "job id")), responses(
+#[utoipa::path(tag = "jobs", operation_id = "cancel_job", params(("id" = Uuid, Path, description = "job id")), responses(
     (status = 200, body = Job, description = "The job was stopped: status cancelled"),
     (status = 202, body = Job, description = "Cancellation requested; the replica running it has not stopped it yet"),
     (status = 204, description = "The finished job and its result were deleted"),
