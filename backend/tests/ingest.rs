@@ -168,6 +168,12 @@ async fn files_load_in_each_format_and_mode() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows_loaded"], 1);
     assert_no_uploads_left(&app).await;
+    let metrics = app.get_text("/metrics").await;
+    assert_eq!(
+        common::sample(&metrics, "ducklake_ingest_rows_total"),
+        (3000 + 10 + 777 + 1) as f64
+    );
+    assert!(common::sample(&metrics, "ducklake_ingest_bytes_total") > csv(0..3000).len() as f64);
     app.stop().await;
 }
 

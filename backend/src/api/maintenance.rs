@@ -6,11 +6,11 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use crate::{
-    api::AppState,
+    api::{lake::SNAPSHOT_HEADER, AppState},
     auth::Caller,
     engine::{catalog::validate_name, maintenance::ExpireWhat, Role},
     error::ApiError,
-    maintenance::{measured, usage, LakeUsage},
+    maintenance::{measured, usage, LakeUsage, Report},
 };
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -59,6 +59,21 @@ fn seconds_ago(secs: u64) -> Result<chrono::DateTime<Utc>, ApiError> {
         .and_then(chrono::Duration::try_seconds)
         .and_then(|age| Utc::now().checked_sub_signed(age))
         .ok_or_else(|| ApiError::InvalidParameters(format!("{secs} seconds is too long ago")))
+}
+
+/// The report, with the lake's snapshot after the operation (a merge or an
+/// expiry commits one).
+async fn respond<T: serde::Serialize>(
+    state: &AppState,
+    report: Report<T>,
+) -> Result<HttpResponse, ApiError> {
+    let snapshot = state
+        .engine
+        .current_snapshot(std::time::Duration::from_secs(5))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((SNAPSHOT_HEADER, snapshot.to_string()))
+        .json(report))
 }
 
 /// Merge adjacent small files (admin).
@@ -135,7 +150,7 @@ pub async fn expire(
         engine.expire_snapshots(what, body.dry_run),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(report))
+    respond(&state, report).await
 }
 
 /// Delete files no snapshot needs (admin).
@@ -165,7 +180,7 @@ pub async fn cleanup(
         engine.cleanup_files(older, orphans, body.dry_run),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(report))
+    respond(&state, report).await
 }
 
 /// The lake's files and bytes, as the catalog and the object store see them (admin).
