@@ -10,6 +10,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ducklake-backend/target}
 version=${1:-$(sed -n 's/^version = "\(.*\)"/\1/p' backend/Cargo.toml | head -1)}
 bah() { buildah --storage-driver "${BUILDAH_STORAGE_DRIVER:-overlay}" "$@"; }
 work=$(mktemp -d)
@@ -18,6 +19,11 @@ pg_port=$((20000 + RANDOM % 10000)) s3_port=$((30000 + RANDOM % 10000)) port=$((
 key=image-smoke-bootstrap-admin-key-0123456789
 cleanup() {
   [ -n "${serve_pid:-}" ] && kill "$serve_pid" 2>/dev/null || true
+  [ -n "${ro_pid:-}" ] && kill "$ro_pid" 2>/dev/null || true
+  if [ -n "${ro:-}" ]; then
+    for m in proc dev/null dev/urandom dev/random tmp data ""; do umount "$ro/$m" 2>/dev/null || true; done
+  fi
+  [ -n "${ctr:-}" ] && bah umount "$ctr" >/dev/null 2>&1 || true
   [ -n "${ctr:-}" ] && bah rm "$ctr" >/dev/null 2>&1 || true
   scripts/pg.sh stop "$work/pg" || true
   scripts/s3.sh stop "$work/s3" || true
@@ -70,4 +76,54 @@ echo "==> SIGTERM"
 pid=$(pgrep -f "ducklake-backend serve" -n -u 1000)
 kill -TERM "$pid"
 wait "$serve_pid"
-echo "image ducklake-backend:$version: migrated, served, healthy, stopped cleanly"
+echo "==> read-only root: the image's files mounted read-only, only /data and /tmp writable"
+# buildah run has no read-only root, so the image's root filesystem is
+# bind-mounted read-only and the binary chrooted into it as uid 1000, with
+# the same environment (the image has no shell: the binary runs directly).
+mnt=$(bah mount "$ctr")
+mkdir -p "$mnt/proc" "$mnt/dev" "$mnt/data" "$mnt/tmp"
+touch "$mnt/dev/null" "$mnt/dev/urandom" "$mnt/dev/random"
+ro=$work/ro
+mkdir -p "$ro"
+mount --bind "$mnt" "$ro"
+mount -o remount,bind,ro "$ro"
+mount --bind "$work/data" "$ro/data"
+mount --bind "$work/tmp" "$ro/tmp"
+mount -t proc proc "$ro/proc"
+for d in null urandom random; do mount --bind "/dev/$d" "$ro/dev/$d"; done
+if touch "$ro/written" 2>/dev/null || touch "$ro/usr/local/bin/written" 2>/dev/null; then
+  echo "the root filesystem is writable" >&2; exit 1
+fi
+plain_env=()
+for e in "${env_args[@]}"; do [ "$e" = --env ] || plain_env+=("$e"); done
+image_env=$(bah inspect --format '{{range .OCIv1.Config.Env}}{{println .}}{{end}}' "ducklake-backend:$version")
+mapfile -t image_env_list <<<"$image_env"
+env -i "${image_env_list[@]}" "${plain_env[@]}" \
+  chroot --userspec=1000:1000 "$ro" /usr/local/bin/ducklake-backend serve >"$work/ro.log" 2>&1 &
+ro_pid=$!
+for _ in $(seq 300); do
+  if curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1; then break; fi
+  sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$port/ready" >/dev/null || { cat "$work/ro.log"; echo "not ready on a read-only root" >&2; exit 1; }
+answer=$(curl -fsS -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+  -d '{"sql": "INSERT INTO smoke VALUES (43); SELECT count(*) AS n FROM smoke"}' \
+  "http://127.0.0.1:$port/api/v1/query")
+echo "$answer"
+case "$answer" in *'[[2]]'*) ;; *) echo "unexpected answer on a read-only root" >&2; exit 1 ;; esac
+upload=$(curl -fsS -H "Authorization: Bearer $key" -H 'Content-Type: text/csv' --data-binary $'answer\n44\n' \
+  "http://127.0.0.1:$port/api/v1/tables/main/smoke/data")
+echo "$upload"
+case "$upload" in *'"rows_loaded":1'*) ;; *) echo "ingest failed on a read-only root" >&2; exit 1 ;; esac
+kill -TERM "$ro_pid"
+wait "$ro_pid"
+ro_pid=
+cp "$mnt/usr/local/bin/ducklake-backend" "$work/release-binary"
+for m in proc dev/null dev/urandom dev/random tmp data ""; do umount "$ro/$m"; done
+ro=
+bah umount "$ctr" >/dev/null
+
+echo "==> the container test (backend/tests/container.rs) with the image's release binary"
+CONTAINER_BINARY=$work/release-binary \
+  cargo test --manifest-path backend/Cargo.toml --test container -- --nocapture 2>&1 | grep -E "binary under test|test result"
+echo "image ducklake-backend:$version: migrated, served, healthy, read-only root, release binary through its probes, stopped cleanly"

@@ -1,5 +1,6 @@
 //! The release contract of the container, without a container engine: the
-//! binary runs the way `backend/Dockerfile` and `k8s/` run it — as uid 1000,
+//! binary (the release binary out of the image when `CONTAINER_BINARY`
+//! names it, as `scripts/image-smoke.sh` does) runs the way `backend/Dockerfile` and `k8s/` run it — as uid 1000,
 //! from a read-only copy of its files, writing only to its data and tmp
 //! directories, with the environment of `k8s/configmap.yaml` plus the
 //! Secrets — against a real PostgreSQL and S3 server. The migration runs
@@ -110,7 +111,12 @@ fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
     let image = root.path().join("image");
     std::fs::create_dir_all(image.join("bin")).unwrap();
     let binary = image.join("bin/ducklake-backend");
-    std::fs::copy(env!("CARGO_BIN_EXE_ducklake-backend"), &binary).unwrap();
+    // CONTAINER_BINARY: the release binary taken out of the built image
+    // (scripts/image-smoke.sh runs this test with it); else this build's.
+    let source = std::env::var("CONTAINER_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ducklake-backend").to_string());
+    println!("binary under test: {source}");
+    std::fs::copy(&source, &binary).unwrap();
     let extensions_from = std::env::var("DUCKDB_EXTENSION_DIRECTORY").map_or_else(
         |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".duckdb/extensions"),
         PathBuf::from,
