@@ -469,3 +469,44 @@ async fn a_job_survives_a_restart_and_a_running_one_is_failed() {
     assert_eq!(job["status"], "failed", "{job}");
     assert_job_error(&job, "replica_lost", "restarted");
 }
+
+/// While a job scans the lake, its record shows DuckDB's own progress
+/// estimate, rising below 100; once it succeeds, 100.
+#[actix_web::test]
+async fn a_running_job_reports_duckdbs_progress() {
+    let (app, api, _dir) = start(|_| {}).await;
+    app.sql("CREATE TABLE big AS SELECT range AS a FROM range(2000000)")
+        .await;
+    for i in 1..10 {
+        app.sql(&format!(
+            "INSERT INTO big SELECT range AS a FROM range({i} * 2000000, ({i} + 1) * 2000000)"
+        ))
+        .await;
+    }
+    let id = api
+        .submit(json!({"sql": "SELECT count(DISTINCT md5(a::VARCHAR) || md5((a + 1)::VARCHAR)) FROM big"}))
+        .await;
+    let mut seen = Vec::new();
+    let job = loop {
+        let (status, job) = api.job(&id).await;
+        assert_eq!(status, 200, "{job}");
+        if job["status"] != "running" && job["status"] != "queued" {
+            break job;
+        }
+        if let Some(p) = job["progress_percent"].as_f64() {
+            seen.push(p);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["progress_percent"], 100.0);
+    assert!(
+        seen.iter().any(|p| *p > 0.0 && *p < 100.0),
+        "a progress between 0 and 100 while running: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "never backwards: {seen:?}"
+    );
+    app.stop().await;
+}

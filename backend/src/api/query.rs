@@ -84,6 +84,7 @@ impl QueryBody {
             role: caller.role,
             pin,
             if_none_match,
+            progress: None,
         })
     }
 }

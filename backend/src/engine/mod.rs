@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod lake;
 pub mod maintenance;
 pub mod pool;
+pub mod progress;
 pub mod query;
 pub mod sandbox;
 pub mod stream;
@@ -104,6 +105,8 @@ pub struct QueryRequest {
     /// The client's `If-None-Match`: a matching, still valid ETag answers
     /// "not modified" instead of the result.
     pub if_none_match: Option<String>,
+    /// Set to read DuckDB's progress estimate while the request runs.
+    pub progress: Option<progress::ProgressProbe>,
 }
 
 impl Engine {
@@ -211,6 +214,12 @@ impl Engine {
             .map(|_| {
                 let conn = root.try_clone()?;
                 conn.execute_batch(&use_lake)?;
+                // DuckDB's progress estimate (async jobs read it), computed
+                // after half a second of a query's run and never printed.
+                conn.execute_batch(
+                    "SET enable_progress_bar = true; SET enable_progress_bar_print = false; \
+                     SET progress_bar_time = 500",
+                )?;
                 Ok(conn)
             })
             .collect::<duckdb::Result<Vec<_>>>()

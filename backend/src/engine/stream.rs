@@ -161,6 +161,9 @@ impl Engine {
         let lake = self.lake.name.clone();
         let shutting_down = Arc::clone(&self.shutting_down);
         let volatile = Arc::clone(&self.volatile_functions);
+        if let Some(probe) = &request.progress {
+            probe.attach(conn.interrupt_handle());
+        }
         tokio::task::spawn_blocking(move || {
             let mut producer = Producer {
                 shutting_down,
@@ -180,6 +183,9 @@ impl Engine {
             let outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             if let Err(err) = outcome {
                 producer.fail(err);
+            }
+            if let Some(probe) = &request.progress {
+                probe.detach();
             }
             drop(conn);
         });

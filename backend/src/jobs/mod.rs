@@ -36,7 +36,7 @@ use uuid::Uuid;
 use crate::{
     auth::Caller,
     config::JobsConfig,
-    engine::{Engine, Params, Role},
+    engine::{progress::ProgressProbe, Engine, Params, Role},
     error::ApiError,
     format::encode::Format,
     storage::SideStore,
@@ -62,6 +62,8 @@ pub struct Submission {
 /// A job this replica runs or will run.
 struct LocalJob {
     cancel: watch::Sender<bool>,
+    /// DuckDB's progress estimate of the job's query while it runs.
+    probe: ProgressProbe,
     rows: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     running: Arc<AtomicBool>,
@@ -151,11 +153,13 @@ impl Jobs {
         let (cancel, cancelled) = watch::channel(false);
         let local = LocalJob {
             cancel,
+            probe: ProgressProbe::default(),
             rows: Arc::default(),
             bytes: Arc::default(),
             running: Arc::default(),
         };
         let progress = run::Progress {
+            probe: local.probe.clone(),
             rows: Arc::clone(&local.rows),
             bytes: Arc::clone(&local.bytes),
             running: Arc::clone(&local.running),
@@ -298,7 +302,8 @@ impl Inner {
     /// Records this replica's jobs as alive with their progress, and stops
     /// those whose cancellation another replica recorded.
     async fn heartbeat(&self) {
-        let (ids, progress): (Vec<Uuid>, Vec<(Uuid, i64, i64)>) = {
+        type Beat = (Uuid, i64, i64, Option<i64>);
+        let (ids, progress): (Vec<Uuid>, Vec<Beat>) = {
             let local = self.local.lock();
             let ids = local.keys().copied().collect();
             let progress = local
@@ -306,7 +311,13 @@ impl Inner {
                 .filter(|(_, j)| j.running.load(Ordering::Relaxed))
                 .map(|(id, j)| {
                     let rows = j.rows.load(Ordering::Relaxed) as i64;
-                    (*id, rows, j.bytes.load(Ordering::Relaxed) as i64)
+                    let basis_points = j.probe.percent().map(|p| (p * 100.0).round() as i64);
+                    (
+                        *id,
+                        rows,
+                        j.bytes.load(Ordering::Relaxed) as i64,
+                        basis_points,
+                    )
                 })
                 .collect();
             (ids, progress)

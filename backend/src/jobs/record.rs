@@ -30,6 +30,11 @@ pub struct Job {
     pub row_count: Option<i64>,
     /// Bytes spooled so far while running; the spooled result's size once succeeded.
     pub result_bytes: Option<i64>,
+    /// DuckDB's own estimate (0–100) of how far the running query is, from
+    /// the last heartbeat; absent before DuckDB has one (it starts after
+    /// about half a second, and not every operator reports it); 100 once
+    /// succeeded.
+    pub progress_percent: Option<f64>,
     pub error: Option<JobError>,
     pub cancel_requested: bool,
     /// The replica that runs or ran it.
@@ -54,6 +59,11 @@ impl From<JobRow> for Job {
         });
         let result_url =
             (row.status == "succeeded").then(|| format!("/api/v1/jobs/{}/result", row.id));
+        let progress_percent = if row.status == "succeeded" {
+            Some(100.0)
+        } else {
+            row.progress_basis_points.map(|bp| bp as f64 / 100.0)
+        };
         Self {
             id: row.id,
             params: row.params.and_then(|p| serde_json::from_str(&p).ok()),
@@ -72,6 +82,7 @@ impl From<JobRow> for Job {
             elapsed_ms,
             row_count: row.rows_produced,
             result_bytes: row.result_bytes,
+            progress_percent,
             cancel_requested: row.cancel_requested,
             replica: row.instance,
             result_url,

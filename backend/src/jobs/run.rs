@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::{spool, Inner};
 use crate::{
     engine::{
+        progress::ProgressProbe,
         stream::{Limits, QueryStream, TransactionMode},
         Params, QueryRequest, Role,
     },
@@ -37,6 +38,7 @@ pub(super) struct Queued {
 
 /// Shared with the heartbeat: what the job has produced, and whether to stop.
 pub(super) struct Progress {
+    pub probe: ProgressProbe,
     pub rows: Arc<AtomicU64>,
     pub bytes: Arc<AtomicU64>,
     pub running: Arc<AtomicBool>,
@@ -111,7 +113,7 @@ impl Inner {
 
     async fn execute(&self, job: &Queued, progress: &mut Progress) -> Outcome {
         let started = tokio::select! {
-            started = self.start_query(job) => started,
+            started = self.start_query(job, &progress.probe) => started,
             _ = cancel_requested(&mut progress.cancelled) => return Outcome::Cancelled,
         };
         let stream = match started {
@@ -176,7 +178,11 @@ impl Inner {
 
     /// Starts the query, waiting while every connection of the pool is busy
     /// (a job waits its turn rather than failing with 429).
-    async fn start_query(&self, job: &Queued) -> Result<QueryStream, ApiError> {
+    async fn start_query(
+        &self,
+        job: &Queued,
+        probe: &ProgressProbe,
+    ) -> Result<QueryStream, ApiError> {
         let timeout_ms = job
             .timeout_ms
             .unwrap_or(self.config.timeout_ms)
@@ -188,6 +194,7 @@ impl Inner {
             max_rows: None,
             role: job.role,
             pin: None,
+            progress: Some(probe.clone()),
             if_none_match: None,
         };
         let limits = Limits {

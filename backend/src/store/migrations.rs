@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "query_jobs", "0002_query_jobs.sql"),
     migration!(3, "audit_log", "0003_audit_log.sql"),
     migration!(4, "query_jobs_runner", "0004_query_jobs_runner.sql"),
+    migration!(5, "query_jobs_progress", "0005_query_jobs_progress.sql"),
 ];
 
 /// One row of `schema_migrations`.

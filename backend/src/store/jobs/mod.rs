@@ -38,6 +38,8 @@ pub struct JobRow {
     /// The replica that runs (or ran) the job.
     pub instance: Option<String>,
     pub cancel_requested: bool,
+    /// DuckDB's estimate while running, 0–10000.
+    pub progress_basis_points: Option<i64>,
 }
 
 /// A new job, as submitted.
@@ -229,17 +231,18 @@ impl Store {
     pub async fn heartbeat_jobs(
         &self,
         ids: &[Uuid],
-        progress: &[(Uuid, i64, i64)],
+        progress: &[(Uuid, i64, i64, Option<i64>)],
     ) -> Result<Vec<Uuid>, StoreError> {
-        for (id, rows, bytes) in progress {
+        for (id, rows, bytes, basis_points) in progress {
             let sql = format!(
-                "UPDATE {TABLE} SET rows_produced = $2, result_bytes = $3 \
-                 WHERE {BY_ID} AND status = 'running'"
+                "UPDATE {TABLE} SET rows_produced = $2, result_bytes = $3, \
+                 progress_basis_points = $4 WHERE {BY_ID} AND status = 'running'"
             );
             let args = vec![
                 text(id.to_string()),
                 Arg::Int(Some(*rows)),
                 Arg::Int(Some(*bytes)),
+                Arg::Int(*basis_points),
             ];
             self.jobs_execute(sql, args).await?;
         }

@@ -46,7 +46,8 @@ impl Store {
         format!(
             "CAST(id AS VARCHAR), owner, key_prefix, sql_text, params, format, status, {}, {}, \
              {}, {}, {}, rows_produced, result_bytes, result_location, result_columns, \
-             error_code, error_message, instance, coalesce(cancel_requested, false)",
+             error_code, error_message, instance, coalesce(cancel_requested, false), \
+             progress_basis_points",
             t("submitted_at"),
             t("started_at"),
             t("finished_at"),
@@ -158,6 +159,7 @@ fn job_row(cell: impl Fn(usize) -> Cell) -> Result<JobRow, StoreError> {
         error_message: text(17),
         instance: text(18),
         cancel_requested: cell(19).flag.unwrap_or(false),
+        progress_basis_points: cell(20).int,
     })
 }
 
