@@ -166,7 +166,7 @@ mod tests {
                 &fresh,
                 SchemaMismatch::Pending {
                     current: 0,
-                    needed: 4,
+                    needed: 5,
                     ..
                 }
             ),
@@ -174,9 +174,9 @@ mod tests {
         );
         assert!(fresh.to_string().contains("0001_api_keys, 0002_query_jobs"));
         let partial = [applied(&MIGRATIONS[0])];
-        assert_eq!(pending(&partial, MIGRATIONS).unwrap().len(), 3);
+        assert_eq!(pending(&partial, MIGRATIONS).unwrap().len(), 4);
         let all: Vec<Applied> = MIGRATIONS.iter().map(applied).collect();
-        assert_eq!(verify(&all, MIGRATIONS), Ok(4));
+        assert_eq!(verify(&all, MIGRATIONS), Ok(5));
     }
 
     #[test]
