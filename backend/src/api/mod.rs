@@ -12,6 +12,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod query;
 pub mod storage;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -86,6 +87,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .service(docs::docs_page)
     .service(docs::docs_js)
     .service(docs::docs_css)
+    .service(ui::console_page)
+    .service(ui::console_index)
+    .service(ui::console_asset)
     .default_service(web::to(route_not_found));
 }
 
@@ -112,7 +116,7 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
 /// 405 for a known path with another method, else 404.
 async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let message = format!("no route for {} {}", req.method(), req.path());
-    if docs::documented_path(req.path()) {
+    if docs::documented_path(req.path()) || ui::is_console_path(req.path()) {
         return Err(ApiError::MethodNotAllowed(message));
     }
     Err(ApiError::RouteNotFound(message))
