@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests run for real, when it is missing:
-# PostgreSQL (DuckLake catalog) and promtool (metrics checks) from Debian,
+# PostgreSQL (DuckLake catalog), promtool (metrics checks) and Chromium with
+# chromedriver (browser tests of the web console) from Debian,
 # moto's S3 server (data path), stock DuckDB 1.5.5 (reads the lake from
 # outside), openapi-spec-validator, Schemathesis and the deployment linters
 # (hadolint, yamllint, kubernetes-validate, check-jsonschema, checkov) from
@@ -16,6 +17,9 @@ fi
 command -v promtool >/dev/null || missing+=(prometheus)
 # kubectl renders the kustomization for validation (scripts/lint-deploy.sh).
 command -v kubectl >/dev/null || missing+=(kubectl)
+# Headless Chromium and its WebDriver run the web console's browser tests.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_if apt-get update -qq
   sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
