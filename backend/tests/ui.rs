@@ -550,6 +550,24 @@ async fn side_panels_show_jobs_snapshots_and_metrics_in_both_themes() {
         .await;
     let job = browser.text("#jobs li[data-status=succeeded] .meta").await;
     assert!(job.starts_with("5,000 rows"), "{job}");
+    // A slow one shows as running with a progress bar, and can be cancelled.
+    browser
+        .js("document.getElementById('sql').value = 'SELECT count(*) FROM range(10000000000) j'; return true")
+        .await;
+    browser.click("#submit-job").await;
+    browser
+        .until(
+            "the job to run",
+            "return document.querySelector('#jobs li[data-status=running] progress')",
+        )
+        .await;
+    browser.click("#jobs li[data-status=running] button").await;
+    browser
+        .until(
+            "the job to be cancelled",
+            "return document.querySelector('#jobs li[data-status=cancelled]')",
+        )
+        .await;
 
     // Memory and latency samples arrive from the metrics endpoints.
     browser

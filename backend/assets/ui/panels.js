@@ -153,6 +153,7 @@ export class JobsPanel {
       { class: "job", "data-job": job.id, "data-status": job.status },
       el("div", { class: "job-head" }, el("span", { class: `badge ${job.status}`, text: job.status }), el("span", { class: "meta", text: progress })),
       el("code", { class: "sql", title: job.sql, text: job.sql }),
+      job.status === "running" ? progressBar(job) : null,
       job.error ? el("p", { class: "error-line" }, el("code", { text: job.error.code }), " ", job.error.message) : null,
       el("div", { class: "actions" }, actions),
     );
@@ -176,6 +177,17 @@ export class JobsPanel {
     }
     await this.load();
   }
+}
+
+/** DuckDB's own estimate while a job runs (absent until it has one). */
+function progressBar(job) {
+  const percent = job.progress_percent;
+  const bar = el("progress", { max: "100", "aria-label": `job progress${percent == null ? ", not estimated yet" : ""}` });
+  if (percent !== null && percent !== undefined) {
+    bar.value = percent;
+    bar.title = `${percent.toFixed(0)} %`;
+  }
+  return bar;
 }
 
 export class SnapshotTimeline {
