@@ -294,6 +294,19 @@ async fn console_runs_a_query_with_ctrl_enter_and_streams_its_rows() {
     assert_eq!(headers, json!(["id", "city", "amount", "placed"]));
     browser.screenshot("console.png").await;
 
+    // Integers past 2^53 keep every digit, in a cell and inside a list.
+    browser
+        .run_sql("SELECT 9007199254740993::BIGINT AS big, [170141183460469231731687303715884105727::HUGEINT] AS l")
+        .await;
+    browser.finished_status().await;
+    assert_eq!(
+        browser.grid_rows().await,
+        vec![vec![
+            "9007199254740993",
+            "[170141183460469231731687303715884105727]"
+        ]]
+    );
+
     // 100,000 rows stream in and stay scrollable: only the rows in view are
     // in the DOM.
     browser

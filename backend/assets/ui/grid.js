@@ -103,9 +103,15 @@ export class ResultGrid {
 
 function cell(value) {
   if (value === null) return el("td", { class: "null", text: "NULL" });
-  const text = typeof value === "object" ? JSON.stringify(value) : String(value);
+  const text = typeof value === "object" ? JSON.stringify(value, exactBigInts) : String(value);
   const td = el("td", { text });
-  if (typeof value === "number") td.className = "num";
+  if (typeof value === "number" || typeof value === "bigint") td.className = "num";
   if (text.length > 40) td.title = text;
   return td;
+}
+
+/** Nested BigInts as their digits (JSON.rawJSON where the browser has it). */
+function exactBigInts(_key, value) {
+  if (typeof value !== "bigint") return value;
+  return JSON.rawJSON ? JSON.rawJSON(value.toString()) : value.toString();
 }

@@ -73,7 +73,7 @@ export class ResultScanner {
     if (lastEnd > 0) {
       let slice = buf.slice(0, lastEnd);
       if (slice.charCodeAt(0) === 44) slice = slice.slice(1); // leading comma
-      for (const row of JSON.parse(`[${slice}]`)) rows.push(row);
+      for (const row of JSON.parse(`[${slice}]`, exactIntegers)) rows.push(row);
     }
     if (this.phase === "tail") {
       this.tailText = buf.slice(pos + 1);
@@ -93,6 +93,18 @@ export class ResultScanner {
     if (this.phase !== "tail") throw new Error("the result ended early (the connection closed mid-result)");
     return JSON.parse(`{${tail.replace(/^,/, "")}`);
   }
+}
+
+/**
+ * The service writes BIGINT/HUGEINT with every digit; integers past 2^53
+ * become BigInts (from the source text, where the browser gives it) instead
+ * of rounded doubles.
+ */
+function exactIntegers(_key, value, context) {
+  if (typeof value === "number" && !Number.isSafeInteger(value) && context && /^-?\d+$/.test(context.source)) {
+    return BigInt(context.source);
+  }
+  return value;
 }
 
 /**
