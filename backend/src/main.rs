@@ -9,6 +9,7 @@ use ducklake_backend::{config::Config, telemetry, Application};
 #[command(name = "ducklake-backend", version = VERSION, about = "SQL over HTTP on a DuckLake lakehouse")]
 struct Cli {
     /// TOML configuration file (also: DUCKLAKE_CONFIG). Environment variables override it.
+    /// For `client`: the client's file (url, key), see `client --help`.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -43,6 +44,12 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Talk to a running service over its HTTP API: query, ingest, tables,
+    /// snapshots, jobs, health. Exit codes: 0 ok, 1 API error, 2 usage,
+    /// 3 unreachable or server error, 4 job failed or cancelled. URL and key:
+    /// flags, else DUCKLAKE_URL/DUCKLAKE_KEY, else the TOML file (`url`, `key`)
+    /// of --config, DUCKLAKE_CLIENT_CONFIG or ~/.config/ducklake/client.toml.
+    Client(ducklake_backend::client::ClientArgs),
 }
 
 #[derive(Subcommand)]
@@ -76,6 +83,13 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (DuckDB v1.5.5)");
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The client needs no server configuration: it only talks HTTP.
+    let command = match cli.command {
+        Some(Command::Client(args)) => {
+            return ducklake_backend::client::run(args, cli.config.as_deref())
+        }
+        command => command.unwrap_or(Command::Serve),
+    };
     let loaded = match Config::load(cli.config) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -83,7 +97,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
+        Command::Client(_) => unreachable!("the client was dispatched above"),
         Command::CheckConfig => {
             println!("{}", check_config_report(&loaded));
             ExitCode::SUCCESS
