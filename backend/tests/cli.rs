@@ -450,6 +450,7 @@ async fn on_a_terminal_ingest_draws_a_bar_unless_no_progress() {
         run_on_terminal(&ctx, &["ingest", &file, "-t", "big", "--mode", "create"]).await;
     assert_eq!(code, Some(0), "{screen}");
     assert!(screen.contains('\x1b'), "a bar was drawn: {screen:?}");
+    assert!(screen.contains("B/s"), "the bar shows the rate: {screen:?}");
     assert!(
         screen.contains("loaded 200000 rows into main.big"),
         "{screen}"
