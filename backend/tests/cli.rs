@@ -226,6 +226,49 @@ async fn query_writes_arrow_and_parquet_to_stdout_or_files_by_extension() {
     assert!(text.starts_with("i,s\n0,0\n"));
 }
 
+/// `client ... | head -c 0`: the reader is gone before the output is written.
+async fn run_with_closed_stdout(ctx: &Ctx, args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("client")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", ctx.home.path())
+        .env("DUCKLAKE_URL", &ctx.app.base)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn a_reader_that_goes_away_is_not_an_error() {
+    let ctx = Ctx::new().await;
+    ctx.app
+        .sql("CREATE TABLE wide AS SELECT range AS id FROM range(10)")
+        .await;
+    for args in [
+        &["query", "SELECT range, repeat('x', 100) FROM range(200000)"][..],
+        &["query", "SELECT * FROM wide", "--format", "table"],
+        &["tables"],
+        &["health"],
+    ] {
+        let (code, stderr) = run_with_closed_stdout(&ctx, args).await;
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[actix_web::test]
 async fn an_api_error_exits_1_worded_as_the_api_words_it() {
     let ctx = Ctx::new().await;

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{
     connection::read_json,
-    output::{print_json, show_waiting, Progress},
+    output::{print_json, print_text, show_waiting, Progress},
     Api, Failure,
 };
 use crate::{engine::ingest::FileFormat, format::encode::Format};
@@ -113,9 +113,8 @@ pub fn run(api: &Api, args: IngestArgs, progress: &Progress) -> Result<(), Failu
     if args.json {
         return print_json(&result);
     }
-    println!(
-        "loaded {} rows into {schema}.{table} ({mode}, {} bytes, snapshot {}, {} ms)",
+    print_text(&format!(
+        "loaded {} rows into {schema}.{table} ({mode}, {} bytes, snapshot {}, {} ms)\n",
         result["rows_loaded"], result["bytes"], result["snapshot"], result["elapsed_ms"]
-    );
-    Ok(())
+    ))
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{
     lake::{collect_pages, print_list, ListArgs},
-    output::{cell, print_json, OutputArgs, Progress},
+    output::{cell, print_json, print_text, OutputArgs, Progress},
     query::SqlSource,
     Api, Failure,
 };
@@ -86,24 +86,21 @@ pub fn run(api: &Api, command: JobsCommand, progress: &Progress) -> Result<(), F
             if json {
                 print_json(&job)
             } else {
-                print_status(&job);
-                Ok(())
+                print_status(&job)
             }
         }
         JobsCommand::Wait { id, poll } => {
             let job = watch(api, &id, progress, &poll)?;
-            print_status(&job);
-            Ok(())
+            print_status(&job)
         }
         JobsCommand::Result { id, output } => result(api, &id, &output),
         JobsCommand::Cancel { id } => {
             let response = api.send(api.request(Method::DELETE, &["api", "v1", "jobs", &id]))?;
-            match response.status() {
-                StatusCode::NO_CONTENT => println!("deleted job {id} and its result"),
-                StatusCode::ACCEPTED => println!("cancel requested for job {id}"),
-                _ => println!("cancelled job {id}"),
-            }
-            Ok(())
+            print_text(&match response.status() {
+                StatusCode::NO_CONTENT => format!("deleted job {id} and its result\n"),
+                StatusCode::ACCEPTED => format!("cancel requested for job {id}\n"),
+                _ => format!("cancelled job {id}\n"),
+            })
         }
     }
 }
@@ -133,8 +130,7 @@ fn submit(api: &Api, args: SubmitArgs, progress: &Progress) -> Result<(), Failur
     let job: Value = super::connection::read_json(response)?;
     let id = cell(&job["id"]);
     if !args.wait {
-        println!("{id}");
-        return Ok(());
+        return print_text(&format!("{id}\n"));
     }
     eprintln!("submitted job {id}");
     watch(api, &id, progress, &args.poll)?;
@@ -210,8 +206,8 @@ fn list(api: &Api, args: JobListArgs) -> Result<(), Failure> {
     )
 }
 
-fn print_status(job: &Value) {
-    println!("job {}: {}", cell(&job["id"]), cell(&job["status"]));
+fn print_status(job: &Value) -> Result<(), Failure> {
+    let mut text = format!("job {}: {}\n", cell(&job["id"]), cell(&job["status"]));
     for (label, name) in [
         ("submitted", "submitted_at"),
         ("started", "started_at"),
@@ -223,14 +219,15 @@ fn print_status(job: &Value) {
         ("expires", "expires_at"),
     ] {
         if !job[name].is_null() {
-            println!("  {label}: {}", cell(&job[name]));
+            text.push_str(&format!("  {label}: {}\n", cell(&job[name])));
         }
     }
     if let Some(error) = job["error"].as_object() {
-        println!(
-            "  error: {}: {}",
+        text.push_str(&format!(
+            "  error: {}: {}\n",
             cell(&error["code"]),
             cell(&error["message"])
-        );
+        ));
     }
+    print_text(&text)
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{
     connection::{check, read_json},
     ingest::split_table,
-    output::{cell, print_json, table},
+    output::{cell, print_json, print_text, table},
     Api, Failure,
 };
 
@@ -80,11 +80,7 @@ pub fn print_list(items: &[Value], json: bool, columns: &[Column]) -> Result<(),
         .iter()
         .map(|item| columns.iter().map(|(_, field, _)| field(item)).collect())
         .collect();
-    print!(
-        "{}",
-        table(&header, rows, &right, io::stdout().is_terminal())
-    );
-    Ok(())
+    print_text(&table(&header, rows, &right, io::stdout().is_terminal()))
 }
 
 fn field(name: &'static str) -> impl Fn(&Value) -> String {
@@ -142,13 +138,13 @@ pub fn describe(api: &Api, args: DescribeArgs) -> Result<(), Failure> {
     if args.json {
         return print_json(&detail);
     }
-    println!(
-        "{schema}.{name}: {} rows in {} files ({} bytes), last changed in snapshot {}",
+    print_text(&format!(
+        "{schema}.{name}: {} rows in {} files ({} bytes), last changed in snapshot {}\n",
         detail["row_count"],
         detail["data_file_count"],
         detail["size_bytes"],
         detail["last_change_snapshot"]
-    );
+    ))?;
     let columns = detail["columns"].as_array().cloned().unwrap_or_default();
     let stat = |name: &'static str| move |c: &Value| cell(&c["stats"][name]);
     print_list(
@@ -240,13 +236,13 @@ pub fn health(api: &Api, args: HealthArgs) -> Result<(), Failure> {
     if args.json {
         print_json(&serde_json::json!({ "health": health, "ready": ready }))?;
     } else {
-        println!(
-            "{} {} at {}: {}",
+        print_text(&format!(
+            "{} {} at {}: {}\n",
             cell(&health["service"]),
             cell(&health["version"]),
             api.url(&[]).as_str().trim_end_matches('/'),
             cell(&ready["status"])
-        );
+        ))?;
         let components: Vec<Value> = ready["components"]
             .as_object()
             .map(|c| {

@@ -308,6 +308,13 @@ pub fn show_waiting(bar: &ProgressBar, message: String) {
     bar.enable_steady_tick(Duration::from_millis(120));
 }
 
+/// Text on stdout; a reader that went away (`| head`) is not an error.
+pub fn print_text(text: &str) -> Result<(), Failure> {
+    let mut sink = Sink::open(None)?;
+    sink.write(text.as_bytes())?;
+    sink.finish()
+}
+
 /// Pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value)
