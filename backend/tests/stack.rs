@@ -1067,6 +1067,15 @@ async fn periodic_maintenance_waits_for_the_lock() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(files, 1, "a round ran once the lock was free");
-    assert!(rounds("ok").await >= 1.0);
+    // The round counts itself once it is over (cleanup comes after the merge).
+    let mut ok = 0.0;
+    for _ in 0..50 {
+        ok = rounds("ok").await;
+        if ok >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(ok >= 1.0);
     app.stop().await;
 }
