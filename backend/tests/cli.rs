@@ -508,6 +508,23 @@ async fn on_a_terminal_ingest_draws_a_bar_unless_no_progress() {
     );
     assert!(screen.contains("loaded 200000 rows"), "{screen}");
 
+    // Watching a job draws a bar of its progress.
+    let (code, screen) = run_on_terminal(
+        &ctx,
+        &[
+            "jobs",
+            "submit",
+            "--wait",
+            "SELECT sum(hash(i)) AS s FROM range(200000000) t(i)",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains('\x1b') && screen.contains("%") && screen.contains('['),
+        "a percent bar was drawn: {screen:?}"
+    );
+
     // Binary results are not written to a terminal.
     let (code, screen) = run_on_terminal(&ctx, &["query", "SELECT 1", "--format", "parquet"]).await;
     assert_eq!(code, Some(2), "{screen}");

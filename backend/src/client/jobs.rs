@@ -1,6 +1,7 @@
 //! `client jobs ...`: async query jobs through `/api/v1/jobs`. `submit
-//! --wait` and `wait` poll the job with a spinner of the rows produced so
-//! far; a job that ends failed or cancelled exits 4 with its error.
+//! --wait` and `wait` poll the job with a bar of DuckDB's progress estimate
+//! and the rows produced so far; a job that ends failed or cancelled exits 4
+//! with its error.
 
 use std::time::Duration;
 
@@ -139,13 +140,16 @@ fn submit(api: &Api, args: SubmitArgs, progress: &Progress) -> Result<(), Failur
 
 /// Polls a job until it ends; its error when it did not succeed.
 fn watch(api: &Api, id: &str, progress: &Progress, poll: &PollArgs) -> Result<Value, Failure> {
-    let bar = progress.spinner(format!("job {id}"));
+    let bar = progress.percent(format!("job {id}"));
     let outcome = loop {
         let job: Value = match api.get_json(&["api", "v1", "jobs", id], &[]) {
             Ok(job) => job,
             Err(failure) => break Err(failure),
         };
         let status = job["status"].as_str().unwrap_or("").to_string();
+        if let Some(percent) = job["progress_percent"].as_f64() {
+            bar.set_position(percent.round() as u64);
+        }
         bar.set_message(format!(
             "job {id} {status}: {} rows, {}",
             job["row_count"].as_i64().unwrap_or(0),

@@ -287,6 +287,22 @@ impl Progress {
         ProgressBar::new(total).with_style(style)
     }
 
+    /// A bar of percent done (DuckDB's estimate), with a message, ticking
+    /// by itself while there is no estimate yet.
+    pub fn percent(&self, message: String) -> ProgressBar {
+        if !self.enabled {
+            return ProgressBar::hidden();
+        }
+        let style = ProgressStyle::with_template("{spinner} [{bar:30}] {pos:>3}% {msg}")
+            .expect("a valid template")
+            .progress_chars("=> ");
+        let bar = ProgressBar::new(100)
+            .with_style(style)
+            .with_message(message);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+
     /// A spinner with a message, ticking by itself.
     pub fn spinner(&self, message: String) -> ProgressBar {
         if !self.enabled {
