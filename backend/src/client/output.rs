@@ -302,16 +302,6 @@ impl Progress {
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
     }
-
-    /// A spinner with a message, ticking by itself.
-    pub fn spinner(&self, message: String) -> ProgressBar {
-        if !self.enabled {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::new_spinner().with_message(message);
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    }
 }
 
 /// Switches a bytes bar to a spinner once the upload is done and the
