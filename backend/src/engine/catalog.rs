@@ -178,6 +178,14 @@ impl Names {
     /// snapshot that touched each table. Change sets name tables by id,
     /// except `*_created` which use names (the table's own begin snapshot
     /// covers those).
+    /// [`Self::tables_sql`] for one (schema, table), bound as parameters.
+    fn table_sql(&self) -> String {
+        format!(
+            "SELECT * FROM ({}) WHERE schema_name = ? AND table_name = ?",
+            self.tables_sql()
+        )
+    }
+
     fn tables_sql(&self) -> String {
         let Self {
             lake_literal, meta, ..
@@ -309,13 +317,9 @@ impl Engine {
     ) -> Result<TableDetail, ApiError> {
         let lake = self.lake.name.clone();
         self.read_catalog(move |conn, names| {
-            let sql = format!(
-                "SELECT * FROM ({}) WHERE schema_name = ? AND table_name = ?",
-                names.tables_sql()
-            );
             let found = query_tables(
                 conn,
-                &sql,
+                &names.table_sql(),
                 &[Value::Text(schema.clone()), Value::Text(table.clone())],
             )?;
             let Some(mut entry) = found.into_iter().next() else {
@@ -575,6 +579,25 @@ fn table_id(conn: &Connection, names: &Names, schema: &str, table: &str) -> Resu
             quote_identifier(table)
         ))
     })
+}
+
+/// The last snapshot that changed any of `tables` (schema, table): the
+/// tables' `last_change_snapshot` as the table list reads it; 0 for none.
+pub(crate) fn last_change(
+    conn: &Connection,
+    lake: &str,
+    tables: &[(String, String)],
+) -> Result<i64, ApiError> {
+    let names = Names::new(lake);
+    let sql = names.table_sql();
+    let mut last = 0;
+    for (schema, table) in tables {
+        let key = [Value::Text(schema.clone()), Value::Text(table.clone())];
+        for entry in query_tables(conn, &sql, &key)? {
+            last = last.max(entry.last_change_snapshot);
+        }
+    }
+    Ok(last)
 }
 
 /// The snapshot the connection's transaction reads. Fully qualified

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     engine::{
-        catalog::{current_snapshot, last_committed},
+        catalog::{current_snapshot, last_change, last_committed},
         query::{bind_values, Params},
         sandbox::{self, Role, Verdict},
         timetravel,
@@ -330,12 +330,7 @@ impl Producer {
                     let still = old == read
                         || (request.pin.is_none()
                             && old < read
-                            && !timetravel::changed_since(
-                                conn,
-                                &self.lake,
-                                &self.reads.tables,
-                                old,
-                            )?);
+                            && last_change(conn, &self.lake, &self.reads.tables)? <= old);
                     if still {
                         self.versions.etag = Some(timetravel::etag(old, &hash));
                         self.versions.not_modified = true;

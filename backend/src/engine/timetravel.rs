@@ -14,13 +14,14 @@
 //! and a hash of what was asked (SQL, parameters, format, row limit, pin).
 //! It is weak because JSON bodies carry their elapsed time. `If-None-Match`
 //! answers 304 when the hash matches and none of the tables the query scans
-//! changed after that snapshot (and the query calls no volatile function
-//! such as `random()` or `now()`).
+//! changed after that snapshot (their last change as the table list reads
+//! it), and the query calls no volatile function such as `random()` or
+//! `now()`.
 
 use duckdb::Connection;
 use serde_json::Value;
 
-use super::lake::{quote_identifier, quote_literal};
+use super::lake::quote_literal;
 use crate::error::ApiError;
 
 /// A request's snapshot pin.
@@ -198,44 +199,6 @@ pub fn matching_snapshots(if_none_match: &str, request_hash: &str) -> Vec<i64> {
             (hash == request_hash).then(|| snapshot.parse().ok())?
         })
         .collect()
-}
-
-/// Whether any of `tables` changed after snapshot `since` (up to the
-/// transaction's snapshot), by DuckLake's change sets: a table changed when
-/// a later snapshot names its id, or when it was (re)created later.
-pub fn changed_since(
-    conn: &Connection,
-    lake: &str,
-    tables: &[(String, String)],
-    since: i64,
-) -> Result<bool, ApiError> {
-    if tables.is_empty() {
-        return Ok(false);
-    }
-    let meta = quote_identifier(&format!("__ducklake_metadata_{lake}"));
-    let lake_literal = quote_literal(lake);
-    let mut later = 0i64;
-    for (schema, table) in tables {
-        let changed: i64 = conn
-            .query_row(
-                &format!(
-                    "WITH t AS (SELECT t.table_id, t.begin_snapshot FROM {meta}.ducklake_table t \
-                       JOIN {meta}.ducklake_schema s USING (schema_id) \
-                       WHERE s.schema_name = ? AND t.table_name = ? \
-                         AND s.end_snapshot IS NULL AND t.end_snapshot IS NULL) \
-                     SELECT (SELECT count(*) FROM t WHERE begin_snapshot > ?) + \
-                       (SELECT count(*) FROM (SELECT unnest(map_entries(changes)) AS e \
-                          FROM ducklake_snapshots({lake_literal}) WHERE snapshot_id > ?) \
-                        WHERE NOT suffix(e.key, '_created') \
-                          AND list_contains(e.value, (SELECT max(table_id) FROM t)::VARCHAR))"
-                ),
-                duckdb::params![schema, table, since, since],
-                |row| row.get(0),
-            )
-            .map_err(duck)?;
-        later += changed;
-    }
-    Ok(later > 0)
 }
 
 #[cfg(test)]
