@@ -180,7 +180,23 @@ impl Engine {
                 rows: rows_sent,
                 types: Vec::new(),
             };
-            let outcome = producer.run(&conn, &request, format, mode, max_rows, started);
+            let mut outcome = producer.run(&conn, &request, format, mode, max_rows, started);
+            // A single auto-commit statement that lost a commit race (after
+            // DuckLake's own retries) can safely run once more, as long as
+            // nothing of its answer has left yet.
+            if matches!(outcome, Err(ApiError::TransactionConflict(_)))
+                && mode == TransactionMode::AutoCommit
+                && producer.head_tx.is_some()
+                && sandbox::split_statements(&request.sql).len() == 1
+            {
+                tracing::info!(
+                    "write conflict on a single auto-commit statement: running it again"
+                );
+                let _ = conn.execute_batch("ROLLBACK");
+                producer.reads = Reads::default();
+                producer.versions = Versions::default();
+                outcome = producer.run(&conn, &request, format, mode, max_rows, started);
+            }
             if let Err(err) = outcome {
                 producer.fail(err);
             }
