@@ -8,7 +8,9 @@
 //! - the service's peak resident memory while it streams the 10M-row results,
 //!   against its resident memory when idle.
 //!
-//! Run: `./build.sh bench`.
+//! Run: `./build.sh bench`. To rerun a part: `BENCH_FORMATS=arrow,json`
+//! (large results in these formats only), `BENCH_ROWS=10000000` (these row
+//! counts only), `BENCH_LOOKUPS=0` (no point lookups).
 //! The service is the real binary, started as a child process on an embedded
 //! lake in a temporary directory.
 
@@ -163,20 +165,27 @@ fn main() {
     println!();
     println!("| rows | format | seconds | MB | MB/s | × floor |");
     println!("|---:|---|---:|---:|---:|---:|");
-    let formats = [
-        "arrow",
-        "parquet",
-        "csv",
-        "tsv",
-        "ndjson",
-        "json",
-        "json_objects",
-    ];
-    for rows in [1_000_000u64, 10_000_000] {
+    let formats: Vec<String> = chosen(
+        "BENCH_FORMATS",
+        &[
+            "arrow",
+            "parquet",
+            "csv",
+            "tsv",
+            "ndjson",
+            "json",
+            "json_objects",
+        ],
+    );
+    let row_counts: Vec<u64> = chosen("BENCH_ROWS", &["1000000", "10000000"])
+        .iter()
+        .map(|r| r.parse().expect("BENCH_ROWS holds row counts"))
+        .collect();
+    for rows in row_counts {
         let sql = large_sql(rows);
         let floor = floor_seconds(&sql);
         println!("| {rows} | floor (in process) | {floor:.3} | | | 1.00 |");
-        for format in formats {
+        for format in &formats {
             let (seconds, bytes) = http_seconds(&client, &service.base, &sql, format);
             let mb = bytes as f64 / 1e6;
             println!(
@@ -198,6 +207,9 @@ fn main() {
         peak_rss_kb.saturating_sub(idle_rss_kb) / 1024
     );
 
+    if std::env::var("BENCH_LOOKUPS").is_ok_and(|v| v == "0") {
+        return;
+    }
     // Point lookups.
     let setup = client
         .post(format!("{}/api/v1/query", service.base))
@@ -251,6 +263,16 @@ fn main() {
             "| {clients} | {rps:.0} | {:.2} | {p50:.2} | {p99:.2} |",
             rps / in_process_rps
         );
+    }
+}
+
+/// The comma-separated values of `var`, else `all`.
+fn chosen(var: &str, all: &[&str]) -> Vec<String> {
+    match std::env::var(var) {
+        Ok(list) if !list.trim().is_empty() => {
+            list.split(',').map(|v| v.trim().to_string()).collect()
+        }
+        _ => all.iter().map(|v| v.to_string()).collect(),
     }
 }
 

@@ -181,11 +181,7 @@ async fn large_results_stream_in_every_format() {
     let app = spawn_with(config, None).await;
     let sql = "SELECT range AS n, 'row-' || range AS label FROM range(300000)";
     for format in ["json", "ndjson", "csv", "arrow", "parquet"] {
-        let mut res = fetch(
-            &app,
-            json!({"sql": sql, "format": format, "max_rows": 1000000}),
-        )
-        .await;
+        let mut res = fetch(&app, json!({"sql": sql, "format": format})).await;
         assert_eq!(res.status(), 200, "{format}");
         assert_eq!(res.headers()["x-result-streamed"], "true", "{format}");
         assert!(res.headers().get("content-length").is_none(), "{format}");
@@ -193,37 +189,107 @@ async fn large_results_stream_in_every_format() {
         while let Some(chunk) = res.chunk().await.unwrap() {
             body.extend_from_slice(&chunk);
         }
-        let rows = match format {
-            "json" => {
-                let v: Value = serde_json::from_slice(&body).unwrap();
-                assert_eq!(v["row_count"], 300000);
-                v["rows"].as_array().unwrap().len()
-            }
-            "ndjson" => body
-                .split(|b| *b == b'\n')
+        if format == "json" {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["row_count"], 300000);
+        }
+        let rows = count_rows(format, body);
+        assert_eq!(rows, 300000, "{format}");
+    }
+    app.stop().await;
+}
+
+/// Rows of a body in `format`, read by that format's reader.
+fn count_rows(format: &str, body: Vec<u8>) -> usize {
+    match format {
+        "json" | "json_objects" => {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            v["rows"].as_array().unwrap().len()
+        }
+        "ndjson" => body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        "csv" | "tsv" => {
+            body.split(|b| *b == b'\n')
                 .filter(|l| !l.is_empty())
-                .count(),
-            "csv" => {
-                body.split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .count()
-                    - 1
-            }
-            "arrow" => arrow_ipc::reader::StreamReader::try_new(Cursor::new(body), None)
-                .unwrap()
-                .map(|b| b.unwrap().num_rows())
-                .sum(),
-            _ => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                actix_web::web::Bytes::from(body),
-            )
-            .unwrap()
-            .build()
+                .count()
+                - 1
+        }
+        "arrow" => arrow_ipc::reader::StreamReader::try_new(Cursor::new(body), None)
             .unwrap()
             .map(|b| b.unwrap().num_rows())
             .sum(),
-        };
-        assert_eq!(rows, 300000, "{format}");
+        _ => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            actix_web::web::Bytes::from(body),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum(),
     }
+}
+
+/// With `max_rows` from the client, a result far larger than the window
+/// still gets its row count and truncation as headers in every format (the
+/// response waits for the row limit or the end), with an exact length.
+#[actix_web::test]
+async fn client_row_limits_are_headers_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.query.max_rows = 1_000_000;
+    let app = spawn_with(config, None).await;
+    let sql = "SELECT range AS n, 'row-' || range AS label FROM range(300000)";
+    for format in [
+        "json",
+        "json_objects",
+        "ndjson",
+        "csv",
+        "tsv",
+        "arrow",
+        "parquet",
+    ] {
+        for (max_rows, rows, truncated) in [(200_000, 200_000, "true"), (300_000, 300_000, "false")]
+        {
+            let mut res = fetch(
+                &app,
+                json!({"sql": sql, "format": format, "max_rows": max_rows}),
+            )
+            .await;
+            assert_eq!(res.status(), 200, "{format}");
+            assert_eq!(
+                res.headers()["x-row-count"],
+                rows.to_string().as_str(),
+                "{format}"
+            );
+            assert_eq!(res.headers()["x-result-truncated"], truncated, "{format}");
+            assert!(res.headers().get("x-result-streamed").is_none(), "{format}");
+            let length: usize = res.headers()["content-length"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut body = Vec::new();
+            while let Some(chunk) = res.chunk().await.unwrap() {
+                body.extend_from_slice(&chunk);
+            }
+            assert!(
+                body.len() > 1024 * 1024,
+                "{format}: the body outgrew the window"
+            );
+            assert_eq!(body.len(), length, "{format}");
+            assert_eq!(count_rows(format, body), rows, "{format}");
+        }
+    }
+    // Nothing of the held results stays behind.
+    let tmp = dir.path().join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .collect();
+    assert!(left.is_empty(), "files left in {}: {left:?}", tmp.display());
     app.stop().await;
 }
 

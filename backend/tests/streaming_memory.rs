@@ -16,8 +16,9 @@ fn peak_rss_bytes() -> u64 {
     kb * 1024
 }
 
-/// 10 million rows stream as CSV and as Arrow while the process's peak
-/// memory grows by far less than the size of either body.
+/// 10 million rows stream as CSV and as Arrow, and as CSV held for its row
+/// limit, while the process's peak memory grows by far less than the size
+/// of any of the bodies.
 #[actix_web::test]
 async fn ten_million_rows_stream_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
@@ -28,17 +29,29 @@ async fn ten_million_rows_stream_in_bounded_memory() {
     let app = spawn_with(config, None).await;
     app.sql("SELECT 1").await;
     let sql = "SELECT range AS n, range * 3 AS m, 'label-' || range AS label FROM range(10000000)";
-    for format in ["csv", "arrow"] {
+    // The last case sets max_rows: the result waits for its end (on disk,
+    // not in memory) so that its row count and truncation are headers.
+    for (format, max_rows) in [("csv", None), ("arrow", None), ("csv", Some(9_999_999))] {
         let before = peak_rss_bytes();
+        let mut body = json!({"sql": sql, "format": format});
+        if let Some(max_rows) = max_rows {
+            body["max_rows"] = json!(max_rows);
+        }
         let mut res = app
             .client
             .post(app.url("/api/v1/query"))
-            .json(&json!({"sql": sql, "format": format}))
+            .json(&body)
             .send()
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["x-result-streamed"], "true");
+        match max_rows {
+            None => assert_eq!(res.headers()["x-result-streamed"], "true"),
+            Some(_) => {
+                assert_eq!(res.headers()["x-row-count"], "9999999");
+                assert_eq!(res.headers()["x-result-truncated"], "true");
+            }
+        }
         let mut bytes = 0u64;
         let mut newlines = 0u64;
         while let Some(chunk) = res.chunk().await.unwrap() {
@@ -48,7 +61,8 @@ async fn ten_million_rows_stream_in_bounded_memory() {
         let growth = peak_rss_bytes().saturating_sub(before);
         assert!(bytes > 200_000_000, "{format}: only {bytes} bytes");
         if format == "csv" {
-            assert_eq!(newlines, 10_000_001, "header + 10M rows");
+            let rows = max_rows.unwrap_or(10_000_000);
+            assert_eq!(newlines, rows + 1, "header + {rows} rows");
         }
         assert!(
             growth < 200 * 1024 * 1024,

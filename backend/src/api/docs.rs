@@ -51,8 +51,8 @@ pub struct ColumnDoc {
 pub enum QueryResponses {
     /// The result, in the negotiated format: JSON (this schema), JSON objects,
     /// NDJSON, CSV, TSV, Arrow IPC stream or Parquet. Headers: X-Row-Count and
-    /// X-Result-Truncated when the result fit in the first window,
-    /// X-Result-Streamed otherwise.
+    /// X-Result-Truncated when the result fit in the first window or the
+    /// request set max_rows, X-Result-Streamed otherwise.
     #[response(status = 200)]
     Ok(JsonResult),
     /// sql_error, invalid_request

@@ -226,6 +226,29 @@ pub(crate) async fn run(
         ));
     }
     match stream.complete {
+        Some(summary) if stream.held_length.is_some() => {
+            // Held until its end (max_rows from the client): exact headers,
+            // the body streaming from where it waited.
+            tracing::info!(
+                rows = summary.row_count,
+                truncated = summary.truncated,
+                elapsed_ms = summary.elapsed_ms,
+                "query finished; its result streams"
+            );
+            let length = stream.held_length.unwrap_or_default();
+            Ok(response
+                .insert_header((ROW_COUNT_HEADER, summary.row_count.to_string()))
+                .insert_header((TRUNCATED_HEADER, summary.truncated.to_string()))
+                .body(actix_web::body::SizedStream::new(
+                    length,
+                    Metered {
+                        body: stream.body,
+                        meter: Some(meter),
+                        bytes: 0,
+                        outcome: "client_disconnected",
+                    },
+                )))
+        }
         Some(summary) => {
             tracing::info!(
                 rows = summary.row_count,

@@ -69,6 +69,8 @@ pub struct Engine {
     max_timeout: Duration,
     max_rows: u64,
     pub(crate) max_result_bytes: u64,
+    /// `data_dir/tmp`: DuckDB's spill files, and held results.
+    pub(crate) tmp_dir: std::path::PathBuf,
     max_sql_bytes: usize,
     max_queued: usize,
     queue_timeout: Duration,
@@ -264,6 +266,7 @@ impl Engine {
             max_timeout: Duration::from_millis(config.query.max_timeout_ms),
             max_rows: config.query.max_rows,
             max_result_bytes: config.query.max_result_bytes,
+            tmp_dir,
             max_sql_bytes: config.query.max_sql_bytes,
             max_queued: config.query.max_queued,
             queue_timeout: Duration::from_millis(config.query.queue_timeout_ms),

@@ -4,12 +4,17 @@
 //! executes the request, reads DuckDB's streaming result one chunk at a time,
 //! encodes it in the requested format and sends the bytes through a bounded
 //! channel (at most [`CHANNEL_CHUNKS`] × [`CHUNK_BYTES`] wait there), so
-//! memory stays flat whatever the result size.
+//! memory stays flat whatever the result size. Once a result outgrows the
+//! first window, encoding moves to a thread of its own
+//! ([`Pipelined`](crate::format::encode::Pipelined)) and overlaps DuckDB.
 //!
 //! The first [`WINDOW_BYTES`] are held back: a result that ends within them is
 //! answered whole, with an exact `Content-Length`, row count and truncation
 //! flag in the headers, and an error is still a proper JSON error response.
-//! A longer result streams with chunked transfer encoding. An error after the
+//! A longer result streams with chunked transfer encoding, unless the client
+//! set `max_rows`: then the head waits for the row limit or the end (the
+//! bytes beyond the window wait in a temporary file), so the headers carry
+//! the row count and truncation in every format. An error after the
 //! first bytes left (a timeout, an outage) aborts the response without its
 //! terminating chunk, which every HTTP client reports as an incomplete body.
 //! A client that goes away drops the body: that interrupts DuckDB and the
@@ -40,7 +45,7 @@ use crate::{
         Column, Engine, QueryRequest,
     },
     error::ApiError,
-    format::encode::{Format, ResultHead, Summary},
+    format::encode::{Format, Pipelined, ResultHead, Summary},
 };
 
 /// Bytes held back before the response starts.
@@ -78,8 +83,13 @@ pub struct QueryStream {
     /// DuckDB's logical type of each column (what the JSON mapping needs
     /// beside the Arrow schema).
     pub types: Vec<DuckType>,
-    /// Set when the whole result fit in the window: `body` then holds all of it.
+    /// Set when the result ended before the response started: the whole
+    /// result fit in the window (`body` then holds all of it), or the
+    /// client set `max_rows` and the head waited for the end.
     pub complete: Option<Summary>,
+    /// Bytes of a complete body that did not fit in the window (they wait
+    /// in a temporary file and stream from there).
+    pub held_length: Option<u64>,
     pub body: BodyStream,
     pub versions: Versions,
 }
@@ -101,6 +111,7 @@ struct Head {
     types: Vec<DuckType>,
     prefix: Vec<u8>,
     complete: Option<Summary>,
+    held_length: Option<u64>,
     versions: Versions,
 }
 
@@ -161,6 +172,10 @@ impl Engine {
         let lake = self.lake.name.clone();
         let shutting_down = Arc::clone(&self.shutting_down);
         let volatile = Arc::clone(&self.volatile_functions);
+        let hold = request
+            .max_rows
+            .is_some()
+            .then(|| Held::new(self.tmp_dir.clone()));
         if let Some(probe) = &request.progress {
             probe.attach(conn.interrupt_handle());
         }
@@ -179,6 +194,7 @@ impl Engine {
                 timeout,
                 rows: rows_sent,
                 types: Vec::new(),
+                hold,
             };
             let mut outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             // A single auto-commit statement that lost a commit race (after
@@ -211,6 +227,7 @@ impl Engine {
                 columns: head.columns,
                 types: head.types,
                 complete: head.complete,
+                held_length: head.held_length,
                 body: BodyStream {
                     prefix: Some(Bytes::from(head.prefix)),
                     rx,
@@ -254,6 +271,44 @@ struct Producer {
     rows: Arc<AtomicU64>,
     /// The result's column types, for the head.
     types: Vec<DuckType>,
+    /// With `max_rows` from the client: where the result waits until its
+    /// row count and truncation are known, so every format gets them as
+    /// headers.
+    hold: Option<Held>,
+}
+
+/// A result held back until its end: the first window in memory, the rest
+/// in an unnamed temporary file (gone when closed).
+struct Held {
+    dir: std::path::PathBuf,
+    prefix: Option<Vec<u8>>,
+    spill: Option<std::fs::File>,
+    length: u64,
+}
+
+impl Held {
+    fn new(dir: std::path::PathBuf) -> Self {
+        Self {
+            dir,
+            prefix: None,
+            spill: None,
+            length: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: Vec<u8>) -> Result<(), ApiError> {
+        use std::io::Write;
+        self.length += bytes.len() as u64;
+        if self.prefix.is_none() {
+            self.prefix = Some(bytes);
+            return Ok(());
+        }
+        if self.spill.is_none() {
+            self.spill = Some(tempfile::tempfile_in(&self.dir).map_err(ApiError::internal)?);
+        }
+        let spill = self.spill.as_mut().expect("created above");
+        spill.write_all(&bytes).map_err(ApiError::internal)
+    }
 }
 
 /// Who may do what in this request.
@@ -382,6 +437,7 @@ impl Producer {
         };
         self.types = head.types.clone();
         let mut encoder = format.encoder(&head)?;
+        let mut pipelined = false;
         let mut summary = Summary::default();
         loop {
             let Some(chunk) = stmt.step().map_err(|e| self.duck(e))? else {
@@ -404,14 +460,32 @@ impl Producer {
             if summary.truncated {
                 break;
             }
-            let threshold = if self.head_tx.is_some() {
+            let threshold = if self.head_tx.is_some() && self.hold.is_none() {
                 WINDOW_BYTES
             } else {
                 CHUNK_BYTES
             };
-            if encoder.pending() >= threshold && self.send(&columns, encoder.take(), None).is_err()
-            {
-                return Ok(());
+            if encoder.pending() >= threshold {
+                let bytes = encoder.take();
+                if let Some(hold) = &mut self.hold {
+                    self.sent_bytes += bytes.len() as u64;
+                    hold.push(bytes)?;
+                    if self.head_tx.as_ref().is_some_and(|head| head.is_closed()) {
+                        return Ok(()); // the client went away
+                    }
+                } else if self.send(&columns, bytes, None).is_err() {
+                    return Ok(());
+                }
+            }
+            // A result longer than the window: encode it beside DuckDB.
+            let long = self.head_tx.is_none()
+                || self
+                    .hold
+                    .as_ref()
+                    .is_some_and(|h| h.length >= WINDOW_BYTES as u64);
+            if !pipelined && long {
+                encoder = Box::new(Pipelined::start(encoder)?);
+                pipelined = true;
             }
         }
         drop(stmt);
@@ -421,8 +495,14 @@ impl Producer {
         }
         summary.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         encoder.finish(&summary)?;
-        let _ = self.send(&columns, encoder.take(), Some(summary));
-        Ok(())
+        let rest = encoder.take();
+        match self.hold.take() {
+            Some(held) => self.send_held(&columns, held, rest, summary),
+            None => {
+                let _ = self.send(&columns, rest, Some(summary));
+                Ok(())
+            }
+        }
     }
 
     /// Sends encoded bytes: as the head while it is unsent, else as a chunk.
@@ -440,6 +520,7 @@ impl Producer {
                     types: self.types.clone(),
                     prefix: bytes,
                     complete,
+                    held_length: None,
                     versions: self.versions.clone(),
                 }))
                 .map_err(|_| Gone);
@@ -463,6 +544,65 @@ impl Producer {
                 let _ = self.tx.blocking_send(Err(err));
             }
         }
+    }
+
+    /// Sends a held result: the head with its summary and length, then
+    /// what waited on disk, then the end.
+    fn send_held(
+        &mut self,
+        columns: &[Column],
+        mut held: Held,
+        rest: Vec<u8>,
+        summary: Summary,
+    ) -> Result<(), ApiError> {
+        use std::io::{Read, Seek};
+        let Some(head_tx) = self.head_tx.take() else {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "a held result's head was already sent"
+            )));
+        };
+        let length = held.length + rest.len() as u64;
+        let mut prefix = held.prefix.take().unwrap_or_default();
+        let spill = held.spill.take();
+        let rest = match spill {
+            Some(_) => rest,
+            // Everything fit in memory after all: one piece.
+            None => {
+                prefix.extend_from_slice(&rest);
+                Vec::new()
+            }
+        };
+        let head = Head {
+            columns: columns.to_vec(),
+            types: self.types.clone(),
+            prefix,
+            complete: Some(summary),
+            held_length: spill.is_some().then_some(length),
+            versions: self.versions.clone(),
+        };
+        if head_tx.send(Ok(head)).is_err() {
+            return Ok(());
+        }
+        if let Some(mut spill) = spill {
+            spill
+                .seek(std::io::SeekFrom::Start(0))
+                .map_err(ApiError::internal)?;
+            loop {
+                let mut chunk = vec![0; CHUNK_BYTES];
+                let n = spill.read(&mut chunk).map_err(ApiError::internal)?;
+                if n == 0 {
+                    break;
+                }
+                chunk.truncate(n);
+                if self.tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if !rest.is_empty() {
+            let _ = self.tx.blocking_send(Ok(Bytes::from(rest)));
+        }
+        Ok(())
     }
 
     /// Asks the sandbox about one statement: `false` when it holds nothing

@@ -123,7 +123,7 @@ impl Format {
         matches!(self, Format::Json | Format::JsonObjects)
     }
 
-    pub fn encoder(self, head: &ResultHead) -> Result<Box<dyn Encoder>, ApiError> {
+    pub fn encoder(self, head: &ResultHead) -> Result<Box<dyn Encoder + Send>, ApiError> {
         let buffer = SharedBuf::default();
         Ok(match self {
             Format::Json => Box::new(JsonEncoder::new(head, false)),
@@ -228,6 +228,120 @@ pub trait Encoder {
     fn pending(&self) -> usize;
 }
 
+/// Batches handed to a [`Pipelined`] encoder and not yet encoded, at most.
+const PIPELINE_DEPTH: usize = 2;
+
+/// An encoder running on a thread of its own, so encoding one batch overlaps
+/// DuckDB producing the next: a long result takes about the longer of the
+/// two rather than their sum. Output waits in a shared buffer until taken;
+/// an encoding error comes back from the next call.
+pub struct Pipelined {
+    batches: Option<std::sync::mpsc::SyncSender<RecordBatch>>,
+    out: Arc<parking_lot::Mutex<Encoded>>,
+    worker: Option<std::thread::JoinHandle<Box<dyn Encoder + Send>>>,
+}
+
+#[derive(Default)]
+struct Encoded {
+    bytes: Vec<u8>,
+    error: Option<ApiError>,
+}
+
+impl Pipelined {
+    /// Moves `encoder` (with whatever it holds untaken) to its own thread.
+    pub fn start(mut encoder: Box<dyn Encoder + Send>) -> Result<Self, ApiError> {
+        let out = Arc::new(parking_lot::Mutex::new(Encoded {
+            bytes: encoder.take(),
+            error: None,
+        }));
+        let (batches, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(PIPELINE_DEPTH);
+        let shared = Arc::clone(&out);
+        let worker = std::thread::Builder::new()
+            .name("encode".into())
+            .spawn(move || {
+                for batch in rx {
+                    let result = encoder.batch(&batch);
+                    let bytes = encoder.take();
+                    let mut out = shared.lock();
+                    if out.bytes.is_empty() {
+                        out.bytes = bytes;
+                    } else {
+                        out.bytes.extend_from_slice(&bytes);
+                    }
+                    if let Err(err) = result {
+                        out.error = Some(err);
+                        break;
+                    }
+                }
+                encoder
+            })
+            .map_err(ApiError::internal)?;
+        Ok(Self {
+            batches: Some(batches),
+            out,
+            worker: Some(worker),
+        })
+    }
+
+    fn error(&self) -> Result<(), ApiError> {
+        match self.out.lock().error.take() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for every batch handed over to be encoded; the inner encoder.
+    fn join(&mut self) -> Result<Box<dyn Encoder + Send>, ApiError> {
+        self.batches = None;
+        let Some(worker) = self.worker.take() else {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "the encoding thread already ended"
+            )));
+        };
+        let encoder = worker
+            .join()
+            .map_err(|_| ApiError::internal(anyhow::anyhow!("the encoding thread panicked")))?;
+        self.error()?;
+        Ok(encoder)
+    }
+}
+
+impl Encoder for Pipelined {
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), ApiError> {
+        self.error()?;
+        let sent = self
+            .batches
+            .as_ref()
+            .is_some_and(|batches| batches.send(batch.clone()).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            // The worker stopped: on an error, which join reports.
+            self.join().map(|_| ())
+        }
+    }
+    fn finish(&mut self, summary: &Summary) -> Result<(), ApiError> {
+        let mut encoder = self.join()?;
+        encoder.finish(summary)?;
+        let rest = encoder.take();
+        self.out.lock().bytes.extend_from_slice(&rest);
+        Ok(())
+    }
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out.lock().bytes)
+    }
+    fn pending(&self) -> usize {
+        self.out.lock().bytes.len()
+    }
+}
+
+impl Drop for Pipelined {
+    fn drop(&mut self) {
+        // Closing the channel ends the worker after the batch in hand.
+        self.batches = None;
+    }
+}
+
 /// A `Write` the arrow writers own while we drain what they wrote (the
 /// Parquet writer wants it `Send`; the lock is never contended).
 #[derive(Clone, Default)]
@@ -289,32 +403,44 @@ fn object_keys(head: &ResultHead) -> Vec<Vec<u8>> {
 
 fn write_row(
     out: &mut Vec<u8>,
-    batch: &RecordBatch,
+    columns: &[json::ColumnWriter],
     row: usize,
-    types: &[DuckType],
     keys: Option<&[Vec<u8>]>,
 ) {
     out.push(if keys.is_some() { b'{' } else { b'[' });
-    for (i, column) in batch.columns().iter().enumerate() {
+    for (i, column) in columns.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         if let Some(keys) = keys {
             out.extend_from_slice(&keys[i]);
         }
-        json::write_value(out, column.as_ref(), row, &types[i]);
+        column.write(out, row);
     }
     out.push(if keys.is_some() { b'}' } else { b']' });
 }
 
+fn column_writers<'a>(
+    batch: &'a RecordBatch,
+    types: &'a [DuckType],
+) -> Vec<json::ColumnWriter<'a>> {
+    batch
+        .columns()
+        .iter()
+        .zip(types)
+        .map(|(column, ty)| json::ColumnWriter::new(column.as_ref(), ty))
+        .collect()
+}
+
 impl Encoder for JsonEncoder {
     fn batch(&mut self, batch: &RecordBatch) -> Result<(), ApiError> {
+        let columns = column_writers(batch, &self.types);
         for row in 0..batch.num_rows() {
             if !self.first {
                 self.out.push(b',');
             }
             self.first = false;
-            write_row(&mut self.out, batch, row, &self.types, self.keys.as_deref());
+            write_row(&mut self.out, &columns, row, self.keys.as_deref());
         }
         Ok(())
     }
@@ -352,8 +478,9 @@ impl NdjsonEncoder {
 
 impl Encoder for NdjsonEncoder {
     fn batch(&mut self, batch: &RecordBatch) -> Result<(), ApiError> {
+        let columns = column_writers(batch, &self.types);
         for row in 0..batch.num_rows() {
-            write_row(&mut self.out, batch, row, &self.types, Some(&self.keys));
+            write_row(&mut self.out, &columns, row, Some(&self.keys));
             self.out.push(b'\n');
         }
         Ok(())
@@ -450,13 +577,14 @@ fn csv_native(ty: &DuckType, arrow: &DataType) -> bool {
 fn text_column(array: &dyn Array, ty: &DuckType) -> ArrayRef {
     let mut builder = StringBuilder::with_capacity(array.len(), array.len() * 8);
     let mut scratch = Vec::with_capacity(64);
+    let writer = json::ColumnWriter::new(array, ty);
     for row in 0..array.len() {
         if array.is_null(row) && !matches!(array.data_type(), DataType::Union(..)) {
             builder.append_null();
             continue;
         }
         scratch.clear();
-        json::write_value(&mut scratch, array, row, ty);
+        writer.write(&mut scratch, row);
         if scratch.first() == Some(&b'"') {
             let inner = &scratch[1..scratch.len() - 1];
             if inner.contains(&b'\\') {
@@ -567,6 +695,132 @@ impl Encoder for ParquetEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn head() -> ResultHead {
+        let ty = |id, name: &str| DuckType {
+            id,
+            name: name.into(),
+            children: Vec::new(),
+        };
+        let column = |name: &str, type_name: &str| crate::engine::Column {
+            name: name.into(),
+            type_name: type_name.into(),
+        };
+        ResultHead {
+            columns: vec![column("n", "BIGINT"), column("label", "VARCHAR")],
+            types: vec![
+                ty(LogicalTypeId::Bigint, "BIGINT"),
+                ty(LogicalTypeId::Varchar, "VARCHAR"),
+            ],
+            schema: Arc::new(Schema::new(vec![
+                Field::new("n", DataType::Int64, true),
+                Field::new("label", DataType::Utf8, true),
+            ])),
+        }
+    }
+
+    fn batches(head: &ResultHead) -> Vec<RecordBatch> {
+        use duckdb::arrow::array::{Int64Array, StringArray};
+        (0..20)
+            .map(|b| {
+                let n: Vec<i64> = (b * 1000..(b + 1) * 1000).collect();
+                let labels: Vec<String> = n.iter().map(|n| format!("row \"{n}\"")).collect();
+                RecordBatch::try_new(
+                    Arc::clone(&head.schema),
+                    vec![
+                        Arc::new(Int64Array::from(n)),
+                        Arc::new(StringArray::from(labels)),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// Feeds every batch, taking output along the way as the stream does.
+    fn encode(
+        mut encoder: Box<dyn Encoder + Send>,
+        batches: &[RecordBatch],
+        pipelined_after: Option<usize>,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            if pipelined_after == Some(i) {
+                encoder = Box::new(Pipelined::start(encoder).unwrap());
+            }
+            encoder.batch(batch).unwrap();
+            if i % 3 == 0 {
+                out.extend(encoder.take());
+            }
+        }
+        let summary = Summary {
+            row_count: 20_000,
+            ..Summary::default()
+        };
+        encoder.finish(&summary).unwrap();
+        out.extend(encoder.take());
+        out
+    }
+
+    #[test]
+    fn pipelined_encoding_writes_the_same_bytes() {
+        let head = head();
+        let batches = batches(&head);
+        for (name, format, _) in FORMATS {
+            let inline = encode(format.encoder(&head).unwrap(), &batches, None);
+            for after in [0, 1, 7] {
+                let pipelined = encode(format.encoder(&head).unwrap(), &batches, Some(after));
+                assert!(
+                    inline == pipelined,
+                    "{name}: pipelined after {after} differs"
+                );
+            }
+            assert!(inline.len() > 100_000, "{name}");
+        }
+    }
+
+    /// Fails on its third batch.
+    struct Failing(usize);
+
+    impl Encoder for Failing {
+        fn batch(&mut self, _: &RecordBatch) -> Result<(), ApiError> {
+            self.0 += 1;
+            if self.0 == 3 {
+                return Err(ApiError::InvalidParameters("third batch".into()));
+            }
+            Ok(())
+        }
+        fn finish(&mut self, _: &Summary) -> Result<(), ApiError> {
+            Ok(())
+        }
+        fn take(&mut self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn pending(&self) -> usize {
+            0
+        }
+    }
+
+    #[test]
+    fn a_pipelined_encoding_error_comes_back() {
+        let head = head();
+        let batches = batches(&head);
+        let mut encoder = Pipelined::start(Box::new(Failing(0))).unwrap();
+        let mut error = None;
+        for batch in &batches {
+            if let Err(err) = encoder.batch(batch) {
+                error = Some(err);
+                break;
+            }
+        }
+        let error = match error {
+            Some(err) => err,
+            None => encoder.finish(&Summary::default()).unwrap_err(),
+        };
+        assert_eq!(error.to_string(), "third batch");
+        // Once stopped, it stays stopped.
+        assert!(encoder.batch(&batches[0]).is_err());
+    }
 
     #[test]
     fn names_and_accept_headers_choose_formats() {
