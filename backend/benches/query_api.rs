@@ -24,6 +24,10 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ducklake-backend");
 const LOOKUP_ROWS: i64 = 100_000;
+/// Runs of each large-result measurement, the best one counting: the same
+/// for the floor and for every format, so that a noisy moment on a shared
+/// machine weighs on neither side.
+const RUNS: usize = 5;
 
 fn large_sql(rows: u64) -> String {
     format!(
@@ -95,10 +99,11 @@ impl Drop for Service {
     }
 }
 
-/// Seconds for DuckDB to produce `sql` in process, as Arrow batches (best of 3).
+/// Seconds for DuckDB to produce `sql` in process, as Arrow batches (best of
+/// [`RUNS`]).
 fn floor_seconds(sql: &str) -> f64 {
     let conn = duckdb::Connection::open_in_memory().unwrap();
-    (0..3)
+    (0..RUNS)
         .map(|_| {
             let started = Instant::now();
             let mut stmt = conn.prepare(sql).unwrap();
@@ -109,14 +114,15 @@ fn floor_seconds(sql: &str) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// Seconds and bytes for one HTTP request reading the whole body (best of 2).
+/// Seconds and bytes for one HTTP request reading the whole body (best of
+/// [`RUNS`]).
 fn http_seconds(
     client: &reqwest::blocking::Client,
     base: &str,
     sql: &str,
     format: &str,
 ) -> (f64, u64) {
-    (0..2)
+    (0..RUNS)
         .map(|_| {
             let started = Instant::now();
             let mut res = client
