@@ -354,6 +354,25 @@ async fn disconnect_and_late_timeout_interrupt_the_query() {
     )
     .await;
     assert_eq!(res.status(), 504);
+    // With max_rows from the client nothing has left when the timeout hits
+    // (the result waits for its end): a proper JSON error, and the held
+    // bytes are gone.
+    let res = fetch(
+        &app,
+        json!({"sql": "SELECT a.range, b.range FROM range(100000) a, range(100000) b",
+               "format": "csv", "timeout_ms": 1500, "max_rows": 5_000_000_000u64}),
+    )
+    .await;
+    assert_eq!(res.status(), 504);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(error_code(&body), "query_timeout");
+    let tmp = dir.path().join("tmp");
+    let left = std::fs::read_dir(&tmp)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .count();
+    assert_eq!(left, 0, "files left in {}", tmp.display());
     app.sql("SELECT 1").await;
     app.stop().await;
 }
