@@ -211,6 +211,8 @@ impl Engine {
                 let _ = conn.execute_batch("ROLLBACK");
                 producer.reads = Reads::default();
                 producer.versions = Versions::default();
+                producer.sent_bytes = 0;
+                producer.hold = producer.hold.take().map(|held| Held::new(held.dir));
                 outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             }
             if let Err(err) = outcome {
@@ -460,11 +462,13 @@ impl Producer {
             if summary.truncated {
                 break;
             }
-            let threshold = if self.head_tx.is_some() && self.hold.is_none() {
-                WINDOW_BYTES
-            } else {
-                CHUNK_BYTES
+            // The first window stays in memory whatever happens (a held
+            // result that ends within it never touches the disk).
+            let window = match &self.hold {
+                None => self.head_tx.is_some(),
+                Some(held) => held.prefix.is_none(),
             };
+            let threshold = if window { WINDOW_BYTES } else { CHUNK_BYTES };
             if encoder.pending() >= threshold {
                 let bytes = encoder.take();
                 if let Some(hold) = &mut self.hold {
