@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::{
     engine::{stream::CHUNK_BYTES, types::DuckType, Column},
     error::ApiError,
-    format::encode::{Format, ResultHead, Summary},
+    format::encode::{Format, Pipelined, ResultHead, Summary},
     storage::{storage_error, SideStore},
     store::jobs::JobRow,
 };
@@ -263,6 +263,7 @@ impl Transcode {
             schema: batches.schema(),
         };
         let mut encoder = format.encoder(&head)?;
+        let mut pipelined = false;
         let mut summary = Summary {
             elapsed_ms: self.elapsed_ms,
             ..Summary::default()
@@ -271,13 +272,20 @@ impl Transcode {
             let batch = batch.map_err(unreadable)?;
             summary.row_count += batch.num_rows() as u64;
             encoder.batch(&batch)?;
-            if encoder.pending() >= CHUNK_BYTES
-                && self
+            if encoder.pending() >= CHUNK_BYTES {
+                if self
                     .tx
                     .blocking_send(Ok(Bytes::from(encoder.take())))
                     .is_err()
-            {
-                return Ok(());
+                {
+                    return Ok(());
+                }
+                // A long result: encode beside reading the spool, as
+                // /api/v1/query does.
+                if !pipelined {
+                    encoder = Box::new(Pipelined::start(encoder)?);
+                    pipelined = true;
+                }
             }
         }
         encoder.finish(&summary)?;
