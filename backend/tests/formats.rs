@@ -231,6 +231,16 @@ fn count_rows(format: &str, body: Vec<u8>) -> usize {
     }
 }
 
+/// Names of the files (not directories) in `dir`.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// With `max_rows` from the client, a result far larger than the window
 /// still gets its row count and truncation as headers in every format (the
 /// response waits for the row limit or the end), with an exact length.
@@ -283,13 +293,7 @@ async fn client_row_limits_are_headers_in_every_format() {
         }
     }
     // Nothing of the held results stays behind.
-    let tmp = dir.path().join("tmp");
-    let left: Vec<_> = std::fs::read_dir(&tmp)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .collect();
-    assert!(left.is_empty(), "files left in {}: {left:?}", tmp.display());
+    assert_eq!(files_in(&dir.path().join("tmp")), Vec::<String>::new());
     app.stop().await;
 }
 
@@ -366,13 +370,7 @@ async fn disconnect_and_late_timeout_interrupt_the_query() {
     assert_eq!(res.status(), 504);
     let body: Value = res.json().await.unwrap();
     assert_eq!(error_code(&body), "query_timeout");
-    let tmp = dir.path().join("tmp");
-    let left = std::fs::read_dir(&tmp)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .count();
-    assert_eq!(left, 0, "files left in {}", tmp.display());
+    assert_eq!(files_in(&dir.path().join("tmp")), Vec::<String>::new());
     app.sql("SELECT 1").await;
     app.stop().await;
 }
