@@ -146,6 +146,9 @@ impl Browser {
 
     /// Replaces the editor's SQL and runs it with Ctrl+Enter.
     async fn run_sql(&self, sql: &str) {
+        // The previous query's status must not pass for this one's.
+        self.js("document.getElementById('status').textContent = ''; return null")
+            .await;
         let editor = self.find("#sql").await;
         editor.clear().await.unwrap();
         editor.send_keys(sql).await.unwrap();
