@@ -234,11 +234,14 @@ const PIPELINE_DEPTH: usize = 2;
 /// An encoder running on a thread of its own, so encoding one batch overlaps
 /// DuckDB producing the next: a long result takes about the longer of the
 /// two rather than their sum. Output waits in a shared buffer until taken;
-/// an encoding error comes back from the next call.
+/// an encoding error comes back from the next call. Dropping it closes the
+/// channel, which ends the worker after the batch in hand.
 pub struct Pipelined {
     batches: Option<std::sync::mpsc::SyncSender<RecordBatch>>,
     out: Arc<parking_lot::Mutex<Encoded>>,
     worker: Option<std::thread::JoinHandle<Box<dyn Encoder + Send>>>,
+    /// An error came back: every later call fails too.
+    failed: bool,
 }
 
 #[derive(Default)]
@@ -280,18 +283,29 @@ impl Pipelined {
             batches: Some(batches),
             out,
             worker: Some(worker),
+            failed: false,
         })
     }
 
-    fn error(&self) -> Result<(), ApiError> {
+    fn error(&mut self) -> Result<(), ApiError> {
+        if self.failed {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "the encoder stopped after an error"
+            )));
+        }
         match self.out.lock().error.take() {
-            Some(err) => Err(err),
+            Some(err) => {
+                self.failed = true;
+                self.batches = None;
+                Err(err)
+            }
             None => Ok(()),
         }
     }
 
     /// Waits for every batch handed over to be encoded; the inner encoder.
     fn join(&mut self) -> Result<Box<dyn Encoder + Send>, ApiError> {
+        self.error()?;
         self.batches = None;
         let Some(worker) = self.worker.take() else {
             return Err(ApiError::internal(anyhow::anyhow!(
@@ -332,13 +346,6 @@ impl Encoder for Pipelined {
     }
     fn pending(&self) -> usize {
         self.out.lock().bytes.len()
-    }
-}
-
-impl Drop for Pipelined {
-    fn drop(&mut self) {
-        // Closing the channel ends the worker after the batch in hand.
-        self.batches = None;
     }
 }
 
