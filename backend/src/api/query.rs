@@ -225,54 +225,32 @@ pub(crate) async fn run(
             format!("attachment; filename=\"{name}\""),
         ));
     }
-    match stream.complete {
-        Some(summary) if stream.held_length.is_some() => {
-            // Held until its end (max_rows from the client): exact headers,
-            // the body streaming from where it waited.
-            tracing::info!(
-                rows = summary.row_count,
-                truncated = summary.truncated,
-                elapsed_ms = summary.elapsed_ms,
-                "query finished; its result streams"
-            );
-            let length = stream.held_length.unwrap_or_default();
-            Ok(response
-                .insert_header((ROW_COUNT_HEADER, summary.row_count.to_string()))
-                .insert_header((TRUNCATED_HEADER, summary.truncated.to_string()))
-                .body(actix_web::body::SizedStream::new(
-                    length,
-                    Metered {
-                        body: stream.body,
-                        meter: Some(meter),
-                        bytes: 0,
-                        outcome: "client_disconnected",
-                    },
-                )))
-        }
-        Some(summary) => {
-            tracing::info!(
-                rows = summary.row_count,
-                truncated = summary.truncated,
-                elapsed_ms = summary.elapsed_ms,
-                "query finished"
-            );
+    let Some(summary) = stream.complete else {
+        tracing::info!("query streaming");
+        return Ok(response
+            .insert_header((STREAMED_HEADER, "true"))
+            .streaming(Metered::new(stream.body, meter)));
+    };
+    tracing::info!(
+        rows = summary.row_count,
+        truncated = summary.truncated,
+        elapsed_ms = summary.elapsed_ms,
+        "query finished"
+    );
+    response
+        .insert_header((ROW_COUNT_HEADER, summary.row_count.to_string()))
+        .insert_header((TRUNCATED_HEADER, summary.truncated.to_string()));
+    match stream.held_length {
+        // Held until its end (max_rows from the client): the body streams
+        // from where it waited, with its exact length.
+        Some(length) => Ok(response.body(actix_web::body::SizedStream::new(
+            length,
+            Metered::new(stream.body, meter),
+        ))),
+        None => {
             let body = stream.body.collect().await?;
             meter.finish("ok", summary.row_count, body.len() as u64);
-            Ok(response
-                .insert_header((ROW_COUNT_HEADER, summary.row_count.to_string()))
-                .insert_header((TRUNCATED_HEADER, summary.truncated.to_string()))
-                .body(body))
-        }
-        None => {
-            tracing::info!("query streaming");
-            Ok(response
-                .insert_header((STREAMED_HEADER, "true"))
-                .streaming(Metered {
-                    body: stream.body,
-                    meter: Some(meter),
-                    bytes: 0,
-                    outcome: "client_disconnected",
-                }))
+            Ok(response.body(body))
         }
     }
 }
@@ -380,6 +358,19 @@ struct Metered {
     meter: Option<QueryMeter>,
     bytes: u64,
     outcome: &'static str,
+}
+
+impl Metered {
+    /// Counts the query when the body ends or is dropped (a client that
+    /// goes away before the end counts as `client_disconnected`).
+    fn new(body: crate::engine::stream::BodyStream, meter: QueryMeter) -> Self {
+        Self {
+            body,
+            meter: Some(meter),
+            bytes: 0,
+            outcome: "client_disconnected",
+        }
+    }
 }
 
 impl futures_util::Stream for Metered {
