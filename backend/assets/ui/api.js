@@ -55,7 +55,10 @@ export async function request(path, { method = "GET", body, signal, headers = {}
   const res = await fetch(path, init);
   if (res.ok) return res;
   const err = await errorOf(res);
-  if (res.status === 401) unauthorizedListeners.forEach((l) => l(err));
+  // A 401 for a key that has since been replaced (a poll sent before the
+  // user logged in) says nothing about the current key: it must not bring
+  // the login prompt back.
+  if (res.status === 401 && key === apiKey()) unauthorizedListeners.forEach((l) => l(err));
   throw err;
 }
 

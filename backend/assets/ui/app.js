@@ -90,12 +90,14 @@ async function run() {
     parts.push(`${summary.elapsed_ms.toFixed(1)} ms in DuckDB`);
     parts.push(`${Math.round(performance.now() - started)} ms total`);
     if (summary.snapshot) parts.push(`snapshot ${summary.snapshot}`);
+    grid.flush();
     setStatus(parts.join(" · "));
     if (/^\s*(create|drop|alter|insert|update|delete|copy|merge)\b/im.test(sql)) {
       browser.load();
       snapshots.load();
     }
   } catch (err) {
+    grid.flush();
     if (controller.signal.aborted) {
       setStatus(`Cancelled after ${formatCount(grid.rowCount)} rows.`);
     } else {

@@ -1,6 +1,8 @@
 // The result grid: rows are kept in an array and only the ones in view (and
 // a few around them) are in the DOM, so a 100,000-row result scrolls as
-// lightly as a 10-row one. Appends are batched into one render per frame.
+// lightly as a 10-row one. Appends are batched into one render per frame;
+// `flush()` renders what is pending at once, so a status that says "n rows"
+// is never shown beside a grid that has not drawn them yet.
 
 import { el } from "./api.js";
 
@@ -60,6 +62,15 @@ export class ResultGrid {
 
   get rowCount() {
     return this.rows.length;
+  }
+
+  /** Renders pending rows now (the end of a result), not on the next frame. */
+  flush() {
+    if (this.frame) {
+      cancelAnimationFrame(this.frame);
+      this.frame = 0;
+    }
+    this.render();
   }
 
   schedule() {
