@@ -7,7 +7,10 @@
 //! docs/screenshots/).
 //!
 //! Browsers are heavy on a 2-core machine, so the tests take turns (one
-//! browser at a time) through [`BROWSER_TURN`].
+//! browser at a time) through [`BROWSER_TURN`]. Every wait is for a
+//! condition (an element, a status, rendered rows, a metric, a finished
+//! download), never for a duration: [`WAIT`] only bounds a hang, so it is
+//! generous for a loaded machine.
 
 mod common;
 
@@ -23,7 +26,32 @@ use serde_json::{json, Value};
 
 static BROWSER_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const WAIT: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
+
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A query that runs until it is cancelled, however fast the machine.
+const ENDLESS: &str = "SELECT count(*) FROM range(2000000000000)";
+
+/// Polls `check` until it returns `Ok`; panics naming `what` and the last
+/// `Err` (what it saw instead) when [`WAIT`] passes.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {WAIT:?} waiting for {what}; last: {last}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
 
 /// chromedriver on a free loopback port and one headless Chromium session.
 struct Browser {
@@ -70,21 +98,16 @@ impl Browser {
                 },
             }),
         );
-        let deadline = Instant::now() + WAIT;
-        let client = loop {
-            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        // chromedriver answers once it listens.
+        let (capabilities, url) = (&capabilities, &url);
+        let client = eventually("a WebDriver session from chromedriver", || async move {
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
                 .capabilities(capabilities.clone())
-                .connect(&url)
+                .connect(url)
                 .await
-            {
-                Ok(client) => break client,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("no WebDriver session from chromedriver: {e}"),
-            }
-        };
+                .map_err(|e| e.to_string())
+        })
+        .await;
         Browser {
             client,
             downloads,
@@ -112,8 +135,18 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {css}: {e}"))
     }
 
+    /// Clicks `css`, finding it again if a panel redrew it in between (the
+    /// jobs list is replaced every 3 s).
     async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap();
+        eventually(&format!("a click on {css}"), || async move {
+            let element = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .map_err(|e| e.to_string())?;
+            element.click().await.map_err(|e| e.to_string())
+        })
+        .await;
     }
 
     async fn js(&self, script: &str) -> Value {
@@ -122,8 +155,7 @@ impl Browser {
 
     /// Waits until `script` returns something truthy; returns it.
     async fn until(&self, what: &str, script: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        eventually(what, || async move {
             let value = self.js(script).await;
             let truthy = match &value {
                 Value::Null => false,
@@ -133,15 +165,25 @@ impl Browser {
                 _ => true,
             };
             if truthy {
-                return value;
+                Ok(value)
+            } else {
+                Err(value.to_string())
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
+    /// The rendered text of `css` (found again if a panel redrew it).
     async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap()
+        eventually(&format!("the text of {css}"), || async move {
+            let element = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .map_err(|e| e.to_string())?;
+            element.text().await.map_err(|e| e.to_string())
+        })
+        .await
     }
 
     /// Replaces the editor's SQL and runs it with Ctrl+Enter.
@@ -181,6 +223,21 @@ impl Browser {
         serde_json::from_value(rows).unwrap()
     }
 
+    /// Waits until the grid shows exactly `expected`. The console draws the
+    /// rows before it says the query finished, but the page is another
+    /// process: the rows are what the test means, so it waits for them.
+    async fn grid_shows(&self, expected: &[&[&str]]) {
+        eventually("the grid to show the expected rows", || async move {
+            let rows = self.grid_rows().await;
+            if rows == expected {
+                Ok(())
+            } else {
+                Err(format!("{rows:?}, expected {expected:?}"))
+            }
+        })
+        .await;
+    }
+
     async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/output/ui");
@@ -188,14 +245,24 @@ impl Browser {
         std::fs::write(dir.join(name), png).unwrap();
     }
 
-    /// Waits for a finished download (Chrome writes `.crdownload` first).
+    /// Waits for a finished download: the file is there under its name and
+    /// Chrome has no `.crdownload` (a download in progress) left.
     async fn downloaded(&self, name: &str) -> Vec<u8> {
-        let path = self.downloads.path().join(name);
-        let deadline = Instant::now() + WAIT;
-        while !path.exists() {
-            assert!(Instant::now() < deadline, "{name} was not downloaded");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let dir = self.downloads.path();
+        let path = &dir.join(name);
+        eventually(&format!("{name} to be downloaded"), || async move {
+            let files: Vec<String> = std::fs::read_dir(dir)
+                .map_err(|e| e.to_string())?
+                .filter_map(|entry| Some(entry.ok()?.file_name().to_string_lossy().into_owned()))
+                .collect();
+            let in_progress = files.iter().any(|f| f.ends_with(".crdownload"));
+            if path.is_file() && !in_progress {
+                Ok(())
+            } else {
+                Err(format!("download directory: {files:?}"))
+            }
+        })
+        .await;
         std::fs::read(path).unwrap()
     }
 
@@ -227,6 +294,20 @@ async fn lake_with_orders(app: &TestApp) {
 
 async fn metric(app: &TestApp, series: &str) -> f64 {
     common::sample(&app.get_text("/metrics").await, series)
+}
+
+/// Waits until the service's `ducklake_queries_active` gauge satisfies `ok`.
+async fn queries_active(app: &TestApp, what: &str, ok: impl Fn(f64) -> bool) {
+    let ok = &ok;
+    eventually(what, || async move {
+        let active = metric(app, "ducklake_queries_active").await;
+        if ok(active) {
+            Ok(())
+        } else {
+            Err(format!("ducklake_queries_active {active}"))
+        }
+    })
+    .await;
 }
 
 #[actix_web::test]
@@ -283,14 +364,13 @@ async fn console_runs_a_query_with_ctrl_enter_and_streams_its_rows() {
         .await;
     let status = browser.finished_status().await;
     assert!(status.starts_with("3 rows"), "{status}");
-    assert_eq!(
-        browser.grid_rows().await,
-        vec![
-            vec!["1", "Lisbon", "12.50", "2026-11-01"],
-            vec!["2", "Porto", "7.25", "2026-11-02"],
-            vec!["3", "NULL", "99.00", "2026-11-03"],
-        ]
-    );
+    browser
+        .grid_shows(&[
+            &["1", "Lisbon", "12.50", "2026-11-01"],
+            &["2", "Porto", "7.25", "2026-11-02"],
+            &["3", "NULL", "99.00", "2026-11-03"],
+        ])
+        .await;
     let headers = browser
         .js("return [...document.querySelectorAll('#grid thead th span')].map(th => th.textContent)")
         .await;
@@ -302,13 +382,12 @@ async fn console_runs_a_query_with_ctrl_enter_and_streams_its_rows() {
         .run_sql("SELECT 9007199254740993::BIGINT AS big, [170141183460469231731687303715884105727::HUGEINT] AS l")
         .await;
     browser.finished_status().await;
-    assert_eq!(
-        browser.grid_rows().await,
-        vec![vec![
+    browser
+        .grid_shows(&[&[
             "9007199254740993",
-            "[170141183460469231731687303715884105727]"
-        ]]
-    );
+            "[170141183460469231731687303715884105727]",
+        ]])
+        .await;
 
     // 100,000 rows stream in and stay scrollable: only the rows in view are
     // in the DOM.
@@ -318,7 +397,10 @@ async fn console_runs_a_query_with_ctrl_enter_and_streams_its_rows() {
     let status = browser.finished_status().await;
     assert!(status.starts_with("100,000 rows"), "{status}");
     let rendered = browser
-        .js("return document.querySelectorAll('#grid tbody tr:not([aria-hidden])').length")
+        .until(
+            "the first rows of 100,000 to render",
+            "return document.querySelectorAll('#grid tbody tr:not([aria-hidden])').length",
+        )
         .await;
     assert!(
         rendered.as_u64().unwrap() < 200,
@@ -394,38 +476,24 @@ async fn cancel_stops_a_slow_query_in_the_service() {
     let browser = Browser::start().await;
     browser.open_console(&app).await;
 
-    browser
-        .run_sql("SELECT count(*) FROM range(10000000000) a")
-        .await;
-    let deadline = Instant::now() + WAIT;
-    while metric(&app, "ducklake_queries_active").await < 1.0 {
-        assert!(Instant::now() < deadline, "the query never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    browser.run_sql(&format!("{ENDLESS} a")).await;
+    queries_active(&app, "the query to start", |n| n >= 1.0).await;
     let cancel = browser.find("#cancel").await;
     assert!(cancel.is_enabled().await.unwrap());
     cancel.click().await.unwrap();
     let status = browser.finished_status().await;
     assert!(status.starts_with("Cancelled"), "{status}");
-    // The service interrupted DuckDB when the browser dropped the request.
-    let deadline = Instant::now() + WAIT;
-    while metric(&app, "ducklake_queries_active").await > 0.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the cancelled query kept running"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The service interrupted DuckDB when the browser dropped the request
+    // (the query would otherwise run for hours).
+    queries_active(&app, "the cancelled query to stop", |n| n == 0.0).await;
     assert!(!browser.find("#cancel").await.is_enabled().await.unwrap());
     browser.run_sql("SELECT 'after' AS next").await;
     let status = browser.finished_status().await;
     assert!(status.starts_with("1 row"), "{status}");
-    assert_eq!(browser.grid_rows().await, vec![vec!["after"]]);
+    browser.grid_shows(&[&["after"]]).await;
 
     // Esc cancels too.
-    browser
-        .run_sql("SELECT count(*) FROM range(10000000000) b")
-        .await;
+    browser.run_sql(&format!("{ENDLESS} b")).await;
     browser
         .until(
             "the query to be running",
@@ -436,6 +504,7 @@ async fn cancel_stops_a_slow_query_in_the_service() {
     browser.find("#sql").await.send_keys(&escape).await.unwrap();
     let status = browser.finished_status().await;
     assert!(status.starts_with("Cancelled"), "{status}");
+    queries_active(&app, "the query cancelled with Esc to stop", |n| n == 0.0).await;
     browser.close().await;
 }
 
@@ -549,7 +618,7 @@ async fn side_panels_show_jobs_snapshots_and_metrics_in_both_themes() {
         status.contains(&format!("snapshot {}", table_created.as_str().unwrap())),
         "{status}"
     );
-    assert_eq!(browser.grid_rows().await, vec![vec!["0"]]);
+    browser.grid_shows(&[&["0"]]).await;
     browser
         .js("document.getElementById('snapshot').value = ''; return true")
         .await;
@@ -568,7 +637,9 @@ async fn side_panels_show_jobs_snapshots_and_metrics_in_both_themes() {
     assert!(job.starts_with("5,000 rows"), "{job}");
     // A slow one shows as running with a progress bar, and can be cancelled.
     browser
-        .js("document.getElementById('sql').value = 'SELECT count(*) FROM range(10000000000) j'; return true")
+        .js(&format!(
+            "document.getElementById('sql').value = '{ENDLESS} j'; return true"
+        ))
         .await;
     browser.click("#submit-job").await;
     browser
@@ -598,7 +669,12 @@ async fn side_panels_show_jobs_snapshots_and_metrics_in_both_themes() {
             "return document.querySelector('[data-metric=latency] .value').textContent.includes('ms')",
         )
         .await;
-    assert_eq!(browser.text("#health").await, "service up");
+    browser
+        .until(
+            "the health badge",
+            "return document.getElementById('health').textContent === 'service up'",
+        )
+        .await;
     browser.screenshot("panels.png").await;
 
     // The theme button switches to dark (and the choice sticks).
