@@ -57,15 +57,15 @@ impl Service {
             .expect("the service starts");
         let base = format!("http://127.0.0.1:{port}");
         let service = Self { child, base };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let ready = reqwest::blocking::get(format!("{}/ready", service.base));
-            if ready.is_ok_and(|res| res.status() == 200) {
-                return service;
+        eventually("the service to become ready", || {
+            let res = reqwest::blocking::get(format!("{}/ready", service.base))
+                .map_err(|e| e.to_string())?;
+            match res.status().as_u16() {
+                200 => Ok(()),
+                other => Err(format!("/ready answers {other}")),
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the service did not become ready");
+        });
+        service
     }
 
     fn sql(&self, sql: &str) -> Value {
@@ -87,6 +87,14 @@ impl Service {
             .unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    }
+}
+
+/// A test that failed half-way leaves no service (or endless query) behind.
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -196,9 +204,19 @@ fn check_config_redacts_secrets_and_names_sources() {
 fn version_names_service_and_duckdb() {
     let out = run(Command::new(BIN).arg("--version"));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(env!("CARGO_PKG_VERSION")) && stdout.contains("DuckDB v1.5.5"),
-        "{stdout}"
+    // The DuckDB release as the linked library itself answers it.
+    let duckdb: String = duckdb::Connection::open_in_memory()
+        .unwrap()
+        .query_row("SELECT library_version FROM pragma_version()", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "ducklake-backend {} (DuckDB {duckdb})",
+            env!("CARGO_PKG_VERSION")
+        )
     );
 }
 
@@ -266,74 +284,107 @@ fn logs_are_json_with_slow_queries_and_no_secrets() {
         && l["key"] == KEY[..12]));
 }
 
-/// SIGTERM: `/ready` turns 503 at once and new requests are refused; a
-/// query that ends within the grace period answers normally; a longer query
-/// and a slowly read stream are stopped when it ends (503 `shutting_down`,
-/// and a body without its end); the process exits 0.
+/// SIGTERM: `/ready` turns 503 and new requests are refused while the work
+/// in flight drains; a query and a stream that end within the grace period
+/// answer normally; a query still running and a slowly read stream are
+/// stopped when it ends (503 `shutting_down`, and a body without its end);
+/// the process exits 0 once the grace period is over.
+///
+/// Nothing here depends on the machine's speed. The long query and the slow
+/// stream would run for hours, far past any grace period. The two that must
+/// finish are held back by the test itself until the drain has begun: `gate`
+/// is a streamed answer the test stops reading, and `queued` waits for a
+/// connection (the service has three: long, slow and gate's). Each state is
+/// waited for where it shows (a response head, /metrics), never for a time.
 #[test]
 fn sigterm_drains_in_flight_work_then_stops() {
     use std::io::Read;
+    use std::sync::mpsc;
+    const GRACE: Duration = Duration::from_secs(10);
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = command(dir.path());
-    cmd.env("SERVER_SHUTDOWN_GRACE_MS", "5000")
+    cmd.env("SERVER_SHUTDOWN_GRACE_MS", GRACE.as_millis().to_string())
+        .env("DUCKDB_CONNECTIONS", "3")
+        // The endless query burns one core, not all of a shared machine's.
+        .env("DUCKDB_THREADS", "1")
+        .env("QUERY_QUEUE_TIMEOUT_MS", "600000")
         .env("QUERY_MAX_ROWS", "100000000");
     let mut service = Service::start_with(cmd, Stdio::null());
     let base = service.base.clone();
-    let post = move |body: Value| {
+
+    let long = post(
+        &base,
+        json!({"sql": "SELECT count(*) FROM range(2000000000000) a", "timeout_ms": 600000}),
+    );
+    // Its meter and its connection are taken in one step: once it counts as
+    // active it holds a connection, so `queued` below cannot overtake it.
+    wait_for_metric(&base, "ducklake_queries_active", |n| n >= 1.0);
+
+    let (under_way_tx, under_way) = mpsc::channel();
+    let slow = {
         let base = base.clone();
         std::thread::spawn(move || {
-            let res = reqwest::blocking::Client::new()
-                .post(format!("{base}/api/v1/query"))
-                .json(&body)
-                .send()
-                .unwrap();
-            let status = res.status().as_u16();
-            (status, res.json::<Value>().unwrap_or(Value::Null))
+            let mut res = stream_csv(&base, "SELECT range, repeat('x', 40) FROM range(50000000)");
+            let mut under_way_tx = Some(under_way_tx);
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut received = 0usize;
+            let outcome = loop {
+                match res.read(&mut buf) {
+                    Ok(0) => break Ok(received),
+                    Ok(n) => received += n,
+                    Err(e) => break Err(e.to_string()),
+                }
+                if received > 256 * 1024 {
+                    if let Some(tx) = under_way_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                // A slow reader: ~3 MB/s, far from the 2.5 GB of the result.
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            (received, outcome)
         })
     };
-    let long =
-        post(json!({"sql": "SELECT count(*) FROM range(2000000000000) a", "timeout_ms": 120000}));
-    let stream_base = service.base.clone();
-    let stream = std::thread::spawn(move || {
-        let mut res = reqwest::blocking::Client::builder()
-            .timeout(None)
-            .build()
-            .unwrap()
-            .post(format!("{stream_base}/api/v1/query"))
-            .json(&json!({"sql": "SELECT range, repeat('x', 40) FROM range(50000000)", "format": "csv", "timeout_ms": 120000}))
-            .send()
-            .unwrap();
-        let status = res.status().as_u16();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0usize;
-        let outcome = loop {
-            match res.read(&mut buf) {
-                Ok(0) => break Ok(total),
-                Ok(n) => total += n,
-                Err(e) => break Err(e.to_string()),
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        (status, total, outcome)
-    });
-    std::thread::sleep(Duration::from_millis(800));
-    let medium = post(json!({"sql": "SELECT count(*) FROM range(500000000) a"}));
-    std::thread::sleep(Duration::from_millis(50));
+    let (gate_open_tx, gate_open) = mpsc::channel();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let gate = {
+        let base = base.clone();
+        std::thread::spawn(move || {
+            let mut res = stream_csv(&base, "SELECT range, repeat('y', 40) FROM range(200000)");
+            gate_open_tx.send(()).unwrap();
+            release.recv().unwrap();
+            let mut body = Vec::new();
+            let outcome = res.read_to_end(&mut body).map_err(|e| e.to_string());
+            (body, outcome)
+        })
+    };
+    under_way
+        .recv_timeout(WAIT)
+        .expect("the slow stream got under way");
+    gate_open
+        .recv_timeout(WAIT)
+        .expect("the gate stream sent its head");
+    let queued = post(&base, json!({"sql": "SELECT count(*) FROM range(1000000)"}));
+    wait_for_metric(&base, "ducklake_queries_queued", |n| n >= 1.0);
+
     let sent = Instant::now();
     Command::new("kill")
         .args(["-TERM", &service.child.id().to_string()])
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-
     let client = reqwest::blocking::Client::new();
-    let ready = client
-        .get(format!("{}/ready", service.base))
-        .send()
-        .unwrap();
-    assert_eq!(ready.status(), 503, "/ready turns 503 at once");
+    eventually("/ready to answer 503 draining", || {
+        let res = client
+            .get(format!("{base}/ready"))
+            .send()
+            .map_err(|e| e.to_string())?;
+        match res.status().as_u16() {
+            503 => Ok(()),
+            other => Err(format!("/ready answers {other}")),
+        }
+    });
     let refused = client
-        .post(format!("{}/api/v1/query", service.base))
+        .post(format!("{base}/api/v1/query"))
         .json(&json!({"sql": "SELECT 1"}))
         .send()
         .unwrap();
@@ -342,26 +393,35 @@ fn sigterm_drains_in_flight_work_then_stops() {
         refused.json::<Value>().unwrap()["error"]["code"],
         "shutting_down"
     );
-    let health = client
-        .get(format!("{}/health", service.base))
-        .send()
-        .unwrap();
+    let health = client.get(format!("{base}/health")).send().unwrap();
     assert_eq!(health.status(), 200, "liveness holds while draining");
 
-    let (status, body) = medium.join().unwrap();
+    // Work that ends within the grace period answers normally.
+    release_tx.send(()).unwrap();
+    let (body, outcome) = gate.join().unwrap();
+    assert!(outcome.is_ok(), "the gate stream was cut: {outcome:?}");
+    assert_eq!(
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        200_001,
+        "a header and every row"
+    );
+    let (status, body) = queued.join().unwrap();
     assert_eq!(
         (status, &body["rows"]),
-        (200, &json!([[500000000]])),
+        (200, &json!([[1000000]])),
         "{body}"
     );
+
+    // Work still running when it ends is stopped.
     let (status, body) = long.join().unwrap();
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("shutting_down")),
         "{body}"
     );
-    let (status, received, outcome) = stream.join().unwrap();
-    assert_eq!(status, 200);
+    let (received, outcome) = slow.join().unwrap();
     assert!(
         received > 256 * 1024,
         "the stream was under way: {received}"
@@ -373,9 +433,81 @@ fn sigterm_drains_in_flight_work_then_stops() {
 
     let exit = service.child.wait().unwrap();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+    // The long query kept the service up for the whole grace period; the
+    // upper bound only catches a hang.
     let took = sent.elapsed();
     assert!(
-        took >= Duration::from_millis(4500) && took < Duration::from_secs(15),
-        "stopped {took:?} after SIGTERM (grace 5 s)"
+        took >= GRACE && took < GRACE + WAIT,
+        "stopped {took:?} after SIGTERM (grace {GRACE:?})"
     );
+}
+
+/// Bounds every wait for a condition; generous, since it only catches a hang.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it succeeds; panics naming `what` and the last answer
+/// after [`WAIT`].
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {WAIT:?} waiting for {what}; last: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn wait_for_metric(base: &str, series: &str, ok: impl Fn(f64) -> bool) {
+    eventually(&format!("{series} to change"), || {
+        let text = reqwest::blocking::get(format!("{base}/metrics"))
+            .and_then(|res| res.text())
+            .map_err(|e| e.to_string())?;
+        let value = common::sample(&text, series);
+        if ok(value) {
+            Ok(())
+        } else {
+            Err(format!("{series} {value}"))
+        }
+    });
+}
+
+/// A client without reqwest's default 30 s timeout: these requests last as
+/// long as the drain lets them.
+fn patient_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .unwrap()
+}
+
+/// POSTs a query on its own thread; joins to its status and JSON body.
+fn post(base: &str, body: Value) -> std::thread::JoinHandle<(u16, Value)> {
+    let url = format!("{base}/api/v1/query");
+    std::thread::spawn(move || {
+        let res = patient_client().post(url).json(&body).send().unwrap();
+        let status = res.status().as_u16();
+        (status, res.json::<Value>().unwrap_or(Value::Null))
+    })
+}
+
+/// A CSV result too large to be held, once its head has arrived (the first
+/// 256 KiB are encoded by then).
+fn stream_csv(base: &str, sql: &str) -> reqwest::blocking::Response {
+    let res = patient_client()
+        .post(format!("{base}/api/v1/query"))
+        .json(&json!({"sql": sql, "format": "csv", "timeout_ms": 600000}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200, "{sql}");
+    assert_eq!(
+        res.headers()
+            .get("x-result-streamed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true"),
+        "{sql} streams"
+    );
+    res
 }
