@@ -7,6 +7,10 @@
 //! first as the Job does; the probes of `k8s/deployment.yaml` are checked
 //! at their paths and within their periods through start-up, steady state,
 //! the preStop hook and SIGTERM.
+//!
+//! uid 1000: as root the test switches to it (and owns the volumes to it);
+//! otherwise it runs the binary as uid 1000 in a user namespace (`unshare`),
+//! and says on stderr when neither is possible.
 
 mod common;
 
@@ -74,6 +78,73 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// How the binary becomes uid 1000.
+enum RunAs {
+    /// Root switches to uid 1000, and the volumes belong to it.
+    Switch,
+    /// A user namespace maps this user to uid 1000 (the volumes are this
+    /// user's, so they are uid 1000's inside).
+    Namespace(PathBuf),
+    /// Neither: the binary runs as this user; why is on stderr.
+    Unchanged,
+}
+
+fn run_as() -> RunAs {
+    if is_root() {
+        return RunAs::Switch;
+    }
+    let Some(unshare) = ["/usr/bin/unshare", "/bin/unshare"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+    else {
+        eprintln!(
+            "SKIPPED the uid {UID} part: not root and no unshare(1); the binary runs as this user"
+        );
+        return RunAs::Unchanged;
+    };
+    let probe = Command::new(&unshare)
+        .args(namespace_args())
+        .args(["id", "-u"])
+        .output();
+    match probe {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).trim() == UID.to_string() => {
+            eprintln!(
+                "not root: the binary runs as uid {UID} in a user namespace (unshare), \
+                 mapped to this user, who owns the volumes"
+            );
+            RunAs::Namespace(unshare)
+        }
+        other => {
+            eprintln!(
+                "SKIPPED the uid {UID} part: not root, and no user namespace here \
+                 (unshare {:?}: {other:?}); the binary runs as this user",
+                namespace_args()
+            );
+            RunAs::Unchanged
+        }
+    }
+}
+
+fn namespace_args() -> [String; 4] {
+    [
+        "--user".into(),
+        format!("--map-user={UID}"),
+        format!("--map-group={UID}"),
+        "--".into(),
+    ]
+}
+
+/// Polls `check` until it returns true; panics with `why()` after `budget`
+/// (each budget here is one of the deployment's probe or grace periods).
+fn wait_until(budget: Duration, mut check: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let deadline = Instant::now() + budget;
+    while !check() {
+        assert!(Instant::now() < deadline, "after {budget:?}: {}", why());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 struct Probe {
     path: String,
     period: Duration,
@@ -135,17 +206,17 @@ fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
     let tmp = root.path().join("tmp");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
-    let as_root = is_root();
-    if as_root {
+    let run_as = run_as();
+    if let RunAs::Switch = run_as {
         chown(&data);
         chown(&tmp);
         chown(&secrets);
-        std::fs::set_permissions(
-            secrets.join("bootstrap-key"),
-            PermissionsExt::from_mode(0o440),
-        )
-        .unwrap();
     }
+    std::fs::set_permissions(
+        secrets.join("bootstrap-key"),
+        PermissionsExt::from_mode(0o440),
+    )
+    .unwrap();
     let read_only = Command::new("chmod")
         .args(["-R", "a-w"])
         .arg(&image)
@@ -195,13 +266,21 @@ fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
         .iter()
         .any(|(k, v)| k == "ENVIRONMENT" && v == "production"));
     let command = |args: &[&str]| {
-        let mut cmd = Command::new(&binary);
+        // unshare execs the binary: the child's pid is the service's.
+        let mut cmd = match &run_as {
+            RunAs::Namespace(unshare) => {
+                let mut cmd = Command::new(unshare);
+                cmd.args(namespace_args()).arg(&binary);
+                cmd
+            }
+            RunAs::Switch | RunAs::Unchanged => Command::new(&binary),
+        };
         cmd.env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("PATH", "/nonexistent")
             .current_dir(&data)
             .args(args);
-        if as_root {
+        if let RunAs::Switch = run_as {
             cmd.uid(UID).gid(UID);
         }
         cmd
@@ -234,36 +313,39 @@ fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
         .unwrap();
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
-    // Start-up: the startup probe passes within its budget, then readiness.
+    // Start-up: the startup probe passes within its budget (Kubernetes would
+    // restart the pod after it), then readiness within its own.
     let started = Instant::now();
-    let budget = startup.period * startup.failures;
-    while status(&base, &startup.path) != Some(200) {
-        assert!(
-            started.elapsed() < budget,
-            "startup probe never passed:\n{}",
-            log_text()
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "exited during start-up:\n{}",
-            log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let deadline = Instant::now() + readiness.period * readiness.failures;
-    while status(&base, &readiness.path) != Some(200) {
-        assert!(Instant::now() < deadline, "never ready:\n{}", log_text());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        startup.period * startup.failures,
+        || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "exited during start-up:\n{}",
+                log_text()
+            );
+            status(&base, &startup.path) == Some(200)
+        },
+        || format!("startup probe never passed:\n{}", log_text()),
+    );
+    wait_until(
+        readiness.period * readiness.failures,
+        || status(&base, &readiness.path) == Some(200),
+        || format!("never ready:\n{}", log_text()),
+    );
     println!("ready {:?} after start", started.elapsed());
 
     // Steady state: the probes pass, the HEALTHCHECK command passes, SQL works
     // with the bootstrap key read from the mounted secret, and it writes to S3.
-    for _ in 0..3 {
-        assert_eq!(status(&base, &liveness.path), Some(200));
-        assert_eq!(status(&base, &readiness.path), Some(200));
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let probes_pass = |when: &str| {
+        assert_eq!(status(&base, &liveness.path), Some(200), "liveness {when}");
+        assert_eq!(
+            status(&base, &readiness.path),
+            Some(200),
+            "readiness {when}"
+        );
+    };
+    probes_pass("once ready");
     let healthcheck = command(&["healthcheck"]).output().unwrap();
     assert!(
         healthcheck.status.success(),
@@ -293,6 +375,7 @@ fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
         s3.list("ducklake-data").contains(".parquet"),
         "data went to S3"
     );
+    probes_pass("after writing");
 
     // preStop, then SIGTERM: readiness fails at once, the process exits 0
     // well within terminationGracePeriodSeconds.
@@ -312,21 +395,28 @@ fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let ready_after = status(&base, &readiness.path);
-    assert!(
-        ready_after.is_none() || ready_after == Some(503),
-        "readiness after SIGTERM: {ready_after:?}"
+    // The signal is handled asynchronously: readiness fails (503, or the
+    // listener is already closed) by the kubelet's next probe at the latest.
+    let mut ready_after = Some(200);
+    wait_until(
+        readiness.period,
+        || {
+            ready_after = status(&base, &readiness.path);
+            ready_after.is_none() || ready_after == Some(503)
+        },
+        || format!("readiness still passes after SIGTERM:\n{}", log_text()),
     );
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            stopping.elapsed() < grace,
-            "still running after the grace period"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    println!("readiness after SIGTERM: {ready_after:?}");
+    let mut exit = None;
+    wait_until(
+        grace.saturating_sub(stopping.elapsed()),
+        || {
+            exit = child.try_wait().unwrap();
+            exit.is_some()
+        },
+        || "still running after terminationGracePeriodSeconds".to_string(),
+    );
+    let exit = exit.unwrap();
     assert!(exit.success(), "exit {exit}:\n{}", log_text());
 
     // It wrote only where volumes are declared; no secret in its log.
