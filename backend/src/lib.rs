@@ -242,6 +242,11 @@ impl Application {
         })
         // SIGTERM/SIGINT are ours (see `drain`): actix only stops when told.
         .disable_signals()
+        // A client that closes its end has gone away: drop its request at
+        // once, which interrupts its query (actix otherwise keeps a
+        // half-closed connection's request running until it writes the
+        // answer, so an abandoned query held its connection to the end).
+        .h1_allow_half_closed(false)
         .shutdown_timeout(5);
         if config.server.workers > 0 {
             server = server.workers(config.server.workers);
