@@ -279,6 +279,8 @@ struct QueryMeter {
     /// The caller's key prefix.
     principal: String,
     started: std::time::Instant,
+    /// Counted already (by `finish`, or on drop).
+    recorded: bool,
 }
 
 impl QueryMeter {
@@ -305,10 +307,18 @@ impl QueryMeter {
             kind,
             principal: principal.to_string(),
             started: std::time::Instant::now(),
+            recorded: false,
         }
     }
 
-    fn finish(self, outcome: &str, rows: u64, bytes: u64) {
+    fn finish(mut self, outcome: &str, rows: u64, bytes: u64) {
+        self.record(outcome, rows, bytes);
+    }
+
+    fn record(&mut self, outcome: &str, rows: u64, bytes: u64) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
         let elapsed = self.started.elapsed();
         if elapsed >= self.slow {
             tracing::warn!(
@@ -321,15 +331,15 @@ impl QueryMeter {
                 "slow query"
             );
         }
-        if let Some(tracker) = self.performance {
+        if let Some(tracker) = self.performance.take() {
             tracker.record_query(
                 crate::performance::SlowQuery {
-                    fingerprint: self.fingerprint,
+                    fingerprint: std::mem::take(&mut self.fingerprint),
                     kind: self.kind,
                     duration_ms: elapsed.as_secs_f64() * 1000.0,
                     rows,
                     outcome: outcome.to_string(),
-                    principal: self.principal,
+                    principal: std::mem::take(&mut self.principal),
                     at_unix_ms: std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap_or_default()
@@ -348,6 +358,15 @@ impl QueryMeter {
                 bytes,
             );
         }
+    }
+}
+
+/// A request dropped before it answered (its client went away while the
+/// query waited for a connection or for its first window) ends its query
+/// too: `queries_active` would otherwise count it for good.
+impl Drop for QueryMeter {
+    fn drop(&mut self) {
+        self.record("client_disconnected", 0, 0);
     }
 }
 
