@@ -297,41 +297,77 @@ async fn client_row_limits_are_headers_in_every_format() {
     app.stop().await;
 }
 
+/// A query DuckDB cannot finish in any test's lifetime (hours of counting):
+/// it ends only when something interrupts it.
+const ENDLESS_SQL: &str = "SELECT count(*) FROM range(2000000000000) a";
+
+/// The value of one of the service's own gauges (always exported) on /metrics.
+async fn gauge(app: &common::TestApp, name: &str) -> f64 {
+    common::sample(&app.get_text("/metrics").await, name)
+}
+
+/// Polls /metrics until `name` reaches `wanted`; panics only after a bound
+/// that catches a hang, not a slow machine.
+async fn wait_for_gauge(app: &common::TestApp, name: &str, wanted: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = gauge(app, name).await;
+        if now == wanted {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} stayed {now}, never {wanted}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A client that goes away mid-query interrupts it: the only connection is
-/// free again at once. A timeout after streaming began truncates the body in
-/// a way the client notices.
+/// free again. A timeout after streaming began truncates the body in a way
+/// the client notices.
 #[actix_web::test]
 async fn disconnect_and_late_timeout_interrupt_the_query() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.duckdb.connections = 1;
     config.query.max_rows = 10_000_000_000;
+    // Shorter than the abandoned query's own timeout: a request that waits
+    // behind a query nobody interrupted gets 429, not a late 200.
+    config.query.queue_timeout_ms = 30_000;
     let app = spawn_with(config, None).await;
-    let slow = json!({"sql": "SELECT count(*) FROM range(20000000000) a", "timeout_ms": 120000});
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(700))
-        .build()
-        .unwrap();
-    let err = impatient
-        .post(app.url("/api/v1/query"))
-        .json(&slow)
-        .send()
-        .await
-        .expect_err("the client gives up");
-    assert!(err.is_timeout());
-    let started = std::time::Instant::now();
-    app.sql("SELECT 1").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the abandoned query still held the connection for {:?}",
-        started.elapsed()
+    let abandoned = actix_web::rt::spawn({
+        let (client, url) = (app.client.clone(), app.url("/api/v1/query"));
+        async move {
+            let _ = client
+                .post(url)
+                .json(&json!({"sql": ENDLESS_SQL, "timeout_ms": 120000}))
+                .send()
+                .await;
+        }
+    });
+    // The request holds the only connection (a query counts as active in
+    // the same step that takes its connection when one is free).
+    wait_for_gauge(&app, "ducklake_queries_active", 1.0).await;
+    abandoned.abort();
+    let _ = abandoned.await;
+    let (status, body) = app.post_query(json!({"sql": "SELECT 1"})).await;
+    assert_eq!(
+        status, 200,
+        "the abandoned query still holds the only connection: {body}"
     );
+    // And it no longer counts as running.
+    wait_for_gauge(&app, "ducklake_queries_active", 0.0).await;
 
     // Streaming began, then the timeout hit: the body ends early, detectably.
+    // One pair in a thousand qualifies: the first window (256 KiB) is there
+    // in milliseconds, long before the timeout even on a loaded machine, and
+    // the client reads a few MB rather than gigabytes until the cut.
+    let sparse = "SELECT a.range, b.range FROM range(1000000) a, range(1000000) b \
+                  WHERE (a.range + b.range) % 1000 = 0";
     let mut res = fetch(
         &app,
-        json!({"sql": "SELECT a.range, b.range FROM range(100000) a, range(100000) b",
-               "format": "csv", "timeout_ms": 1500}),
+        json!({"sql": sparse, "format": "csv", "timeout_ms": 10000}),
     )
     .await;
     assert_eq!(res.status(), 200);
@@ -352,19 +388,14 @@ async fn disconnect_and_late_timeout_interrupt_the_query() {
         received > 256 * 1024,
         "only {received} bytes arrived before the cut"
     );
-    let res = fetch(
-        &app,
-        json!({"sql": "SELECT count(*) FROM range(20000000000) a", "timeout_ms": 300}),
-    )
-    .await;
+    let res = fetch(&app, json!({"sql": ENDLESS_SQL, "timeout_ms": 300})).await;
     assert_eq!(res.status(), 504);
     // With max_rows from the client nothing has left when the timeout hits
-    // (the result waits for its end): a proper JSON error, and the held
-    // bytes are gone.
+    // (the result waits for its end, which is hours away): a proper JSON
+    // error, and the held bytes are gone.
     let res = fetch(
         &app,
-        json!({"sql": "SELECT a.range, b.range FROM range(100000) a, range(100000) b",
-               "format": "csv", "timeout_ms": 1500, "max_rows": 5_000_000_000u64}),
+        json!({"sql": sparse, "format": "csv", "timeout_ms": 1500, "max_rows": 5_000_000_000u64}),
     )
     .await;
     assert_eq!(res.status(), 504);
@@ -375,6 +406,8 @@ async fn disconnect_and_late_timeout_interrupt_the_query() {
     app.stop().await;
 }
 
+/// One query runs, one waits for the only connection, and a third finds the
+/// queue full. Each step is ordered by the queue's own gauges, not by time.
 #[actix_web::test]
 async fn full_queue_answers_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
@@ -382,23 +415,49 @@ async fn full_queue_answers_429_with_retry_after() {
     config.duckdb.connections = 1;
     config.query.max_queued = 1;
     let app = spawn_with(config, None).await;
-    let slow = json!({"sql": "SELECT count(*) FROM range(2000000000000) a", "timeout_ms": 3000});
-    let first = fetch(&app, slow.clone());
-    let second = async {
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-        fetch(&app, slow.clone()).await
-    };
-    let third = async {
-        actix_web::rt::time::sleep(Duration::from_millis(600)).await;
-        fetch(&app, json!({"sql": "SELECT 1"})).await
-    };
-    let (first, second, third) = futures_util::join!(first, second, third);
-    assert_eq!(first.status(), 504);
-    assert_eq!(second.status(), 504, "the queued one ran after the first");
+    // Runs until its client goes away (its timeout is only a bound).
+    let first = actix_web::rt::spawn({
+        let (client, url) = (app.client.clone(), app.url("/api/v1/query"));
+        async move {
+            let _ = client
+                .post(url)
+                .json(&json!({"sql": ENDLESS_SQL, "timeout_ms": 120000}))
+                .send()
+                .await;
+        }
+    });
+    wait_for_gauge(&app, "ducklake_queries_active", 1.0).await;
+    // Its timeout starts once it has the connection.
+    let second = actix_web::rt::spawn({
+        let (client, url) = (app.client.clone(), app.url("/api/v1/query"));
+        async move {
+            let res = client
+                .post(url)
+                .json(&json!({"sql": ENDLESS_SQL, "timeout_ms": 300}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap())
+        }
+    });
+    wait_for_gauge(&app, "ducklake_queries_queued", 1.0).await;
+    let third = fetch(&app, json!({"sql": "SELECT 1"})).await;
     assert_eq!(third.status(), 429);
     assert_eq!(third.headers()["retry-after"], "1");
     let body: Value = third.json().await.unwrap();
     assert_eq!(error_code(&body), "too_many_requests");
+
+    // The first one's client goes away: the queued one runs, and its own
+    // timeout ends it.
+    first.abort();
+    let _ = first.await;
+    let (status, body) = second.await.unwrap();
+    assert_eq!(
+        (status, error_code(&body)),
+        (504, "query_timeout"),
+        "the queued one ran after the first: {body}"
+    );
     app.stop().await;
 }
 
