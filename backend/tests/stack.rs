@@ -134,10 +134,17 @@ async fn startup_retries_until_the_catalog_answers() {
     );
 
     // PostgreSQL starts while the service is retrying: start-up succeeds.
+    // The port first belongs to a listener that accepts the service's first
+    // attempt and hangs up on it; PostgreSQL starts only after that attempt
+    // failed. 30 attempts back off to 5 s apart: minutes of retrying.
     config.ducklake.connection_retries = 30;
-    let port = config.postgres.port;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    config.postgres.port = port;
     let starter = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let (attempt, _) = listener.accept().expect("the service tries to connect");
+        drop(attempt);
+        drop(listener);
         let dir = tempfile::tempdir().unwrap();
         script(
             "pg.sh",
@@ -171,6 +178,10 @@ async fn three_replicas_share_one_lake() {
     with_s3(&mut shared, &s3, "replicas", "shared");
     shared.query.timeout_ms = 120_000;
     shared.query.max_queued = 1000;
+    // 200 requests per replica wait for 8 connections while commits race:
+    // on a loaded machine the last ones wait longer than the default 30 s.
+    // Queueing is not what this test is about; this bound only catches a hang.
+    shared.query.queue_timeout_ms = 600_000;
     let configs = dirs.iter().map(|dir| Config {
         data_dir: dir.path().to_path_buf(),
         ..shared.clone()
@@ -192,7 +203,7 @@ async fn three_replicas_share_one_lake() {
                 status == 200 || status == 409,
                 "insert answered {status}: {body}"
             );
-            status == 200
+            (status == 200).then_some(json!([r, n]))
         })
     });
     let ddl = replicas.iter().enumerate().map(|(r, app)| async move {
@@ -205,7 +216,16 @@ async fn three_replicas_share_one_lake() {
         futures_util::future::join_all(inserts),
         futures_util::future::join_all(ddl).map(|_| ())
     );
-    let acknowledged = acks.iter().filter(|ok| **ok).count();
+    // How many inserts lose a commit race after DuckLake's and the service's
+    // retries depends on how the 600 requests interleave, i.e. on the
+    // machine's load: no count of acknowledgements is guaranteed. What is:
+    // each request was acknowledged (200) or refused as a conflict (409);
+    // every acknowledged row is in the lake and no refused one is; every
+    // refusal is counted.
+    let mut acknowledged_rows: Vec<serde_json::Value> = acks.into_iter().flatten().collect();
+    acknowledged_rows.sort_by_key(|row| (row[0].as_u64(), row[1].as_u64()));
+    let acknowledged = acknowledged_rows.len();
+    assert!(acknowledged > 0, "some commit always wins a race");
     let mut conflicts = 0;
     for app in &replicas {
         let (_, ready) = app.get_json("/ready").await;
@@ -218,19 +238,15 @@ async fn three_replicas_share_one_lake() {
         600 - acknowledged,
         "every refused insert is counted as a conflict"
     );
-    assert!(
-        acknowledged >= 590,
-        "only {acknowledged} of 600 inserts were acknowledged"
-    );
 
     for app in &replicas {
         let body = app
-            .sql("SELECT count(*), count(DISTINCT (replica, n)) FROM hits")
+            .sql("SELECT replica, n FROM hits ORDER BY replica, n")
             .await;
         assert_eq!(
             body["rows"],
-            json!([[acknowledged, acknowledged]]),
-            "a replica disagrees"
+            json!(acknowledged_rows),
+            "the rows are exactly the acknowledged inserts, on every replica"
         );
         let tables = app
             .sql("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'side_%'")
@@ -276,9 +292,12 @@ async fn outages_fail_fast_and_recover() {
         (503, "catalog_unavailable"),
         "{body}"
     );
+    // Fast means not waiting out a connection timeout per retry: a bound
+    // that a slow machine stays well within.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "outage errors must come fast"
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "outage errors must come fast, not after {:?}",
+        started.elapsed()
     );
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
@@ -295,7 +314,7 @@ async fn outages_fail_fast_and_recover() {
             &pg.port.to_string(),
         ],
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let ready = app.client.get(app.url("/ready")).send().await.unwrap();
         if ready.status() == 200 {
@@ -395,12 +414,16 @@ async fn migrations_on_a_postgres_catalog() {
     let mut stdin = holder.stdin.take().unwrap();
     writeln!(stdin, "SELECT pg_advisory_lock({lock});").unwrap();
     stdin.flush().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while pg.psql_in(
-        "mig",
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-    ) != "1"
-    {
+    let advisory = |granted: bool| {
+        pg.psql_in(
+            "mig",
+            &format!(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = {granted}"
+            ),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while advisory(true) != "1" {
         assert!(
             std::time::Instant::now() < deadline,
             "the lock was not taken"
@@ -410,7 +433,20 @@ async fn migrations_on_a_postgres_catalog() {
     let mut runs: Vec<_> = (0..2)
         .map(|_| migrate_command(&pg, "mig").spawn().unwrap())
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Both runs are blocked in pg_advisory_lock (an ungranted lock each).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while advisory(false) != "2" {
+        for run in &mut runs {
+            if let Some(status) = run.try_wait().unwrap() {
+                panic!("migrate ended ({status}) instead of waiting for the lock");
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the migrate runs never waited for the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     for run in &mut runs {
         assert!(
             run.try_wait().unwrap().is_none(),
@@ -607,8 +643,9 @@ async fn catalog_connections_stay_within_budget() {
         "{duckdb_connections}"
     );
 
-    // Idle: both pools give their connections back.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // Idle: both pools give their connections back (idle timeout 1 s; the
+    // bound only catches connections that are never closed).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let (d, p) = parse_counts(&pg.psql_in("budget", count_sql));
         if d + p < peak.0 + peak.1 && p == 0 {
@@ -1040,17 +1077,27 @@ async fn periodic_maintenance_waits_for_the_lock() {
         .await;
     }
     let live = |usage: serde_json::Value| usage["live_data_files"].as_i64().unwrap();
+    // A series of the counter appears with its first round of that outcome:
+    // absent means no such round yet.
     let rounds = |outcome: &'static str| {
         let app = &app;
         async move {
-            common::sample(
+            sample_or_zero(
                 &app.get_text("/metrics").await,
                 &format!("ducklake_maintenance_rounds_total{{outcome=\"{outcome}\"}}"),
             )
         }
     };
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-    assert!(rounds("locked").await >= 2.0, "rounds were skipped");
+    let mut locked = 0.0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while locked < 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rounds were not skipped: {locked} locked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        locked = rounds("locked").await;
+    }
     assert_eq!(rounds("ok").await, 0.0);
     assert_eq!(live(app.get_json("/api/v1/maintenance/usage").await.1), 5);
 
@@ -1058,24 +1105,33 @@ async fn periodic_maintenance_waits_for_the_lock() {
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
         .await
         .unwrap();
-    let mut files = 5;
-    for _ in 0..50 {
-        files = live(app.get_json("/api/v1/maintenance/usage").await.1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let files = live(app.get_json("/api/v1/maintenance/usage").await.1);
         if files == 1 {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no round merged the files once the lock was free: {files} live"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(files, 1, "a round ran once the lock was free");
     // The round counts itself once it is over (cleanup comes after the merge).
-    let mut ok = 0.0;
-    for _ in 0..50 {
-        ok = rounds("ok").await;
-        if ok >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    while rounds("ok").await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the round that merged never counted itself"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(ok >= 1.0);
     app.stop().await;
+}
+
+/// One Prometheus sample, or 0 when its series is absent: only for labelled
+/// counters whose series appears with its first event.
+fn sample_or_zero(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
 }
