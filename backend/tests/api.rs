@@ -303,28 +303,39 @@ async fn concurrent_queries_and_a_responsive_executor() {
         assert_eq!(got, expected);
     }
 
-    // A slow query runs on a blocking thread; /health still answers meanwhile,
-    // and the query's timeout interrupts it with 504 query_timeout.
+    // A slow query runs on a blocking thread; /health still answers meanwhile.
+    // It runs until its client goes away (hours of counting; its timeout is
+    // only a bound), so /health answering first is not a matter of speed.
+    let endless = "SELECT count(*) FROM range(1000000000000000) t(i) WHERE i % 7 = 3";
     let slow = actix_web::rt::spawn({
         let (client, url) = (app.client.clone(), app.url("/api/v1/query"));
         async move {
-            let res = client
+            let _ = client
                 .post(url)
-                .json(&json!({"sql": "SELECT count(*) FROM range(1000000000000) t(i) WHERE i % 7 = 3", "timeout_ms": 3000}))
+                .json(&json!({"sql": endless, "timeout_ms": 120000}))
                 .send()
-                .await
-                .unwrap();
-            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+                .await;
         }
     });
-    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while common::sample(&app.get_text("/metrics").await, "ducklake_queries_active") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow query never started"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let health = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert!(
         !slow.is_finished(),
         "the slow query should still be running while /health answers"
     );
-    let (status, body) = slow.await.unwrap();
+    slow.abort();
+    // The query's timeout interrupts it with 504 query_timeout.
+    let (status, body) = app
+        .post_query(json!({"sql": endless, "timeout_ms": 300}))
+        .await;
     assert_eq!(
         (status, error_code(&body)),
         (504, "query_timeout"),

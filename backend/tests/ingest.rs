@@ -60,15 +60,19 @@ async fn state(app: &TestApp, table: &str) -> (Value, Vec<PathBuf>, Value) {
     (rows, files(&app.data_dir.join("lake")), snapshot)
 }
 
+/// Upload files are removed on a blocking thread after the request ends:
+/// polls until none is left, within a bound that only a leak reaches.
 async fn assert_no_uploads_left(app: &TestApp) {
     let dir = app.data_dir.join("tmp").join("uploads");
-    for _ in 0..50 {
-        if files(&dir).is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !files(&dir).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "uploads left behind: {:?}",
+            files(&dir)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("uploads left behind: {:?}", files(&dir));
 }
 
 fn csv(rows: std::ops::Range<u32>) -> String {
@@ -370,10 +374,20 @@ async fn an_abandoned_or_oversized_upload_loads_nothing() {
         .await
         .unwrap();
     socket.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The service is receiving it: its upload file exists.
+    let uploads = app.data_dir.join("tmp").join("uploads");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while files(&uploads).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service never started receiving the upload"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(socket);
+    // The upload file goes only when the request's handler has ended (it is
+    // held until the load is over), so once it is gone no load can follow.
     assert_no_uploads_left(&app).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(state(&app, "t").await, before, "abandoned upload");
     app.stop().await;
 }
