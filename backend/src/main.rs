@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use ducklake_backend::{config::Config, telemetry, Application};
 
 #[derive(Parser)]
-#[command(name = "ducklake-backend", version = VERSION, about = "SQL over HTTP on a DuckLake lakehouse")]
+#[command(name = "ducklake-backend", version = VERSION.as_str(), about = "SQL over HTTP on a DuckLake lakehouse")]
 struct Cli {
     /// TOML configuration file (also: DUCKLAKE_CONFIG). Environment variables override it.
     /// For `client`: the client's file (url, key), see `client --help`.
@@ -79,7 +79,15 @@ enum KeysCommand {
     Revoke { id_or_prefix: String },
 }
 
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (DuckDB v1.5.5)");
+/// The service's version and the DuckDB release it links, as the library
+/// reports it.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (DuckDB {})",
+        env!("CARGO_PKG_VERSION"),
+        ducklake_backend::engine::extensions::linked_release()
+    )
+});
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

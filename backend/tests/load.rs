@@ -10,18 +10,17 @@ mod common;
 
 use std::{
     collections::HashSet,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
 };
 
 use common::{
-    free_port,
-    servers::{script, with_postgres, with_s3, Postgres, PG_PASSWORD, S3},
-    spawn_with, test_config,
+    binary::Replica,
+    servers::{script, stack_env, Postgres, S3},
 };
 use serde_json::{json, Value};
 
@@ -45,8 +44,30 @@ struct Tally {
     transport_errors: AtomicU64,
     /// Answers after `mark` was set (e.g. after a replica was killed).
     ok_after_mark: AtomicU64,
-    mark: std::sync::atomic::AtomicBool,
+    mark: AtomicBool,
+    /// Set while a fault is on: answers other than 200 are counted in
+    /// `failed_in_outage`, to show the fault was felt.
+    outage: AtomicBool,
+    failed_in_outage: AtomicU64,
+    /// Clients stop when this is set (or their duration is over).
+    stop: AtomicBool,
     acked: parking_lot::Mutex<Vec<(i64, i64)>>,
+}
+
+impl Tally {
+    fn ok(&self) -> u64 {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `condition` holds, while the load runs; panics after
+    /// `bound` (which only catches a hang).
+    async fn wait_for(&self, what: &str, bound: Duration, condition: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + bound;
+        while !condition(self) {
+            assert!(Instant::now() < deadline, "the load never showed: {what}");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// `CLIENTS` clients for `duration`, each sending one write (an INSERT of
@@ -66,7 +87,7 @@ async fn run_load(targets: Arc<Vec<String>>, duration: Duration, tally: Arc<Tall
                 let mut target = id as usize % targets.len();
                 let mut seq = 0i64;
                 let mut op = 0u64;
-                while Instant::now() < end {
+                while Instant::now() < end && !tally.stop.load(Ordering::SeqCst) {
                     op += 1;
                     let write = op % 3 == 0;
                     let body = if write {
@@ -94,11 +115,14 @@ async fn run_load(targets: Arc<Vec<String>>, duration: Duration, tally: Arc<Tall
                         }
                         Err(_) => 0,
                     };
+                    if status != 200 && tally.outage.load(Ordering::SeqCst) {
+                        tally.failed_in_outage.fetch_add(1, Ordering::SeqCst);
+                    }
                     match status {
                         200 => {
-                            tally.ok.fetch_add(1, Ordering::Relaxed);
-                            if tally.mark.load(Ordering::Relaxed) {
-                                tally.ok_after_mark.fetch_add(1, Ordering::Relaxed);
+                            tally.ok.fetch_add(1, Ordering::SeqCst);
+                            if tally.mark.load(Ordering::SeqCst) {
+                                tally.ok_after_mark.fetch_add(1, Ordering::SeqCst);
                             }
                             if write {
                                 tally.acked.lock().push((i64::from(id), seq));
@@ -214,32 +238,48 @@ async fn wait_ready(base: &str, within: Duration) {
     }
 }
 
-/// One in-process replica on PostgreSQL database and S3 bucket `name`,
-/// with the table the clients write to; its base URL.
-async fn loaded_app(
+/// A service process on PostgreSQL database `db` and S3 bucket `bucket`
+/// (its memory is its own, not the test's); `base` is its URL.
+async fn service(
     pg: &Postgres,
+    db: &str,
     s3: &S3,
-    name: &str,
+    bucket: &str,
     data_dir: &std::path::Path,
-) -> (common::TestApp, String) {
-    let mut config = test_config(data_dir);
-    with_postgres(&mut config, pg, name);
-    with_s3(&mut config, s3, name, "lake");
-    config.duckdb.connections = 8;
-    config.query.max_queued = 64;
-    let app = spawn_with(config, None).await;
-    app.sql("CREATE TABLE load_events (client INT, seq BIGINT, payload VARCHAR)")
-        .await;
-    let base = app.url("").trim_end_matches('/').to_string();
-    (app, base)
+) -> Replica {
+    let mut env = stack_env(pg, db, s3, bucket, "lake");
+    env.extend([
+        ("DUCKDB_CONNECTIONS", "8".to_string()),
+        ("QUERY_MAX_QUEUED", "64".to_string()),
+        ("QUERY_MAX_ROWS", "100000000".to_string()),
+    ]);
+    Replica::start(data_dir, &env).await
 }
+
+/// Runs SQL that must succeed; returns the response JSON.
+async fn sql(base: &str, sql: &str) -> Value {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/v1/query"))
+        .json(&json!({ "sql": sql }))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 200, "{sql}: {body}");
+    body
+}
+
+const CREATE_TABLE: &str = "CREATE TABLE load_events (client INT, seq BIGINT, payload VARCHAR)";
 
 #[actix_web::test]
 async fn mixed_load_on_the_real_stack() {
     let pg = Postgres::start();
     let s3 = S3::start("load");
     let dir = tempfile::tempdir().unwrap();
-    let (app, base) = loaded_app(&pg, &s3, "load", dir.path()).await;
+    let replica = service(&pg, "load", &s3, "load", dir.path()).await;
+    let base = replica.base.clone();
+    sql(&base, CREATE_TABLE).await;
     let tally = Arc::new(Tally::default());
     let start_rss = resident(&base).await;
     let seconds = load_seconds();
@@ -256,11 +296,11 @@ async fn mixed_load_on_the_real_stack() {
     assert_eq!(tally.transport_errors.load(Ordering::Relaxed), 0);
     assert!(report.acked > 0 && report.found >= report.acked);
     assert_eq!(report.lost, 0, "acknowledged writes missing");
+    // The service process's own memory: the 32 clients are not in it.
     assert!(
         end_rss < start_rss + 300e6,
         "memory grew from {start_rss} to {end_rss}"
     );
-    app.stop().await;
 }
 
 #[actix_web::test]
@@ -268,28 +308,52 @@ async fn load_through_a_postgres_restart_and_an_s3_freeze() {
     let pg = Postgres::start();
     let s3 = S3::start("faults");
     let dir = tempfile::tempdir().unwrap();
-    let (app, base) = loaded_app(&pg, &s3, "faults", dir.path()).await;
+    let replica = service(&pg, "faults", &s3, "faults", dir.path()).await;
+    let base = replica.base.clone();
+    sql(&base, CREATE_TABLE).await;
     let tally = Arc::new(Tally::default());
     let start_rss = resident(&base).await;
     let seconds = load_seconds().max(6) * 2;
+    let started = Instant::now();
+    // The load runs until the faults are over (a long bound, not its length).
     let load = actix_web::rt::spawn(run_load(
         Arc::new(vec![base.clone()]),
-        Duration::from_secs(seconds),
+        Duration::from_secs(600),
         Arc::clone(&tally),
     ));
-    let third = Duration::from_secs(seconds) / 3;
-    actix_web::rt::time::sleep(third).await;
-    // PostgreSQL really restarts (same data directory and port).
+    let bound = Duration::from_secs(120);
+    let flowing = |after: u64| move |t: &Tally| t.ok() >= after + 20;
+    tally
+        .wait_for("answers before the faults", bound, flowing(0))
+        .await;
+    actix_web::rt::time::sleep(Duration::from_secs(seconds) / 3).await;
+
+    // PostgreSQL really stops (pg.sh stop returns once it is down), stays
+    // down until the clients have felt it, then restarts on the same data
+    // directory and port.
     let pg_dir = pg.dir.path().to_str().unwrap().to_string();
     let pg_port = pg.port.to_string();
-    actix_web::rt::task::spawn_blocking(move || {
-        script("pg.sh", &["stop", &pg_dir]);
-        std::thread::sleep(Duration::from_secs(2));
-        script("pg.sh", &["start", &pg_dir, &pg_port]);
-    })
-    .await
-    .unwrap();
-    actix_web::rt::time::sleep(third / 2).await;
+    {
+        let pg_dir = pg_dir.clone();
+        actix_web::rt::task::spawn_blocking(move || script("pg.sh", &["stop", &pg_dir]))
+            .await
+            .unwrap();
+    }
+    tally.outage.store(true, Ordering::SeqCst);
+    tally
+        .wait_for("a failed request while PostgreSQL is down", bound, |t| {
+            t.failed_in_outage.load(Ordering::SeqCst) > 0
+        })
+        .await;
+    tally.outage.store(false, Ordering::SeqCst);
+    actix_web::rt::task::spawn_blocking(move || script("pg.sh", &["start", &pg_dir, &pg_port]))
+        .await
+        .unwrap();
+    let ok = tally.ok();
+    tally
+        .wait_for("answers after PostgreSQL is back", bound, flowing(ok))
+        .await;
+
     // moto keeps objects in memory, so the S3 fault is a freeze: the server
     // stops answering for 2 s (SIGSTOP), then carries on (SIGCONT).
     let pid = std::fs::read_to_string(s3.dir.path().join("s3.pid")).unwrap();
@@ -301,14 +365,20 @@ async fn load_through_a_postgres_restart_and_an_s3_freeze() {
     })
     .await
     .unwrap();
+    let ok = tally.ok();
+    tally
+        .wait_for("answers after the S3 freeze", bound, flowing(ok))
+        .await;
+    tally.stop.store(true, Ordering::SeqCst);
     load.await.unwrap();
-    wait_ready(&base, Duration::from_secs(30)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    wait_ready(&base, bound).await;
     let end_rss = resident(&base).await;
     let report = check_and_report(
         "PostgreSQL restart + S3 freeze",
         &base,
         &tally,
-        seconds as f64,
+        seconds,
         (start_rss, end_rss),
     )
     .await;
@@ -318,87 +388,61 @@ async fn load_through_a_postgres_restart_and_an_s3_freeze() {
         "acknowledged writes missing after the faults"
     );
     // Recovered by itself: a write after the faults is acknowledged and read back.
-    let (status, body) = app
-        .post_query(json!({"sql": "INSERT INTO load_events VALUES (-1, -1, 'after'); SELECT count(*) FROM load_events WHERE client = -1"}))
-        .await;
-    assert_eq!((status, &body["rows"]), (200, &json!([[1]])), "{body}");
-    app.stop().await;
-}
-
-/// One replica process with the PostgreSQL catalog and S3 data.
-fn replica(pg: &Postgres, s3: &S3, data_dir: &std::path::Path) -> (Child, String) {
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ducklake-backend"));
-    cmd.env_clear()
-        .env("HOME", std::env::var("HOME").unwrap_or_default())
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ENVIRONMENT", "test")
-        .env("DATA_DIR", data_dir)
-        .env("SERVER_PORT", port.to_string())
-        .env("DUCKDB_CONNECTIONS", "6")
-        .env("QUERY_MAX_QUEUED", "64")
-        .env("QUERY_MAX_ROWS", "100000000")
-        .env("DB_POSTGRES_HOST", "127.0.0.1")
-        .env("DB_POSTGRES_PORT", pg.port.to_string())
-        .env("DB_POSTGRES_DB", "replicas")
-        .env("DB_POSTGRES_PASSWORD", PG_PASSWORD)
-        .env("DB_POSTGRES_MIGRATE_ON_START", "true")
-        .env("STORAGE_MINIO_ENDPOINT", format!("127.0.0.1:{}", s3.port))
-        .env("STORAGE_MINIO_ACCESS_KEY", "test-access")
-        .env("STORAGE_MINIO_SECRET_KEY", "test-secret")
-        .env("STORAGE_DEFAULT_BUCKET", "replicas")
-        .env("STORAGE_PREFIX", "lake")
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Ok(dir) = std::env::var("DUCKDB_EXTENSION_DIRECTORY") {
-        cmd.env("DUCKDB_EXTENSION_DIRECTORY", dir);
-    }
-    (cmd.spawn().unwrap(), format!("http://127.0.0.1:{port}"))
+    let body = sql(&base, "INSERT INTO load_events VALUES (-1, -1, 'after'); SELECT count(*) FROM load_events WHERE client = -1").await;
+    assert_eq!(body["rows"], json!([[1]]), "{body}");
 }
 
 #[actix_web::test]
 async fn three_replicas_one_killed_mid_run() {
     let pg = Postgres::start();
-    pg.psql("CREATE DATABASE replicas");
     let s3 = S3::start("replicas");
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut children = Vec::new();
-    let mut bases = Vec::new();
+    let mut env = stack_env(&pg, "replicas", &s3, "replicas", "lake");
+    env.extend([
+        ("DUCKDB_CONNECTIONS", "6".to_string()),
+        ("QUERY_MAX_QUEUED", "64".to_string()),
+        ("QUERY_MAX_ROWS", "100000000".to_string()),
+    ]);
     // One after the other: the first creates the lake and migrates.
+    let mut replicas = Vec::new();
     for dir in &dirs {
-        let (child, base) = replica(&pg, &s3, dir.path());
-        wait_ready(&base, Duration::from_secs(60)).await;
-        children.push(child);
-        bases.push(base);
+        replicas.push(Replica::start(dir.path(), &env).await);
     }
-    let client = reqwest::Client::new();
-    let res = client
-        .post(format!("{}/api/v1/query", bases[0]))
-        .json(&json!({"sql": "CREATE TABLE load_events (client INT, seq BIGINT, payload VARCHAR)"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    sql(&bases[0], CREATE_TABLE).await;
     let tally = Arc::new(Tally::default());
     let start_rss = resident(&bases[0]).await;
     let seconds = load_seconds().max(6) * 2;
+    let started = Instant::now();
+    // The load runs until the survivors have shown they serve (a long bound,
+    // not its length).
     let load = actix_web::rt::spawn(run_load(
         Arc::new(bases.clone()),
-        Duration::from_secs(seconds),
+        Duration::from_secs(600),
         Arc::clone(&tally),
     ));
+    let bound = Duration::from_secs(120);
+    tally
+        .wait_for("answers before the kill", bound, |t| t.ok() >= 20)
+        .await;
     actix_web::rt::time::sleep(Duration::from_secs(seconds) / 2).await;
-    children[1].kill().unwrap(); // SIGKILL
-    children[1].wait().unwrap();
+    replicas[1].kill(); // SIGKILL
     tally.mark.store(true, Ordering::SeqCst);
+    tally
+        .wait_for("answers from the survivors", bound, |t| {
+            t.ok_after_mark.load(Ordering::SeqCst) >= 20
+        })
+        .await;
+    actix_web::rt::time::sleep(Duration::from_secs(seconds) / 2).await;
+    tally.stop.store(true, Ordering::SeqCst);
     load.await.unwrap();
+    let seconds = started.elapsed().as_secs_f64();
     let end_rss = resident(&bases[0]).await;
     let report = check_and_report(
         "3 replicas, 1 SIGKILLed",
         &bases[2],
         &tally,
-        seconds as f64,
+        seconds,
         (start_rss, end_rss),
     )
     .await;
@@ -408,10 +452,4 @@ async fn three_replicas_one_killed_mid_run() {
     );
     assert!(report.acked > 0);
     assert_eq!(report.lost, 0, "acknowledged writes missing after the kill");
-    for (i, child) in children.iter_mut().enumerate() {
-        if i != 1 {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
 }

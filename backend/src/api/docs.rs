@@ -77,7 +77,9 @@ pub enum QueryResponses {
     /// payload_too_large
     #[response(status = 413)]
     TooLarge(ErrorResponse),
-    /// invalid_parameters
+    /// invalid_parameters; result_too_large (past query.max_rows or
+    /// query.max_result_bytes in a format that cannot mark a cut, without
+    /// max_rows in the request)
     #[response(status = 422)]
     Unprocessable(ErrorResponse),
     /// too_many_requests, with Retry-After
@@ -238,6 +240,7 @@ pub async fn docs_page() -> HttpResponse {
         .body(PAGE)
 }
 
+#[utoipa::path(tag = "ui")]
 #[get("/docs/swagger-ui-bundle.js")]
 pub async fn docs_js() -> HttpResponse {
     asset(
@@ -246,6 +249,7 @@ pub async fn docs_js() -> HttpResponse {
     )
 }
 
+#[utoipa::path(tag = "ui")]
 #[get("/docs/swagger-ui.css")]
 pub async fn docs_css() -> HttpResponse {
     asset(

@@ -18,7 +18,13 @@ use std::sync::Arc;
 
 use actix_web::{error::JsonPayloadError, web, HttpRequest, HttpResponse};
 
-use crate::{config::Config, engine::Engine, error::ApiError, storage::Storage, store::Store};
+use crate::{
+    config::Config,
+    engine::{Engine, Role},
+    error::ApiError,
+    storage::Storage,
+    store::Store,
+};
 
 /// Everything handlers share, behind `web::Data`.
 pub struct AppState {
@@ -53,44 +59,107 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .app_data(web::PathConfig::default().error_handler(|err, _req| {
         ApiError::InvalidParameters(format!("invalid path: {err}")).into()
     }))
-    .service(health::health)
-    .service(health::ready)
-    .service(query::query)
-    .service(query::query_get)
-    .service(storage::list_objects)
-    .service(lake::list_schemas)
-    .service(lake::create_schema)
-    .service(lake::drop_schema)
-    .service(lake::list_tables)
-    .service(lake::table_changes)
-    .service(lake::describe_table)
-    .service(lake::list_snapshots)
-    .service(ingest::ingest)
-    .service(maintenance::compact)
-    .service(maintenance::expire)
-    .service(maintenance::cleanup)
-    .service(maintenance::lake_usage)
-    .service(keys::create)
-    .service(keys::list)
-    .service(keys::revoke)
-    .service(jobs::submit)
-    .service(jobs::list)
-    .service(jobs::get)
-    .service(jobs::result)
-    .service(jobs::cancel)
-    .service(metrics::prometheus)
-    .service(metrics::memory)
-    .service(metrics::performance)
-    .service(config::summary)
-    .service(config::ducklake)
-    .service(docs::openapi_json)
-    .service(docs::docs_page)
-    .service(docs::docs_js)
-    .service(docs::docs_css)
-    .service(ui::console_page)
-    .service(ui::console_index)
-    .service(ui::console_asset)
+    .configure(register_routes)
     .default_service(web::to(route_not_found));
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, with or without a key: probes, metrics, the API document and
+    /// the console's files.
+    Open,
+    /// A key holding at least this role. The query and job endpoints need at
+    /// least this; the statement may need more (see the sandbox).
+    AtLeast(Role),
+}
+
+/// One route the API serves, as registered.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: String,
+    pub access: Access,
+}
+
+fn route<P: utoipa::Path>(access: Access) -> Vec<Route> {
+    use utoipa::openapi::path::HttpMethod;
+    P::methods()
+        .into_iter()
+        .map(|method| Route {
+            method: match method {
+                HttpMethod::Get => "GET",
+                HttpMethod::Post => "POST",
+                HttpMethod::Put => "PUT",
+                HttpMethod::Delete => "DELETE",
+                HttpMethod::Options => "OPTIONS",
+                HttpMethod::Head => "HEAD",
+                HttpMethod::Patch => "PATCH",
+                HttpMethod::Trace => "TRACE",
+            },
+            path: P::path(),
+            access,
+        })
+        .collect()
+}
+
+/// Registers every route and lists it with who may call it, from one list:
+/// a route cannot be served without being in [`routes`], which the role
+/// tests walk. Each entry names the handler, whose `#[utoipa::path]` knows
+/// its method and path.
+macro_rules! routes {
+    ($($module:ident :: $handler:ident => $access:expr,)*) => {
+        fn register_routes(cfg: &mut web::ServiceConfig) {
+            $(cfg.service($module::$handler);)*
+        }
+
+        /// Every route the API serves, with who may call it.
+        pub fn routes() -> Vec<Route> {
+            use Access::*;
+            use Role::*;
+            [$(route::<$module::$handler>($access)),*].concat()
+        }
+    };
+}
+
+routes! {
+    health::health => Open,
+    health::ready => Open,
+    query::query => AtLeast(Read),
+    query::query_get => AtLeast(Read),
+    storage::list_objects => AtLeast(Read),
+    lake::list_schemas => AtLeast(Read),
+    lake::create_schema => AtLeast(Write),
+    lake::drop_schema => AtLeast(Write),
+    lake::list_tables => AtLeast(Read),
+    lake::table_changes => AtLeast(Read),
+    lake::describe_table => AtLeast(Read),
+    lake::list_snapshots => AtLeast(Read),
+    ingest::ingest => AtLeast(Write),
+    maintenance::compact => AtLeast(Admin),
+    maintenance::expire => AtLeast(Admin),
+    maintenance::cleanup => AtLeast(Admin),
+    maintenance::lake_usage => AtLeast(Admin),
+    keys::create => AtLeast(Admin),
+    keys::list => AtLeast(Admin),
+    keys::revoke => AtLeast(Admin),
+    jobs::submit => AtLeast(Read),
+    jobs::list => AtLeast(Read),
+    jobs::get => AtLeast(Read),
+    jobs::result => AtLeast(Read),
+    jobs::cancel => AtLeast(Read),
+    metrics::prometheus => Open,
+    metrics::memory => AtLeast(Read),
+    metrics::performance => AtLeast(Admin),
+    config::summary => AtLeast(Admin),
+    config::ducklake => AtLeast(Admin),
+    docs::openapi_json => Open,
+    docs::docs_page => Open,
+    docs::docs_js => Open,
+    docs::docs_css => Open,
+    ui::console_page => Open,
+    ui::console_index => Open,
+    ui::console_asset => Open,
 }
 
 fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {

@@ -59,12 +59,14 @@ pub fn is_console_path(path: &str) -> bool {
 }
 
 /// The console page.
+#[utoipa::path(tag = "ui")]
 #[get("/ui")]
 pub async fn console_page(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     serve(&req, "index.html")
 }
 
 /// The console's files.
+#[utoipa::path(tag = "ui")]
 #[get("/ui/{name}")]
 pub async fn console_asset(
     req: HttpRequest,
@@ -74,6 +76,7 @@ pub async fn console_asset(
 }
 
 /// `/ui/` (an empty last segment does not match `{name}`).
+#[utoipa::path(tag = "ui")]
 #[get("/ui/")]
 pub async fn console_index(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     serve(&req, "index.html")

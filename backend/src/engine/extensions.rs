@@ -10,6 +10,15 @@ use std::path::{Path, PathBuf};
 /// The DuckDB release the bundled library is; extension files must match it.
 pub const DUCKDB_RELEASE: &str = "v1.5.5";
 
+/// The release of the DuckDB library this binary links, as the library
+/// itself reports it (`v1.5.5`).
+pub fn linked_release() -> String {
+    // SAFETY: duckdb_library_version takes nothing and returns a pointer to
+    // a NUL-terminated string with static lifetime inside the library.
+    let version = unsafe { std::ffi::CStr::from_ptr(duckdb::ffi::duckdb_library_version()) };
+    version.to_string_lossy().into_owned()
+}
+
 /// The command that provisions the extension directory.
 pub const FETCH_COMMAND: &str = "./build.sh extensions";
 
@@ -91,6 +100,11 @@ pub fn platform() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_linked_library_is_the_release_extensions_are_fetched_for() {
+        assert_eq!(linked_release(), DUCKDB_RELEASE);
+    }
 
     #[test]
     fn missing_file_is_named_with_the_fetch_command() {

@@ -39,7 +39,9 @@ impl Replica {
             base: format!("http://127.0.0.1:{port}"),
         };
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // A bound that only catches a hang: start-up on a loaded machine
+        // (extensions, the catalog, migrations) can take many seconds.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             let ready = client.get(format!("{}/ready", replica.base)).send().await;
             if ready.is_ok_and(|res| res.status() == 200) {
@@ -55,6 +57,12 @@ impl Replica {
         panic!("the service did not become ready");
     }
 
+    /// The service process's own memory, in bytes: its peak resident set
+    /// (VmHWM) and its current one (VmRSS). A test's client is not in it.
+    pub fn memory(&self) -> ProcessMemory {
+        ProcessMemory::of(self.child.id())
+    }
+
     /// SIGKILL: no drain, no goodbye, as when a node dies.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -65,5 +73,31 @@ impl Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Resident memory of one process, from /proc.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessMemory {
+    pub peak_bytes: u64,
+    pub resident_bytes: u64,
+}
+
+impl ProcessMemory {
+    pub fn of(pid: u32) -> Self {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+        let field = |name: &str| -> u64 {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"));
+            let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            kb * 1024
+        };
+        Self {
+            peak_bytes: field("VmHWM:"),
+            resident_bytes: field("VmRSS:"),
+        }
     }
 }

@@ -178,10 +178,22 @@ pub fn csv_rows(text: &[u8], delimiter: u8) -> Vec<Vec<String>> {
     rows
 }
 
-/// The value of one Prometheus sample line (`name{labels} value`), 0 when absent.
+/// The value of one Prometheus sample line (`name{labels} value`). A series
+/// that is absent is a failure, not 0: a misspelt name or label must not pass
+/// for a counter that never moved.
 pub fn sample(text: &str, series: &str) -> f64 {
+    sample_opt(text, series)
+        .unwrap_or_else(|| panic!("no series {series} in the exposition:\n{text}"))
+}
+
+/// The value of one Prometheus sample line, `None` when the series is absent
+/// (a labelled counter appears only once something counted it).
+pub fn sample_opt(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
+        .map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{series}: not a number: {v}"))
+        })
 }

@@ -24,11 +24,23 @@ pub fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) ->
 }
 
 pub fn script(name: &str, args: &[&str]) {
-    let status = Command::new(scripts().join(name))
+    assert!(script_succeeds(name, args), "{name} {args:?} failed");
+}
+
+fn script_succeeds(name: &str, args: &[&str]) -> bool {
+    Command::new(scripts().join(name))
         .args(args)
         .status()
-        .expect("script runs");
-    assert!(status.success(), "{name} {args:?} failed");
+        .expect("script runs")
+        .success()
+}
+
+/// Stops a server on drop: a failure is reported, not a second panic while
+/// a failing test unwinds.
+fn stop_on_drop(name: &str, dir: &Path) {
+    if !script_succeeds(name, &["stop", dir.to_str().unwrap()]) {
+        eprintln!("warning: {name} stop {} failed", dir.display());
+    }
 }
 
 /// A PostgreSQL server for one test; stopped on drop.
@@ -85,7 +97,7 @@ pub fn psql_at(port: u16, db: &str, sql: &str) -> String {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        script("pg.sh", &["stop", self.dir.path().to_str().unwrap()]);
+        stop_on_drop("pg.sh", self.dir.path());
     }
 }
 
@@ -123,7 +135,7 @@ impl S3 {
 
 impl Drop for S3 {
     fn drop(&mut self) {
-        script("s3.sh", &["stop", self.dir.path().to_str().unwrap()]);
+        stop_on_drop("s3.sh", self.dir.path());
     }
 }
 
@@ -142,4 +154,29 @@ pub fn with_s3(config: &mut Config, s3: &S3, bucket: &str, prefix: &str) {
     config.storage.minio_secret_key = Some(Secret::new("test-secret"));
     config.storage.default_bucket = bucket.into();
     config.storage.prefix = prefix.into();
+}
+
+/// The environment that puts a service process on PostgreSQL database `db`
+/// (created here) and S3 bucket `bucket` under `prefix`, as
+/// [`with_postgres`] and [`with_s3`] do for an in-process one.
+pub fn stack_env(
+    pg: &Postgres,
+    db: &str,
+    s3: &S3,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<(&'static str, String)> {
+    pg.psql(&format!("CREATE DATABASE {db}"));
+    vec![
+        ("DB_POSTGRES_HOST", "127.0.0.1".to_string()),
+        ("DB_POSTGRES_PORT", pg.port.to_string()),
+        ("DB_POSTGRES_DB", db.to_string()),
+        ("DB_POSTGRES_PASSWORD", PG_PASSWORD.to_string()),
+        ("DB_POSTGRES_MIGRATE_ON_START", "true".to_string()),
+        ("STORAGE_MINIO_ENDPOINT", format!("127.0.0.1:{}", s3.port)),
+        ("STORAGE_MINIO_ACCESS_KEY", "test-access".to_string()),
+        ("STORAGE_MINIO_SECRET_KEY", "test-secret".to_string()),
+        ("STORAGE_DEFAULT_BUCKET", bucket.to_string()),
+        ("STORAGE_PREFIX", prefix.to_string()),
+    ]
 }
