@@ -55,3 +55,8 @@ fi
 if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
   python3 -m pip install --quiet 'openapi-spec-validator==0.9.0'
 fi
+# The readers a cut result must not fool (tests/limits.rs): pyarrow's Arrow
+# IPC, Parquet and CSV readers.
+if [ "$(python3 -c 'import pyarrow; print(pyarrow.__version__)' 2>/dev/null)" != "26.0.1" ]; then
+  python3 -m pip install --quiet 'pyarrow==26.0.1'
+fi

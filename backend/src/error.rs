@@ -42,6 +42,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A result beyond the server's row or byte limit, in a format whose body
+    /// cannot say it was cut: refused rather than cut silently.
+    #[error("{0}")]
+    ResultTooLarge(String),
     #[error("{0}")]
     RouteNotFound(String),
     #[error("{0}")]
@@ -136,6 +140,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::ResultTooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "result_too_large"),
             Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::QueryTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "query_timeout"),

@@ -258,7 +258,7 @@ async fn a_reader_that_goes_away_is_not_an_error() {
         .sql("CREATE TABLE wide AS SELECT range AS id FROM range(10)")
         .await;
     for args in [
-        &["query", "SELECT range, repeat('x', 100) FROM range(200000)"][..],
+        &["query", "SELECT range, repeat('x', 100) FROM range(90000)"][..],
         &["query", "SELECT * FROM wide", "--format", "table"],
         &["tables"],
         &["health"],

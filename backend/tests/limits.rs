@@ -38,10 +38,28 @@ async fn sql_length_and_result_size_are_capped() {
     );
     assert!(body.to_string().contains("max_sql_bytes"));
 
+    // Past the byte limit, CSV cannot say it was cut: refused before any
+    // byte (the cut is known within the first window).
+    let sql = "SELECT range AS n FROM range(1000000)";
+    let (status, body) = app.post_query(json!({"sql": sql, "format": "csv"})).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "result_too_large"),
+        "{body}"
+    );
+    assert!(
+        body.to_string().contains("query.max_result_bytes"),
+        "{body}"
+    );
+    // JSON says so in its body.
+    let (status, body) = app.post_query(json!({"sql": sql})).await;
+    assert_eq!((status, &body["truncated"]), (200, &json!(true)));
+    // With max_rows from the client, CSV is cut after the batch (at most
+    // 2048 rows) that crossed the limit, and the headers say so.
     let res = app
         .client
         .post(app.url("/api/v1/query"))
-        .json(&json!({"sql": "SELECT range AS n FROM range(1000000)", "format": "csv"}))
+        .json(&json!({"sql": sql, "format": "csv", "max_rows": 5_000_000}))
         .send()
         .await
         .unwrap();
@@ -54,7 +72,6 @@ async fn sql_length_and_result_size_are_capped() {
         .unwrap();
     let text = res.text().await.unwrap();
     assert!(rows < 1_000_000 && rows > 1000, "{rows}");
-    // Cut after the batch (at most 2048 rows) that crossed the limit.
     assert!(
         text.len() >= 100_000 && text.len() < 100_000 + 2048 * 8,
         "{}",
@@ -108,5 +125,98 @@ async fn memory_beyond_the_limit_spills_or_fails_cleanly() {
     assert!(resident < 600.0 * 1024.0 * 1024.0, "resident {resident}");
     let (status, _): (u16, Value) = app.post_query(json!({"sql": "SELECT 1"})).await;
     assert_eq!(status, 200, "still serving");
+    app.stop().await;
+}
+
+/// What a data tool got reading one result (tests/support/read_result.py),
+/// off the runtime the in-process service answers on.
+async fn read_with_real_reader(app: &common::TestApp, request: Value) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/read_result.py");
+    let url = app.url("/api/v1/query");
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args([script, &url, &request.to_string()])
+            .output()
+            .map(|out| (request, out))
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    let (request, out) = out;
+    assert!(
+        out.status.success(),
+        "{request}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A result the server's own limit cuts never looks whole to the reader a
+/// user would use: in every format, on the default `query.max_rows`, cut
+/// within the first window (refused before any byte) and after streaming
+/// began (the transfer is aborted: no final chunk, no Arrow end marker, no
+/// Parquet footer). JSON says so in its body. A result within the limit
+/// reads whole in every format, so "broken" is not the reader's doing.
+#[actix_web::test]
+async fn a_cut_result_is_never_read_as_whole() {
+    let app = common::spawn_app().await;
+    let cap = 100_000; // query.max_rows, the default
+    let formats = [
+        "json",
+        "json_objects",
+        "ndjson",
+        "csv",
+        "tsv",
+        "arrow",
+        "parquet",
+    ];
+    let mut wrong = Vec::new();
+    for format in formats {
+        let whole = read_with_real_reader(
+            &app,
+            json!({"sql": "SELECT range AS i, 'r' || range AS s FROM range(60000)", "format": format}),
+        )
+        .await;
+        if whole != json!({"outcome": "whole", "rows": 60000}) {
+            wrong.push(format!("{format}, 60000 rows: {whole}"));
+        }
+        // 1.5M rows: cut long after the first window left. 100,001 rows: the
+        // cut is one row past the limit.
+        for rows in [1_500_000u64, cap + 1] {
+            let sql = format!("SELECT range AS i, 'r' || range AS s FROM range({rows})");
+            let got = read_with_real_reader(&app, json!({"sql": sql, "format": format})).await;
+            let seen = match got["outcome"].as_str() {
+                Some("marked") => format.starts_with("json") && got["rows"] == json!(cap),
+                Some("refused") => got["code"] == "result_too_large" && !format.starts_with("json"),
+                Some("broken") => !format.starts_with("json"),
+                _ => false,
+            };
+            if !seen {
+                wrong.push(format!("{format}, {rows} rows: {got}"));
+            }
+        }
+        // What the client bounds itself is answered, with its headers.
+        let asked = read_with_real_reader(
+            &app,
+            json!({"sql": "SELECT range AS i FROM range(1500000)", "format": format, "max_rows": 50000}),
+        )
+        .await;
+        let expected = if format.starts_with("json") {
+            json!({"outcome": "marked", "rows": 50000})
+        } else {
+            json!({"outcome": "whole", "rows": 50000})
+        };
+        if asked != expected {
+            wrong.push(format!(
+                "{format}, max_rows 50000: {asked}, expected {expected}"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "cut results a reader took for whole:\n{}",
+        wrong.join("\n")
+    );
     app.stop().await;
 }

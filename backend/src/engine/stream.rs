@@ -456,10 +456,12 @@ impl Producer {
             summary.row_count += batch.num_rows() as u64;
             self.rows.store(summary.row_count, Ordering::Relaxed);
             encoder.batch(&batch)?;
-            if self.sent_bytes + encoder.pending() as u64 >= self.max_bytes {
+            let over_bytes = self.sent_bytes + encoder.pending() as u64 >= self.max_bytes;
+            if over_bytes {
                 summary.truncated = true;
             }
             if summary.truncated {
+                self.refuse_a_silent_cut(format, max_rows, over_bytes)?;
                 break;
             }
             // The first window stays in memory whatever happens (a held
@@ -507,6 +509,38 @@ impl Producer {
                 Ok(())
             }
         }
+    }
+
+    /// A result cut by the server's own limit (not a `max_rows` the client
+    /// asked for) is only answered in a format whose body says so (JSON's
+    /// `truncated`). In any other format the cut would look whole to its
+    /// reader, so the request fails instead: with a JSON error while no byte
+    /// has left, else by aborting the response (no final chunk; an Arrow
+    /// stream without its end marker, a Parquet file without its footer),
+    /// which every HTTP client and reader reports as broken.
+    fn refuse_a_silent_cut(
+        &self,
+        format: Format,
+        max_rows: u64,
+        over_bytes: bool,
+    ) -> Result<(), ApiError> {
+        if format.carries_metadata() || self.hold.is_some() {
+            return Ok(());
+        }
+        let limit = if over_bytes {
+            format!(
+                "the server's limit of {} bytes (query.max_result_bytes)",
+                self.max_bytes
+            )
+        } else {
+            format!("the server's limit of {max_rows} rows (query.max_rows)")
+        };
+        Err(ApiError::ResultTooLarge(format!(
+            "the result is larger than {limit}, and a cut {} result would look complete: \
+             set max_rows to receive the first rows with X-Row-Count and X-Result-Truncated, \
+             ask for format json (its body says truncated), or submit the query as a job",
+            format.name()
+        )))
     }
 
     /// Sends encoded bytes: as the head while it is unsent, else as a chunk.

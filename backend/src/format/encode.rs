@@ -118,6 +118,15 @@ impl Format {
         }
     }
 
+    /// The name `format` takes for it.
+    pub fn name(self) -> &'static str {
+        FORMATS
+            .iter()
+            .find(|(_, f, _)| *f == self)
+            .map(|(n, _, _)| *n)
+            .expect("every format is in FORMATS")
+    }
+
     /// Whether the body itself carries row count and truncation.
     pub fn carries_metadata(self) -> bool {
         matches!(self, Format::Json | Format::JsonObjects)
