@@ -600,6 +600,28 @@ pub(crate) fn last_change(
     Ok(last)
 }
 
+/// Whether the lake's schema (tables, views, columns: anything DDL changes)
+/// is the same at snapshots `old` and `new`. DuckLake numbers schema versions
+/// upwards, so equal versions at both ends mean no DDL in between. An
+/// expired (unknown) snapshot counts as changed.
+pub(crate) fn same_schema(
+    conn: &Connection,
+    lake: &str,
+    old: i64,
+    new: i64,
+) -> Result<bool, ApiError> {
+    conn.query_row(
+        &format!(
+            "SELECT count(*) = 2 AND min(schema_version) = max(schema_version) \
+             FROM ducklake_snapshots({}) WHERE snapshot_id IN (?, ?)",
+            quote_literal(lake)
+        ),
+        [old, new],
+        |row| row.get(0),
+    )
+    .map_err(duck)
+}
+
 /// The snapshot the connection's transaction reads. Fully qualified
 /// (`lake.main.current_snapshot()`): with two parts, a schema named like
 /// the lake would make the name ambiguous.

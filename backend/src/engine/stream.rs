@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     engine::{
-        catalog::{current_snapshot, last_change, last_committed},
+        catalog::{current_snapshot, last_change, last_committed, same_schema},
         query::{bind_values, Params},
         sandbox::{self, Role, Verdict},
         timetravel,
@@ -329,6 +329,9 @@ struct Reads {
     wrote: bool,
     /// A statement calls a function whose result varies between runs.
     volatile: bool,
+    /// A statement reads a source with no lake version (see
+    /// [`sandbox::Inspection::unversioned`]).
+    unversioned: bool,
 }
 
 /// The client went away: stop producing.
@@ -395,14 +398,21 @@ impl Producer {
                 "the last statement of the request is empty".into(),
             ));
         }
-        if !self.reads.wrote && !self.reads.volatile {
+        // An ETag only for what can be revalidated exactly: a read of lake
+        // tables (and fixed sources) alone, whose last change is known.
+        if !self.reads.wrote && !self.reads.volatile && !self.reads.unversioned {
             let hash = request_hash(request, format, max_rows);
             let read = self.versions.snapshot.unwrap_or_default();
             if let Some(held) = &request.if_none_match {
                 for old in timetravel::matching_snapshots(held, &hash) {
+                    // Unchanged since `old`: no DDL in the lake (a view
+                    // redefined, a table dropped or altered changes what
+                    // the same SQL reads, and no table's data shows it),
+                    // and none of the tables read has new data.
                     let still = old == read
                         || (request.pin.is_none()
                             && old < read
+                            && same_schema(conn, &self.lake, old, read)?
                             && last_change(conn, &self.lake, &self.reads.tables)? <= old);
                     if still {
                         self.versions.etag = Some(timetravel::etag(old, &hash));
@@ -662,6 +672,7 @@ impl Producer {
             .any(|f| self.volatile.contains(f));
         self.reads.wrote |= inspection.needs.is_some_and(|role| role > Role::Read);
         self.reads.tables.extend(inspection.tables);
+        self.reads.unversioned |= !inspection.unversioned.is_empty();
         let verdict = match inspection.needs {
             None => Verdict::Empty,
             Some(role) => Verdict::Needs(role),

@@ -4,6 +4,20 @@
 use super::Role;
 
 /// Table functions a role may call. Everything else is refused by name.
+/// Table functions whose rows depend on their arguments (and on the plan
+/// beneath them) alone, never on the state of the lake or the database: a
+/// read from them is as current as the lake tables it also reads.
+pub(super) const FIXED_SOURCES: &[&str] = &[
+    "range",
+    "generate_series",
+    "unnest",
+    "json_each",
+    "json_tree",
+    "repeat",
+    "repeat_row",
+    "summary",
+];
+
 pub(super) fn table_function(name: &str) -> Result<Role, String> {
     const READ: &[&str] = &[
         "ducklake_scan",

@@ -106,6 +106,12 @@ pub struct Inspection {
     pub tables: Vec<(String, String)>,
     /// Every scalar and aggregate function it calls.
     pub functions: std::collections::BTreeSet<String>,
+    /// Sources whose rows can change without any lake table changing
+    /// (metadata functions, catalog views, DuckDB's own tables): a result
+    /// that reads one has no version to revalidate against. Everything but
+    /// a DuckLake table scan and the [`lists::FIXED_SOURCES`] lands here,
+    /// so a source nobody thought of fails closed.
+    pub unversioned: std::collections::BTreeSet<String>,
 }
 
 /// Reads DuckDB's answer to [`PLAN_SQL`] for one statement.
@@ -133,12 +139,14 @@ pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, ApiError> {
                 needs: Role::Read,
                 tables: Vec::new(),
                 functions: Default::default(),
+                unversioned: Default::default(),
             };
             inspector.walk(&plans[0]).map_err(ApiError::Forbidden)?;
             Ok(Inspection {
                 needs: Some(inspector.needs),
                 tables: inspector.tables,
                 functions: inspector.functions,
+                unversioned: inspector.unversioned,
             })
         }
         _ => Err(ApiError::InvalidRequest(
@@ -192,6 +200,7 @@ struct Inspector<'a> {
     needs: Role,
     tables: Vec<(String, String)>,
     functions: std::collections::BTreeSet<String>,
+    unversioned: std::collections::BTreeSet<String>,
 }
 
 impl Inspector<'_> {
@@ -284,12 +293,14 @@ impl Inspector<'_> {
                 let function = node.get("name").and_then(Value::as_str).unwrap_or("");
                 let role = table_function(function)?;
                 self.require(role);
-                if function == "ducklake_scan" {
-                    let data = &node["function_data"];
-                    if let (Some(schema), Some(table)) =
-                        (data["schema_name"].as_str(), data["table_name"].as_str())
-                    {
+                let data = node.get("function_data").unwrap_or(&Value::Null);
+                match (data["schema_name"].as_str(), data["table_name"].as_str()) {
+                    (Some(schema), Some(table)) if function == "ducklake_scan" => {
                         self.tables.push((schema.to_string(), table.to_string()));
+                    }
+                    _ if lists::FIXED_SOURCES.contains(&function) => {}
+                    _ => {
+                        self.unversioned.insert(function.to_string());
                     }
                 }
                 Ok(())
