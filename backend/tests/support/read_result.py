@@ -29,12 +29,18 @@ def read(fmt, response):
     if fmt == "parquet":
         import pyarrow.parquet
 
-        return pyarrow.parquet.read_table(io.BytesIO(response.read())).num_rows, False
+        table = pyarrow.parquet.read_table(io.BytesIO(response.read()), use_threads=False)
+        return table.num_rows, False
     if fmt in ("csv", "tsv"):
         import pyarrow.csv
 
         options = pyarrow.csv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
-        return pyarrow.csv.read_csv(response, parse_options=options).num_rows, False
+        # One thread: pyarrow's threaded CSV reader has aborted the process
+        # ("terminate called without an active exception") on a broken
+        # stream instead of raising.
+        read = pyarrow.csv.ReadOptions(use_threads=False)
+        table = pyarrow.csv.read_csv(response, read_options=read, parse_options=options)
+        return table.num_rows, False
     if fmt == "ndjson":
         # Read whole, as pandas.read_json(lines=True) and polars do: the
         # standard library's line iterator ends quietly where a chunked body
