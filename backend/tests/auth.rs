@@ -59,13 +59,14 @@ async fn make_key(app: &common::TestApp, role: &str, expires_at: Option<&str>) -
     (body["key"].as_str().unwrap().to_string(), body)
 }
 
-#[actix_web::test]
-async fn each_role_against_each_class_of_endpoint() {
+/// A service with authentication on, a table `t`, and a read, a write and
+/// an admin key.
+async fn app_with_a_key_per_role() -> (common::TestApp, [String; 3]) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.auth.enabled = true;
     config.auth.bootstrap_key = Some(Secret::new(BOOTSTRAP));
-    let app = spawn_with(config, None).await;
+    let app = spawn_with(config, Some(dir)).await;
     call(
         &app,
         Method::POST,
@@ -77,6 +78,12 @@ async fn each_role_against_each_class_of_endpoint() {
     let (read, _) = make_key(&app, "read", None).await;
     let (write, _) = make_key(&app, "write", None).await;
     let (admin, _) = make_key(&app, "admin", None).await;
+    (app, [read, write, admin])
+}
+
+#[actix_web::test]
+async fn each_role_against_each_class_of_endpoint() {
+    let (app, [read, write, admin]) = app_with_a_key_per_role().await;
 
     let query = |sql: &str| Some(json!({ "sql": sql }));
     // (method, path, body, lowest role that may, or None for open)
@@ -229,22 +236,7 @@ fn example_request(method: &str, path: &str) -> (String, Option<Value>) {
 async fn every_route_of_the_router_answers_each_role_as_it_says() {
     use ducklake_backend::api::{routes, Access};
     use ducklake_backend::engine::Role;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.auth.enabled = true;
-    config.auth.bootstrap_key = Some(Secret::new(BOOTSTRAP));
-    let app = spawn_with(config, None).await;
-    call(
-        &app,
-        Method::POST,
-        "/api/v1/query",
-        Some(BOOTSTRAP),
-        Some(json!({"sql": "CREATE TABLE t AS SELECT 1 AS a"})),
-    )
-    .await;
-    let (read, _) = make_key(&app, "read", None).await;
-    let (write, _) = make_key(&app, "write", None).await;
-    let (admin, _) = make_key(&app, "admin", None).await;
+    let (app, [read, write, admin]) = app_with_a_key_per_role().await;
     let callers: [(&str, Option<&str>, Option<Role>); 5] = [
         ("nobody", None, None),
         (
