@@ -125,6 +125,18 @@ pub struct ServerConfig {
     /// they are interrupted, milliseconds. Keep it below the orchestrator's
     /// termination grace period (Kubernetes: 30 s by default).
     pub shutdown_grace_ms: u64,
+    /// Host names requests may address besides the bind address,
+    /// `localhost`, `127.0.0.1` and `[::1]`, comma-separated. Checked on
+    /// every request while authentication is off (DNS rebinding), and
+    /// whenever set.
+    #[serde(deserialize_with = "lenient::string")]
+    pub allowed_hosts: String,
+    /// Web origins (`https://app.example:8443`) whose pages may call the
+    /// API, comma-separated: their preflights are answered and their
+    /// responses carry CORS headers. A page of any other origin cannot
+    /// change anything (403 `origin_not_allowed`).
+    #[serde(deserialize_with = "lenient::string")]
+    pub cors_origins: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,6 +297,8 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             ready_timeout_ms: 2_000,
             shutdown_grace_ms: 20_000,
+            allowed_hosts: String::new(),
+            cors_origins: String::new(),
         }
     }
 }

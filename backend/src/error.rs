@@ -75,6 +75,13 @@ pub enum ApiError {
     /// No valid API key: missing, unknown, expired or revoked.
     #[error("{0}")]
     Unauthorized(String),
+    /// The request addressed a Host this service does not answer to (DNS
+    /// rebinding, with authentication off).
+    #[error("{0}")]
+    HostNotAllowed(String),
+    /// A web page of another origin tried to change something.
+    #[error("{0}")]
+    OriginNotAllowed(String),
     /// The key is valid but its role may not do this.
     #[error("{0}")]
     InsufficientRole(String),
@@ -153,6 +160,8 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::ShuttingDown(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::InsufficientRole(_) => (StatusCode::FORBIDDEN, "insufficient_role"),
+            Self::HostNotAllowed(_) => (StatusCode::FORBIDDEN, "host_not_allowed"),
+            Self::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             Self::UnsupportedFormat(_) => (StatusCode::NOT_ACCEPTABLE, "unsupported_format"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::ResultUnavailable(_) => (StatusCode::CONFLICT, "result_unavailable"),

@@ -5,6 +5,7 @@
 //! the same app on port 0.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;
@@ -148,6 +149,7 @@ async fn bootstrap_auth(config: &Config, store: &Store) -> Result<(), StartupErr
 pub struct Application {
     server: Server,
     port: u16,
+    audit: audit::Audit,
     engine: Arc<Engine>,
     draining: Arc<std::sync::atomic::AtomicBool>,
     grace: Duration,
@@ -219,6 +221,7 @@ impl Application {
             Arc::clone(&draining),
         )
         .await?;
+        let audit = audit::Audit::start(store.clone(), metrics.audit_counters());
         let state = web::Data::new(AppState {
             engine: Arc::clone(&engine),
             config: Arc::clone(&config),
@@ -230,13 +233,17 @@ impl Application {
             auth: Arc::new(auth::Authenticator::new(config.auth.enabled, store.clone())),
             draining: Arc::clone(&draining),
             jobs: Arc::new(jobs),
+            audit: audit.clone(),
         });
         maintenance::spawn(&state.clone().into_inner());
         let max_body = config.server.max_body_bytes;
+        let guard = web::Data::new(api::guard::Guard::from_config(&config));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(guard.clone())
                 .wrap(middleware::Compress::default())
+                .wrap(middleware::from_fn(api::guard::guard))
                 .wrap(middleware::from_fn(telemetry::log_request))
                 .configure(|cfg| api::configure(cfg, max_body))
         })
@@ -262,6 +269,7 @@ impl Application {
         Ok(Self {
             server,
             port,
+            audit,
             engine,
             draining,
             grace: Duration::from_millis(config.server.shutdown_grace_ms),
@@ -296,8 +304,35 @@ impl Application {
         });
         let result = self.server.await;
         on_signal.abort();
+        // What was recorded before the server stopped goes into the log.
+        self.audit.flush(Duration::from_secs(5)).await;
+        close(self.engine).await;
         result
     }
+}
+
+/// After the server stopped: closes DuckDB here, once the server's workers
+/// (on threads of their own) have let go of the engine, so the process never
+/// exits while DuckDB is still at work on another thread (a request's
+/// connection being reset, a database being torn down): C++ destructors
+/// running at exit under such a thread crash the process. A holder that
+/// does not let go within the bound (a job still running its query) keeps
+/// the engine open to the end, as before.
+async fn close(engine: Arc<Engine>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while Arc::strong_count(&engine) > 1 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::info!(
+                holders = Arc::strong_count(&engine) - 1,
+                "the engine is still in use (a running job?): not closed before exit"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Dropping the last connection closes the database: blocking work.
+    let _ = tokio::task::spawn_blocking(move || drop(engine)).await;
+    tracing::info!("engine closed");
 }
 
 /// Waits for SIGTERM or SIGINT; None when signals cannot be watched.

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::{
     api::AppState,
+    audit::{Outcome, Trail},
     engine::maintenance::{CatalogFiles, ExpireWhat},
     error::ApiError,
 };
@@ -50,6 +51,7 @@ pub async fn usage(state: &AppState) -> Result<LakeUsage, ApiError> {
 /// Runs `operation` between two usage readings.
 pub async fn measured<T, F>(
     state: &AppState,
+    trail: Option<Trail>,
     operation: &'static str,
     dry_run: bool,
     work: F,
@@ -60,12 +62,34 @@ where
 {
     let started = std::time::Instant::now();
     let before = usage(state).await?;
-    let changes = work.await?;
+    let changes = match work.await {
+        Ok(changes) => changes,
+        Err(err) => {
+            if let Some(trail) = &trail {
+                trail.record(
+                    trail
+                        .event(format!("maintenance.{operation}"), Outcome::Failed)
+                        .detail("dry_run", dry_run)
+                        .detail("error", err.code()),
+                );
+            }
+            return Err(err);
+        }
+    };
     let after = if dry_run {
         before.clone()
     } else {
         usage(state).await?
     };
+    if let Some(trail) = &trail {
+        trail.record(
+            trail
+                .event(format!("maintenance.{operation}"), Outcome::Ok)
+                .detail("dry_run", dry_run)
+                .detail("before", &before)
+                .detail("after", &after),
+        );
+    }
     tracing::info!(
         operation,
         dry_run,
@@ -103,7 +127,22 @@ pub fn spawn(state: &Arc<AppState>) {
             if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
-            let outcome = match round(&state).await {
+            let result = round(&state).await;
+            let event = |outcome| {
+                crate::audit::Event::new(
+                    &crate::audit::Actor::service(),
+                    "maintenance.round",
+                    outcome,
+                )
+            };
+            match &result {
+                Ok(true) => state.audit.record(event(Outcome::Ok)),
+                Ok(false) => {}
+                Err(err) => state
+                    .audit
+                    .record(event(Outcome::Failed).detail("error", err.code())),
+            }
+            let outcome = match result {
                 Ok(true) => "ok",
                 Ok(false) => "locked",
                 Err(err) => {

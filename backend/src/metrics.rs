@@ -36,6 +36,8 @@ pub struct Metrics {
     pub ingest_rows: IntCounter,
     pub ingest_bytes: IntCounter,
     pub jobs: IntGaugeVec,
+    pub audit_written: IntCounter,
+    pub audit_dropped: IntCounter,
 }
 
 const NS: &str = "ducklake";
@@ -121,6 +123,8 @@ impl Metrics {
                 &["status"],
             )
             .unwrap(),
+            audit_written: IntCounter::with_opts(opts("audit_events_written_total", "Audit events written to the audit log.")).unwrap(),
+            audit_dropped: IntCounter::with_opts(opts("audit_events_dropped_total", "Audit events dropped: the queue was full or the store refused their batch.")).unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -147,6 +151,8 @@ impl Metrics {
             Box::new(metrics.lake_snapshot.clone()),
             Box::new(metrics.build_info.clone()),
             Box::new(metrics.jobs.clone()),
+            Box::new(metrics.audit_written.clone()),
+            Box::new(metrics.audit_dropped.clone()),
         ];
         for collector in collectors {
             metrics
@@ -176,6 +182,16 @@ impl Metrics {
         }
         self.rows_returned.inc_by(rows);
         self.bytes_returned.inc_by(bytes);
+    }
+}
+
+impl Metrics {
+    /// The audit trail's counters.
+    pub fn audit_counters(&self) -> crate::audit::AuditCounters {
+        crate::audit::AuditCounters {
+            written: self.audit_written.clone(),
+            dropped: self.audit_dropped.clone(),
+        }
     }
 }
 

@@ -18,6 +18,10 @@ use crate::config::{log_filter, Config};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request's id, in its extensions for handlers (the audit trail).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// Installs the global subscriber once; later calls (tests) are no-ops.
 pub fn init(config: &Config) {
     let level = if config.debug {
@@ -68,6 +72,7 @@ pub async fn log_request<B: MessageBody>(
     let id = request_id(&req);
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();
+    req.extensions_mut().insert(RequestId(id.clone()));
     if refused_while_draining(&req) {
         let err = crate::error::ApiError::ShuttingDown(
             "the service is shutting down; retry on another replica".into(),

@@ -489,3 +489,320 @@ async fn keys_command_creates_lists_and_revokes() {
     assert_eq!(status, 401);
     app.stop().await;
 }
+
+/// `EXPLAIN x` needs the role `x` needs; PIVOT and UNPIVOT are reads.
+#[actix_web::test]
+async fn explain_needs_the_role_of_what_it_explains() {
+    use ducklake_backend::engine::Role;
+    let (app, [read, write, admin]) = app_with_a_key_per_role().await;
+    let cases: [(&str, &str); 6] = [
+        ("EXPLAIN SELECT * FROM t", "read"),
+        ("EXPLAIN ANALYZE SELECT count(*) FROM t", "read"),
+        ("PIVOT t ON a USING count(*)", "read"),
+        ("UNPIVOT t ON a INTO NAME n VALUE v", "read"),
+        ("EXPLAIN INSERT INTO t VALUES (2)", "write"),
+        (
+            "EXPLAIN ANALYZE SELECT * FROM ducklake_expire_snapshots('lake', \
+             dry_run => true, older_than => now())",
+            "admin",
+        ),
+    ];
+    for (sql, lowest) in cases {
+        for (role, key) in [("read", &read), ("write", &write), ("admin", &admin)] {
+            let (status, body) = query_as(&app, key, &json!({ "sql": sql })).await;
+            let allowed = Role::parse(role) >= Role::parse(lowest);
+            if allowed {
+                assert_eq!(status, 200, "{role}: {sql}: {body}");
+            } else {
+                assert_eq!(
+                    (status, error_code(&body)),
+                    (403, "insufficient_role"),
+                    "{role}: {sql}: {body}"
+                );
+            }
+        }
+    }
+    // The read key's EXPLAIN ANALYZE of a write ran nothing.
+    let (status, body) = query_as(
+        &app,
+        &read,
+        &json!({"sql": "EXPLAIN ANALYZE INSERT INTO t VALUES (3)"}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, "insufficient_role"),
+        "{body}"
+    );
+    let (_, body) = query_as(
+        &app,
+        &admin,
+        &json!({"sql": "SELECT count(*) FROM t WHERE a = 3"}),
+    )
+    .await;
+    assert_eq!(body["rows"], json!([[0]]));
+    app.stop().await;
+}
+
+/// Admin-only reads of the audit log until `done` holds for its entries
+/// (the trail is written in the background, so the test waits for what it
+/// means: the entries), bounded only against a hang.
+async fn audit_until(
+    app: &common::TestApp,
+    key: &str,
+    query: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, body) = call(
+            app,
+            Method::GET,
+            &format!("/api/v1/audit{query}"),
+            Some(key),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        if done(&items) {
+            return items;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit log never showed it: {items:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn the_audit_trail_records_writes_key_changes_ingest_maintenance_and_refusals() {
+    let (app, [read, write, admin]) = app_with_a_key_per_role().await;
+    let prefix = |key: &str| key[..12].to_string();
+    // Nobody but an admin reads it.
+    for key in [&read, &write] {
+        let (status, body) = call(&app, Method::GET, "/api/v1/audit", Some(key), None).await;
+        assert_eq!((status, error_code(&body)), (403, "insufficient_role"));
+    }
+
+    // A write statement: kind, tables, the snapshot it created, the request id.
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .bearer_auth(&write)
+        .header("x-request-id", "audit-test-insert")
+        .json(&json!({"sql": "INSERT INTO t VALUES (7)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let snapshot: i64 = res.headers()["x-ducklake-snapshot"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let inserts = audit_until(&app, &admin, "?action=statement&outcome=ok", |items| {
+        items.iter().any(|i| i["request_id"] == "audit-test-insert")
+    })
+    .await;
+    let insert = inserts
+        .iter()
+        .find(|i| i["request_id"] == "audit-test-insert")
+        .unwrap();
+    assert_eq!(insert["key_prefix"], prefix(&write), "{insert}");
+    assert_eq!(insert["actor"], "write user");
+    assert_eq!(insert["target"], "main.t");
+    assert_eq!(insert["snapshot"], snapshot);
+    assert_eq!(insert["detail"]["kind"], json!(["INSERT"]));
+    assert_eq!(insert["detail"]["sql"], "INSERT INTO t VALUES (7)");
+
+    // A read is not audited; a refused statement is, with its reason.
+    let (status, _) = query_as(&app, &read, &json!({"sql": "SELECT * FROM t"})).await;
+    assert_eq!(status, 200);
+    let (status, body) = query_as(&app, &read, &json!({"sql": "DELETE FROM t"})).await;
+    assert_eq!((status, error_code(&body)), (403, "insufficient_role"));
+    let (status, body) = query_as(
+        &app,
+        &write,
+        &json!({"sql": "SELECT * FROM read_csv('/etc/passwd')"}),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden_statement"));
+    let refused = audit_until(&app, &admin, "?outcome=refused", |items| items.len() >= 2).await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0]["key_prefix"], prefix(&write));
+    assert_eq!(refused[0]["detail"]["error"], "forbidden_statement");
+    assert_eq!(refused[1]["key_prefix"], prefix(&read));
+    assert_eq!(refused[1]["detail"]["error"], "insufficient_role");
+    assert_eq!(refused[1]["detail"]["sql"], "DELETE FROM t");
+    assert!(refused[1]["detail"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("write role"));
+
+    // A failed write is recorded as failed, with nothing committed.
+    // (The cast fails while the statement runs, not while it is planned.)
+    let failing = "INSERT INTO t SELECT CAST(a::VARCHAR || 'x' AS INTEGER) FROM t";
+    let (status, body) = query_as(&app, &write, &json!({ "sql": failing })).await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    let failed = audit_until(&app, &admin, "?outcome=failed", |items| !items.is_empty()).await;
+    assert_eq!(failed[0]["detail"]["kind"], json!(["INSERT"]));
+    assert_eq!(failed[0]["detail"]["sql"], failing);
+    assert_eq!(failed[0]["snapshot"], Value::Null);
+    let (_, count) = query_as(&app, &read, &json!({"sql": "SELECT count(*) FROM t"})).await;
+    assert_eq!(
+        count["rows"],
+        json!([[2]]),
+        "the failed insert left nothing"
+    );
+
+    // Ingest, a schema change, key changes and a maintenance run.
+    let res = app
+        .client
+        .post(app.url("/api/v1/tables/main/t/data?format=ndjson"))
+        .bearer_auth(&write)
+        .body("{\"a\": 8}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/schemas",
+        Some(&write),
+        Some(json!({"name": "audited"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (new_key, created) = make_key(&app, "read", None).await;
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/keys/{}", created["id"].as_str().unwrap()),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/maintenance/compact",
+        Some(&admin),
+        Some(json!({"dry_run": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let actions = [
+        "ingest",
+        "schema.create",
+        "key.create",
+        "key.revoke",
+        "maintenance.compact",
+    ];
+    let all = audit_until(&app, &admin, "?limit=1000", |items| {
+        actions
+            .iter()
+            .all(|a| items.iter().any(|i| i["action"] == *a))
+    })
+    .await;
+    let find = |action: &str| all.iter().find(|i| i["action"] == action).unwrap().clone();
+    let ingest = find("ingest");
+    assert_eq!(
+        (
+            ingest["target"].as_str(),
+            ingest["detail"]["rows_loaded"].as_i64()
+        ),
+        (Some("main.t"), Some(1))
+    );
+    assert!(ingest["snapshot"].as_i64().unwrap() > snapshot);
+    assert_eq!(find("schema.create")["target"], "audited");
+    assert_eq!(find("key.create")["target"], prefix(&new_key));
+    assert_eq!(
+        find("key.create")["key_prefix"],
+        BOOTSTRAP[..12].to_string()
+    );
+    assert_eq!(find("key.revoke")["target"], prefix(&new_key));
+    assert_eq!(find("maintenance.compact")["detail"]["dry_run"], true);
+    assert_eq!(find("maintenance.compact")["key_prefix"], prefix(&admin));
+    // Newest first, ids strictly falling; every entry has a time.
+    let ids: Vec<i64> = all.iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    assert!(all.iter().all(|i| i["occurred_at"].is_string()));
+
+    // Paged like the other lists: every entry once, in order.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("/api/v1/audit?limit=2&cursor={c}"),
+            None => "/api/v1/audit?limit=2".to_string(),
+        };
+        let (status, body) = call(&app, Method::GET, &query, Some(&admin), None).await;
+        assert_eq!(status, 200, "{body}");
+        paged.extend(
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_i64().unwrap()),
+        );
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert!(
+        paged.len() >= ids.len() && paged[paged.len() - ids.len()..] == ids[..],
+        "{paged:?} vs {ids:?}"
+    );
+    for bad in ["?outcome=maybe", "?limit=0", "?cursor=nope"] {
+        let (status, body) = call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/audit{bad}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (422, "invalid_parameters"),
+            "{bad}"
+        );
+    }
+
+    // The CLI reads the same trail.
+    let out = Command::new(env!("CARGO_BIN_EXE_ducklake-backend"))
+        .args([
+            "client",
+            "--url",
+            &app.base,
+            "audit",
+            "--action",
+            "key.create",
+            "--json",
+        ])
+        .env("DUCKLAKE_KEY", &admin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed.iter().all(|i| i["action"] == "key.create"));
+    assert!(listed.iter().any(|i| i["target"] == prefix(&new_key)));
+
+    // Recorded events are counted in /metrics.
+    let metrics = app.get_text("/metrics").await;
+    assert!(common::sample(&metrics, "ducklake_audit_events_written_total") >= all.len() as f64);
+    assert_eq!(
+        common::sample(&metrics, "ducklake_audit_events_dropped_total"),
+        0.0
+    );
+    app.stop().await;
+}

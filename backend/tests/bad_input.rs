@@ -32,13 +32,15 @@ fn expected(name: &str) -> (u16, &'static str) {
         | "empty body"
         | "invalid UTF-8"
         | "invalid UTF-8 escape"
-        | "deeply nested params"
-        | "huge number"
         | "NUL byte in SQL"
         | "only NUL" => (400, "invalid_request"),
         "no content type" | "text/plain" | "form" => (415, "unsupported_media_type"),
         "10 MB of SQL" => (413, "payload_too_large"),
-        "not an object"
+        // A parameter no type can hold, or nested past the JSON parser's
+        // depth limit: the params field is unusable.
+        "deeply nested params"
+        | "huge number"
+        | "not an object"
         | "a JSON string"
         | "unknown field"
         | "sql of the wrong type"

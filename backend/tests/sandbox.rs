@@ -97,6 +97,19 @@ async fn attack_statements_are_refused() {
         "BEGIN TRANSACTION".to_string(),
         "PREPARE p AS SELECT 1".to_string(),
         format!("EXPLAIN ANALYZE COPY (SELECT 1) TO '{out}/explained.csv'"),
+        // EXPLAIN and PIVOT are checked as what they wrap.
+        "EXPLAIN SELECT * FROM read_text('/etc/passwd')".to_string(),
+        "EXPLAIN ANALYZE SELECT * FROM __ducklake_metadata_lake.main.ducklake_snapshot".to_string(),
+        "EXPLAIN (FORMAT json) SELECT current_setting('allowed_directories')".to_string(),
+        "EXPLAIN EXPLAIN ANALYZE SELECT * FROM glob('/etc/*')".to_string(),
+        "EXPLAIN ATTACH ':memory:' AS other".to_string(),
+        "PIVOT (SELECT * FROM read_csv('/etc/passwd')) ON column0".to_string(),
+        "PIVOT __ducklake_metadata_lake.main.ducklake_snapshot ON snapshot_id".to_string(),
+        "WITH p AS (PIVOT (FROM read_text('/etc/hostname')) ON content) FROM p".to_string(),
+        "SELECT * FROM (PIVOT victim ON n USING max(current_setting('memory_limit')))".to_string(),
+        "PIVOT victim ON n IN (SELECT content FROM read_text('/etc/passwd'))".to_string(),
+        "UNPIVOT (SELECT * FROM read_csv('/etc/passwd')) ON COLUMNS(*) INTO NAME n VALUE v"
+            .to_string(),
         "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))".to_string(),
     ];
     assert!(attacks.len() >= 40, "keep at least 40 attacks");
@@ -219,5 +232,325 @@ async fn lake_operations_are_allowed() {
         .post_query(json!({ "sql": "INSERT INTO t VALUES (3); SELECT count(*) FROM t WHERE a >= $min", "params": {"min": 2} }))
         .await;
     assert_eq!((status, &body["rows"]), (200, &json!([[2]])), "{body}");
+    app.stop().await;
+}
+
+/// `EXPLAIN`, `EXPLAIN ANALYZE`, `PIVOT` and `UNPIVOT` run, checked as the
+/// statement they wrap.
+#[actix_web::test]
+async fn explain_and_pivot_are_checked_as_what_they_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_with(test_config(dir.path()), None).await;
+    app.sql("CREATE TABLE sales (k VARCHAR, x VARCHAR, y INT)")
+        .await;
+    let before = app
+        .sql("INSERT INTO sales VALUES ('a', 'p', 1), ('a', 'q', 2), ('b', 'p', 3)")
+        .await;
+    let before = before["rows"][0][0].clone();
+    assert_eq!(before, json!(3));
+    let snapshot = app.sql("SELECT id FROM lake.current_snapshot()").await["rows"][0][0]
+        .as_i64()
+        .unwrap();
+
+    let plan = |body: &serde_json::Value| -> (String, String) {
+        (
+            body["rows"][0][0].as_str().unwrap_or_default().to_string(),
+            body["rows"][0][1].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .json(&json!({"sql": "EXPLAIN SELECT k, sum(y) FROM sales GROUP BY k"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().get("etag").is_none(),
+        "a plan has no lake version to revalidate"
+    );
+    let body: serde_json::Value = res.json().await.unwrap();
+    let (key, text) = plan(&body);
+    assert_eq!(key, "physical_plan", "{body}");
+    assert!(text.contains("HASH_GROUP_BY"), "{text}");
+
+    let body = app
+        .sql("EXPLAIN ANALYZE SELECT count(*) FROM sales WHERE y > 1")
+        .await;
+    let (key, text) = plan(&body);
+    assert_eq!(key, "analyzed_plan", "{body}");
+    assert!(text.contains("Total Time"), "{text}");
+
+    let body = app.sql("EXPLAIN (FORMAT json) SELECT * FROM sales").await;
+    let (_, text) = plan(&body);
+    let tree: serde_json::Value = serde_json::from_str(&text).expect("a JSON plan");
+    assert!(tree.is_array(), "{tree}");
+
+    // A pinned EXPLAIN explains the pinned read.
+    let (status, body) = app
+        .post_query(json!({"sql": "EXPLAIN SELECT * FROM sales", "snapshot": snapshot}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // EXPLAIN ANALYZE runs what it explains: a write, here.
+    app.sql("EXPLAIN ANALYZE INSERT INTO sales VALUES ('c', 'q', 4)")
+        .await;
+    // ... and not through the read-only form.
+    let res = app
+        .client
+        .get(app.url("/api/v1/query"))
+        .query(&[(
+            "sql",
+            "EXPLAIN ANALYZE INSERT INTO sales VALUES ('d', 'q', 5)",
+        )])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(error_code(&body), "read_only", "{body}");
+    let body = app.sql("SELECT count(*) FROM sales").await;
+    assert_eq!(body["rows"], json!([[4]]));
+
+    let (status, body) = app.post_query(json!({"sql": "EXPLAIN"})).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (400, "invalid_request"),
+        "{body}"
+    );
+
+    // PIVOT over the values in the data, on its own and nested.
+    let expected = json!([["a", 1, 2], ["b", 3, null], ["c", null, 4]]);
+    for sql in [
+        "PIVOT sales ON x USING sum(y) GROUP BY k ORDER BY k",
+        "SELECT * FROM (PIVOT sales ON x USING sum(y) GROUP BY k) ORDER BY k",
+        "WITH p AS (PIVOT sales ON x USING sum(y) GROUP BY k) SELECT * FROM p ORDER BY k",
+        "PIVOT sales ON x IN ('p', 'q') USING sum(y) GROUP BY k ORDER BY k",
+    ] {
+        let (status, body) = app.post_query(json!({ "sql": sql })).await;
+        assert_eq!(status, 200, "{sql}: {body}");
+        assert_eq!(body["rows"], expected, "{sql}");
+        let names: Vec<&str> = body["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["k", "p", "q"], "{sql}");
+    }
+    let body = app
+        .sql("UNPIVOT (SELECT 1 AS a, 2 AS b) ON a, b INTO NAME n VALUE v ORDER BY n")
+        .await;
+    assert_eq!(body["rows"], json!([["a", 1], ["b", 2]]));
+    let (status, body) = app
+        .post_query(
+            json!({"sql": "PIVOT sales ON x IN (SELECT DISTINCT x FROM sales) USING sum(y)"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, "forbidden_statement"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("IN list"),
+        "{body}"
+    );
+    app.stop().await;
+}
+
+/// The attack table's HTTP rows: what any web page the user visits could
+/// send to a default install (authentication off, every caller an admin).
+/// Each is sent the way a browser sends it: a "simple" request (no
+/// preflight) with the page's `Origin`, or a rebound DNS name in `Host`.
+#[actix_web::test]
+async fn cross_site_and_rebinding_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.server.cors_origins = "https://app.example".into();
+    let app = spawn_with(config, Some(dir)).await;
+    app.sql("CREATE TABLE kept AS SELECT 1 AS a").await;
+    let port = app.base.rsplit(':').next().unwrap().to_string();
+    let evil = "http://evil.example";
+
+    // Writes from another origin, whatever their content type: refused,
+    // nothing changed.
+    let writes: [(reqwest::Method, String, &str, &str); 6] = [
+        (
+            reqwest::Method::POST,
+            "/api/v1/tables/main/pwned/data?mode=create&format=csv".into(),
+            "text/plain",
+            "a\n1\n",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/tables/main/kept/data?mode=replace&format=csv".into(),
+            "text/plain",
+            "a\n9\n",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/tables/main/kept/data?mode=append".into(),
+            "text/csv",
+            "a\n9\n",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/query".into(),
+            "text/plain",
+            r#"{"sql": "DROP TABLE kept"}"#,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/keys".into(),
+            "application/x-www-form-urlencoded",
+            "owner=x&role=admin",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/schemas/main?cascade=true".into(),
+            "text/plain",
+            "",
+        ),
+    ];
+    for origin in [evil, "null", "http://127.0.0.1:1"] {
+        for (method, path, media, body) in &writes {
+            let res = app
+                .client
+                .request(method.clone(), app.url(path))
+                .header("origin", origin)
+                .header("content-type", *media)
+                .body(*body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(
+                (status, error_code(&body)),
+                (403, "origin_not_allowed"),
+                "{origin} {method} {path}"
+            );
+        }
+    }
+    let (status, _) = app.get_json("/api/v1/tables/main/pwned").await;
+    assert_eq!(status, 404, "the page created a table");
+    assert_eq!(app.sql("SELECT a FROM kept").await["rows"], json!([[1]]));
+
+    // A read from another origin is answered without CORS headers, so the
+    // page cannot see it; a preflight from it is refused.
+    let res = app
+        .client
+        .get(app.url("/api/v1/query?sql=SELECT%201"))
+        .header("origin", evil)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    let res = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/api/v1/query"))
+        .header("origin", evil)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+
+    // DNS rebinding: a name that is not the service's own is refused on
+    // every route, reads and probes included.
+    for path in [
+        "/api/v1/tables",
+        "/health",
+        "/ui",
+        "/api/v1/query?sql=SELECT%201",
+    ] {
+        let res = app
+            .client
+            .get(app.url(path))
+            .header("host", format!("rebound.evil.example:{port}"))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(
+            (status, error_code(&body)),
+            (403, "host_not_allowed"),
+            "{path}"
+        );
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let res = app
+            .client
+            .get(app.url("/health"))
+            .header("host", host.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{host}");
+    }
+
+    // The service's own origin (the console) and a configured one may write;
+    // the configured one gets CORS headers and its preflight answered.
+    let own = format!("http://127.0.0.1:{port}");
+    for origin in [own.as_str(), "https://app.example"] {
+        let res = app
+            .client
+            .post(app.url("/api/v1/query"))
+            .header("origin", origin)
+            .json(&json!({"sql": "INSERT INTO kept VALUES (2)"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{origin}");
+        let allow = res
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(
+            allow.as_deref(),
+            (origin == "https://app.example").then_some(origin),
+            "{origin}"
+        );
+    }
+    let res = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/api/v1/query"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(res.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    assert!(res.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    assert_eq!(
+        app.sql("SELECT count(*) FROM kept").await["rows"],
+        json!([[3]])
+    );
     app.stop().await;
 }

@@ -468,14 +468,14 @@ async fn migrations_on_a_postgres_catalog() {
         .iter()
         .filter(|o| {
             o.contains(
-                "applied 5 migration(s): 0001_api_keys, 0002_query_jobs, 0003_audit_log, \
-                 0004_query_jobs_runner, 0005_query_jobs_progress",
+                "applied 6 migration(s): 0001_api_keys, 0002_query_jobs, 0003_audit_log, \
+                 0004_query_jobs_runner, 0005_query_jobs_progress, 0006_audit_log_request",
             )
         })
         .count();
     let noop = outputs
         .iter()
-        .filter(|o| o.contains("schema is up to date at version 5"))
+        .filter(|o| o.contains("schema is up to date at version 6"))
         .count();
     assert_eq!((applied, noop), (1, 1), "{outputs:?}");
     assert!(
@@ -486,13 +486,13 @@ async fn migrations_on_a_postgres_catalog() {
     );
     assert_eq!(
         pg.psql_in("mig", "SELECT string_agg(version::text, ',' ORDER BY version) FROM ducklake_backend.schema_migrations"),
-        "1,2,3,4,5"
+        "1,2,3,4,5,6"
     );
 
     // A re-run is a no-op.
     let out = migrate_command(&pg, "mig").output().unwrap();
     assert!(out.status.success());
-    assert!(output_text(&out).contains("schema is up to date at version 5"));
+    assert!(output_text(&out).contains("schema is up to date at version 6"));
 
     // Now serve starts; our tables and DuckLake's are in different schemas.
     let app = spawn_with(config.clone(), None).await;

@@ -778,3 +778,85 @@ async fn with_auth_on_the_console_asks_for_a_key_and_keeps_it_for_the_session() 
     );
     browser.close().await;
 }
+
+/// A page on another origin (another port of the same machine, as any web
+/// site the user visits would be) tries what the browser lets any page do
+/// without a preflight: a form POST and a `text/plain` fetch that would load
+/// a file into a new table, and a read of the API's answers. None of it
+/// reaches the lake, and the page sees no answer.
+#[actix_web::test]
+async fn a_page_on_another_origin_cannot_write_to_the_lake() {
+    let app = spawn_app().await;
+    let target = app.url("/api/v1/tables/main/pwned/data?mode=create&format=csv");
+    let query = app.url("/api/v1/query?sql=SELECT%2042%20AS%20secret");
+    let page = format!(
+        r#"<!doctype html><html><body>
+<form id="f" method="post" enctype="text/plain" action="{target}" target="sink">
+  <input name="a&#10;1&#10;" value="">
+</form>
+<iframe name="sink"></iframe>
+<script>
+  window.outcome = {{}};
+  fetch("{target}", {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}}, body: "a\n1\n"}})
+    .then(() => window.outcome.write = "sent", e => window.outcome.write = "error " + e);
+  fetch("{query}").then(r => r.text()).then(t => window.outcome.read = "read " + t, e => window.outcome.read = "blocked");
+  document.getElementById("f").submit();
+  document.querySelector("iframe").addEventListener("load", () => window.outcome.form = "submitted");
+</script></body></html>"#
+    );
+    let evil = actix_web::HttpServer::new(move || {
+        let page = page.clone();
+        actix_web::App::new().route(
+            "/",
+            actix_web::web::get().to(move || {
+                let page = page.clone();
+                async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("text/html")
+                        .body(page)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let evil_port = evil.addrs()[0].port();
+    let evil = evil.run();
+    let evil_handle = evil.handle();
+    actix_web::rt::spawn(evil);
+
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("http://127.0.0.1:{evil_port}/"))
+        .await
+        .unwrap();
+    let outcome = browser
+        .until(
+            "the page's requests to end",
+            "const o = window.outcome; return o && o.write && o.read && o.form ? o : null",
+        )
+        .await;
+    // The browser sent the write (no-cors hides the answer from the page);
+    // the read's answer is kept from the page (no CORS header for it).
+    assert_eq!(outcome["write"], "sent", "{outcome}");
+    assert_eq!(outcome["read"], "blocked", "{outcome}");
+    let (status, _) = app.get_json("/api/v1/tables/main/pwned").await;
+    assert_eq!(status, 404, "a page on another origin created a table");
+    // The service saw the attempts and refused them.
+    let metrics = app.get_text("/metrics").await;
+    let refused = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("ducklake_http_requests_total{")
+                && l.contains("status_class=\"4xx\"")
+                && l.contains("method=\"POST\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum::<f64>();
+    assert!(refused >= 2.0, "{metrics}");
+    browser.client.close().await.unwrap();
+    evil_handle.stop(true).await;
+    app.stop().await;
+}

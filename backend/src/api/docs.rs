@@ -9,7 +9,9 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::api::{config, health, ingest, jobs, keys, lake, maintenance, metrics, query, storage};
+use crate::api::{
+    audit, config, health, ingest, jobs, keys, lake, maintenance, metrics, query, storage,
+};
 
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
@@ -119,6 +121,7 @@ pub enum QueryResponses {
         keys::create,
         keys::list,
         keys::revoke,
+        audit::list,
         jobs::submit,
         jobs::list,
         jobs::get,
@@ -153,12 +156,14 @@ pub enum QueryResponses {
         jobs::JobBody,
         jobs::JobPage,
         crate::jobs::Job,
-        crate::jobs::JobError
+        crate::jobs::JobError,
+        crate::audit::AuditEntry,
+        crate::audit::Outcome
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
     tags(
-        (name = "keys", description = "API keys (admin)"),
+        (name = "keys", description = "API keys and the audit trail (admin)"),
         (name = "jobs", description = "Async query jobs: submit, poll, read the result later"),
         (name = "query", description = "Run SQL on the lake"),
         (name = "lake", description = "Schemas, tables, snapshots and change feeds"),

@@ -123,6 +123,7 @@ pub async fn ingest(
         }
     };
     let timeout = std::time::Duration::from_millis(state.config.ingest.timeout_ms);
+    let source = params.url.clone();
     let loaded = engine
         .load_file(
             schema.clone(),
@@ -132,7 +133,28 @@ pub async fn ingest(
             params.mode,
             timeout,
         )
-        .await?;
+        .await;
+    if let Some(trail) = crate::api::trail(&req) {
+        let outcome = match &loaded {
+            Ok(_) => crate::audit::Outcome::Ok,
+            Err(_) => crate::audit::Outcome::Failed,
+        };
+        let mut event = trail
+            .event("ingest", outcome)
+            .target(format!("{schema}.{table}"))
+            .detail("mode", params.mode)
+            .detail("format", format)
+            .detail("bytes", bytes)
+            .detail("url", &source);
+        event = match &loaded {
+            Ok(loaded) => event
+                .snapshot(Some(loaded.snapshot))
+                .detail("rows_loaded", loaded.rows_loaded),
+            Err(err) => event.detail("error", err.code()),
+        };
+        trail.record(event);
+    }
+    let loaded = loaded?;
     if state.config.features.enable_prometheus_metrics {
         state.metrics.ingest_rows.inc_by(loaded.rows_loaded);
         state.metrics.ingest_bytes.inc_by(bytes);

@@ -21,9 +21,11 @@ use crate::{
 pub struct JobBody {
     /// The SQL to run, as for `POST /api/v1/query`.
     pub sql: String,
-    /// Positional (`[1, "a"]`) or named (`{"id": 1}`) parameters.
+    /// Positional (`[1, "a"]`) or named (`{"id": 1}`) parameters; numbers
+    /// keep their exact text until DuckDB casts them.
     #[serde(default)]
-    pub params: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<Box<serde_json::value::RawValue>>,
     /// The result's default format: json (default), json_objects, ndjson,
     /// csv, tsv, arrow, parquet. Any format can be asked for when reading.
     #[serde(default)]
@@ -46,6 +48,7 @@ pub struct JobBody {
 pub async fn submit(
     state: web::Data<AppState>,
     caller: Caller,
+    req: actix_web::HttpRequest,
     body: web::Json<JobBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Read)?;
@@ -57,6 +60,7 @@ pub async fn submit(
         sql: body.sql,
         params: body.params,
         timeout_ms: body.timeout_ms,
+        audit: crate::api::trail(&req),
     };
     let job = state.jobs.submit(&caller, submission).await?;
     Ok(HttpResponse::Accepted()

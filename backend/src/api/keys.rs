@@ -1,12 +1,13 @@
 //! `/api/v1/keys`: API keys for admins. The key itself is in the answer to
 //! its creation and nowhere else, ever.
 
-use actix_web::{delete, get, post, web, HttpResponse};
+use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     api::AppState,
+    audit::Outcome,
     auth::{self, Caller},
     engine::Role,
     error::ApiError,
@@ -42,6 +43,7 @@ pub struct CreatedKey {
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     body: web::Json<CreateKey>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
@@ -54,6 +56,16 @@ pub async fn create(
     }
     let key = auth::generate(owner, body.role, body.expires_at)?;
     state.store.insert_key(&key.stored).await?;
+    if let Some(trail) = crate::api::trail(&req) {
+        trail.record(
+            trail
+                .event("key.create", Outcome::Ok)
+                .target(key.stored.record.prefix.clone())
+                .detail("owner", owner)
+                .detail("role", body.role)
+                .detail("expires_at", body.expires_at),
+        );
+    }
     tracing::info!(
         by = %caller.prefix,
         prefix = %key.stored.record.prefix,
@@ -81,10 +93,22 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
 pub async fn revoke(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
     let revoked = state.store.revoke_key(&id).await?;
+    if let Some(trail) = crate::api::trail(&req) {
+        for key in &revoked {
+            trail.record(
+                trail
+                    .event("key.revoke", Outcome::Ok)
+                    .target(key.prefix.clone())
+                    .detail("owner", &key.owner)
+                    .detail("role", key.role),
+            );
+        }
+    }
     match revoked.as_slice() {
         [] => Err(ApiError::NotFound(format!(
             "no API key with id or prefix {id}"

@@ -100,12 +100,15 @@ pub struct SchemaChange {
 pub async fn create_schema(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     body: web::Json<CreateSchema>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Write)?;
     let name = body.into_inner().name;
     validate_name("schema", &name)?;
-    let snapshot = state.engine.create_schema(name.clone()).await?;
+    let snapshot = state.engine.create_schema(name.clone()).await;
+    crate::api::audit_change(&req, "schema.create", &name, &snapshot);
+    let snapshot = snapshot?;
     tracing::info!(key = %caller.prefix, snapshot, "schema created");
     Ok(HttpResponse::Created()
         .insert_header((SNAPSHOT_HEADER, snapshot.to_string()))
@@ -133,16 +136,16 @@ pub struct DropSchemaParams {
 pub async fn drop_schema(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<String>,
     params: web::Query<DropSchemaParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Write)?;
     let name = path.into_inner();
     validate_name("schema", &name)?;
-    let snapshot = state
-        .engine
-        .drop_schema(name.clone(), params.cascade)
-        .await?;
+    let snapshot = state.engine.drop_schema(name.clone(), params.cascade).await;
+    crate::api::audit_change(&req, "schema.drop", &name, &snapshot);
+    let snapshot = snapshot?;
     tracing::info!(key = %caller.prefix, snapshot, "schema dropped");
     Ok(HttpResponse::Ok()
         .insert_header((SNAPSHOT_HEADER, snapshot.to_string()))
@@ -318,6 +321,7 @@ pub async fn table_changes(
         sql,
         max_rows: params.max_rows,
         role: caller.role,
+        audit: crate::api::trail(&req),
         ..QueryRequest::default()
     };
     let mut response =

@@ -86,6 +86,7 @@ async fn respond<T: serde::Serialize>(
 pub async fn compact(
     state: web::Data<AppState>,
     caller: Caller,
+    req: actix_web::HttpRequest,
     body: web::Json<CompactBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
@@ -110,6 +111,7 @@ pub async fn compact(
     let engine = &state.engine;
     let report = measured(
         &state,
+        crate::api::trail(&req),
         "compact",
         body.dry_run,
         engine.compact(table, body.dry_run),
@@ -129,6 +131,7 @@ pub async fn compact(
 pub async fn expire(
     state: web::Data<AppState>,
     caller: Caller,
+    req: actix_web::HttpRequest,
     body: web::Json<ExpireBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
@@ -145,6 +148,7 @@ pub async fn expire(
     let engine = &state.engine;
     let report = measured(
         &state,
+        crate::api::trail(&req),
         "expire",
         body.dry_run,
         engine.expire_snapshots(what, body.dry_run),
@@ -162,6 +166,7 @@ pub async fn expire(
 pub async fn cleanup(
     state: web::Data<AppState>,
     caller: Caller,
+    req: actix_web::HttpRequest,
     body: web::Json<CleanupBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
@@ -175,6 +180,7 @@ pub async fn cleanup(
     let engine = &state.engine;
     let report = measured(
         &state,
+        crate::api::trail(&req),
         "cleanup",
         body.dry_run,
         engine.cleanup_files(older, orphans, body.dry_run),

@@ -1,8 +1,10 @@
 //! The HTTP API: routes, shared state, and how request-shape errors become
 //! [`ApiError`]s. Handlers are thin: parse, call the engine, encode.
 
+pub mod audit;
 pub mod config;
 pub mod docs;
+pub mod guard;
 pub mod health;
 pub mod ingest;
 pub mod jobs;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// Async query jobs.
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// The audit trail's queue.
+    pub audit: crate::audit::Audit,
 }
 
 /// Registers every route; used by the server and by tests alike.
@@ -143,6 +147,7 @@ routes! {
     keys::create => AtLeast(Admin),
     keys::list => AtLeast(Admin),
     keys::revoke => AtLeast(Admin),
+    audit::list => AtLeast(Admin),
     jobs::submit => AtLeast(Read),
     jobs::list => AtLeast(Read),
     jobs::get => AtLeast(Read),
@@ -160,6 +165,39 @@ routes! {
     ui::console_page => Open,
     ui::console_index => Open,
     ui::console_asset => Open,
+}
+
+/// The audit recorder for one request: its caller (known once the
+/// [`Caller`](crate::auth::Caller) extractor ran) and request id.
+pub fn trail(req: &HttpRequest) -> Option<crate::audit::Trail> {
+    use actix_web::HttpMessage;
+    let state = req.app_data::<web::Data<AppState>>()?;
+    let extensions = req.extensions();
+    let caller = extensions.get::<crate::auth::Caller>()?;
+    Some(
+        state.audit.trail(crate::audit::Actor {
+            key_prefix: caller.prefix.clone(),
+            owner: caller.owner.clone(),
+            request_id: extensions
+                .get::<crate::telemetry::RequestId>()
+                .map(|id| id.0.clone()),
+        }),
+    )
+}
+
+/// Records how an audited action of a request that changes the lake
+/// ended: ok with the snapshot it created, or failed with the error's code.
+pub fn audit_change(req: &HttpRequest, action: &str, target: &str, result: &Result<i64, ApiError>) {
+    let Some(trail) = trail(req) else { return };
+    let event = match result {
+        Ok(snapshot) => trail
+            .event(action, crate::audit::Outcome::Ok)
+            .snapshot(Some(*snapshot)),
+        Err(err) => trail
+            .event(action, crate::audit::Outcome::Failed)
+            .detail("error", err.code()),
+    };
+    trail.record(event.target(target));
 }
 
 fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {

@@ -30,8 +30,10 @@ pub struct QueryBody {
     /// the last one's result is returned.
     pub sql: String,
     /// Positional (`[1, "a"]` for `?`/`$1`) or named (`{"id": 1}` for `$id`).
+    /// Numbers keep their exact text until DuckDB casts them.
     #[serde(default)]
-    pub params: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<Box<serde_json::value::RawValue>>,
     /// Per-request timeout, capped by the server's `query.max_timeout_ms`.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
@@ -70,7 +72,7 @@ impl QueryBody {
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let params = Params::from_json(self.params)?;
+        let params = Params::from_raw(self.params.as_deref())?;
         if self.timeout_ms == Some(0) {
             return Err(ApiError::InvalidParameters(
                 "timeout_ms must be more than 0".into(),
@@ -85,6 +87,7 @@ impl QueryBody {
             pin,
             if_none_match,
             progress: None,
+            audit: crate::api::trail(req),
         })
     }
 }
@@ -150,9 +153,9 @@ pub async fn query_get(
     let form = params.into_inner();
     let format = negotiate(form.format.as_deref(), &req)?;
     let params =
-        match &form.params {
+        match form.params {
             None => None,
-            Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+            Some(text) => Some(serde_json::value::RawValue::from_string(text).map_err(|e| {
                 ApiError::InvalidParameters(format!("params is not valid JSON: {e}"))
             })?),
         };

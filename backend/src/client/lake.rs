@@ -213,6 +213,59 @@ pub fn snapshots(api: &Api, args: SnapshotsArgs) -> Result<(), Failure> {
 }
 
 #[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only entries of this action (statement, ingest, key.create, key.revoke,
+    /// schema.create, schema.drop, maintenance.compact ...).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only entries of the key with this visible prefix.
+    #[arg(long)]
+    pub key_prefix: Option<String>,
+    /// Only entries with this outcome.
+    #[arg(long, value_parser = ["ok", "refused", "failed"])]
+    pub outcome: Option<String>,
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+/// The audit trail, newest first (admin key).
+pub fn audit(api: &Api, args: AuditArgs) -> Result<(), Failure> {
+    let mut filters = Vec::new();
+    if let Some(action) = args.action {
+        filters.push(("action", action));
+    }
+    if let Some(prefix) = args.key_prefix {
+        filters.push(("key", prefix));
+    }
+    if let Some(outcome) = args.outcome {
+        filters.push(("outcome", outcome));
+    }
+    let items = collect_pages(api, &["api", "v1", "audit"], &filters, "items", &args.list)?;
+    let what = |item: &Value| {
+        let detail = &item["detail"];
+        let text = detail["sql"]
+            .as_str()
+            .or_else(|| detail["reason"].as_str())
+            .unwrap_or_default();
+        text.chars().take(80).collect::<String>()
+    };
+    print_list(
+        &items,
+        args.list.json,
+        &[
+            ("ID", &field("id"), true),
+            ("TIME", &field("occurred_at"), false),
+            ("KEY", &field("key_prefix"), false),
+            ("ACTION", &field("action"), false),
+            ("TARGET", &field("target"), false),
+            ("OUTCOME", &field("outcome"), false),
+            ("SNAPSHOT", &field("snapshot"), true),
+            ("STATEMENT", &what, false),
+        ],
+    )
+}
+
+#[derive(Debug, Args)]
 pub struct HealthArgs {
     /// `{"health": .., "ready": ..}` as the service answered them.
     #[arg(long)]

@@ -59,6 +59,9 @@ pub enum ClientCommand {
     },
     /// The service's liveness and readiness of each dependency; exit 3 when not ready.
     Health(lake::HealthArgs),
+    /// The audit trail, newest first: writes, ingests, key changes,
+    /// maintenance and refused statements (admin key).
+    Audit(lake::AuditArgs),
 }
 
 /// Why a client command failed, and so its exit code.
@@ -128,5 +131,6 @@ fn dispatch(args: ClientArgs, config: Option<&Path>) -> Result<(), Failure> {
         ClientCommand::Snapshots(args) => lake::snapshots(&api, args),
         ClientCommand::Jobs { command } => jobs::run(&api, command, &progress),
         ClientCommand::Health(args) => lake::health(&api, args),
+        ClientCommand::Audit(args) => lake::audit(&api, args),
     }
 }

@@ -109,6 +109,8 @@ pub struct QueryRequest {
     pub if_none_match: Option<String>,
     /// Set to read DuckDB's progress estimate while the request runs.
     pub progress: Option<progress::ProgressProbe>,
+    /// Where the request's writes and refused statements are recorded.
+    pub audit: Option<crate::audit::Trail>,
 }
 
 impl Engine {

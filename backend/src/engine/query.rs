@@ -2,31 +2,119 @@
 //! statement (never spliced into the SQL), and its result columns. Running
 //! and streaming it is [`super::stream`].
 
+use std::collections::BTreeMap;
+
 use duckdb::types::Value;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::error::ApiError;
+
+/// One parameter as the client sent it. A number keeps its exact text until
+/// DuckDB casts it: a JSON parser would read `12345678901234567890.123` or
+/// `2^100` into a binary float first.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Number(String),
+    Json(serde_json::Value),
+}
+
+impl Param {
+    fn from_raw(raw: &RawValue) -> Result<Self, ApiError> {
+        let text = raw.get();
+        if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            // Beyond a double's range with an exponent (1e400): no type holds it.
+            if serde_json::from_str::<serde_json::Number>(text).is_err() {
+                return Err(ApiError::InvalidParameters(format!(
+                    "the parameter {text} is out of range for every numeric type"
+                )));
+            }
+            return Ok(Param::Number(text.to_string()));
+        }
+        serde_json::from_str(text)
+            .map(Param::Json)
+            .map_err(|e| ApiError::InvalidParameters(format!("params is not valid JSON: {e}")))
+    }
+
+    /// The parameter as JSON text (numbers exactly as sent).
+    pub fn to_json_text(&self) -> String {
+        match self {
+            Param::Number(text) => text.clone(),
+            Param::Json(value) => value.to_string(),
+        }
+    }
+}
 
 /// Query parameters: positional (`?`, `$1`) or named (`$name`).
 #[derive(Debug, Clone, Default)]
 pub enum Params {
     #[default]
     None,
-    Positional(Vec<serde_json::Value>),
-    Named(serde_json::Map<String, serde_json::Value>),
+    Positional(Vec<Param>),
+    Named(BTreeMap<String, Param>),
 }
 
 impl Params {
-    /// A request's `params` field: an array binds positional parameters, an
-    /// object named ones.
-    pub fn from_json(value: Option<serde_json::Value>) -> Result<Self, ApiError> {
-        match value {
-            None | Some(serde_json::Value::Null) => Ok(Params::None),
-            Some(serde_json::Value::Array(values)) => Ok(Params::Positional(values)),
-            Some(serde_json::Value::Object(map)) => Ok(Params::Named(map)),
-            Some(_) => Err(ApiError::InvalidParameters(
-                "params must be an array (positional) or an object (named)".into(),
-            )),
+    /// A request's `params` field as sent: an array binds positional
+    /// parameters, an object named ones.
+    pub fn from_raw(raw: Option<&RawValue>) -> Result<Self, ApiError> {
+        match raw {
+            None => Ok(Params::None),
+            Some(raw) => Self::parse(raw.get()),
+        }
+    }
+
+    /// [`Params::from_raw`] from JSON text (the query string's `params`).
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        let invalid = |e: serde_json::Error| {
+            ApiError::InvalidParameters(format!("params is not valid JSON: {e}"))
+        };
+        match text.trim_start().as_bytes().first() {
+            Some(b'[') => serde_json::from_str::<Vec<Box<RawValue>>>(text)
+                .map_err(invalid)?
+                .iter()
+                .map(|raw| Param::from_raw(raw))
+                .collect::<Result<_, _>>()
+                .map(Params::Positional),
+            Some(b'{') => serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(text)
+                .map_err(invalid)?
+                .into_iter()
+                .map(|(name, raw)| Ok((name, Param::from_raw(&raw)?)))
+                .collect::<Result<_, _>>()
+                .map(Params::Named),
+            _ if text.trim() == "null" => Ok(Params::None),
+            _ => {
+                serde_json::from_str::<serde_json::Value>(text).map_err(invalid)?;
+                Err(ApiError::InvalidParameters(
+                    "params must be an array (positional) or an object (named)".into(),
+                ))
+            }
+        }
+    }
+
+    /// The parameters as JSON text, numbers exactly as sent.
+    pub fn to_json_text(&self) -> String {
+        match self {
+            Params::None => String::new(),
+            Params::Positional(values) => format!(
+                "[{}]",
+                values
+                    .iter()
+                    .map(Param::to_json_text)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Params::Named(map) => format!(
+                "{{{}}}",
+                map.iter()
+                    .map(|(name, value)| format!(
+                        "{}:{}",
+                        serde_json::Value::from(name.as_str()),
+                        value.to_json_text()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         }
     }
 }
@@ -81,17 +169,115 @@ pub(crate) fn bind_values(
 
 /// JSON scalars bind as themselves; arrays and objects bind as their JSON
 /// text, which DuckDB casts to LIST, STRUCT or JSON where the statement needs it.
-fn json_to_value(value: &serde_json::Value) -> Value {
+/// A number binds as the narrowest exact type for its text: BIGINT,
+/// UBIGINT, HUGEINT or UHUGEINT when whole, DECIMAL with the digits as sent
+/// when it has a fraction (as the same literal in SQL does), DOUBLE with an
+/// exponent, and its text (which DuckDB casts) when no such type holds it.
+fn json_to_value(value: &Param) -> Value {
     match value {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Boolean(*b),
-        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Value::BigInt(i),
-            (None, Some(u), _) => Value::UBigInt(u),
-            (_, _, Some(f)) => Value::Double(f),
-            _ => Value::Text(n.to_string()),
-        },
-        serde_json::Value::String(s) => Value::Text(s.clone()),
-        other => Value::Text(other.to_string()),
+        Param::Number(text) => number_value(text),
+        Param::Json(serde_json::Value::Null) => Value::Null,
+        Param::Json(serde_json::Value::Bool(b)) => Value::Boolean(*b),
+        Param::Json(serde_json::Value::Number(n)) => number_value(&n.to_string()),
+        Param::Json(serde_json::Value::String(s)) => Value::Text(s.clone()),
+        Param::Json(other) => Value::Text(other.to_string()),
+    }
+}
+
+fn number_value(text: &str) -> Value {
+    if let Ok(v) = text.parse::<i64>() {
+        return Value::BigInt(v);
+    }
+    if let Ok(v) = text.parse::<u64>() {
+        return Value::UBigInt(v);
+    }
+    if let Ok(v) = text.parse::<i128>() {
+        return Value::HugeInt(v);
+    }
+    if let Ok(v) = text.parse::<u128>() {
+        return Value::UHugeInt(v);
+    }
+    if text.contains(['e', 'E']) {
+        if let Ok(v) = text.parse::<f64>() {
+            return Value::Double(v);
+        }
+    }
+    if let Some((int, frac)) = text.split_once('.') {
+        let digits = format!("{int}{frac}");
+        let width = digits.trim_start_matches('-').len().max(frac.len() + 1);
+        if let (Ok(unscaled), Ok(width), Ok(scale)) = (
+            digits.parse::<i128>(),
+            u8::try_from(width),
+            u8::try_from(frac.len()),
+        ) {
+            if let Ok(decimal) = duckdb::types::Decimal::new(width, scale, unscaled) {
+                return Value::Decimal(decimal);
+            }
+        }
+    }
+    Value::Text(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_their_exact_text() {
+        let params = Params::parse(
+            "[1, -2, 18446744073709551615, 1267650600228229401496703205376, \
+             12345678901234567890.1234567891, 1.5, 1e300, \"s\", null, [1.25]]",
+        )
+        .unwrap();
+        let Params::Positional(values) = &params else {
+            panic!("positional")
+        };
+        assert_eq!(
+            values[4],
+            Param::Number("12345678901234567890.1234567891".into())
+        );
+        let bound: Vec<Value> = values.iter().map(json_to_value).collect();
+        assert_eq!(bound[0], Value::BigInt(1));
+        assert_eq!(bound[1], Value::BigInt(-2));
+        assert_eq!(bound[2], Value::UBigInt(u64::MAX));
+        assert_eq!(bound[3], Value::HugeInt(1 << 100));
+        assert_eq!(
+            bound[4],
+            Value::Decimal(
+                duckdb::types::Decimal::new(30, 10, 123456789012345678901234567891).unwrap()
+            )
+        );
+        assert_eq!(
+            bound[5],
+            Value::Decimal(duckdb::types::Decimal::new(2, 1, 15).unwrap())
+        );
+        assert_eq!(bound[6], Value::Double(1e300));
+        assert_eq!(bound[7], Value::Text("s".into()));
+        assert_eq!(bound[8], Value::Null);
+        assert_eq!(bound[9], Value::Text("[1.25]".into()));
+        assert_eq!(
+            params.to_json_text(),
+            "[1,-2,18446744073709551615,1267650600228229401496703205376,\
+             12345678901234567890.1234567891,1.5,1e300,\"s\",null,[1.25]]"
+        );
+        // Wider than any DuckDB integer: its text, which DuckDB casts.
+        let huge = "1".repeat(60);
+        assert_eq!(number_value(&huge), Value::Text(huge.clone()));
+        assert_eq!(
+            number_value("-0.001"),
+            Value::Decimal(duckdb::types::Decimal::new(4, 3, -1).unwrap())
+        );
+        let named = Params::parse(r#"{"b": 2.50, "a": "x"}"#).unwrap();
+        assert_eq!(named.to_json_text(), r#"{"a":"x","b":2.50}"#);
+        assert!(matches!(Params::parse("null").unwrap(), Params::None));
+        assert_eq!(Params::parse("3").unwrap_err().code(), "invalid_parameters");
+        assert_eq!(
+            Params::parse("[1,").unwrap_err().code(),
+            "invalid_parameters"
+        );
+        assert_eq!(
+            Params::parse("[1e400]").unwrap_err().code(),
+            "invalid_parameters"
+        );
     }
 }

@@ -36,9 +36,10 @@ use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    audit::{Outcome, Trail},
     engine::{
         catalog::{current_snapshot, last_change, last_committed, same_schema},
-        query::{bind_values, Params},
+        query::bind_values,
         sandbox::{self, Role, Verdict},
         timetravel,
         types::DuckType,
@@ -195,6 +196,8 @@ impl Engine {
                 rows: rows_sent,
                 types: Vec::new(),
                 hold,
+                audit: request.audit.clone(),
+                writes: Vec::new(),
             };
             let mut outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             // A single auto-commit statement that lost a commit race (after
@@ -211,11 +214,14 @@ impl Engine {
                 let _ = conn.execute_batch("ROLLBACK");
                 producer.reads = Reads::default();
                 producer.versions = Versions::default();
+                producer.writes.clear();
                 producer.sent_bytes = 0;
                 producer.hold = producer.hold.take().map(|held| Held::new(held.dir));
                 outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             }
             if let Err(err) = outcome {
+                // What did not commit is recorded as failed.
+                producer.audit_writes(Outcome::Failed, None, Some(&err));
                 producer.fail(err);
             }
             if let Some(probe) = &request.progress {
@@ -277,6 +283,17 @@ struct Producer {
     /// row count and truncation are known, so every format gets them as
     /// headers.
     hold: Option<Held>,
+    /// Where writes and refusals are recorded.
+    audit: Option<Trail>,
+    /// Write statements checked and run but not yet committed.
+    writes: Vec<Write>,
+}
+
+/// A write statement, for the audit trail once its fate is known.
+struct Write {
+    sql: String,
+    kind: Vec<String>,
+    tables: Vec<String>,
 }
 
 /// A result held back until its end: the first window in memory, the rest
@@ -386,6 +403,10 @@ impl Producer {
                 if mode == TransactionMode::AutoCommit {
                     conn.execute_batch("COMMIT; BEGIN TRANSACTION")
                         .map_err(|e| self.duck(e))?;
+                    if !self.writes.is_empty() {
+                        let snapshot = last_committed(conn, &self.lake).ok();
+                        self.audit_writes(Outcome::Ok, snapshot, None);
+                    }
                 }
             }
         }
@@ -509,6 +530,7 @@ impl Producer {
         if self.reads.wrote {
             self.versions.snapshot = Some(last_committed(conn, &self.lake)?);
         }
+        self.audit_writes(Outcome::Ok, self.versions.snapshot, None);
         summary.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         encoder.finish(&summary)?;
         let rest = encoder.take();
@@ -653,24 +675,110 @@ impl Producer {
         Ok(())
     }
 
+    /// Records the pending writes with how they ended.
+    fn audit_writes(&mut self, outcome: Outcome, snapshot: Option<i64>, err: Option<&ApiError>) {
+        let writes = std::mem::take(&mut self.writes);
+        let Some(trail) = &self.audit else {
+            return;
+        };
+        for write in writes {
+            let mut event = trail
+                .event("statement", outcome)
+                .snapshot(snapshot.filter(|_| outcome == Outcome::Ok))
+                .detail("kind", &write.kind)
+                .detail("tables", &write.tables)
+                .sql(&write.sql);
+            if let [table] = write.tables.as_slice() {
+                event = event.target(table.clone());
+            }
+            if let Some(err) = err {
+                event = event.detail("error", err.code());
+            }
+            trail.record(event);
+        }
+    }
+
     /// Asks the sandbox about one statement: `false` when it holds nothing
-    /// to run, an error when `role` may not run it.
+    /// to run, an error when `role` may not run it. A refusal is recorded
+    /// in the audit trail.
     fn check(
         &mut self,
         conn: &duckdb::Connection,
         sql: &str,
         access: Access,
     ) -> Result<bool, ApiError> {
-        let plan: String = conn
-            .prepare_cached(sandbox::PLAN_SQL)
-            .and_then(|mut stmt| stmt.query_row([sql], |row| row.get(0)))
-            .map_err(|e| self.duck(e))?;
+        let verdict = self.check_inner(conn, sql, access);
+        if let (Err(err), Some(trail)) = (&verdict, &self.audit) {
+            if matches!(
+                err,
+                ApiError::Forbidden(_) | ApiError::InsufficientRole(_) | ApiError::ReadOnly(_)
+            ) {
+                trail.record(
+                    trail
+                        .event("statement", Outcome::Refused)
+                        .detail("error", err.code())
+                        .detail("reason", err.to_string())
+                        .sql(sql),
+                );
+            }
+        }
+        verdict
+    }
+
+    fn check_inner(
+        &mut self,
+        conn: &duckdb::Connection,
+        sql: &str,
+        access: Access,
+    ) -> Result<bool, ApiError> {
+        if let Some(explain) = sandbox::explain(sql) {
+            // EXPLAIN x needs what x needs (with ANALYZE, x runs), and its
+            // answer (a plan, timings) has no lake version.
+            self.reads.unversioned = true;
+            if !self.check_inner(conn, explain.inner, access)? {
+                return Err(ApiError::InvalidRequest(
+                    "EXPLAIN needs the statement to explain".into(),
+                ));
+            }
+            return Ok(true);
+        }
+        let plan_of = |text: &str| -> Result<String, ApiError> {
+            conn.prepare_cached(sandbox::PLAN_SQL)
+                .and_then(|mut stmt| stmt.query_row([text], |row| row.get(0)))
+                .map_err(|e| self.duck(e))
+        };
+        let mut plan = plan_of(sql)?;
+        if sandbox::is_multi(&plan) {
+            if let Some(stated) = sandbox::stated_pivot(sql) {
+                plan = plan_of(&stated)?;
+            }
+        }
         let inspection = sandbox::inspect(&plan, &self.lake)?;
         self.reads.volatile |= inspection
             .functions
             .iter()
             .any(|f| self.volatile.contains(f));
         self.reads.wrote |= inspection.needs.is_some_and(|role| role > Role::Read);
+        let writes = !inspection.writes.is_empty();
+        let touched: Vec<String> = if writes {
+            let mut touched: Vec<String> = inspection
+                .targets
+                .iter()
+                .chain(&inspection.tables)
+                .map(|(schema, name)| {
+                    if name.is_empty() {
+                        schema.clone()
+                    } else {
+                        format!("{schema}.{name}")
+                    }
+                })
+                .collect();
+            touched.sort();
+            touched.dedup();
+            touched
+        } else {
+            Vec::new()
+        };
         self.reads.tables.extend(inspection.tables);
         self.reads.unversioned |= !inspection.unversioned.is_empty();
         let verdict = match inspection.needs {
@@ -684,7 +792,16 @@ impl Producer {
                     "this form of the query endpoint is read-only: writes need POST".into(),
                 ))
             }
-            Verdict::Needs(needed) if needed <= access.role => Ok(true),
+            Verdict::Needs(needed) if needed <= access.role => {
+                if writes {
+                    self.writes.push(Write {
+                        sql: sql.to_string(),
+                        kind: inspection.writes.into_iter().collect(),
+                        tables: touched,
+                    });
+                }
+                Ok(true)
+            }
             Verdict::Needs(needed) => Err(ApiError::InsufficientRole(format!(
                 "this statement needs the {needed} role; the request has the {} role",
                 access.role
@@ -785,11 +902,7 @@ impl Stream for BodyStream {
 
 /// What makes two requests the same for their ETag.
 fn request_hash(request: &QueryRequest, format: Format, max_rows: u64) -> String {
-    let params = match &request.params {
-        Params::None => String::new(),
-        Params::Positional(values) => serde_json::Value::from(values.clone()).to_string(),
-        Params::Named(map) => serde_json::Value::Object(map.clone()).to_string(),
-    };
+    let params = request.params.to_json_text();
     let key = format!(
         "{}\0{params}\0{format:?}\0{max_rows}\0{:?}",
         request.sql, request.pin

@@ -103,6 +103,12 @@ pub fn resolve(conn: &Connection, lake: &str, pin: &Pin) -> Result<(i64, Value),
 /// `sql` (one statement) with `clause` on every table that has no AT of
 /// its own.
 pub fn pin_statement(conn: &Connection, sql: &str, clause: &Value) -> Result<String, ApiError> {
+    if let Some(explain) = super::sandbox::explain(sql) {
+        if !explain.inner.trim().is_empty() {
+            let inner = pin_statement(conn, explain.inner, clause)?;
+            return Ok(format!("{}{inner}", explain.prefix));
+        }
+    }
     let mut tree = serialize(conn, sql)?;
     let mut ctes = Vec::new();
     collect_ctes(&tree, &mut ctes);

@@ -601,7 +601,10 @@ fn text_column(array: &dyn Array, ty: &DuckType) -> ArrayRef {
         }
         scratch.clear();
         writer.write(&mut scratch, row);
-        if scratch.first() == Some(&b'"') {
+        if scratch == b"null" {
+            // A union whose member is NULL: an empty cell, as any NULL.
+            builder.append_null();
+        } else if scratch.first() == Some(&b'"') {
             let inner = &scratch[1..scratch.len() - 1];
             if inner.contains(&b'\\') {
                 let text: String = serde_json::from_slice(&scratch).unwrap_or_default();

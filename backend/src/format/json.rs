@@ -10,7 +10,8 @@
 //!   infinite dates/timestamps as `"infinity"` / `"-infinity"`
 //! - INTERVAL: an ISO 8601 duration (`"P1Y2M3DT4H5M6.5S"`)
 //! - UUID: the canonical hyphenated string; BLOB: base64 (standard alphabet, padded)
-//! - ENUM, VARCHAR, JSON, BIT: strings
+//! - BIGNUM: a JSON number with all digits; BIT: a string of its bits (`\"0101\"`)
+//! - ENUM, VARCHAR, JSON: strings
 //! - LIST/ARRAY: arrays; STRUCT: objects; MAP: objects keyed by the key's
 //!   text; UNION: the value of its active member
 //! - NULL: null
@@ -18,7 +19,7 @@
 use std::io::Write;
 
 use base64::Engine as _;
-use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 use duckdb::arrow::{
     array::{Array, AsArray, BooleanArray, PrimitiveArray, StringArray, StringViewArray},
     datatypes::*,
@@ -94,19 +95,13 @@ fn write_value(out: &mut Vec<u8>, array: &dyn Array, row: usize, ty: &DuckType) 
         DataType::FixedSizeBinary(_) => {
             write_bytes(out, array.as_fixed_size_binary().value(row), ty)
         }
-        DataType::Date32 => write_date(
-            out,
-            temporal_conversions::date32_to_datetime(array.as_primitive::<Date32Type>().value(row))
-                .map(|d| d.date()),
-            array.as_primitive::<Date32Type>().value(row) > 0,
-        ),
+        DataType::Date32 => {
+            let days = array.as_primitive::<Date32Type>().value(row);
+            write_date(out, days as i64)
+        }
         DataType::Date64 => {
-            let v = array.as_primitive::<Date64Type>().value(row);
-            write_date(
-                out,
-                temporal_conversions::date64_to_datetime(v).map(|d| d.date()),
-                v > 0,
-            )
+            let ms = array.as_primitive::<Date64Type>().value(row);
+            write_date(out, ms.div_euclid(86_400_000))
         }
         DataType::Time32(TimeUnit::Second) => write_time(
             out,
@@ -143,20 +138,13 @@ fn write_value(out: &mut Vec<u8>, array: &dyn Array, row: usize, ty: &DuckType) 
                 }
                 TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
             };
-            let dt = match unit {
-                TimeUnit::Second => temporal_conversions::timestamp_s_to_datetime(v),
-                TimeUnit::Millisecond => temporal_conversions::timestamp_ms_to_datetime(v),
-                TimeUnit::Microsecond => temporal_conversions::timestamp_us_to_datetime(v),
-                TimeUnit::Nanosecond => {
-                    Some(temporal_conversions::timestamp_ns_to_datetime(v).unwrap_or_default())
-                }
+            let per_second: i64 = match unit {
+                TimeUnit::Second => 1,
+                TimeUnit::Millisecond => 1_000,
+                TimeUnit::Microsecond => 1_000_000,
+                TimeUnit::Nanosecond => 1_000_000_000,
             };
-            write_timestamp(
-                out,
-                dt.filter(|_| v != i64::MAX && v != -i64::MAX),
-                v > 0,
-                tz.is_some(),
-            )
+            write_timestamp(out, v, per_second, tz.is_some())
         }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
@@ -520,6 +508,11 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn write_decimal(out: &mut Vec<u8>, v: i128, scale: i8, ty: &DuckType) {
+    if ty.id == LogicalTypeId::UHugeint {
+        // Arrow carries a UHUGEINT as a DECIMAL(38,0) holding its 128 bits:
+        // read them unsigned (2^127 and above would print negative).
+        return write_decimal_digits(out, &(v as u128).to_string(), scale, ty);
+    }
     write_decimal_digits(out, &v.to_string(), scale, ty)
 }
 
@@ -559,6 +552,26 @@ fn write_bytes(out: &mut Vec<u8>, bytes: &[u8], ty: &DuckType) {
         write!(out, "\"{}\"", uuid.hyphenated()).expect("writing to a Vec cannot fail");
         return;
     }
+    // BIT and BIGNUM reach Arrow as DuckDB's own bytes: written as DuckDB
+    // writes them (`0101`; every digit of the number).
+    if ty.id == LogicalTypeId::Bit {
+        if let Some(bits) = bit_text(bytes) {
+            write_str(out, &bits);
+            return;
+        }
+    }
+    if ty.id == LogicalTypeId::Geometry {
+        if let Some(text) = super::wkt::wkt(bytes) {
+            write_str(out, &text);
+            return;
+        }
+    }
+    if ty.id == LogicalTypeId::Bignum {
+        if let Some(digits) = bignum_text(bytes) {
+            out.extend_from_slice(digits.as_bytes());
+            return;
+        }
+    }
     out.push(b'"');
     out.extend_from_slice(
         base64::engine::general_purpose::STANDARD
@@ -566,6 +579,44 @@ fn write_bytes(out: &mut Vec<u8>, bytes: &[u8], ty: &DuckType) {
             .as_bytes(),
     );
     out.push(b'"');
+}
+
+/// DuckDB's BIT: a byte counting the padding bits, then the bits, the
+/// first data byte's highest ones being that padding.
+fn bit_text(bytes: &[u8]) -> Option<String> {
+    let (&padding, data) = bytes.split_first()?;
+    let bits = (data.len() * 8).checked_sub(padding as usize)?;
+    Some(
+        (padding as usize..padding as usize + bits)
+            .map(|i| {
+                if data[i / 8] & (0x80 >> (i % 8)) != 0 {
+                    '1'
+                } else {
+                    '0'
+                }
+            })
+            .collect(),
+    )
+}
+
+/// DuckDB's BIGNUM: a 3-byte header (the data's length, its highest bit set
+/// for a positive number), then the magnitude big-endian; a negative number
+/// has every byte, header included, inverted.
+fn bignum_text(bytes: &[u8]) -> Option<String> {
+    if bytes.len() < 4 {
+        return None;
+    }
+    let negative = bytes[0] & 0x80 == 0;
+    let magnitude: Vec<u8> = bytes[3..]
+        .iter()
+        .map(|b| if negative { !b } else { *b })
+        .collect();
+    let digits = num_bigint::BigUint::from_bytes_be(&magnitude).to_string();
+    Some(if negative && digits != "0" {
+        format!("-{digits}")
+    } else {
+        digits
+    })
 }
 
 fn write_infinite(out: &mut Vec<u8>, positive: bool) {
@@ -576,13 +627,43 @@ fn write_infinite(out: &mut Vec<u8>, positive: bool) {
     });
 }
 
-fn write_date(out: &mut Vec<u8>, date: Option<NaiveDate>, positive: bool) {
-    match date {
-        Some(d) => {
-            write!(out, "\"{}\"", d.format("%Y-%m-%d")).expect("writing to a Vec cannot fail")
-        }
-        None => write_infinite(out, positive),
+/// A day (since 1970-01-01) of the proleptic Gregorian calendar as
+/// (year, month, day), for any day DuckDB can hold (Howard Hinnant's
+/// `civil_from_days`; year 0 is 1 BC).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The date as DuckDB writes it: `YYYY-MM-DD`, years before 1 as
+/// `YYYY-MM-DD (BC)`. Returns whether it is BC.
+fn write_ymd_text(out: &mut Vec<u8>, days: i64) -> bool {
+    let (year, month, day) = civil_from_days(days);
+    let bc = year <= 0;
+    let shown = if bc { 1 - year } else { year };
+    write!(out, "{shown:04}-{month:02}-{day:02}").expect("writing to a Vec cannot fail");
+    if bc {
+        out.extend_from_slice(b" (BC)");
     }
+    bc
+}
+
+/// DuckDB's DATE: its ±infinity are ±(2^31 - 1) days.
+fn write_date(out: &mut Vec<u8>, days: i64) {
+    if days.abs() == i64::from(i32::MAX) {
+        return write_infinite(out, days > 0);
+    }
+    out.push(b'"');
+    write_ymd_text(out, days);
+    out.push(b'"');
 }
 
 fn write_time(out: &mut Vec<u8>, time: Option<NaiveTime>) {
@@ -595,17 +676,28 @@ fn write_time(out: &mut Vec<u8>, time: Option<NaiveTime>) {
     }
 }
 
-fn write_timestamp(out: &mut Vec<u8>, ts: Option<NaiveDateTime>, positive: bool, utc: bool) {
-    match ts {
-        Some(t) => write!(
-            out,
-            "\"{}{}\"",
-            t.format("%Y-%m-%dT%H:%M:%S%.f"),
-            if utc { "Z" } else { "" }
-        )
-        .expect("writing to a Vec cannot fail"),
-        None => write_infinite(out, positive),
+/// A timestamp of `value` units (`per_second` to a second) since the
+/// epoch: `YYYY-MM-DDTHH:MM:SS[.f]` (`Z` for TIMESTAMPTZ), a BC date as
+/// DuckDB writes it (`YYYY-MM-DD (BC) HH:MM:SS`), ±infinity as strings.
+fn write_timestamp(out: &mut Vec<u8>, value: i64, per_second: i64, utc: bool) {
+    if value.abs() == i64::MAX {
+        return write_infinite(out, value > 0);
     }
+    let per_day = per_second * 86_400;
+    let days = value.div_euclid(per_day);
+    let of_day = value.rem_euclid(per_day);
+    let seconds = (of_day / per_second) as u32;
+    let nanos = ((of_day % per_second) * (1_000_000_000 / per_second)) as u32;
+    let time = NaiveTime::from_num_seconds_from_midnight_opt(seconds, nanos)
+        .expect("a time of day is within a day");
+    out.push(b'"');
+    let bc = write_ymd_text(out, days);
+    out.push(if bc { b' ' } else { b'T' });
+    write!(out, "{}", time.format("%H:%M:%S%.f")).expect("writing to a Vec cannot fail");
+    if utc {
+        out.push(b'Z');
+    }
+    out.push(b'"');
 }
 
 /// ISO 8601 duration. DuckDB keeps months, days and sub-day time apart (a
@@ -830,5 +922,47 @@ mod tests {
         out.push(b',');
         write_float(&mut out, 0.1, true);
         assert_eq!(String::from_utf8(out).unwrap(), "\"NaN\",\"-Infinity\",0.1");
+    }
+
+    #[test]
+    fn wide_and_bit_types_are_written_as_duckdb_writes_them() {
+        let text = |ty: LogicalTypeId, write: &dyn Fn(&mut Vec<u8>, &DuckType)| {
+            let mut out = Vec::new();
+            write(&mut out, &duck(ty));
+            String::from_utf8(out).unwrap()
+        };
+        let uhuge = |v: u128| {
+            text(LogicalTypeId::UHugeint, &|out, ty| {
+                write_decimal(out, v as i128, 0, ty)
+            })
+        };
+        assert_eq!(uhuge(u128::MAX), "340282366920938463463374607431768211455");
+        assert_eq!(uhuge(1 << 127), "170141183460469231731687303715884105728");
+        assert_eq!(uhuge(7), "7");
+        // DuckDB's own bytes, read back from `SELECT 'x'::BIT` / `::BIGNUM`.
+        let bytes = |ty: LogicalTypeId, hex: &str| {
+            let raw: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            text(ty, &|out, t| write_bytes(out, &raw, t))
+        };
+        assert_eq!(bytes(LogicalTypeId::Bit, "04f5"), "\"0101\"");
+        assert_eq!(bytes(LogicalTypeId::Bit, "07ff"), "\"1\"");
+        assert_eq!(bytes(LogicalTypeId::Bit, "07ff55"), "\"101010101\"");
+        for (hex, number) in [
+            ("80000100", "0"),
+            ("80000101", "1"),
+            ("7ffffefe", "-1"),
+            ("800001ff", "255"),
+            ("8000020100", "256"),
+            ("7ffffdfeff", "-256"),
+            (
+                "80001508727f6369aaf83ca15026747af8c7f196ce3f0ad2",
+                "12345678901234567890123456789012345678901234567890",
+            ),
+        ] {
+            assert_eq!(bytes(LogicalTypeId::Bignum, hex), number, "{hex}");
+        }
     }
 }

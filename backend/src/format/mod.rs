@@ -3,3 +3,4 @@
 
 pub mod encode;
 pub mod json;
+mod wkt;

@@ -53,10 +53,12 @@ pub const STATUSES: &[&str] = &["queued", "running", "succeeded", "failed", "can
 #[derive(Debug, Clone)]
 pub struct Submission {
     pub sql: String,
-    pub params: Option<serde_json::Value>,
+    pub params: Option<Box<serde_json::value::RawValue>>,
     pub format: Format,
     pub format_name: String,
     pub timeout_ms: Option<u64>,
+    /// Records the job's writes and refusals, as the submitter's.
+    pub audit: Option<crate::audit::Trail>,
 }
 
 /// A job this replica runs or will run.
@@ -142,7 +144,7 @@ impl Jobs {
     pub async fn submit(&self, caller: &Caller, submission: Submission) -> Result<Job, ApiError> {
         let inner = &self.inner;
         inner.engine.check_sql_text(&submission.sql)?;
-        let params = Params::from_json(submission.params.clone())?;
+        let params = Params::from_raw(submission.params.as_deref())?;
         if submission.timeout_ms == Some(0) {
             return Err(ApiError::InvalidParameters(
                 "timeout_ms must be more than 0".into(),
@@ -183,7 +185,7 @@ impl Jobs {
             owner: caller.owner.clone(),
             key_prefix: caller.prefix.clone(),
             sql: submission.sql.clone(),
-            params: submission.params.as_ref().map(|p| p.to_string()),
+            params: submission.params.as_ref().map(|p| p.get().to_string()),
             format: submission.format_name.clone(),
             instance: inner.instance.clone(),
         };
@@ -197,6 +199,7 @@ impl Jobs {
             params,
             role: caller.role,
             timeout_ms: submission.timeout_ms,
+            audit: submission.audit.clone(),
         };
         // The record as submitted, read before the job can start.
         let job = match self.get(caller, id).await {

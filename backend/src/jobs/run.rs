@@ -34,6 +34,8 @@ pub(super) struct Queued {
     pub params: Params,
     pub role: Role,
     pub timeout_ms: Option<u64>,
+    /// Records the job's writes and refusals.
+    pub audit: Option<crate::audit::Trail>,
 }
 
 /// Shared with the heartbeat: what the job has produced, and whether to stop.
@@ -196,6 +198,7 @@ impl Inner {
             pin: None,
             progress: Some(probe.clone()),
             if_none_match: None,
+            audit: job.audit.clone(),
         };
         let limits = Limits {
             timeout: Duration::from_millis(timeout_ms),

@@ -52,6 +52,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "audit_log", "0003_audit_log.sql"),
     migration!(4, "query_jobs_runner", "0004_query_jobs_runner.sql"),
     migration!(5, "query_jobs_progress", "0005_query_jobs_progress.sql"),
+    migration!(6, "audit_log_request", "0006_audit_log_request.sql"),
 ];
 
 /// One row of `schema_migrations`.
@@ -166,7 +167,7 @@ mod tests {
                 &fresh,
                 SchemaMismatch::Pending {
                     current: 0,
-                    needed: 5,
+                    needed: 6,
                     ..
                 }
             ),
@@ -174,9 +175,9 @@ mod tests {
         );
         assert!(fresh.to_string().contains("0001_api_keys, 0002_query_jobs"));
         let partial = [applied(&MIGRATIONS[0])];
-        assert_eq!(pending(&partial, MIGRATIONS).unwrap().len(), 4);
+        assert_eq!(pending(&partial, MIGRATIONS).unwrap().len(), 5);
         let all: Vec<Applied> = MIGRATIONS.iter().map(applied).collect();
-        assert_eq!(verify(&all, MIGRATIONS), Ok(5));
+        assert_eq!(verify(&all, MIGRATIONS), Ok(6));
     }
 
     #[test]

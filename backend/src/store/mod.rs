@@ -7,9 +7,11 @@
 //! so every feature works without PostgreSQL. The migrations are the same
 //! portable SQL files in both.
 
+pub mod audit;
 pub mod jobs;
 pub mod keys;
 pub mod migrations;
+mod sql;
 
 use std::{sync::Arc, time::Duration};
 

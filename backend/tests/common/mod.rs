@@ -16,6 +16,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
     handle: actix_web::dev::ServerHandle,
+    /// The service's task; done once its engine is closed.
+    running: std::sync::Mutex<Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>>,
+    engine: std::sync::Weak<ducklake_backend::engine::Engine>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -54,12 +57,15 @@ pub async fn spawn_with(config: Config, dir: Option<tempfile::TempDir>) -> TestA
     let app = Application::build(config).await.expect("the app starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let engine = std::sync::Arc::downgrade(app.engine());
+    let running = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         base,
         client: reqwest::Client::new(),
         data_dir,
         handle,
+        running: std::sync::Mutex::new(Some(running)),
+        engine,
         _dir: dir,
     }
 }
@@ -113,8 +119,18 @@ impl TestApp {
         body
     }
 
+    /// Stops the server and waits until the service closed its engine, so
+    /// no DuckDB work outlives the test (the process may exit right after).
     pub async fn stop(&self) {
         self.handle.stop(true).await;
+        let running = self.running.lock().unwrap().take();
+        if let Some(running) = running {
+            let _ = running.await;
+            assert!(
+                self.engine.upgrade().is_none(),
+                "the service stopped with its engine still in use"
+            );
+        }
     }
 }
 

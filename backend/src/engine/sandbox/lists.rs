@@ -3,7 +3,6 @@
 
 use super::Role;
 
-/// Table functions a role may call. Everything else is refused by name.
 /// Table functions whose rows depend on their arguments (and on the plan
 /// beneath them) alone, never on the state of the lake or the database: a
 /// read from them is as current as the lake tables it also reads.
@@ -16,67 +15,194 @@ pub(super) const FIXED_SOURCES: &[&str] = &[
     "repeat",
     "repeat_row",
     "summary",
+    "test_all_types",
 ];
 
+/// Table functions by the lowest role that may call them. Everything else
+/// is refused by name.
+pub(super) const TABLE_FUNCTIONS: &[(Role, &[&str])] = &[
+    (
+        Role::Read,
+        &[
+            "ducklake_scan",
+            "ducklake_snapshots",
+            "ducklake_table_info",
+            "ducklake_table_insertions",
+            "ducklake_table_deletions",
+            "ducklake_list_files",
+            "ducklake_current_snapshot",
+            "ducklake_last_committed_snapshot",
+            "ducklake_options",
+            "ducklake_settings",
+            "range",
+            "generate_series",
+            "unnest",
+            "json_each",
+            "json_tree",
+            "repeat",
+            "repeat_row",
+            "summary",
+            "test_all_types",
+            "duckdb_columns",
+            "duckdb_constraints",
+            "duckdb_functions",
+            "duckdb_indexes",
+            "duckdb_keywords",
+            "duckdb_schemas",
+            "duckdb_sequences",
+            "duckdb_tables",
+            "duckdb_types",
+            "duckdb_views",
+            "pragma_table_info",
+            "pragma_show",
+            "pragma_version",
+            "pragma_platform",
+            "pragma_collations",
+            "pg_timezone_names",
+            "icu_calendar_names",
+        ],
+    ),
+    (
+        Role::Write,
+        &["ducklake_set_commit_message", "ducklake_commit"],
+    ),
+    (
+        Role::Admin,
+        &[
+            "checkpoint",
+            "force_checkpoint",
+            "ducklake_add_data_files",
+            "ducklake_cleanup_old_files",
+            "ducklake_delete_orphaned_files",
+            "ducklake_expire_snapshots",
+            "ducklake_flush_inlined_data",
+            "ducklake_merge_adjacent_files",
+            "ducklake_rewrite_data_files",
+            "ducklake_set_option",
+        ],
+    ),
+];
+
+/// A kind of statement a role may run: what users call it, and the
+/// operators of DuckDB's logical plan it consists of. The sandbox's
+/// operator check reads this table, and the README's table of what each
+/// role may run is rendered from it ([`role_table`]).
+pub(super) struct StatementKind {
+    pub role: Role,
+    pub what: &'static str,
+    pub operators: &'static [&'static str],
+}
+
+pub(super) const STATEMENTS: &[StatementKind] = &[
+    StatementKind {
+        role: Role::Read,
+        what: "queries: `SELECT`, `VALUES`, `WITH [RECURSIVE]`, `PIVOT`/`UNPIVOT`, \
+               `SHOW`/`DESCRIBE`/`SUMMARIZE`, time travel (`AT (VERSION => …)`)",
+        operators: &[
+            "PROJECTION",
+            "FILTER",
+            "AGGREGATE_AND_GROUP_BY",
+            "WINDOW",
+            "UNNEST",
+            "LIMIT",
+            "ORDER_BY",
+            "TOP_N",
+            "DISTINCT",
+            "SAMPLE",
+            "PIVOT",
+            "CHUNK_GET",
+            "DELIM_GET",
+            "EXPRESSION_GET",
+            "DUMMY_SCAN",
+            "EMPTY_RESULT",
+            "CTE_REF",
+            "JOIN",
+            "DELIM_JOIN",
+            "COMPARISON_JOIN",
+            "ANY_JOIN",
+            "CROSS_PRODUCT",
+            "POSITIONAL_JOIN",
+            "ASOF_JOIN",
+            "DEPENDENT_JOIN",
+            "UNION",
+            "EXCEPT",
+            "INTERSECT",
+            "RECURSIVE_CTE",
+            "MATERIALIZED_CTE",
+            "GET",
+        ],
+    },
+    StatementKind {
+        role: Role::Write,
+        what: "`INSERT`, `UPDATE`, `DELETE`, `MERGE INTO`",
+        operators: &["INSERT", "DELETE", "UPDATE", "MERGE_INTO"],
+    },
+    StatementKind {
+        role: Role::Write,
+        what: "`CREATE`, `ALTER` and `DROP` of schemas, tables, views, macros, types, \
+               sequences and indexes in the lake (not of the schema `main`, not of secrets)",
+        operators: &[
+            "CREATE_TABLE",
+            "CREATE_INDEX",
+            "CREATE_SEQUENCE",
+            "CREATE_SCHEMA",
+            "CREATE_VIEW",
+            "CREATE_MACRO",
+            "CREATE_TYPE",
+            "ALTER",
+            "DROP",
+        ],
+    },
+    StatementKind {
+        role: Role::Admin,
+        what: "`VACUUM`",
+        operators: &["VACUUM"],
+    },
+];
+
+/// The role a plan operator (its name without `LOGICAL_`) needs, when one
+/// may run it at all.
+pub(super) fn operator_role(name: &str) -> Option<Role> {
+    STATEMENTS
+        .iter()
+        .find(|kind| kind.operators.contains(&name))
+        .map(|kind| kind.role)
+}
+
+/// The README's table of what each role may run, rendered from
+/// [`STATEMENTS`] and [`TABLE_FUNCTIONS`].
+pub fn role_table() -> String {
+    let mut out = String::from("| Role | Statements | Table functions |\n|---|---|---|\n");
+    for (i, role) in [Role::Read, Role::Write, Role::Admin]
+        .into_iter()
+        .enumerate()
+    {
+        let plus = if i == 0 { "" } else { "+ " };
+        let statements: Vec<&str> = STATEMENTS
+            .iter()
+            .filter(|kind| kind.role == role)
+            .map(|kind| kind.what)
+            .collect();
+        let functions: Vec<String> = TABLE_FUNCTIONS
+            .iter()
+            .filter(|(r, _)| *r == role)
+            .flat_map(|(_, names)| names.iter().map(|n| format!("`{n}`")))
+            .collect();
+        out.push_str(&format!(
+            "| `{role}` | {plus}{} | {plus}{} |\n",
+            statements.join("; "),
+            functions.join(", ")
+        ));
+    }
+    out
+}
+
 pub(super) fn table_function(name: &str) -> Result<Role, String> {
-    const READ: &[&str] = &[
-        "ducklake_scan",
-        "ducklake_snapshots",
-        "ducklake_table_info",
-        "ducklake_table_insertions",
-        "ducklake_table_deletions",
-        "ducklake_list_files",
-        "ducklake_current_snapshot",
-        "ducklake_last_committed_snapshot",
-        "ducklake_options",
-        "ducklake_settings",
-        "range",
-        "generate_series",
-        "unnest",
-        "json_each",
-        "json_tree",
-        "repeat",
-        "repeat_row",
-        "summary",
-        "duckdb_columns",
-        "duckdb_constraints",
-        "duckdb_functions",
-        "duckdb_indexes",
-        "duckdb_keywords",
-        "duckdb_schemas",
-        "duckdb_sequences",
-        "duckdb_tables",
-        "duckdb_types",
-        "duckdb_views",
-        "pragma_table_info",
-        "pragma_show",
-        "pragma_version",
-        "pragma_platform",
-        "pragma_collations",
-        "pg_timezone_names",
-        "icu_calendar_names",
-    ];
-    const WRITE: &[&str] = &["ducklake_set_commit_message", "ducklake_commit"];
-    const ADMIN: &[&str] = &[
-        "checkpoint",
-        "force_checkpoint",
-        "ducklake_add_data_files",
-        "ducklake_cleanup_old_files",
-        "ducklake_delete_orphaned_files",
-        "ducklake_expire_snapshots",
-        "ducklake_flush_inlined_data",
-        "ducklake_merge_adjacent_files",
-        "ducklake_rewrite_data_files",
-        "ducklake_set_option",
-    ];
-    if READ.contains(&name) {
-        return Ok(Role::Read);
-    }
-    if WRITE.contains(&name) {
-        return Ok(Role::Write);
-    }
-    if ADMIN.contains(&name) {
-        return Ok(Role::Admin);
+    if let Some((role, _)) = TABLE_FUNCTIONS
+        .iter()
+        .find(|(_, names)| names.contains(&name))
+    {
+        return Ok(*role);
     }
     let reason = if name.starts_with("postgres") || name.starts_with("pg_") {
         "it reaches the catalog database directly"

@@ -17,13 +17,16 @@
 //!    are resolved to their catalog;
 //! 3. every operator, table function, scalar function and catalog in that
 //!    plan is looked up in the closed lists below. Anything not listed is
-//!    refused, including whatever DuckDB cannot serialise (PRAGMA, EXPLAIN,
-//!    CREATE SECRET, file readers): the sandbox fails closed.
+//!    refused, including whatever DuckDB cannot serialise (PRAGMA,
+//!    CREATE SECRET, file readers): the sandbox fails closed. `EXPLAIN` and
+//!    a PIVOT over values from the data are checked through the statement
+//!    they stand for (see [`wrapped`]).
 //!
 //! This module must not execute anything: planning only.
 
 mod lists;
 mod split;
+mod wrapped;
 
 use std::fmt;
 
@@ -31,8 +34,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ApiError;
+pub use lists::role_table;
 use lists::{scalar_function, table_function};
 pub use split::{split_statements, with_literals};
+pub use wrapped::{explain, stated_pivot, Explain};
 
 /// What a caller may do, from least to most. Ordered: `Admin` may do all
 /// that `Write` may, and so on.
@@ -88,6 +93,12 @@ impl fmt::Display for Role {
 /// The SQL that asks DuckDB for a statement's bound plan.
 pub const PLAN_SQL: &str = "SELECT json_serialize_plan(?::VARCHAR)";
 
+/// DuckDB's parser expanded the statement into several (a PIVOT over
+/// values from the data, see [`stated_pivot`]): no single plan to inspect.
+pub fn is_multi(plan_json: &str) -> bool {
+    plan_json.contains("Cannot plan statement of type MULTI")
+}
+
 /// What one statement needs, read from its plan.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -112,6 +123,13 @@ pub struct Inspection {
     /// a DuckLake table scan and the [`lists::FIXED_SOURCES`] lands here,
     /// so a source nobody thought of fails closed.
     pub unversioned: std::collections::BTreeSet<String>,
+    /// What it changes, for the audit trail: each plan operator or table
+    /// function beyond the read role (`INSERT`, `CREATE_TABLE`,
+    /// `ducklake_expire_snapshots` ...).
+    pub writes: std::collections::BTreeSet<String>,
+    /// The schema objects it creates, alters or drops or inserts into, as
+    /// (schema, name); UPDATE, DELETE and MERGE name theirs in `tables`.
+    pub targets: Vec<(String, String)>,
 }
 
 /// Reads DuckDB's answer to [`PLAN_SQL`] for one statement.
@@ -140,6 +158,8 @@ pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, ApiError> {
                 tables: Vec::new(),
                 functions: Default::default(),
                 unversioned: Default::default(),
+                writes: Default::default(),
+                targets: Vec::new(),
             };
             inspector.walk(&plans[0]).map_err(ApiError::Forbidden)?;
             Ok(Inspection {
@@ -147,6 +167,8 @@ pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, ApiError> {
                 tables: inspector.tables,
                 functions: inspector.functions,
                 unversioned: inspector.unversioned,
+                writes: inspector.writes,
+                targets: inspector.targets,
             })
         }
         _ => Err(ApiError::InvalidRequest(
@@ -172,7 +194,9 @@ fn plan_error(answer: &Value) -> ApiError {
         } else if message.contains("LOGICAL_CREATE_SECRET") {
             "CREATE SECRET is not allowed".to_string()
         } else if message.contains("type MULTI") {
-            "PIVOT statements are not available; write the query with GROUP BY".to_string()
+            "a PIVOT whose IN list is a query is not available: list the values, or \
+             leave IN out to pivot on every value"
+                .to_string()
         } else {
             format!("the statement uses something the sandbox does not allow ({message})")
         };
@@ -201,6 +225,8 @@ struct Inspector<'a> {
     tables: Vec<(String, String)>,
     functions: std::collections::BTreeSet<String>,
     unversioned: std::collections::BTreeSet<String>,
+    writes: std::collections::BTreeSet<String>,
+    targets: Vec<(String, String)>,
 }
 
 impl Inspector<'_> {
@@ -235,6 +261,24 @@ impl Inspector<'_> {
         }
     }
 
+    /// The object a DDL statement or INSERT names, from its `info` (or
+    /// `table_info`): `schema` and the object's own name.
+    fn target(&mut self, node: &serde_json::Map<String, Value>) {
+        let Some(info) = node.get("table_info").or_else(|| node.get("info")) else {
+            return;
+        };
+        let schema = info["schema"].as_str().unwrap_or("");
+        let name = ["table", "view_name", "name"]
+            .iter()
+            .find_map(|key| info[*key].as_str().filter(|n| !n.is_empty()));
+        match name {
+            Some(name) => self.targets.push((schema.to_string(), name.to_string())),
+            // CREATE SCHEMA names only its schema.
+            None if !schema.is_empty() => self.targets.push((schema.to_string(), String::new())),
+            None => {}
+        }
+    }
+
     fn catalog(&self, catalog: &str) -> Result<(), String> {
         // Identifiers are case-insensitive in DuckDB.
         let is = |name: &str| catalog.eq_ignore_ascii_case(name);
@@ -259,40 +303,13 @@ impl Inspector<'_> {
     ) -> Result<(), String> {
         let name = &kind["LOGICAL_".len()..];
         match name {
-            "PROJECTION"
-            | "FILTER"
-            | "AGGREGATE_AND_GROUP_BY"
-            | "WINDOW"
-            | "UNNEST"
-            | "LIMIT"
-            | "ORDER_BY"
-            | "TOP_N"
-            | "DISTINCT"
-            | "SAMPLE"
-            | "PIVOT"
-            | "CHUNK_GET"
-            | "DELIM_GET"
-            | "EXPRESSION_GET"
-            | "DUMMY_SCAN"
-            | "EMPTY_RESULT"
-            | "CTE_REF"
-            | "JOIN"
-            | "DELIM_JOIN"
-            | "COMPARISON_JOIN"
-            | "ANY_JOIN"
-            | "CROSS_PRODUCT"
-            | "POSITIONAL_JOIN"
-            | "ASOF_JOIN"
-            | "DEPENDENT_JOIN"
-            | "UNION"
-            | "EXCEPT"
-            | "INTERSECT"
-            | "RECURSIVE_CTE"
-            | "MATERIALIZED_CTE" => Ok(()),
             "GET" => {
                 let function = node.get("name").and_then(Value::as_str).unwrap_or("");
                 let role = table_function(function)?;
                 self.require(role);
+                if role > Role::Read {
+                    self.writes.insert(function.to_string());
+                }
                 let data = node.get("function_data").unwrap_or(&Value::Null);
                 match (data["schema_name"].as_str(), data["table_name"].as_str()) {
                     (Some(schema), Some(table)) if function == "ducklake_scan" => {
@@ -303,13 +320,7 @@ impl Inspector<'_> {
                         self.unversioned.insert(function.to_string());
                     }
                 }
-                Ok(())
-            }
-            "INSERT" | "DELETE" | "UPDATE" | "MERGE_INTO" | "CREATE_TABLE" | "CREATE_INDEX"
-            | "CREATE_SEQUENCE" | "CREATE_SCHEMA" | "CREATE_VIEW" | "CREATE_MACRO"
-            | "CREATE_TYPE" | "ALTER" => {
-                self.require(Role::Write);
-                Ok(())
+                return Ok(());
             }
             "DROP" => {
                 let info = &node["info"];
@@ -323,35 +334,48 @@ impl Inspector<'_> {
                 {
                     return Err("the lake's default schema main cannot be dropped".into());
                 }
-                self.require(Role::Write);
-                Ok(())
             }
-            "VACUUM" => {
-                self.require(Role::Admin);
-                Ok(())
+            "ATTACH" | "DETACH" => {
+                return Err(format!(
+                    "{} is not allowed: requests use the lake `{}` and no other database",
+                    name, self.lake
+                ))
             }
-            "ATTACH" | "DETACH" => Err(format!(
-                "{} is not allowed: requests use the lake `{}` and no other database",
-                name, self.lake
-            )),
-            "SET" | "RESET" => Err(format!(
-                "{name} is not allowed: settings (including USE) cannot be changed"
-            )),
+            "SET" | "RESET" => {
+                return Err(format!(
+                    "{name} is not allowed: settings (including USE) cannot be changed"
+                ))
+            }
             "LOAD" | "UPDATE_EXTENSIONS" => {
-                Err("extensions cannot be installed, loaded or updated".into())
+                return Err("extensions cannot be installed, loaded or updated".into())
             }
-            "COPY_TO_FILE" | "COPY_DATABASE" | "EXPORT" => Err(format!(
-                "{} is not allowed: files outside the lake cannot be written",
-                name.replace('_', " ")
-            )),
-            "TRANSACTION" => Err(
-                "transaction statements are not allowed: ask for one transaction with the \
-                 request's `transaction` field"
-                    .into(),
-            ),
-            other => Err(format!(
+            "COPY_TO_FILE" | "COPY_DATABASE" | "EXPORT" => {
+                return Err(format!(
+                    "{} is not allowed: files outside the lake cannot be written",
+                    name.replace('_', " ")
+                ))
+            }
+            "TRANSACTION" => {
+                return Err(
+                    "transaction statements are not allowed: ask for one transaction with \
+                     the request's `transaction` field"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        match lists::operator_role(name) {
+            Some(role) => {
+                self.require(role);
+                if role > Role::Read {
+                    self.writes.insert(name.to_string());
+                    self.target(node);
+                }
+                Ok(())
+            }
+            None => Err(format!(
                 "{} statements are not allowed",
-                other.replace('_', " ")
+                name.replace('_', " ")
             )),
         }
     }
@@ -420,5 +444,17 @@ mod tests {
         );
         let two = format!(r#"{{"error":false,"plans":[{scan},{scan}]}}"#);
         assert_eq!(judge(&two, "lake").unwrap_err().code(), "invalid_request");
+    }
+
+    #[test]
+    fn the_readme_lists_what_each_role_may_run() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md beside the crate");
+        let table = role_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's Sandbox section should hold this table, rendered from the \
+             sandbox's own lists:\n{table}"
+        );
     }
 }

@@ -11,7 +11,10 @@ use sqlparser::{
     tokenizer::{Token, Tokenizer},
 };
 
-use crate::{engine::Params, error::ApiError};
+use crate::{
+    engine::{query::Param, Params},
+    error::ApiError,
+};
 
 /// Cuts `sql` into statements at top-level `;` tokens, dropping pieces that
 /// hold only whitespace and comments. When the tokenizer cannot read the
@@ -95,9 +98,14 @@ pub fn with_literals<'a>(sql: &'a str, params: &Params) -> Result<Cow<'a, str>, 
     Ok(Cow::Owned(out))
 }
 
-/// A JSON parameter as the SQL literal of what it binds as (see
-/// [`super::query`]: arrays and objects bind as their JSON text).
-fn sql_literal(value: &Value) -> String {
+/// A parameter as the SQL literal of what it binds as (see
+/// [`crate::engine::query`]: a number as the digits sent, arrays and
+/// objects as their JSON text).
+fn sql_literal(param: &Param) -> String {
+    let value = match param {
+        Param::Number(text) => return text.clone(),
+        Param::Json(value) => value,
+    };
     // A NUL cannot sit inside SQL text; chr(0) stands for it.
     let quote = |text: &str| {
         text.split('\0')
@@ -115,19 +123,19 @@ fn sql_literal(value: &Value) -> String {
 }
 
 /// Turns the tokenizer's 1-based line and character column into a byte offset.
-struct LineOffsets<'a> {
+pub(super) struct LineOffsets<'a> {
     text: &'a str,
     starts: Vec<usize>,
 }
 
 impl<'a> LineOffsets<'a> {
-    fn new(text: &'a str) -> Self {
+    pub(super) fn new(text: &'a str) -> Self {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Self { text, starts }
     }
 
-    fn byte_offset(&self, line: u64, column: u64) -> usize {
+    pub(super) fn byte_offset(&self, line: u64, column: u64) -> usize {
         let line_start = self.starts[(line as usize).saturating_sub(1)];
         self.text[line_start..]
             .char_indices()
@@ -157,12 +165,7 @@ mod tests {
 
     #[test]
     fn parameters_become_literals_for_the_check() {
-        let positional = Params::Positional(vec![
-            serde_json::json!(1),
-            serde_json::json!("it's"),
-            serde_json::json!([1, 2]),
-            serde_json::json!(null),
-        ]);
+        let positional = Params::parse(r#"[1, "it's", [1, 2], null]"#).unwrap();
         assert_eq!(
             with_literals("SELECT ?, ? FROM t WHERE a = ? AND b IS ?", &positional).unwrap(),
             "SELECT 1, 'it''s' FROM t WHERE a = '[1,2]' AND b IS NULL"
@@ -171,15 +174,10 @@ mod tests {
             with_literals("SELECT $2, $1", &positional).unwrap(),
             "SELECT 'it''s', 1"
         );
-        let named = Params::Named(
-            serde_json::json!({"min": 2.5, "q": "SELECT 1"})
-                .as_object()
-                .unwrap()
-                .clone(),
-        );
+        let named = Params::parse(r#"{"min": 2.50, "q": "SELECT 1"}"#).unwrap();
         assert_eq!(
             with_literals("SELECT * FROM query($q) WHERE x > $min -- $nope", &named).unwrap(),
-            "SELECT * FROM query('SELECT 1') WHERE x > 2.5 -- $nope"
+            "SELECT * FROM query('SELECT 1') WHERE x > 2.50 -- $nope"
         );
         assert_eq!(
             with_literals("SELECT '?', $missing", &named)

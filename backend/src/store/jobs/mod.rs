@@ -7,10 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-mod sql;
-
+use super::sql::{local_error, text, Arg};
 use super::{blocking, pg_error, pool_error, Store, StoreError};
-use sql::{local_error, text, Arg};
 
 /// One row of `ducklake_backend.query_jobs`.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +100,7 @@ impl Store {
             text(&job.format),
             text(&job.instance),
         ];
-        self.jobs_execute(sql, args).await.map(drop)
+        self.execute(sql, args).await.map(drop)
     }
 
     pub async fn job(&self, id: Uuid) -> Result<Option<JobRow>, StoreError> {
@@ -161,7 +159,7 @@ impl Store {
             "UPDATE {TABLE} SET status = 'running', started_at = now(), heartbeat_at = now() \
              WHERE {BY_ID} AND status = 'queued' AND NOT coalesce(cancel_requested, false)"
         );
-        Ok(self.jobs_execute(sql, vec![text(id.to_string())]).await? == 1)
+        Ok(self.execute(sql, vec![text(id.to_string())]).await? == 1)
     }
 
     /// Records how a queued or running job ended; false when it had already
@@ -203,7 +201,7 @@ impl Store {
             "UPDATE {TABLE} SET {set}, finished_at = now(), expires_at = {expires} \
              WHERE {BY_ID} AND {LIVE}"
         );
-        Ok(self.jobs_execute(sql, args).await? == 1)
+        Ok(self.execute(sql, args).await? == 1)
     }
 
     /// Asks the job's replica to stop it; a job still queued is cancelled
@@ -214,14 +212,14 @@ impl Store {
         retention_secs: u64,
     ) -> Result<Option<JobRow>, StoreError> {
         let sql = format!("UPDATE {TABLE} SET cancel_requested = true WHERE {BY_ID} AND {LIVE}");
-        self.jobs_execute(sql, vec![text(id.to_string())]).await?;
+        self.execute(sql, vec![text(id.to_string())]).await?;
         let sql = format!(
             "UPDATE {TABLE} SET status = 'cancelled', error_code = 'cancelled', \
              error_message = 'the job was cancelled before it started', finished_at = now(), \
              expires_at = {} WHERE {BY_ID} AND status = 'queued'",
             self.now_plus(retention_secs as i64 * 1000)
         );
-        self.jobs_execute(sql, vec![text(id.to_string())]).await?;
+        self.execute(sql, vec![text(id.to_string())]).await?;
         self.job(id).await
     }
 
@@ -244,7 +242,7 @@ impl Store {
                 Arg::Int(Some(*bytes)),
                 Arg::Int(*basis_points),
             ];
-            self.jobs_execute(sql, args).await?;
+            self.execute(sql, args).await?;
         }
         // Ids are our own UUIDs, so they can be spelled out as literals.
         let list = ids
@@ -288,7 +286,7 @@ impl Store {
              error_message = $1, finished_at = now(), expires_at = {} WHERE {LIVE} {stale}",
             self.now_plus(retention_secs as i64 * 1000)
         );
-        self.jobs_execute(sql, vec![text(message)]).await
+        self.execute(sql, vec![text(message)]).await
     }
 
     /// Finished jobs past their retention.
@@ -303,7 +301,7 @@ impl Store {
     /// Deletes a finished job's row; false when there is none (or it is live).
     pub async fn delete_job(&self, id: Uuid) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM {TABLE} WHERE {BY_ID} AND NOT {LIVE}");
-        Ok(self.jobs_execute(sql, vec![text(id.to_string())]).await? == 1)
+        Ok(self.execute(sql, vec![text(id.to_string())]).await? == 1)
     }
 
     /// Jobs by status, over all replicas.

@@ -7,23 +7,23 @@ use std::sync::Arc;
 use chrono::DateTime;
 use uuid::Uuid;
 
-use super::JobRow;
+use super::jobs::JobRow;
 use crate::store::{blocking, pg_error, pool_error, Store, StoreError};
 
 /// A statement parameter both stores can bind.
 #[derive(Debug, Clone)]
-pub(super) enum Arg {
+pub(in crate::store) enum Arg {
     Text(Option<String>),
     Int(Option<i64>),
 }
 
-pub(super) fn text(value: impl Into<String>) -> Arg {
+pub(in crate::store) fn text(value: impl Into<String>) -> Arg {
     Arg::Text(Some(value.into()))
 }
 
 impl Store {
     /// Microseconds since the epoch of a TIMESTAMPTZ column, in this store's SQL.
-    pub(super) fn micros(&self, column: &str) -> String {
+    pub(in crate::store) fn micros(&self, column: &str) -> String {
         match self {
             Self::Postgres(_) => format!("CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"),
             Self::Local(_) => format!("epoch_us({column})"),
@@ -32,7 +32,7 @@ impl Store {
 
     /// `now()` moved by `ms` milliseconds. The local store's DuckDB has no
     /// ICU, which TIMESTAMPTZ arithmetic needs: it computes in UTC TIMESTAMPs.
-    pub(super) fn now_plus(&self, ms: i64) -> String {
+    pub(in crate::store) fn now_plus(&self, ms: i64) -> String {
         match self {
             Self::Postgres(_) => format!("(now() + INTERVAL '{ms} milliseconds')"),
             Self::Local(_) => format!(
@@ -57,7 +57,7 @@ impl Store {
     }
 
     /// Runs a statement; returns the rows it changed.
-    pub(super) async fn jobs_execute(
+    pub(in crate::store) async fn execute(
         &self,
         sql: String,
         args: Vec<Arg>,
@@ -82,12 +82,23 @@ impl Store {
     }
 
     /// Runs a statement returning job rows; `sql` gets this store's column list.
-    pub(super) async fn jobs_select(
+    pub(in crate::store) async fn jobs_select(
         &self,
         sql: impl FnOnce(&str) -> String,
         args: Vec<Arg>,
     ) -> Result<Vec<JobRow>, StoreError> {
         let sql = sql(&self.job_columns());
+        self.select(sql, args, job_row).await
+    }
+
+    /// Runs a statement in either store and reads each row with `read`,
+    /// which gets each column's value by index.
+    pub(in crate::store) async fn select<T: Send + 'static>(
+        &self,
+        sql: String,
+        args: Vec<Arg>,
+        read: fn(&dyn Fn(usize) -> Cell) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         match self {
             Self::Postgres(pool) => {
                 let client = pool.get().await.map_err(pool_error)?;
@@ -95,7 +106,7 @@ impl Store {
                 let rows = client.query(&sql, &params).await.map_err(pg_error)?;
                 rows.iter()
                     .map(|r| {
-                        job_row(|i| Cell {
+                        read(&|i| Cell {
                             text: r.try_get(i).ok().flatten(),
                             int: r.try_get(i).ok().flatten(),
                             flag: r.try_get(i).ok().flatten(),
@@ -113,7 +124,7 @@ impl Store {
                         .map_err(local_error)?;
                     let mut out = Vec::new();
                     while let Some(r) = rows.next().map_err(local_error)? {
-                        out.push(job_row(|i| Cell {
+                        out.push(read(&|i| Cell {
                             text: r.get(i).ok().flatten(),
                             int: r.get(i).ok().flatten(),
                             flag: r.get(i).ok().flatten(),
@@ -128,13 +139,13 @@ impl Store {
 }
 
 /// One selected value, read as whichever type the column has.
-struct Cell {
-    text: Option<String>,
-    int: Option<i64>,
-    flag: Option<bool>,
+pub(in crate::store) struct Cell {
+    pub text: Option<String>,
+    pub int: Option<i64>,
+    pub flag: Option<bool>,
 }
 
-fn job_row(cell: impl Fn(usize) -> Cell) -> Result<JobRow, StoreError> {
+fn job_row(cell: &dyn Fn(usize) -> Cell) -> Result<JobRow, StoreError> {
     let text = |i| cell(i).text;
     let time = |i| cell(i).int.and_then(DateTime::from_timestamp_micros);
     let id = text(0).unwrap_or_default();
@@ -183,6 +194,6 @@ fn duck_params(args: &[Arg]) -> Vec<duckdb::types::Value> {
         .collect()
 }
 
-pub(super) fn local_error(e: duckdb::Error) -> StoreError {
+pub(in crate::store) fn local_error(e: duckdb::Error) -> StoreError {
     StoreError::Failed(e.to_string())
 }
