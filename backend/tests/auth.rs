@@ -806,3 +806,48 @@ async fn the_audit_trail_records_writes_key_changes_ingest_maintenance_and_refus
     );
     app.stop().await;
 }
+
+/// `/ready` is open, so it tells an unauthenticated caller (or one with a
+/// key below admin) only each dependency's status and latency; where the
+/// catalog and the data live, the connections and the lake's snapshot are
+/// for admins.
+#[actix_web::test]
+async fn ready_tells_strangers_only_up_or_down() {
+    let (app, [read, _write, admin]) = app_with_a_key_per_role().await;
+    let data_dir = app.data_dir.display().to_string();
+    for key in [
+        None,
+        Some(read.as_str()),
+        Some("dlk_not-a-key-at-all-0000000000000000000000000"),
+    ] {
+        let (status, body) = call(&app, Method::GET, "/ready", key, None).await;
+        assert_eq!(status, 200, "{body}");
+        let text = body.to_string();
+        assert!(!text.contains(&data_dir), "{key:?}: {body}");
+        for component in ["catalog", "storage", "lake"] {
+            let fields: Vec<&String> = body["components"][component]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect();
+            assert_eq!(
+                fields,
+                ["latency_ms", "status"],
+                "{key:?} {component}: {body}"
+            );
+            assert_eq!(body["components"][component]["status"], "up");
+        }
+    }
+    let (status, body) = call(&app, Method::GET, "/ready", Some(&admin), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        body["components"]["storage"]["data_path"]
+            .as_str()
+            .unwrap()
+            .contains(&data_dir),
+        "{body}"
+    );
+    assert!(body["components"]["lake"]["snapshot_id"].is_i64(), "{body}");
+    assert_eq!(body["components"]["catalog"]["kind"], "duckdb");
+    app.stop().await;
+}

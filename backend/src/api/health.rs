@@ -7,10 +7,15 @@
 //!   the local catalog file and store),
 //! - `storage`: the object store lists the data path,
 //! - `lake`: DuckDB reads the lake's current snapshot through DuckLake.
+//!
+//! Anyone may ask, so anyone learns only each dependency's status, latency
+//! and, when down, its stable error code. Where it lives (hosts, buckets,
+//! paths), its connections and the error's own words go to the log and to
+//! callers holding an admin key (every caller, with authentication off).
 
 use std::{future::Future, time::Duration, time::Instant};
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 
@@ -49,19 +54,28 @@ where
             latency_ms,
             detail,
         },
-        Ok(Err(err)) => Component {
-            status: "down",
-            latency_ms,
-            detail: json!({ "code": err.code(), "error": err.to_string() }),
-        },
-        Err(_) => Component {
-            status: "down",
-            latency_ms,
-            detail: json!({
-                "code": "timeout",
-                "error": format!("no answer within {} ms", timeout.as_millis()),
-            }),
-        },
+        Ok(Err(err)) => {
+            tracing::warn!(code = err.code(), error = %err, "readiness check failed");
+            Component {
+                status: "down",
+                latency_ms,
+                detail: json!({ "code": err.code(), "error": err.to_string() }),
+            }
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "readiness check timed out"
+            );
+            Component {
+                status: "down",
+                latency_ms,
+                detail: json!({
+                    "code": "timeout",
+                    "error": format!("no answer within {} ms", timeout.as_millis()),
+                }),
+            }
+        }
     }
 }
 
@@ -71,7 +85,7 @@ where
     (status = 503, description = "`{status: not_ready, components: ...}`: at least one component is down", content_type = "application/json")
 ))]
 #[get("/ready")]
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+pub async fn ready(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().json(json!({
             "status": "draining",
@@ -82,12 +96,23 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let ready = [&catalog, &storage, &lake_component]
         .iter()
         .all(|c| c.status == "up");
+    let detailed = admin_asks(&state, &req).await;
+    let view = |c: Component| {
+        if detailed {
+            return serde_json::to_value(c).unwrap_or_default();
+        }
+        let mut brief = json!({ "status": c.status, "latency_ms": c.latency_ms });
+        if let Some(code) = c.detail.get("code").filter(|_| c.status == "down") {
+            brief["code"] = code.clone();
+        }
+        brief
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "components": {
-            "catalog": catalog,
-            "storage": storage,
-            "lake": lake_component,
+            "catalog": view(catalog),
+            "storage": view(storage),
+            "lake": view(lake_component),
         },
     });
     if ready {
@@ -95,6 +120,23 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Whether the caller may see where dependencies live and why they fail:
+/// an admin key (or authentication off, where every caller is an admin).
+/// A missing or wrong key is no error here: it gets the brief answer.
+async fn admin_asks(state: &AppState, req: &HttpRequest) -> bool {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if state.config.auth.enabled && header.is_none() {
+        return false;
+    }
+    matches!(
+        state.auth.authenticate(header).await,
+        Ok(caller) if caller.role == crate::engine::Role::Admin
+    )
 }
 
 /// Checks catalog, storage and lake concurrently, each under the readiness
