@@ -255,6 +255,26 @@ pub struct StorageConfig {
     /// KMS key for server-side encryption (with features.enable_s3_encryption).
     #[serde(deserialize_with = "lenient::opt_string")]
     pub kms_key_id: Option<String>,
+    /// Where `url=` ingest may load from in the bucket; empty means
+    /// `<prefix>-ingest`, beside the data path like the job results (inside
+    /// it, DuckLake's orphan cleanup would delete the files).
+    #[serde(deserialize_with = "lenient::string")]
+    pub ingest_prefix: String,
+}
+
+impl StorageConfig {
+    /// The data path's prefix in the bucket, without slashes.
+    pub fn data_prefix(&self) -> &str {
+        self.prefix.trim_matches('/')
+    }
+
+    /// The ingest prefix in the bucket, without slashes.
+    pub fn ingest_prefix(&self) -> String {
+        match self.ingest_prefix.trim_matches('/') {
+            "" => format!("{}-ingest", self.data_prefix()),
+            set => set.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -374,6 +394,7 @@ impl Default for StorageConfig {
             region: "us-east-1".into(),
             create_bucket: true,
             kms_key_id: None,
+            ingest_prefix: String::new(),
         }
     }
 }
@@ -874,6 +895,30 @@ impl Config {
                 "(unset)".into(),
                 "set when storage.minio_endpoint is set",
             );
+            // Job results and ingest files live beside the data path; with
+            // the lake at the bucket's root they would be inside it, where
+            // DuckLake's orphan cleanup deletes every file it does not know.
+            let data = self.storage.data_prefix();
+            check(
+                !data.is_empty(),
+                "storage.prefix",
+                format!("{:?}", self.storage.prefix),
+                "a non-empty prefix: job results (<prefix>-jobs) and ingest files must live                  outside the data path, which DuckLake's orphan cleanup empties of unknown files",
+            );
+            let ingest = self.storage.ingest_prefix();
+            check(
+                data.is_empty() || (ingest != data && !ingest.starts_with(&format!("{data}/"))),
+                "storage.ingest_prefix",
+                ingest.clone(),
+                "a prefix outside the data path (storage.prefix), which orphan cleanup empties",
+            );
+            check(
+                !ingest.contains(['*', '?', '[', '{', '\\'])
+                    && !ingest.split('/').any(|p| p == ".."),
+                "storage.ingest_prefix",
+                ingest,
+                "a plain prefix (no glob characters or ..)",
+            );
         }
         problems
     }
@@ -1134,6 +1179,45 @@ mod tests {
             auth.bootstrap_key().unwrap().unwrap().expose(),
             "from-a-mounted-secret-0123456789abcdef"
         );
+    }
+
+    #[test]
+    fn job_results_and_ingest_files_stay_outside_the_data_path() {
+        let problems = |vars: &[(&str, &str)]| -> Vec<String> {
+            let mut all = vec![
+                ("STORAGE_MINIO_ENDPOINT", "minio:9000"),
+                ("STORAGE_MINIO_ACCESS_KEY", "ak"),
+                ("STORAGE_MINIO_SECRET_KEY", "sk"),
+            ];
+            all.extend_from_slice(vars);
+            match Config::load_from(None, &env(&all)) {
+                Ok(loaded) => {
+                    assert_eq!(loaded.config.storage.ingest_prefix(), "lake-ingest");
+                    Vec::new()
+                }
+                Err(e) => e.0.iter().map(|p| p.key.clone()).collect(),
+            }
+        };
+        assert!(problems(&[]).is_empty());
+        assert_eq!(problems(&[("STORAGE_PREFIX", "")]), ["storage.prefix"]);
+        for inside in ["lake", "lake/ingest", "/lake/x/"] {
+            assert_eq!(
+                problems(&[("STORAGE_INGEST_PREFIX", inside)]),
+                ["storage.ingest_prefix"],
+                "{inside}"
+            );
+        }
+        for bad in ["uploads/*", "../other"] {
+            assert_eq!(
+                problems(&[("STORAGE_INGEST_PREFIX", bad)]),
+                ["storage.ingest_prefix"]
+            );
+        }
+        let storage = StorageConfig {
+            ingest_prefix: "/drop/zone/".into(),
+            ..Default::default()
+        };
+        assert_eq!(storage.ingest_prefix(), "drop/zone");
     }
 
     #[test]

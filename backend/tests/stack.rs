@@ -947,7 +947,24 @@ async fn lake_resources_on_postgres_and_s3() {
         .find(|p| p.ends_with(".parquet") && !p.contains("delete"))
         .expect("a data file of sales.orders")
         .to_string();
-    let url = format!("s3://res-bucket/lake/{object}");
+    // Only the ingest prefix loads: the data path's own file is refused,
+    // the same bytes under lake-ingest/ load (which also shows DuckDB's
+    // allowed_directories holds the ingest prefix).
+    let in_lake = format!("s3://res-bucket/lake/{object}");
+    let res = upload(
+        "copied",
+        &format!("mode=create&format=parquet&url={in_lake}"),
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 422, "a data file of the lake itself");
+    s3.copy(
+        "res-bucket",
+        &format!("lake/{object}"),
+        "lake-ingest/drop/orders.parquet",
+    );
+    let url = "s3://res-bucket/lake-ingest/drop/orders.parquet";
     let res = upload(
         "copied",
         &format!("mode=create&format=parquet&url={url}"),
@@ -955,15 +972,38 @@ async fn lake_resources_on_postgres_and_s3() {
     )
     .await
     .unwrap();
-    assert_eq!(res.status(), 201);
+    let status = res.status();
     let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
     let copied = app.sql("SELECT count(*) FROM sales.copied").await;
     assert_eq!(copied["rows"][0][0], body["rows_loaded"]);
     assert!(body["rows_loaded"].as_u64().unwrap() > 0, "{body}");
+    // A glob loads only with glob=true, and only inside the prefix.
+    let glob = "s3://res-bucket/lake-ingest/drop/*.parquet";
+    let res = upload("copied", &format!("format=parquet&url={glob}"), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422, "a glob without glob=true");
+    let res = upload(
+        "copied",
+        &format!("format=parquet&glob=true&url={glob}"),
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let twice = app.sql("SELECT count(*) FROM sales.copied").await;
+    assert_eq!(
+        twice["rows"][0][0],
+        body["rows_loaded"].as_u64().unwrap() * 2
+    );
     for bad in [
         "s3://other-bucket/x.parquet",
         "s3://res-bucket/",
         "s3://res-bucket/../x",
+        "s3://res-bucket/lake-ingest/../lake/x.parquet",
+        "s3://res-bucket/lake-jobs/x.parquet",
+        "s3://res-bucket/*/*.parquet",
     ] {
         let res = upload("copied", &format!("format=parquet&url={bad}"), Vec::new())
             .await

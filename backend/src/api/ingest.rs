@@ -21,7 +21,6 @@ use crate::{
     engine::{
         catalog::validate_name,
         ingest::{FileFormat, LoadMode},
-        lake::DataLocation,
         Role,
     },
     error::ApiError,
@@ -38,8 +37,13 @@ pub struct IngestParams {
     /// (text/csv, text/tab-separated-values, application/x-ndjson,
     /// application/vnd.apache.parquet).
     pub format: Option<String>,
-    /// Load `s3://<the lake's bucket>/...` instead of the request body.
+    /// Load `s3://<the lake's bucket>/<ingest prefix>/...` instead of the
+    /// request body (storage.ingest_prefix, default `<prefix>-ingest`).
     pub url: Option<String>,
+    /// `url` may be a glob (`*`, `**`, `[..]`, `{a,b}`), matched inside the
+    /// ingest prefix only.
+    #[serde(default)]
+    pub glob: bool,
 }
 
 /// What a load did.
@@ -90,7 +94,7 @@ pub async fn ingest(
     let engine = &state.engine;
 
     let (location, bytes, _upload) = match &params.url {
-        Some(url) => (bucket_url(engine.lake(), url)?, 0, None),
+        Some(url) => (ingest_url(engine.lake(), url, params.glob)?, 0, None),
         None => {
             let dir = state.config.data_dir.join("tmp").join("uploads");
             let upload = Upload::create(dir, format).await?;
@@ -206,20 +210,40 @@ fn file_format(params: &IngestParams, req: &HttpRequest) -> Result<FileFormat, A
     })
 }
 
-/// `url` if it names an object in the lake's own bucket.
-fn bucket_url(lake: &crate::engine::lake::LakeSpec, url: &str) -> Result<String, ApiError> {
-    let DataLocation::S3 { bucket, .. } = &lake.data else {
+/// `url` if it names an object under the lake's ingest prefix (never the
+/// data path, job results or anything else in the bucket); a glob only when
+/// asked for, and then matched inside that prefix.
+fn ingest_url(
+    lake: &crate::engine::lake::LakeSpec,
+    url: &str,
+    glob: bool,
+) -> Result<String, ApiError> {
+    let Some(root) = lake.ingest_root() else {
         return Err(ApiError::InvalidParameters(
             "url= loads from the lake's S3 bucket; this lake keeps its data in a local directory"
                 .into(),
         ));
     };
-    let root = format!("s3://{bucket}/");
     let key = url.strip_prefix(&root).unwrap_or("");
-    if key.is_empty() || key.split('/').any(|part| part == "..") || url.contains(['\0', '?']) {
-        return Err(ApiError::InvalidParameters(format!(
-            "url must name an object in the lake's bucket: {root}<key>"
-        )));
+    let outside = || {
+        ApiError::InvalidParameters(format!(
+            "url must name an object under the ingest prefix: {root}<key> \
+             (storage.ingest_prefix)"
+        ))
+    };
+    if key.is_empty()
+        || key.starts_with('/')
+        || key.split('/').any(|part| part == ".." || part == ".")
+        || url.contains(['\0', '?', '\\'])
+    {
+        return Err(outside());
+    }
+    if !glob && key.contains(['*', '[', '{']) {
+        return Err(ApiError::InvalidParameters(
+            "url holds glob characters (*, [, {): pass glob=true to load every file it matches \
+             under the ingest prefix"
+                .into(),
+        ));
     }
     Ok(url.to_string())
 }
@@ -253,5 +277,51 @@ impl Drop for Upload {
                 let _ = std::fs::remove_file(path);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn only_keys_under_the_ingest_prefix_load_and_globs_only_when_asked() {
+        let mut config = crate::config::Config::default();
+        config.storage.minio_endpoint = Some("minio:9000".into());
+        config.storage.default_bucket = "b".into();
+        let lake = crate::engine::lake::LakeSpec::from_config(&config);
+        let ok = [
+            "s3://b/lake-ingest/k.csv",
+            "s3://b/lake-ingest/2026/12/k.parquet",
+        ];
+        for url in ok {
+            assert_eq!(ingest_url(&lake, url, false).unwrap(), url);
+        }
+        assert!(ingest_url(&lake, "s3://b/lake-ingest/2026/*.csv", true).is_ok());
+        let refused = [
+            ("s3://b/lake/main/t/data.parquet", false),
+            ("s3://b/lake-jobs/x/result.arrow", false),
+            ("s3://b/other.csv", false),
+            ("s3://b/", true),
+            ("s3://b/lake-ingest/", true),
+            ("s3://b/lake-ingest/../lake/x.parquet", true),
+            ("s3://b/lake-ingest/./x", true),
+            ("s3://b/lake-ingest//etc", true),
+            ("s3://other/lake-ingest/k.csv", true),
+            ("s3://b/lake-ingest/k.csv?versionId=1", true),
+            ("s3://b/lake-ingest/*.csv", false),
+            ("s3://b/lake-ingest/{a,b}.csv", false),
+            ("s3://b/*/x.csv", true),
+            ("S3://b/lake-ingest/k.csv", true),
+        ];
+        for (url, glob) in refused {
+            assert_eq!(
+                ingest_url(&lake, url, glob).map_err(|e| e.code()),
+                Err("invalid_parameters"),
+                "{url}"
+            );
+        }
+        let local = crate::engine::lake::LakeSpec::from_config(&crate::config::Config::default());
+        assert!(ingest_url(&local, "s3://b/lake-ingest/k.csv", false).is_err());
     }
 }

@@ -31,6 +31,8 @@ pub enum DataLocation {
         endpoint: String,
         bucket: String,
         prefix: String,
+        /// Where `url=` ingest may load from (beside the data path).
+        ingest: String,
         secure: bool,
     },
 }
@@ -65,7 +67,8 @@ impl LakeSpec {
             Some(endpoint) => DataLocation::S3 {
                 endpoint: endpoint.clone(),
                 bucket: config.storage.default_bucket.clone(),
-                prefix: config.storage.prefix.trim_matches('/').to_string(),
+                prefix: config.storage.data_prefix().to_string(),
+                ingest: config.storage.ingest_prefix(),
                 secure: config.storage.minio_secure,
             },
             None => DataLocation::LocalDir(config.data_dir.join("lake")),
@@ -114,13 +117,21 @@ impl LakeSpec {
         }
     }
 
-    /// Where DuckDB may read and write files: the data path, or for S3 the
-    /// whole bucket (so files already in the lake's bucket can be loaded).
-    pub fn readable_root(&self) -> String {
+    /// Where `url=` ingest may load from: `s3://<bucket>/<ingest prefix>/`
+    /// (none for a local data directory).
+    pub fn ingest_root(&self) -> Option<String> {
         match &self.data {
-            DataLocation::S3 { bucket, .. } => format!("s3://{bucket}/"),
-            DataLocation::LocalDir(_) => self.data_path(),
+            DataLocation::S3 { bucket, ingest, .. } => Some(format!("s3://{bucket}/{ingest}/")),
+            DataLocation::LocalDir(_) => None,
         }
+    }
+
+    /// Where DuckDB may read and write files: the data path and the ingest
+    /// prefix, never the rest of the bucket.
+    pub fn readable_roots(&self) -> Vec<String> {
+        std::iter::once(self.data_path())
+            .chain(self.ingest_root())
+            .collect()
     }
 
     /// The catalog as shown to operators: never credentials.
@@ -179,13 +190,15 @@ impl LakeSpec {
     /// directory), no extension loading or installing, configuration locked.
     /// The catalog stays reachable because it was attached before.
     pub fn lockdown_sql(&self, tmp_dir: &Path) -> String {
-        let allowed = [
-            quote_literal(&self.readable_root()),
-            quote_literal(&format!(
+        let allowed: Vec<String> = self
+            .readable_roots()
+            .iter()
+            .chain([&format!(
                 "{}/",
                 tmp_dir.display().to_string().trim_end_matches('/')
-            )),
-        ];
+            )])
+            .map(|dir| quote_literal(dir))
+            .collect();
         format!(
             "SET allowed_directories = [{}]; SET autoinstall_known_extensions = false; \
              SET autoload_known_extensions = false; SET allow_community_extensions = false; \
@@ -353,6 +366,24 @@ mod tests {
             problems.iter().any(|p| p.key == "storage.kms_key_id"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn duckdb_may_reach_the_data_path_and_the_ingest_prefix_not_the_bucket() {
+        let mut config = Config::default();
+        config.storage.minio_endpoint = Some("minio:9000".into());
+        let spec = LakeSpec::from_config(&config);
+        let sql = spec.lockdown_sql(Path::new("/srv/tmp"));
+        assert!(
+            sql.starts_with(
+                "SET allowed_directories = ['s3://ducklake-data/lake/', \
+                 's3://ducklake-data/lake-ingest/', '/srv/tmp/'];"
+            ),
+            "{sql}"
+        );
+        let local = LakeSpec::from_config(&Config::default());
+        assert_eq!(local.readable_roots(), ["./data/lake/"]);
+        assert_eq!(local.ingest_root(), None);
     }
 
     #[test]

@@ -127,6 +127,31 @@ impl S3 {
         Self { dir, port }
     }
 
+    /// Copies one object within `bucket`, as a client holding the lake's
+    /// keys would (boto3, which moto's server brings along).
+    pub fn copy(&self, bucket: &str, from: &str, to: &str) {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys, boto3\n\
+                 s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                 aws_access_key_id='test-access', aws_secret_access_key='test-secret')\n\
+                 s3.copy_object(Bucket=sys.argv[2], Key=sys.argv[4], \
+                 CopySource={'Bucket': sys.argv[2], 'Key': sys.argv[3]})",
+                &format!("http://127.0.0.1:{}", self.port),
+                bucket,
+                from,
+                to,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "copying {from} to {to}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn list(&self, bucket: &str) -> String {
         let url = format!("http://127.0.0.1:{}/{bucket}?list-type=2", self.port);
         off_runtime(move || reqwest::blocking::get(url).unwrap().text().unwrap())
