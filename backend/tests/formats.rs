@@ -336,21 +336,23 @@ async fn disconnect_and_late_timeout_interrupt_the_query() {
     // behind a query nobody interrupted gets 429, not a late 200.
     config.query.queue_timeout_ms = 30_000;
     let app = spawn_with(config, None).await;
-    let abandoned = actix_web::rt::spawn({
-        let (client, url) = (app.client.clone(), app.url("/api/v1/query"));
-        async move {
-            let _ = client
-                .post(url)
-                .json(&json!({"sql": ENDLESS_SQL, "timeout_ms": 120000}))
-                .send()
-                .await;
-        }
-    });
+    // The client is a bare socket, so going away is exactly closing it (an
+    // HTTP client library may keep a dropped request's connection open).
+    let address = app.base.trim_start_matches("http://").to_string();
+    let mut abandoned = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let body = json!({"sql": ENDLESS_SQL, "timeout_ms": 120000}).to_string();
+    let request = format!(
+        "POST /api/v1/query HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut abandoned, request.as_bytes())
+        .await
+        .unwrap();
     // The request holds the only connection (a query counts as active in
     // the same step that takes its connection when one is free).
     wait_for_gauge(&app, "ducklake_queries_active", 1.0).await;
-    abandoned.abort();
-    let _ = abandoned.await;
+    drop(abandoned);
     let (status, body) = app.post_query(json!({"sql": "SELECT 1"})).await;
     assert_eq!(
         status, 200,

@@ -553,3 +553,70 @@ async fn a_running_job_reports_duckdbs_progress() {
     assert_eq!(done["progress_percent"], 100.0, "{done}");
     app.stop().await;
 }
+
+/// A key that is revoked, or expires, stops its jobs: the running one is
+/// interrupted (its connection comes back) and the queued one never starts;
+/// both end failed with `unauthorized`.
+#[actix_web::test]
+async fn a_revoked_or_expired_keys_jobs_stop() {
+    let (app, _, _dir) = start(|c| {
+        c.auth.enabled = true;
+        c.auth.bootstrap_key = Some(Secret::new(BOOTSTRAP));
+        c.jobs.max_concurrent = 1;
+    })
+    .await;
+    let admin = Api::new(&app.base).with_key(BOOTSTRAP);
+    let make_key = |expires_at: Option<String>| {
+        let admin = &admin;
+        async move {
+            let (status, key) = admin
+                .call(
+                    Method::POST,
+                    "/api/v1/keys",
+                    Some(json!({"owner": "eve", "role": "read", "expires_at": expires_at})),
+                )
+                .await;
+            assert_eq!(status, 201, "{key}");
+            (
+                admin.with_key(key["key"].as_str().unwrap()),
+                key["id"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let active = || async { sample(&app.get_text("/metrics").await, "ducklake_queries_active") };
+
+    // Revoked: one job running, one queued behind it.
+    let (eve, key_id) = make_key(None).await;
+    let running = eve.submit(json!({"sql": SLOW_SQL})).await;
+    eve.wait_for(&running, "running").await;
+    let queued = eve.submit(json!({"sql": SLOW_SQL})).await;
+    let (status, _) = admin
+        .call(Method::DELETE, &format!("/api/v1/keys/{key_id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    for id in [&running, &queued] {
+        let job = admin.wait_for(id, "failed").await;
+        assert_job_error(&job, "unauthorized", "revoked or has expired");
+    }
+    eventually("the running job's query to end", || async {
+        active().await == 0.0
+    })
+    .await;
+
+    // Expired: a key that works when the job starts and stops working later.
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(6);
+    let (eve, _) = make_key(Some(expires.to_rfc3339())).await;
+    let job = eve.submit(json!({"sql": SLOW_SQL})).await;
+    eve.wait_for(&job, "running").await;
+    let job = admin.wait_for(&job, "failed").await;
+    assert_job_error(&job, "unauthorized", "revoked or has expired");
+    assert!(
+        chrono::Utc::now() >= expires,
+        "stopped before the key expired"
+    );
+    eventually("the expired key's query to end", || async {
+        active().await == 0.0
+    })
+    .await;
+    app.stop().await;
+}

@@ -554,3 +554,59 @@ async fn cross_site_and_rebinding_requests_are_refused() {
     );
     app.stop().await;
 }
+
+/// The sandbox's list of scalar and aggregate functions is closed and
+/// complete: every function the linked DuckDB (with the lake's extensions)
+/// has was reviewed, so a DuckDB upgrade that brings new functions fails
+/// here until someone reviews them; and a name that is not on the list is
+/// refused by the sandbox rather than let through.
+#[actix_web::test]
+async fn every_function_of_the_linked_duckdb_was_reviewed() {
+    use ducklake_backend::engine::sandbox::reviewed_function_names;
+    let app = common::spawn_app().await;
+    let body = app
+        .sql(
+            "SELECT DISTINCT function_name FROM duckdb_functions() \
+             WHERE function_type IN ('scalar', 'aggregate') ORDER BY 1",
+        )
+        .await;
+    let reviewed: std::collections::HashMap<&str, bool> = reviewed_function_names().collect();
+    let linked: Vec<&str> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].as_str().unwrap())
+        .collect();
+    assert!(linked.len() > 500, "{body}");
+    let unreviewed: Vec<&&str> = linked
+        .iter()
+        .filter(|n| !reviewed.contains_key(**n))
+        .collect();
+    assert!(
+        unreviewed.is_empty(),
+        "functions of the linked DuckDB nobody reviewed: add each to \
+         backend/src/engine/sandbox/functions.tsv with its verdict: {unreviewed:?}"
+    );
+    // Refused by the list, with its reason.
+    let (status, body) = app
+        .post_query(json!({"sql": "SELECT current_setting('memory_limit')"}))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, "forbidden_statement"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("credentials"),
+        "{body}"
+    );
+    // Allowed ones work, operators and aggregates included.
+    let body = app
+        .sql("SELECT upper('a') || lower('B'), sum(x), list_value(1, 2) FROM range(3) t(x)")
+        .await;
+    assert_eq!(body["rows"], json!([["Ab", 3, [1, 2]]]));
+    app.stop().await;
+}

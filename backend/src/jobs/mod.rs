@@ -64,6 +64,11 @@ pub struct Submission {
 /// A job this replica runs or will run.
 struct LocalJob {
     cancel: watch::Sender<bool>,
+    /// The key that submitted it (none with authentication off): checked at
+    /// every heartbeat, so a revoked or expired key's jobs stop.
+    key_id: Option<Uuid>,
+    /// Set when the job was stopped because its key no longer works.
+    key_gone: Arc<AtomicBool>,
     /// DuckDB's progress estimate of the job's query while it runs.
     probe: ProgressProbe,
     rows: Arc<AtomicU64>,
@@ -153,8 +158,11 @@ impl Jobs {
         let capacity = inner.config.max_concurrent + inner.config.max_queued;
         let id = Uuid::new_v4();
         let (cancel, cancelled) = watch::channel(false);
+        let key_gone = Arc::new(AtomicBool::new(false));
         let local = LocalJob {
             cancel,
+            key_id: caller.key_id,
+            key_gone: Arc::clone(&key_gone),
             probe: ProgressProbe::default(),
             rows: Arc::default(),
             bytes: Arc::default(),
@@ -166,6 +174,7 @@ impl Jobs {
             bytes: Arc::clone(&local.bytes),
             running: Arc::clone(&local.running),
             cancelled,
+            key_gone,
         };
         {
             let mut jobs = inner.local.lock();
@@ -328,6 +337,7 @@ impl Inner {
         if ids.is_empty() {
             return;
         }
+        self.stop_jobs_of_lost_keys().await;
         match self.store.heartbeat_jobs(&ids, &progress).await {
             Ok(cancelled) => {
                 let local = self.local.lock();
@@ -338,6 +348,36 @@ impl Inner {
                 }
             }
             Err(err) => tracing::warn!(error = %err, "could not record the jobs' heartbeat"),
+        }
+    }
+
+    /// Stops this replica's queued and running jobs whose key was revoked or
+    /// has expired since they were submitted.
+    async fn stop_jobs_of_lost_keys(&self) {
+        let keys: std::collections::BTreeSet<Uuid> = self
+            .local
+            .lock()
+            .values()
+            .filter_map(|job| job.key_id)
+            .collect();
+        for key in keys {
+            let valid = match self.store.key_is_valid(key).await {
+                Ok(valid) => valid,
+                Err(err) => {
+                    // Unknown for now: checked again at the next heartbeat.
+                    tracing::warn!(error = %err, "could not check a job's key");
+                    continue;
+                }
+            };
+            if valid {
+                continue;
+            }
+            for (id, job) in self.local.lock().iter() {
+                if job.key_id == Some(key) && !job.key_gone.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(job = %id, "the job's key was revoked or expired: stopping it");
+                    let _ = job.cancel.send(true);
+                }
+            }
         }
     }
 

@@ -45,6 +45,8 @@ pub(super) struct Progress {
     pub bytes: Arc<AtomicU64>,
     pub running: Arc<AtomicBool>,
     pub cancelled: watch::Receiver<bool>,
+    /// Set when the job is stopped because its key was revoked or expired.
+    pub key_gone: Arc<AtomicBool>,
 }
 
 /// Resolves once cancellation is requested (never if it cannot be anymore).
@@ -65,7 +67,13 @@ impl Inner {
     /// The whole life of a job on this replica, from queued to recorded.
     pub(super) async fn drive(self: Arc<Self>, job: Queued, progress: Progress) {
         let id = job.id;
-        let outcome = self.run(job, progress).await;
+        let key_gone = Arc::clone(&progress.key_gone);
+        let mut outcome = self.run(job, progress).await;
+        if matches!(outcome, Outcome::Cancelled) && key_gone.load(Ordering::SeqCst) {
+            outcome = failed(&ApiError::Unauthorized(
+                "the API key that submitted this job was revoked or has expired".into(),
+            ));
+        }
         let label = match &outcome {
             Outcome::Succeeded { .. } => "succeeded",
             Outcome::Failed { .. } => "failed",

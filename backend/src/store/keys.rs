@@ -102,6 +102,17 @@ impl Store {
             .await
     }
 
+    /// Whether the key with this id still works: active and not expired.
+    pub async fn key_is_valid(&self, id: Uuid) -> Result<bool, StoreError> {
+        let keys = self
+            .select_keys("WHERE CAST(id AS VARCHAR) = $1", Some(id.to_string()))
+            .await?;
+        let now = Utc::now();
+        Ok(keys
+            .iter()
+            .any(|k| k.record.active && k.record.expires_at.is_none_or(|at| at > now)))
+    }
+
     /// Every key, newest first.
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let keys = self.select_keys("", None).await?;

@@ -222,11 +222,51 @@ pub(super) fn table_function(name: &str) -> Result<Role, String> {
 }
 
 /// Scalar functions that read the service's settings or environment.
+/// The reviewed scalar and aggregate functions ([`FUNCTIONS_TSV`]) by
+/// name: `Ok` to allow, `Err(why)` to refuse.
+fn reviewed_functions() -> &'static std::collections::HashMap<&'static str, Result<(), &'static str>>
+{
+    static REVIEWED: std::sync::OnceLock<
+        std::collections::HashMap<&'static str, Result<(), &'static str>>,
+    > = std::sync::OnceLock::new();
+    REVIEWED.get_or_init(|| {
+        FUNCTIONS_TSV
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(|line| {
+                let mut fields = line.split('\t');
+                let name = fields.next().unwrap_or_default();
+                let _kind = fields.next();
+                let verdict = match fields.next() {
+                    Some("allow") => Ok(()),
+                    _ => Err(fields.next().unwrap_or("it is refused")),
+                };
+                (name, verdict)
+            })
+            .collect()
+    })
+}
+
+/// The reviewed list of scalar and aggregate functions, kept as data.
+pub const FUNCTIONS_TSV: &str = include_str!("functions.tsv");
+
+/// Names of the reviewed functions, with whether they are allowed (for
+/// the test that compares them with the linked DuckDB's).
+pub fn reviewed_function_names() -> impl Iterator<Item = (&'static str, bool)> {
+    reviewed_functions()
+        .iter()
+        .map(|(name, verdict)| (*name, verdict.is_ok()))
+}
+
+/// A scalar or aggregate function may be called only when it is on the
+/// reviewed list as allowed: anything else, a function nobody reviewed
+/// included, is refused.
 pub(super) fn scalar_function(name: &str) -> Result<(), String> {
-    match name {
-        "current_setting" | "getenv" => Err(format!(
-            "the function {name}() is not allowed: it reads settings or the environment"
+    match reviewed_functions().get(name) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(why)) => Err(format!("the function {name}() is not allowed: {why}")),
+        None => Err(format!(
+            "the function {name}() is not on the sandbox's reviewed list of functions"
         )),
-        _ => Ok(()),
     }
 }

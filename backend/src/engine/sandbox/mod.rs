@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ApiError;
-pub use lists::role_table;
+pub use lists::{reviewed_function_names, role_table};
 use lists::{scalar_function, table_function};
 pub use split::{split_statements, with_literals};
 pub use wrapped::{explain, stated_pivot, Explain};
