@@ -105,6 +105,10 @@ async fn memory_beyond_the_limit_spills_or_fails_cleanly() {
     let mut config = test_config(dir.path());
     config.duckdb.memory_limit = Some("64MB".into());
     config.duckdb.threads = 2;
+    // Running out of memory is what ends these queries, however slow the
+    // machine: no timeout comes first.
+    config.query.timeout_ms = 900_000;
+    config.query.max_timeout_ms = 900_000;
     let app = spawn_with(config, None).await;
     let join = json!({"sql": "SELECT count(*), max(b.m) FROM range(4000000) a JOIN \
         (SELECT range AS r, md5(range::VARCHAR) AS m FROM range(4000000)) b ON a.range = b.r"});

@@ -447,7 +447,7 @@ impl Producer {
         }
         let mut stmt = conn.prepare(last).map_err(|e| self.duck(e))?;
         let values = bind_values(&stmt, &request.params)?;
-        let schema = stmt
+        let mut schema = stmt
             .stream_arrow(duckdb::params_from_iter(values.iter()))
             .map_err(|e| self.duck(e))?
             .get_schema();
@@ -457,6 +457,30 @@ impl Producer {
                 DuckType::from_logical(&stmt.column_logical_type(i), schema.field(i).data_type())
             })
             .collect();
+        // DuckDB's Arrow export drops a TIME WITH TIME ZONE's offset. A text
+        // format gets the column as DuckDB's own text instead: the read runs
+        // again (nothing of it was fetched, and it writes nothing) with those
+        // columns cast to VARCHAR, keeping their names and reported types.
+        // A statement that cannot be wrapped (SHOW, PIVOT ...) keeps
+        // DuckDB's Arrow rendering.
+        if format.is_text() && !self.reads.wrote {
+            if let Some(sql) = timetz_as_text(last, &types, &stmt) {
+                drop(stmt);
+                let rerun = |text: &str| -> Result<(duckdb::Statement<'_>, _), ApiError> {
+                    let mut stmt = conn.prepare(text).map_err(|e| self.duck(e))?;
+                    let values = bind_values(&stmt, &request.params)?;
+                    let schema = stmt
+                        .stream_arrow(duckdb::params_from_iter(values.iter()))
+                        .map_err(|e| self.duck(e))?
+                        .get_schema();
+                    Ok((stmt, schema))
+                };
+                (stmt, schema) = match rerun(&sql) {
+                    Ok(rewritten) => rewritten,
+                    Err(_) => rerun(last)?,
+                };
+            }
+        }
         let columns: Vec<Column> = (0..count)
             .map(|i| Column {
                 name: stmt.column_name(i).cloned().unwrap_or_default(),
@@ -898,6 +922,35 @@ impl Stream for BodyStream {
             other => other,
         }
     }
+}
+
+/// `sql` with its TIME WITH TIME ZONE columns cast to VARCHAR (by
+/// position, under their own names), when it has any.
+fn timetz_as_text(sql: &str, types: &[DuckType], stmt: &duckdb::Statement) -> Option<String> {
+    if !types
+        .iter()
+        .any(|t| t.id == duckdb::core::LogicalTypeId::TimeTZ)
+    {
+        return None;
+    }
+    let columns: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| {
+            let name = stmt.column_name(i).cloned().unwrap_or_default();
+            let alias = format!("\"{}\"", name.replace('"', "\"\""));
+            if ty.id == duckdb::core::LogicalTypeId::TimeTZ {
+                format!("CAST(#{} AS VARCHAR) AS {alias}", i + 1)
+            } else {
+                format!("#{} AS {alias}", i + 1)
+            }
+        })
+        .collect();
+    let inner = sql.trim().trim_end_matches(';');
+    Some(format!(
+        "SELECT {} FROM ({inner}\n) AS __timetz",
+        columns.join(", ")
+    ))
 }
 
 /// What makes two requests the same for their ETag.

@@ -128,6 +128,11 @@ impl Format {
     }
 
     /// Whether the body itself carries row count and truncation.
+    /// JSON, NDJSON, CSV, TSV: formats whose cells are text.
+    pub fn is_text(self) -> bool {
+        !matches!(self, Format::Arrow | Format::Parquet)
+    }
+
     pub fn carries_metadata(self) -> bool {
         matches!(self, Format::Json | Format::JsonObjects)
     }
