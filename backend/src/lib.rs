@@ -155,6 +155,9 @@ pub struct Application {
     grace: Duration,
 }
 
+/// How long an idle keep-alive connection stays open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
 impl Application {
     /// Opens the engine (on a blocking thread) and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
@@ -254,6 +257,11 @@ impl Application {
         // half-closed connection's request running until it writes the
         // answer, so an abandoned query held its connection to the end).
         .h1_allow_half_closed(false)
+        // An idle keep-alive connection stays open longer than the idle
+        // timeout of clients and load balancers (60 s is common): with the
+        // server closing first (actix's default is 5 s), a client that
+        // reuses the connection at that moment gets a broken response.
+        .keep_alive(KEEP_ALIVE)
         .shutdown_timeout(5);
         if config.server.workers > 0 {
             server = server.workers(config.server.workers);

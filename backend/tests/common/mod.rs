@@ -61,7 +61,11 @@ pub async fn spawn_with(config: Config, dir: Option<tempfile::TempDir>) -> TestA
     let running = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        // Idle connections leave the pool before the service closes them.
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(ducklake_backend::KEEP_ALIVE / 2)
+            .build()
+            .expect("a client"),
         data_dir,
         handle,
         running: std::sync::Mutex::new(Some(running)),
