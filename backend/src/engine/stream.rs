@@ -445,12 +445,17 @@ impl Producer {
             }
             self.versions.etag = Some(timetravel::etag(read, &hash));
         }
-        let mut stmt = conn.prepare(last).map_err(|e| self.duck(e))?;
-        let values = bind_values(&stmt, &request.params)?;
-        let mut schema = stmt
-            .stream_arrow(duckdb::params_from_iter(values.iter()))
-            .map_err(|e| self.duck(e))?
-            .get_schema();
+        // Prepares `text`, binds the request's parameters and starts it.
+        let execute = |text: &str| -> Result<(duckdb::Statement<'_>, _), ApiError> {
+            let mut stmt = conn.prepare(text).map_err(|e| self.duck(e))?;
+            let values = bind_values(&stmt, &request.params)?;
+            let schema = stmt
+                .stream_arrow(duckdb::params_from_iter(values.iter()))
+                .map_err(|e| self.duck(e))?
+                .get_schema();
+            Ok((stmt, schema))
+        };
+        let (mut stmt, mut schema) = execute(last)?;
         let count = stmt.column_count();
         let types: Vec<DuckType> = (0..count)
             .map(|i| {
@@ -466,18 +471,9 @@ impl Producer {
         if format.is_text() && !self.reads.wrote {
             if let Some(sql) = timetz_as_text(last, &types, &stmt) {
                 drop(stmt);
-                let rerun = |text: &str| -> Result<(duckdb::Statement<'_>, _), ApiError> {
-                    let mut stmt = conn.prepare(text).map_err(|e| self.duck(e))?;
-                    let values = bind_values(&stmt, &request.params)?;
-                    let schema = stmt
-                        .stream_arrow(duckdb::params_from_iter(values.iter()))
-                        .map_err(|e| self.duck(e))?
-                        .get_schema();
-                    Ok((stmt, schema))
-                };
-                (stmt, schema) = match rerun(&sql) {
+                (stmt, schema) = match execute(&sql) {
                     Ok(rewritten) => rewritten,
-                    Err(_) => rerun(last)?,
+                    Err(_) => execute(last)?,
                 };
             }
         }
