@@ -13,6 +13,7 @@ pub mod pool;
 pub mod progress;
 pub mod query;
 pub mod sandbox;
+pub mod stop;
 pub mod stream;
 pub mod timetravel;
 pub mod types;
@@ -447,8 +448,13 @@ impl Engine {
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
         let conn = self.pool.acquire().await;
-        let interrupt = InterruptOnDrop(Some(conn.interrupt_handle()));
-        let task = tokio::task::spawn_blocking(move || work(&conn));
+        let stop = stop::Stop::new(conn.interrupt_handle());
+        let interrupt = StopOnDrop(Some(stop.clone()));
+        let task = tokio::task::spawn_blocking(move || {
+            let outcome = work(&conn);
+            stop.release();
+            outcome
+        });
         let outcome = tokio::time::timeout(timeout, task).await;
         match outcome {
             Ok(joined) => {
@@ -456,8 +462,8 @@ impl Engine {
                 joined.map_err(ApiError::internal)?
             }
             Err(_) => {
-                // Dropping the guard interrupts the query; its thread then
-                // finishes with an error and returns the connection.
+                // Dropping the guard stops the work's statements; its thread
+                // then finishes with an error and returns the connection.
                 drop(interrupt);
                 Err(ApiError::QueryTimeout(format!(
                     "the query ran longer than its timeout of {} ms",
@@ -550,7 +556,24 @@ fn attach_with_retries(
     unreachable!("the loop returns on its last attempt")
 }
 
-/// Interrupts the connection's running query unless disarmed.
+/// Stops the work on a pooled connection unless disarmed.
+struct StopOnDrop(Option<stop::Stop>);
+
+impl StopOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            stop.stop();
+        }
+    }
+}
+
+/// Interrupts the probe connection's running query unless disarmed.
 struct InterruptOnDrop(Option<Arc<duckdb::InterruptHandle>>);
 
 impl InterruptOnDrop {

@@ -17,7 +17,8 @@
 //! the row count and truncation in every format. An error after the
 //! first bytes left (a timeout, an outage) aborts the response without its
 //! terminating chunk, which every HTTP client reports as an incomplete body.
-//! A client that goes away drops the body: that interrupts DuckDB and the
+//! A client that goes away drops the body: that stops the request's
+//! statements ([`Stop`], which also covers the ones not yet started) and the
 //! connection goes back to the pool.
 
 use std::{
@@ -41,6 +42,7 @@ use crate::{
         catalog::{current_snapshot, last_change, last_committed, same_schema},
         query::bind_values,
         sandbox::{self, Role, Verdict},
+        stop::Stop,
         timetravel,
         types::DuckType,
         Column, Engine, QueryRequest,
@@ -150,19 +152,19 @@ impl Engine {
             max_bytes,
         } = limits;
         let conn = self.acquire().await?;
-        let interrupt = conn.interrupt_handle();
+        let stop = Stop::new(conn.interrupt_handle());
         let timed_out = Arc::new(AtomicBool::new(false));
         let watchdog = {
-            let interrupt = Arc::clone(&interrupt);
+            let stop = stop.clone();
             let timed_out = Arc::clone(&timed_out);
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
                 timed_out.store(true, Ordering::SeqCst);
-                interrupt.interrupt();
+                stop.stop();
             })
         };
         let mut guard = StreamGuard {
-            interrupt: Some(interrupt),
+            stop: Some(stop.clone()),
             watchdog: watchdog.abort_handle(),
         };
         let (head_tx, head_rx) = oneshot::channel();
@@ -227,6 +229,7 @@ impl Engine {
             if let Some(probe) = &request.progress {
                 probe.detach();
             }
+            stop.release();
             drop(conn);
         });
         match head_rx.await {
@@ -849,16 +852,16 @@ impl Producer {
     }
 }
 
-/// Interrupts the query if the body is dropped before it ended, and stops
-/// the timeout watchdog either way.
+/// Stops the request's statements if the body is dropped before it ended,
+/// and the timeout watchdog either way.
 struct StreamGuard {
-    interrupt: Option<Arc<duckdb::InterruptHandle>>,
+    stop: Option<Stop>,
     watchdog: tokio::task::AbortHandle,
 }
 
 impl StreamGuard {
     fn disarm(&mut self) {
-        self.interrupt = None;
+        self.stop = None;
         self.watchdog.abort();
     }
 }
@@ -866,8 +869,8 @@ impl StreamGuard {
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.watchdog.abort();
-        if let Some(handle) = self.interrupt.take() {
-            handle.interrupt();
+        if let Some(stop) = self.stop.take() {
+            stop.stop();
         }
     }
 }
