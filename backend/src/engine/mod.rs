@@ -498,10 +498,14 @@ impl Engine {
             }
         }
         let started = std::time::Instant::now();
-        let interrupt = InterruptOnDrop(Some(Arc::clone(&self.probe_interrupt)));
+        let stop = stop::Stop::new(Arc::clone(&self.probe_interrupt));
+        let interrupt = StopOnDrop(Some(stop.clone()));
         let task = self.on_probe(move |conn| {
-            conn.query_row(&sql, [], |row| row.get(0))
-                .map_err(ApiError::from_duckdb)
+            let snapshot = conn
+                .query_row(&sql, [], |row| row.get(0))
+                .map_err(ApiError::from_duckdb);
+            stop.release();
+            snapshot
         });
         match tokio::time::timeout_at(deadline, task).await {
             Ok(joined) => {
@@ -569,23 +573,6 @@ impl Drop for StopOnDrop {
     fn drop(&mut self) {
         if let Some(stop) = self.0.take() {
             stop.stop();
-        }
-    }
-}
-
-/// Interrupts the probe connection's running query unless disarmed.
-struct InterruptOnDrop(Option<Arc<duckdb::InterruptHandle>>);
-
-impl InterruptOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for InterruptOnDrop {
-    fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            handle.interrupt();
         }
     }
 }
