@@ -853,5 +853,47 @@ async fn time_with_time_zone_keeps_its_offset_in_text_formats() {
         .await
         .unwrap();
     assert_eq!(res.text().await.unwrap(), "starts\n08:30:00-03\n");
+
+    // Nested in a LIST, an ARRAY, a STRUCT, a MAP and a UNION, and beside
+    // other fields that keep their own types.
+    let nested = "SELECT [starts, NULL] AS l, [starts, starts]::TIMETZ[2] AS a, \
+                  {'at': starts, 'n': 1.5::DECIMAL(4,2), 'odd name': [starts]} AS s, \
+                  MAP {starts: name} AS m, \
+                  union_value(t := starts)::UNION(t TIMETZ, i INTEGER) AS u \
+                  FROM shifts";
+    let body = app.post_query(json!({"sql": nested})).await.1;
+    assert_eq!(
+        body["rows"],
+        json!([[
+            ["08:30:00-03", null],
+            ["08:30:00-03", "08:30:00-03"],
+            {"at": "08:30:00-03", "n": "1.50", "odd name": ["08:30:00-03"]},
+            {"08:30:00-03": "early"},
+            "08:30:00-03",
+        ]]),
+        "{body}"
+    );
+    assert_eq!(
+        body["columns"],
+        json!([
+            {"name": "l", "type": "TIME WITH TIME ZONE[]"},
+            {"name": "a", "type": "TIME WITH TIME ZONE[2]"},
+            {"name": "s", "type": "STRUCT(at TIME WITH TIME ZONE, n DECIMAL(4,2), \"odd name\" TIME WITH TIME ZONE[])"},
+            {"name": "m", "type": "MAP(TIME WITH TIME ZONE, VARCHAR)"},
+            {"name": "u", "type": "UNION(t TIME WITH TIME ZONE, i INTEGER)"},
+        ]),
+        "{body}"
+    );
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .json(&json!({"sql": "SELECT {'at': starts} AS s FROM shifts", "format": "ndjson"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.text().await.unwrap(),
+        "{\"s\":{\"at\":\"08:30:00-03\"}}\n"
+    );
     app.stop().await;
 }

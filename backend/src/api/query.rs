@@ -88,6 +88,7 @@ impl QueryBody {
             if_none_match,
             progress: None,
             audit: crate::api::trail(req),
+            timetz_as_text: false,
         })
     }
 }

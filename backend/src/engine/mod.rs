@@ -112,6 +112,10 @@ pub struct QueryRequest {
     pub progress: Option<progress::ProgressProbe>,
     /// Where the request's writes and refused statements are recorded.
     pub audit: Option<crate::audit::Trail>,
+    /// Carry a TIME WITH TIME ZONE as DuckDB's text (which keeps its
+    /// offset) in every format, Arrow too: a job's spooled result, which
+    /// is read later in any format. Text formats always do.
+    pub timetz_as_text: bool,
 }
 
 impl Engine {

@@ -40,6 +40,7 @@ use crate::{
     audit::{Outcome, Trail},
     engine::{
         catalog::{current_snapshot, last_change, last_committed, same_schema},
+        lake::quote_identifier,
         query::bind_values,
         sandbox::{self, Role, Verdict},
         stop::Stop,
@@ -466,12 +467,13 @@ impl Producer {
             })
             .collect();
         // DuckDB's Arrow export drops a TIME WITH TIME ZONE's offset. A text
-        // format gets the column as DuckDB's own text instead: the read runs
-        // again (nothing of it was fetched, and it writes nothing) with those
-        // columns cast to VARCHAR, keeping their names and reported types.
+        // format (and a job's spool) gets it as DuckDB's own text instead:
+        // the read runs again (nothing of it was fetched, and it writes
+        // nothing) with those columns cast to VARCHAR (nested ones too),
+        // keeping their names and reported types.
         // A statement that cannot be wrapped (SHOW, PIVOT ...) keeps
         // DuckDB's Arrow rendering.
-        if format.is_text() && !self.reads.wrote {
+        if (format.is_text() || request.timetz_as_text) && !self.reads.wrote {
             if let Some(sql) = timetz_as_text(last, &types, &stmt) {
                 drop(stmt);
                 (stmt, schema) = match execute(&sql) {
@@ -923,25 +925,24 @@ impl Stream for BodyStream {
     }
 }
 
-/// `sql` with its TIME WITH TIME ZONE columns cast to VARCHAR (by
-/// position, under their own names), when it has any.
+/// `sql` with each column that holds a TIME WITH TIME ZONE (at the top or
+/// nested in a LIST, ARRAY, STRUCT, MAP or UNION) cast to the same type with
+/// VARCHAR in its place, by position and under its own name; `None` when
+/// there is no such column.
 fn timetz_as_text(sql: &str, types: &[DuckType], stmt: &duckdb::Statement) -> Option<String> {
-    if !types
-        .iter()
-        .any(|t| t.id == duckdb::core::LogicalTypeId::TimeTZ)
-    {
+    let casts: Vec<Option<String>> = types.iter().map(timetz_as_varchar).collect();
+    if casts.iter().all(Option::is_none) {
         return None;
     }
-    let columns: Vec<String> = types
+    let columns: Vec<String> = casts
         .iter()
         .enumerate()
-        .map(|(i, ty)| {
+        .map(|(i, cast)| {
             let name = stmt.column_name(i).cloned().unwrap_or_default();
-            let alias = format!("\"{}\"", name.replace('"', "\"\""));
-            if ty.id == duckdb::core::LogicalTypeId::TimeTZ {
-                format!("CAST(#{} AS VARCHAR) AS {alias}", i + 1)
-            } else {
-                format!("#{} AS {alias}", i + 1)
+            let alias = quote_identifier(&name);
+            match cast {
+                Some(to) => format!("CAST(#{} AS {to}) AS {alias}", i + 1),
+                None => format!("#{} AS {alias}", i + 1),
             }
         })
         .collect();
@@ -950,6 +951,51 @@ fn timetz_as_text(sql: &str, types: &[DuckType], stmt: &duckdb::Statement) -> Op
         "SELECT {} FROM ({inner}\n) AS __timetz",
         columns.join(", ")
     ))
+}
+
+/// `ty` in SQL with every TIME WITH TIME ZONE in it replaced by VARCHAR;
+/// `None` when it has none. (A type DuckDB cannot cast to from its name
+/// alone, such as an ENUM beside it in a STRUCT, makes the cast fail, and
+/// the read then keeps DuckDB's Arrow rendering.)
+fn timetz_as_varchar(ty: &DuckType) -> Option<String> {
+    use duckdb::core::LogicalTypeId as Id;
+    let child = |i: usize| -> String {
+        ty.child(i)
+            .map(|c| timetz_as_varchar(c).unwrap_or_else(|| c.name.clone()))
+            .unwrap_or_default()
+    };
+    let fields = || {
+        ty.children
+            .iter()
+            .map(|(name, c)| {
+                let sql = timetz_as_varchar(c).unwrap_or_else(|| c.name.clone());
+                format!("{} {sql}", quote_identifier(name))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if ty.id == Id::TimeTZ {
+        return Some("VARCHAR".into());
+    }
+    if !ty
+        .children
+        .iter()
+        .any(|(_, c)| timetz_as_varchar(c).is_some())
+    {
+        return None;
+    }
+    Some(match ty.id {
+        Id::List => format!("{}[]", child(0)),
+        // DuckDB spells an array `CHILD[size]`: keep the size.
+        Id::Array => {
+            let size = ty.name.rsplit('[').next().unwrap_or("]");
+            format!("{}[{size}", child(0))
+        }
+        Id::Map => format!("MAP({}, {})", child(0), child(1)),
+        Id::Struct => format!("STRUCT({})", fields()),
+        Id::Union => format!("UNION({})", fields()),
+        _ => return None,
+    })
 }
 
 /// What makes two requests the same for their ETag.

@@ -207,6 +207,7 @@ impl Inner {
             progress: Some(probe.clone()),
             if_none_match: None,
             audit: job.audit.clone(),
+            timetz_as_text: true,
         };
         let limits = Limits {
             timeout: Duration::from_millis(timeout_ms),
