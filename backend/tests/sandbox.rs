@@ -136,6 +136,16 @@ async fn attack_statements_are_refused() {
             "SELECT * FROM query_table($t)",
             json!({"t": "__ducklake_metadata_lake.main.ducklake_snapshot"}),
         ),
+        // Spliced bare, -1 after a minus would start a comment, and the
+        // check would see only `SELECT 1`.
+        (
+            "SELECT 1-? AS a, (SELECT count(*) FROM __ducklake_metadata_lake.main.ducklake_snapshot) AS b",
+            json!([-1]),
+        ),
+        (
+            "SELECT 1-$n AS a, current_setting('allowed_directories') AS b",
+            json!({"n": -1}),
+        ),
     ] {
         let (status, body) = app
             .post_query(json!({ "sql": sql, "params": params }))
@@ -223,7 +233,8 @@ async fn lake_operations_are_allowed() {
         .post_query(json!({ "sql": "INSERT INTO t VALUES (?); SELECT count(*) FROM t WHERE a = ?", "params": [2] }))
         .await;
     assert_eq!(
-        status, 400,
+        (status, error_code(&body)),
+        (422, "invalid_parameters"),
         "parameters belong to the last statement: {body}"
     );
     let body = app.sql("SELECT count(*) FROM t").await;

@@ -402,6 +402,13 @@ impl Producer {
         };
         let (last, leading) = pieces.split_last().expect("pieces is not empty");
         for piece in leading {
+            if sandbox::has_placeholder(piece) {
+                return Err(ApiError::InvalidParameters(
+                    "parameters bind to the last statement of a request only; an earlier \
+                     statement has a placeholder"
+                        .into(),
+                ));
+            }
             if self.check(conn, piece, access)? {
                 conn.execute_batch(piece).map_err(|e| self.duck(e))?;
                 if mode == TransactionMode::AutoCommit {

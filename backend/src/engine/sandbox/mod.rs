@@ -36,7 +36,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 pub use lists::{reviewed_function_names, role_table};
 use lists::{scalar_function, table_function};
-pub use split::{split_statements, with_literals};
+pub use split::{has_placeholder, split_statements, with_literals};
 pub use wrapped::{explain, stated_pivot, Explain};
 
 /// What a caller may do, from least to most. Ordered: `Admin` may do all
@@ -244,10 +244,24 @@ impl Inspector<'_> {
                     }
                 }
                 if let Some(class) = map.get("expression_class").and_then(Value::as_str) {
-                    if class == "BOUND_FUNCTION" || class == "BOUND_AGGREGATE" {
+                    // A window's aggregate (`sum(x) OVER ()`) is named in
+                    // the window node itself; DuckDB's own window functions
+                    // (row_number, lag ...) are its node types, and have no
+                    // name.
+                    let window_aggregate = class == "BOUND_WINDOW" && map.contains_key("name");
+                    if class == "BOUND_FUNCTION" || class == "BOUND_AGGREGATE" || window_aggregate {
                         let name = map.get("name").and_then(Value::as_str).unwrap_or("");
                         scalar_function(name)?;
                         self.functions.insert(name.to_string());
+                    }
+                    // Every parameter is spliced in as its value before the
+                    // check: one left means the SQL holds a placeholder the
+                    // splicing did not see, so the check would not be of
+                    // what runs.
+                    if class == "BOUND_PARAMETER" {
+                        return Err(
+                            "a parameter placeholder that could not be matched to its value".into(),
+                        );
                     }
                 }
                 for key in ["catalog", "catalog_name"] {
@@ -444,6 +458,40 @@ mod tests {
         );
         let two = format!(r#"{{"error":false,"plans":[{scan},{scan}]}}"#);
         assert_eq!(judge(&two, "lake").unwrap_err().code(), "invalid_request");
+    }
+
+    /// The function list is closed: a name nobody reviewed is refused,
+    /// called directly, as an aggregate or as a window's aggregate; DuckDB's
+    /// own window functions (node types, no name) pass. A placeholder left
+    /// in the checked plan is refused.
+    #[test]
+    fn unreviewed_functions_and_unmatched_parameters_are_refused() {
+        let with = |expression: &str| {
+            format!(
+                r#"{{"error":false,"plans":[{{"type":"LOGICAL_PROJECTION","children":[],"expressions":[{expression}]}}]}}"#
+            )
+        };
+        for class in ["BOUND_FUNCTION", "BOUND_AGGREGATE", "BOUND_WINDOW"] {
+            let unreviewed = with(&format!(
+                r#"{{"expression_class":"{class}","name":"not_reviewed"}}"#
+            ));
+            let err = judge(&unreviewed, "lake").unwrap_err();
+            assert_eq!(err.code(), "forbidden_statement", "{class}");
+            assert!(
+                err.to_string()
+                    .contains("not_reviewed() is not on the sandbox's reviewed list"),
+                "{err}"
+            );
+            let reviewed = with(&format!(r#"{{"expression_class":"{class}","name":"sum"}}"#));
+            assert!(judge(&reviewed, "lake").is_ok(), "{class}");
+        }
+        let row_number = with(r#"{"expression_class":"BOUND_WINDOW","type":"WINDOW_ROW_NUMBER"}"#);
+        assert!(judge(&row_number, "lake").is_ok());
+        let parameter = with(r#"{"expression_class":"BOUND_PARAMETER","identifier":"1"}"#);
+        assert_eq!(
+            judge(&parameter, "lake").unwrap_err().code(),
+            "forbidden_statement"
+        );
     }
 
     #[test]

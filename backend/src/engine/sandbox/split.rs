@@ -98,10 +98,23 @@ pub fn with_literals<'a>(sql: &'a str, params: &Params) -> Result<Cow<'a, str>, 
     Ok(Cow::Owned(out))
 }
 
+/// Whether `sql` holds a parameter placeholder (`?`, `$1`, `$name`).
+pub fn has_placeholder(sql: &str) -> bool {
+    Tokenizer::new(&DuckDbDialect {}, sql)
+        .tokenize()
+        .is_ok_and(|tokens| tokens.iter().any(|t| matches!(t, Token::Placeholder(_))))
+}
+
 /// A parameter as the SQL literal of what it binds as (see
 /// [`crate::engine::query`]: a number as the digits sent, arrays and
-/// objects as their JSON text).
+/// objects as their JSON text), in parentheses: the literal is one
+/// expression whatever stands beside it (`1-?` with -1 is `1-(-1)`, not
+/// `1--1`, which would start a comment).
 fn sql_literal(param: &Param) -> String {
+    format!("({})", bare_literal(param))
+}
+
+fn bare_literal(param: &Param) -> String {
     let value = match param {
         Param::Number(text) => return text.clone(),
         Param::Json(value) => value,
@@ -168,16 +181,16 @@ mod tests {
         let positional = Params::parse(r#"[1, "it's", [1, 2], null]"#).unwrap();
         assert_eq!(
             with_literals("SELECT ?, ? FROM t WHERE a = ? AND b IS ?", &positional).unwrap(),
-            "SELECT 1, 'it''s' FROM t WHERE a = '[1,2]' AND b IS NULL"
+            "SELECT (1), ('it''s') FROM t WHERE a = ('[1,2]') AND b IS (NULL)"
         );
         assert_eq!(
             with_literals("SELECT $2, $1", &positional).unwrap(),
-            "SELECT 'it''s', 1"
+            "SELECT ('it''s'), (1)"
         );
         let named = Params::parse(r#"{"min": 2.50, "q": "SELECT 1"}"#).unwrap();
         assert_eq!(
             with_literals("SELECT * FROM query($q) WHERE x > $min -- $nope", &named).unwrap(),
-            "SELECT * FROM query('SELECT 1') WHERE x > 2.50 -- $nope"
+            "SELECT * FROM query(('SELECT 1')) WHERE x > (2.50) -- $nope"
         );
         assert_eq!(
             with_literals("SELECT '?', $missing", &named)
