@@ -426,7 +426,15 @@ impl AuthConfig {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read auth.bootstrap_key_file {path}: {e}"))?;
-        Ok(Some(Secret::new(text.trim())))
+        // The same rule as for auth.bootstrap_key, which `validate` checks.
+        let key = text.trim();
+        if key.chars().count() < 32 {
+            return Err(format!(
+                "auth.bootstrap_key_file {path} holds a key of {} characters: at least 32",
+                key.chars().count()
+            ));
+        }
+        Ok(Some(Secret::new(key)))
     }
 }
 
@@ -1179,6 +1187,14 @@ mod tests {
             auth.bootstrap_key().unwrap().unwrap().expose(),
             "from-a-mounted-secret-0123456789abcdef"
         );
+        // A key from the file obeys the same minimum as one set directly.
+        std::fs::write(&file, "short-key\n").unwrap();
+        let err = auth.bootstrap_key().unwrap_err();
+        assert!(
+            err.contains("holds a key of 9 characters: at least 32"),
+            "{err}"
+        );
+        assert!(!err.contains("short-key"), "{err}");
     }
 
     #[test]

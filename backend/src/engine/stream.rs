@@ -616,6 +616,12 @@ impl Producer {
     ) -> Result<(), Gone> {
         if let Some(head_tx) = self.head_tx.take() {
             self.sent_bytes += bytes.len() as u64;
+            let mut versions = self.versions.clone();
+            // A write whose answer starts before its commit has no snapshot
+            // to name yet (the one it read is not the one it will create).
+            if self.reads.wrote && complete.is_none() {
+                versions.snapshot = None;
+            }
             return head_tx
                 .send(Ok(Head {
                     columns: columns.to_vec(),
@@ -623,7 +629,7 @@ impl Producer {
                     prefix: bytes,
                     complete,
                     held_length: None,
-                    versions: self.versions.clone(),
+                    versions,
                 }))
                 .map_err(|_| Gone);
         }

@@ -110,9 +110,7 @@ pub fn pin_statement(conn: &Connection, sql: &str, clause: &Value) -> Result<Str
         }
     }
     let mut tree = serialize(conn, sql)?;
-    let mut ctes = Vec::new();
-    collect_ctes(&tree, &mut ctes);
-    apply(&mut tree, clause, &ctes);
+    apply(&mut tree, clause, &mut Vec::new());
     conn.query_row(
         "SELECT json_deserialize_sql(?::JSON)",
         [tree.to_string()],
@@ -145,30 +143,32 @@ fn serialize(conn: &Connection, sql: &str) -> Result<Value, ApiError> {
     Ok(tree)
 }
 
-fn collect_ctes(node: &Value, out: &mut Vec<String>) {
+/// Puts `clause` on every base table of `node` that has no AT of its own,
+/// except a name that is a CTE where it stands. `ctes` holds the CTE names
+/// in scope there, as DuckDB binds them: a query node's CTEs in its body,
+/// each CTE in the bodies of the CTEs after it (not in its own or earlier
+/// ones, where the name is the table), a recursive CTE in its own body.
+fn apply(node: &mut Value, clause: &Value, ctes: &mut Vec<String>) {
     match node {
         Value::Object(map) => {
-            if let Some(entries) = map
-                .get("cte_map")
-                .and_then(|m| m.get("map"))
-                .and_then(Value::as_array)
+            let depth = ctes.len();
+            if let Some(Value::Array(entries)) =
+                map.get_mut("cte_map").and_then(|m| m.get_mut("map"))
             {
-                for entry in entries {
+                for entry in entries.iter_mut() {
+                    if let Some(query) = entry.get_mut("value").and_then(|v| v.get_mut("query")) {
+                        apply(query, clause, ctes);
+                    }
                     if let Some(name) = entry["key"].as_str() {
-                        out.push(name.to_lowercase());
+                        ctes.push(name.to_lowercase());
                     }
                 }
             }
-            map.values().for_each(|child| collect_ctes(child, out));
-        }
-        Value::Array(items) => items.iter().for_each(|child| collect_ctes(child, out)),
-        _ => {}
-    }
-}
-
-fn apply(node: &mut Value, clause: &Value, ctes: &[String]) {
-    match node {
-        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("RECURSIVE_CTE_NODE") {
+                if let Some(name) = map.get("cte_name").and_then(Value::as_str) {
+                    ctes.push(name.to_lowercase());
+                }
+            }
             let is_table = map.get("type").and_then(Value::as_str) == Some("BASE_TABLE");
             if is_table && map.get("at_clause").is_some_and(Value::is_null) {
                 let unqualified = map["schema_name"].as_str() == Some("")
@@ -178,8 +178,12 @@ fn apply(node: &mut Value, clause: &Value, ctes: &[String]) {
                     map.insert("at_clause".into(), clause.clone());
                 }
             }
-            map.values_mut()
-                .for_each(|child| apply(child, clause, ctes));
+            for (key, child) in map.iter_mut() {
+                if key != "cte_map" {
+                    apply(child, clause, ctes);
+                }
+            }
+            ctes.truncate(depth);
         }
         Value::Array(items) => items
             .iter_mut()
