@@ -310,6 +310,92 @@ mod tests {
         )
     }
 
+    /// README.md's Errors table lists every code with its status: one
+    /// value of each variant (the match below fails to compile when a
+    /// variant is added and not listed here).
+    #[test]
+    fn the_readme_lists_every_error_code() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md beside the crate");
+        let m = || String::from("m");
+        let every = [
+            ApiError::SqlError(m()),
+            ApiError::NotFound(m()),
+            ApiError::AlreadyExists(m()),
+            ApiError::TransactionConflict(m()),
+            ApiError::NotEmpty(m()),
+            ApiError::InvalidData(m()),
+            ApiError::ConstraintViolation(m()),
+            ApiError::InvalidRequest(m()),
+            ApiError::InvalidParameters(m()),
+            ApiError::UnsupportedMediaType(m()),
+            ApiError::PayloadTooLarge(m()),
+            ApiError::ResultTooLarge(m()),
+            ApiError::RouteNotFound(m()),
+            ApiError::MethodNotAllowed(m()),
+            ApiError::QueryTimeout(m()),
+            ApiError::ResourcesExhausted(m()),
+            ApiError::Unavailable(m()),
+            ApiError::CatalogUnavailable(m()),
+            ApiError::StorageUnavailable(m()),
+            ApiError::ReadOnly(m()),
+            ApiError::Forbidden(m()),
+            ApiError::Unauthorized(m()),
+            ApiError::ShuttingDown(m()),
+            ApiError::InsufficientRole(m()),
+            ApiError::HostNotAllowed(m()),
+            ApiError::OriginNotAllowed(m()),
+            ApiError::UnsupportedFormat(m()),
+            ApiError::TooManyRequests {
+                message: m(),
+                retry_after_secs: 1,
+            },
+            ApiError::ResultUnavailable(m()),
+            ApiError::Internal(anyhow::anyhow!("m")),
+        ];
+        for err in &every {
+            // Exhaustive: a new variant must be added to `every` too.
+            match err {
+                ApiError::SqlError(_)
+                | ApiError::NotFound(_)
+                | ApiError::AlreadyExists(_)
+                | ApiError::TransactionConflict(_)
+                | ApiError::NotEmpty(_)
+                | ApiError::InvalidData(_)
+                | ApiError::ConstraintViolation(_)
+                | ApiError::InvalidRequest(_)
+                | ApiError::InvalidParameters(_)
+                | ApiError::UnsupportedMediaType(_)
+                | ApiError::PayloadTooLarge(_)
+                | ApiError::ResultTooLarge(_)
+                | ApiError::RouteNotFound(_)
+                | ApiError::MethodNotAllowed(_)
+                | ApiError::QueryTimeout(_)
+                | ApiError::ResourcesExhausted(_)
+                | ApiError::Unavailable(_)
+                | ApiError::CatalogUnavailable(_)
+                | ApiError::StorageUnavailable(_)
+                | ApiError::ReadOnly(_)
+                | ApiError::Forbidden(_)
+                | ApiError::Unauthorized(_)
+                | ApiError::ShuttingDown(_)
+                | ApiError::InsufficientRole(_)
+                | ApiError::HostNotAllowed(_)
+                | ApiError::OriginNotAllowed(_)
+                | ApiError::UnsupportedFormat(_)
+                | ApiError::TooManyRequests { .. }
+                | ApiError::ResultUnavailable(_)
+                | ApiError::Internal(_) => {}
+            }
+            let (status, code) = err.kind();
+            let row = format!("| `{code}` | {} |", status.as_u16());
+            assert!(
+                readme.contains(&row),
+                "README.md's Errors table has no row {row}"
+            );
+        }
+    }
+
     #[test]
     fn duckdb_exception_types_map_to_codes() {
         let cases = [
