@@ -32,8 +32,7 @@ cleanup() {
 trap cleanup EXIT
 
 scripts/pg.sh start "$work/pg" "$pg_port"
-scripts/s3.sh start "$work/s3" "$s3_port"
-python3 -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$s3_port/ducklake-data', method='PUT'))"
+scripts/s3.sh start "$work/s3" "$s3_port" ducklake-data
 PGPASSWORD=postgres-test-pw psql -h 127.0.0.1 -p "$pg_port" -U postgres -tAc 'CREATE DATABASE ducklake' >/dev/null
 
 mkdir -p "$work/data" "$work/tmp"
@@ -43,8 +42,8 @@ env_args=(
   --env DATA_DIR=/data --env AUTH_ENABLED=true --env "AUTH_BOOTSTRAP_KEY=$key"
   --env DB_POSTGRES_HOST=127.0.0.1 --env "DB_POSTGRES_PORT=$pg_port" --env DB_POSTGRES_DB=ducklake
   --env DB_POSTGRES_USER=postgres --env DB_POSTGRES_PASSWORD=postgres-test-pw
-  --env "STORAGE_MINIO_ENDPOINT=127.0.0.1:$s3_port" --env STORAGE_MINIO_ACCESS_KEY=test-access
-  --env STORAGE_MINIO_SECRET_KEY=test-secret --env STORAGE_DEFAULT_BUCKET=ducklake-data
+  --env "STORAGE_MINIO_ENDPOINT=127.0.0.1:$s3_port" --env STORAGE_MINIO_ACCESS_KEY=$(sed -n "s/^S3_ACCESS_KEY=//p" scripts/s3.sh)
+  --env STORAGE_MINIO_SECRET_KEY=$(sed -n "s/^S3_SECRET_KEY=//p" scripts/s3.sh) --env STORAGE_DEFAULT_BUCKET=ducklake-data
   --env STORAGE_PREFIX=lake --env STORAGE_CREATE_BUCKET=false --env DUCKDB_MEMORY_LIMIT=280MB
 )
 run_args=(--isolation chroot --user 1000:1000

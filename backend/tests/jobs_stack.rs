@@ -11,7 +11,7 @@ use common::{
     binary::Replica,
     error_code,
     jobs::{assert_job_error, Api},
-    servers::{with_postgres, with_s3, Postgres, PG_PASSWORD, S3},
+    servers::{with_postgres, with_s3, Postgres, PG_PASSWORD, S3, S3_ACCESS_KEY, S3_SECRET_KEY},
     spawn_with, test_config,
 };
 use serde_json::json;
@@ -127,8 +127,8 @@ async fn a_killed_replicas_jobs_are_failed_and_results_survive() {
         ("DB_POSTGRES_PASSWORD", PG_PASSWORD.to_string()),
         ("DB_POSTGRES_MIGRATE_ON_START", "true".to_string()),
         ("STORAGE_MINIO_ENDPOINT", format!("127.0.0.1:{}", s3.port)),
-        ("STORAGE_MINIO_ACCESS_KEY", "test-access".to_string()),
-        ("STORAGE_MINIO_SECRET_KEY", "test-secret".to_string()),
+        ("STORAGE_MINIO_ACCESS_KEY", S3_ACCESS_KEY.to_string()),
+        ("STORAGE_MINIO_SECRET_KEY", S3_SECRET_KEY.to_string()),
         ("STORAGE_DEFAULT_BUCKET", "jobs-restart".to_string()),
         ("JOBS_HEARTBEAT_MS", "200".to_string()),
         ("JOBS_STALE_AFTER_MS", "2000".to_string()),

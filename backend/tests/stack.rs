@@ -8,7 +8,10 @@ use std::process::Command;
 
 use common::{
     free_port,
-    servers::{psql_at, script, with_postgres, with_s3, Postgres, PG_PASSWORD, S3},
+    servers::{
+        psql_at, script, with_postgres, with_s3, Postgres, PG_PASSWORD, S3, S3_ACCESS_KEY,
+        S3_SECRET_KEY,
+    },
     spawn_with, test_config,
 };
 use ducklake_backend::config::{Config, Secret};
@@ -261,7 +264,8 @@ async fn three_replicas_share_one_lake() {
 /// PostgreSQL goes away while the service runs: queries fail fast with 503
 /// `catalog_unavailable`, `/ready` is 503, and when it is back the service
 /// recovers by itself with every acknowledged write intact. The S3 server
-/// going away gives `storage_unavailable` the same way.
+/// (a real one, restarted on its own disk) going away gives
+/// `storage_unavailable` the same way, and the same recovery.
 #[actix_web::test]
 async fn outages_fail_fast_and_recover() {
     let pg = Postgres::start();
@@ -329,9 +333,14 @@ async fn outages_fail_fast_and_recover() {
     app.sql("INSERT INTO acked VALUES (4)").await;
     let body = app.sql("SELECT list(n ORDER BY n) FROM acked").await;
     assert_eq!(body["rows"], json!([[[1, 2, 4]]]));
+    // Acknowledged data in the store itself (a Parquet file, not rows
+    // inlined in the catalog), to outlive the store's restart below.
+    app.sql("CREATE TABLE stored AS SELECT range AS n FROM range(5000)")
+        .await;
+    assert!(s3.list("outage").contains(".parquet"));
 
     // Storage: enough rows that DuckLake writes a Parquet file, not inlined rows.
-    script("s3.sh", &["stop", s3.dir.path().to_str().unwrap()]);
+    s3.stop();
     let (status, body) = app
         .post_query(json!({"sql": "INSERT INTO acked SELECT 100 FROM range(5000)"}))
         .await;
@@ -351,6 +360,32 @@ async fn outages_fail_fast_and_recover() {
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["components"]["storage"]["status"], "down", "{body}");
     assert_eq!(body["components"]["catalog"]["status"], "up", "{body}");
+
+    // The store restarts on its own disk: the service recovers by itself,
+    // with what it acknowledged before the outage.
+    s3.start_again();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while app
+        .client
+        .get(app.url("/ready"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not recover after the store came back"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let body = app.sql("SELECT count(*), sum(n) FROM stored").await;
+    assert_eq!(body["rows"], json!([[5000, 12497500]]), "{body}");
+    app.sql("INSERT INTO acked SELECT 100 FROM range(5000)")
+        .await;
+    let body = app.sql("SELECT count(*) FROM acked").await;
+    assert_eq!(body["rows"], json!([[5003]]), "{body}");
     app.stop().await;
 }
 
@@ -527,6 +562,78 @@ async fn migrations_on_a_postgres_catalog() {
     assert!(output_text(&out).contains("recorded with checksum feed"));
 }
 
+/// Wrong S3 credentials, against a store that checks them: a clear refusal
+/// at start-up, and a key that loses its access while the service runs
+/// makes `/ready` 503 with the reason, until the access is back.
+#[actix_web::test]
+async fn wrong_s3_credentials_are_a_clear_error() {
+    let s3 = S3::start("guarded");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_s3(&mut config, &s3, "guarded", "g");
+    config.ducklake.connection_retries = 1;
+    let mut wrong = config.clone();
+    wrong.storage.minio_secret_key = Some(Secret::new("not-the-secret-of-this-key"));
+    let err = ducklake_backend::Application::build(wrong)
+        .await
+        .err()
+        .expect("a wrong secret is refused at start-up")
+        .to_string();
+    assert!(
+        err.contains("refused access to bucket guarded")
+            && err.contains("STORAGE_MINIO_SECRET_KEY"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-secret-of-this-key"), "{err}");
+
+    let app = spawn_with(config, None).await;
+    app.sql("CREATE TABLE t AS SELECT range AS n FROM range(5000)")
+        .await;
+    let ready = |app: &common::TestApp| {
+        let request = app.client.get(app.url("/ready"));
+        async move {
+            let res = request.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    assert_eq!(ready(&app).await.0, 200);
+    // The store takes the key's access away (as an operator rotating keys
+    // would); the store really refuses it.
+    let access = |verb: &str| {
+        let args = [
+            "bucket", verb, "--read", "--write", "--owner", "guarded", "--key",
+        ];
+        s3.garage(&[&args[..], &[S3_ACCESS_KEY]].concat());
+    };
+    access("deny");
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, 503, "{body}");
+    let storage = &body["components"]["storage"];
+    assert_eq!(storage["status"], "down", "{body}");
+    assert_eq!(storage["code"], "storage_unavailable", "{body}");
+    assert!(
+        storage["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused access") && e.contains("STORAGE_MINIO_ACCESS_KEY")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(S3_SECRET_KEY));
+    let (status, body) = app.post_query(json!({"sql": "SELECT sum(n) FROM t"})).await;
+    assert_eq!(
+        (status, common::error_code(&body)),
+        (503, "storage_unavailable"),
+        "{body}"
+    );
+
+    access("allow");
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, 200, "{body}");
+    let body = app.sql("SELECT sum(n) FROM t").await;
+    assert_eq!(body["rows"], json!([[12497500]]));
+    app.stop().await;
+}
+
 /// The bucket is checked at start-up: created when allowed, else a clear refusal.
 #[actix_web::test]
 async fn bucket_is_created_at_startup_or_refused() {
@@ -546,7 +653,7 @@ async fn bucket_is_created_at_startup_or_refused() {
         ),
         "{err}"
     );
-    assert!(!err.to_string().contains("test-secret"));
+    assert!(!err.to_string().contains(S3_SECRET_KEY));
 
     config.storage.create_bucket = true;
     let app = spawn_with(config, None).await;
@@ -691,7 +798,7 @@ con = duckdb.connect(config=config)
 for name in ("ducklake", "postgres_scanner", "httpfs"):
     con.execute(f"LOAD {{name}}")
 con.execute("CREATE SECRET (TYPE postgres, PASSWORD '{PG_PASSWORD}')")
-con.execute("CREATE SECRET (TYPE s3, KEY_ID 'test-access', SECRET 'test-secret', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')")
+con.execute("CREATE SECRET (TYPE s3, KEY_ID '{S3_ACCESS_KEY}', SECRET '{S3_SECRET_KEY}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')")
 con.execute("ATTACH 'ducklake:postgres:host=127.0.0.1 port={pg_port} dbname=interop user=postgres' AS lake (DATA_PATH 's3://interop/shared/')")
 print(con.execute("SELECT count(*), sum(n), max(label) FROM lake.from_service").fetchone())
 con.execute("CREATE TABLE lake.from_stock AS SELECT range * 2 AS doubled FROM range(3000)")

@@ -1,6 +1,6 @@
 //! Real servers for tests: PostgreSQL (Debian's package, scripts/pg.sh) and
-//! an S3-compatible server (moto, scripts/s3.sh), each on a free loopback
-//! port with a directory of its own, stopped on drop.
+//! an S3 server (garage from crates.io, scripts/s3.sh), each on a free
+//! loopback port with a directory of its own, stopped on drop.
 
 use std::{
     path::{Path, PathBuf},
@@ -101,60 +101,110 @@ impl Drop for Postgres {
     }
 }
 
+/// The key scripts/s3.sh gives its server (garage imports it).
+pub const S3_ACCESS_KEY: &str = "GKducklaketestaccess0000";
+pub const S3_SECRET_KEY: &str = "ducklake-test-secret-0123456789abcdef";
+
 /// An S3 server for one test, with one bucket; stopped on drop.
 pub struct S3 {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    bucket: String,
 }
 
 impl S3 {
+    /// A real S3 server (garage): it checks signatures and keeps its
+    /// objects on disk, so a stop and [`S3::start_again`] keep them.
     pub fn start(bucket: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        script(
-            "s3.sh",
-            &["start", dir.path().to_str().unwrap(), &port.to_string()],
-        );
-        let url = format!("http://127.0.0.1:{port}/{bucket}");
-        let created = off_runtime(move || {
-            reqwest::blocking::Client::new()
-                .put(url)
-                .send()
-                .unwrap()
-                .status()
-        });
-        assert!(created.is_success());
-        Self { dir, port }
+        let s3 = Self {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            bucket: bucket.to_string(),
+        };
+        s3.start_again();
+        s3
     }
 
-    /// Copies one object within `bucket`, as a client holding the lake's
-    /// keys would (boto3, which moto's server brings along).
-    pub fn copy(&self, bucket: &str, from: &str, to: &str) {
-        let out = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import sys, boto3\n\
-                 s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
-                 aws_access_key_id='test-access', aws_secret_access_key='test-secret')\n\
-                 s3.copy_object(Bucket=sys.argv[2], Key=sys.argv[4], \
-                 CopySource={'Bucket': sys.argv[2], 'Key': sys.argv[3]})",
-                &format!("http://127.0.0.1:{}", self.port),
-                bucket,
-                from,
-                to,
-            ])
+    /// Stops the server; returns once its process has exited.
+    pub fn stop(&self) {
+        script("s3.sh", &["stop", self.dir.path().to_str().unwrap()]);
+    }
+
+    /// Starts the stopped server again on the same directory and port.
+    pub fn start_again(&self) {
+        script(
+            "s3.sh",
+            &[
+                "start",
+                self.dir.path().to_str().unwrap(),
+                &self.port.to_string(),
+                &self.bucket,
+            ],
+        );
+    }
+
+    /// Runs garage's own command line against the running server:
+    /// `bucket deny ...`, `key info ...`.
+    pub fn garage(&self, args: &[&str]) -> String {
+        let root = std::env::var("GARAGE_ROOT")
+            .unwrap_or_else(|_| format!("{}/.cache/garage-2.5.0", std::env::var("HOME").unwrap()));
+        let config = self.dir.path().join("garage.toml");
+        let out = Command::new(format!("{root}/bin/garage"))
+            .arg("-c")
+            .arg(&config)
+            .args(args)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "copying {from} to {to}: {}",
+            "garage {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `code` with `s3`, a boto3 client holding the lake's keys, and
+    /// the arguments as `args`; returns what it prints.
+    fn boto(&self, code: &str, args: &[&str]) -> String {
+        let program = format!(
+            "import sys, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+             aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])\n\
+             args = sys.argv[4:]\n{code}"
+        );
+        let endpoint = format!("http://127.0.0.1:{}", self.port);
+        let out = Command::new("python3")
+            .args(["-c", &program, &endpoint, S3_ACCESS_KEY, S3_SECRET_KEY])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "boto3 {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Copies one object within `bucket`, as a client holding the lake's
+    /// keys would.
+    pub fn copy(&self, bucket: &str, from: &str, to: &str) {
+        self.boto(
+            "s3.copy_object(Bucket=args[0], Key=args[2], \
+             CopySource={'Bucket': args[0], 'Key': args[1]})",
+            &[bucket, from, to],
         );
     }
 
+    /// Every key in `bucket`, one `<Key>…</Key>` per object (the element
+    /// of S3's listing, which the tests search).
     pub fn list(&self, bucket: &str) -> String {
-        let url = format!("http://127.0.0.1:{}/{bucket}?list-type=2", self.port);
-        off_runtime(move || reqwest::blocking::get(url).unwrap().text().unwrap())
+        self.boto(
+            "for page in s3.get_paginator('list_objects_v2').paginate(Bucket=args[0]):\n\
+             \x20   for o in page.get('Contents', []):\n\
+             \x20       print('<Key>' + o['Key'] + '</Key>')",
+            &[bucket],
+        )
     }
 }
 
@@ -175,8 +225,8 @@ pub fn with_postgres(config: &mut Config, pg: &Postgres, db: &str) {
 
 pub fn with_s3(config: &mut Config, s3: &S3, bucket: &str, prefix: &str) {
     config.storage.minio_endpoint = Some(format!("127.0.0.1:{}", s3.port));
-    config.storage.minio_access_key = Some(Secret::new("test-access"));
-    config.storage.minio_secret_key = Some(Secret::new("test-secret"));
+    config.storage.minio_access_key = Some(Secret::new(S3_ACCESS_KEY));
+    config.storage.minio_secret_key = Some(Secret::new(S3_SECRET_KEY));
     config.storage.default_bucket = bucket.into();
     config.storage.prefix = prefix.into();
 }
@@ -199,8 +249,8 @@ pub fn stack_env(
         ("DB_POSTGRES_PASSWORD", PG_PASSWORD.to_string()),
         ("DB_POSTGRES_MIGRATE_ON_START", "true".to_string()),
         ("STORAGE_MINIO_ENDPOINT", format!("127.0.0.1:{}", s3.port)),
-        ("STORAGE_MINIO_ACCESS_KEY", "test-access".to_string()),
-        ("STORAGE_MINIO_SECRET_KEY", "test-secret".to_string()),
+        ("STORAGE_MINIO_ACCESS_KEY", S3_ACCESS_KEY.to_string()),
+        ("STORAGE_MINIO_SECRET_KEY", S3_SECRET_KEY.to_string()),
         ("STORAGE_DEFAULT_BUCKET", bucket.to_string()),
         ("STORAGE_PREFIX", prefix.to_string()),
     ]
