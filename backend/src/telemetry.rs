@@ -77,7 +77,10 @@ pub async fn log_request<B: MessageBody>(
         let err = crate::error::ApiError::ShuttingDown(
             "the service is shutting down; retry on another replica".into(),
         );
-        let res = req.error_response(err);
+        let mut res = req.error_response(err);
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            res.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
         span.in_scope(|| tracing::info!(status = 503, "request refused: draining"));
         return Ok(res.map_into_boxed_body().map_into_right_body());
     }

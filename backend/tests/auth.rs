@@ -851,3 +851,35 @@ async fn ready_tells_strangers_only_up_or_down() {
     assert_eq!(body["components"]["catalog"]["kind"], "duckdb");
     app.stop().await;
 }
+
+/// The bootstrap key is stored once: revoked, it stays revoked when the
+/// service restarts with the same `AUTH_BOOTSTRAP_KEY`.
+#[actix_web::test]
+async fn a_revoked_bootstrap_key_stays_revoked_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.auth.enabled = true;
+    config.auth.bootstrap_key = Some(Secret::new(BOOTSTRAP));
+    let sql = json!({"sql": "SELECT 42"});
+    let app = spawn_with(config.clone(), None).await;
+    let (admin, _) = make_key(&app, "admin", None).await;
+    let (status, keys) = call(&app, Method::GET, "/api/v1/keys", Some(&admin), None).await;
+    assert_eq!(status, 200);
+    let bootstrap = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["prefix"] == BOOTSTRAP[..12])
+        .unwrap_or_else(|| panic!("no bootstrap key in {keys}"));
+    let path = format!("/api/v1/keys/{}", bootstrap["id"].as_str().unwrap());
+    let (status, body) = call(&app, Method::DELETE, &path, Some(&admin), None).await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    assert_eq!(query_as(&app, BOOTSTRAP, &sql).await.0, 401);
+    app.stop().await;
+
+    let app = spawn_with(config, None).await;
+    let (status, body) = query_as(&app, BOOTSTRAP, &sql).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"), "{body}");
+    assert_eq!(query_as(&app, &admin, &sql).await.0, 200);
+    app.stop().await;
+}

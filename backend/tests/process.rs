@@ -242,6 +242,7 @@ fn logs_are_json_with_slow_queries_and_no_secrets() {
     let res = client
         .post(format!("{}/api/v1/query", service.base))
         .bearer_auth(KEY)
+        .header("x-request-id", "log-request-7")
         .json(&json!({ "sql": "SELECT 'literal-MARKER' AS s, 987654 AS n" }))
         .send()
         .unwrap();
@@ -272,6 +273,9 @@ fn logs_are_json_with_slow_queries_and_no_secrets() {
         .find(|l| l["message"] == "slow query")
         .unwrap_or_else(|| panic!("no slow-query line: {text}"));
     assert_eq!(slow["fingerprint"], "SELECT ? AS s, ? AS n", "{slow}");
+    // Logged as the body ends, after the request's middleware returned: it
+    // still names its request.
+    assert_eq!(slow["span"]["request_id"], "log-request-7", "{slow}");
     assert_eq!(slow["kind"], "read");
     assert_eq!(
         slow["key"],
@@ -386,9 +390,12 @@ fn sigterm_drains_in_flight_work_then_stops() {
     let refused = client
         .post(format!("{base}/api/v1/query"))
         .json(&json!({"sql": "SELECT 1"}))
+        .header("x-request-id", "drained-request-1")
         .send()
         .unwrap();
     assert_eq!(refused.status(), 503);
+    // A refusal carries the request id too, like every response.
+    assert_eq!(refused.headers()["x-request-id"], "drained-request-1");
     assert_eq!(
         refused.json::<Value>().unwrap()["error"]["code"],
         "shutting_down"

@@ -327,6 +327,8 @@ async fn console_files_are_served_with_their_types_and_a_strict_policy() {
         let policy = header("content-security-policy");
         assert!(policy.contains("default-src 'self'"), "{policy}");
         assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe"));
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
         assert_eq!(header("cache-control"), "no-cache");
         // Revalidation answers 304 while the file is the same.
         let etag = header("etag");

@@ -285,6 +285,9 @@ struct QueryMeter {
     started: std::time::Instant,
     /// Counted already (by `finish`, or on drop).
     recorded: bool,
+    /// The request's span: a streamed body ends after the request's own
+    /// span was left, and its line still names the request.
+    span: tracing::Span,
 }
 
 impl QueryMeter {
@@ -312,6 +315,7 @@ impl QueryMeter {
             principal: principal.to_string(),
             started: std::time::Instant::now(),
             recorded: false,
+            span: tracing::Span::current(),
         }
     }
 
@@ -324,6 +328,7 @@ impl QueryMeter {
             return;
         }
         let elapsed = self.started.elapsed();
+        let _request = self.span.enter();
         if elapsed >= self.slow {
             tracing::warn!(
                 fingerprint = %self.fingerprint,

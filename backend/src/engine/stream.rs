@@ -183,7 +183,10 @@ impl Engine {
         if let Some(probe) = &request.progress {
             probe.attach(conn.interrupt_handle());
         }
+        // The query thread's log lines belong to the request.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _request = span.enter();
             let mut producer = Producer {
                 shutting_down,
                 volatile,
