@@ -244,6 +244,9 @@ pub struct StorageConfig {
     pub minio_access_key: Option<Secret>,
     pub minio_secret_key: Option<Secret>,
     pub minio_secure: bool,
+    /// A PEM file of certificate authorities to trust for the endpoint's
+    /// TLS (a private CA, a self-signed certificate), besides the system's.
+    pub minio_ca_file: Option<String>,
     #[serde(deserialize_with = "lenient::string")]
     pub default_bucket: String,
     #[serde(deserialize_with = "lenient::string")]
@@ -389,6 +392,7 @@ impl Default for StorageConfig {
             minio_access_key: None,
             minio_secret_key: None,
             minio_secure: false,
+            minio_ca_file: None,
             default_bucket: "ducklake-data".into(),
             prefix: "lake".into(),
             region: "us-east-1".into(),

@@ -215,6 +215,13 @@ impl ApiError {
         if matches!(kind, "IO" | "HTTP") && is_storage_outage(&message) {
             return Self::StorageUnavailable(message);
         }
+        // The store's certificate is not one the service trusts.
+        if matches!(kind, "IO" | "HTTP") && is_untrusted_certificate(&message) {
+            return Self::StorageUnavailable(format!(
+                "the object store's TLS certificate is not trusted (check \
+                 STORAGE_MINIO_CA_FILE): {message}"
+            ));
+        }
         // The store refused the service's own credentials: not the
         // client's mistake, and nothing a retry with other SQL fixes.
         if kind == "HTTP" && is_storage_refusal(&message) {
@@ -258,6 +265,18 @@ fn is_storage_outage(message: &str) -> bool {
         ]
         .iter()
         .any(|needle| message.contains(needle))
+}
+
+/// httpfs's words (curl's and OpenSSL's) for "this certificate is not
+/// vouched for".
+fn is_untrusted_certificate(message: &str) -> bool {
+    [
+        "SSL peer certificate or SSH remote key was not OK",
+        "certificate verify failed",
+        "SSL certificate problem",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 /// httpfs's words for "the object store refused these credentials".
@@ -462,6 +481,11 @@ mod tests {
             ),
             (
                 "HTTP Error: HTTP GET error reading 'http://127.0.0.1:9/b/x.parquet' in region 'us-east-1' (HTTP 403 Forbidden)",
+                "storage_unavailable",
+                503,
+            ),
+            (
+                "IO Error: SSL peer certificate or SSH remote key was not OK error for HTTP GET to 'https://127.0.0.1:9/b/x.parquet'",
                 "storage_unavailable",
                 503,
             ),

@@ -109,6 +109,36 @@ impl Storage {
             format!("{scheme}://{endpoint}")
         };
         let timeout = Duration::from_secs_f64(config.ducklake.connection_timeout);
+        let ca = match &storage.minio_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                StorageError::Failed(format!("cannot read storage.minio_ca_file {path}: {e}"))
+            })?),
+            None => None,
+        };
+        let mut options = ClientOptions::new()
+            .with_allow_http(!storage.minio_secure)
+            .with_connect_timeout(timeout.min(Duration::from_secs(5)))
+            .with_timeout(timeout);
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout);
+        if let Some(pem) = &ca {
+            let invalid = |e: String| {
+                StorageError::Failed(format!(
+                    "storage.minio_ca_file holds no usable PEM certificate: {e}"
+                ))
+            };
+            for cert in object_store::Certificate::from_pem_bundle(pem)
+                .map_err(|e| invalid(e.to_string()))?
+            {
+                options = options.with_root_certificate(cert);
+            }
+            for cert in
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| invalid(e.to_string()))?
+            {
+                http = http.add_root_certificate(cert);
+            }
+        }
         let mut builder = AmazonS3Builder::new()
             .with_endpoint(&url)
             .with_virtual_hosted_style_request(false)
@@ -116,12 +146,7 @@ impl Storage {
             .with_region(&storage.region)
             .with_access_key_id(exposed(&storage.minio_access_key))
             .with_secret_access_key(exposed(&storage.minio_secret_key))
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(!storage.minio_secure)
-                    .with_connect_timeout(timeout.min(Duration::from_secs(5)))
-                    .with_timeout(timeout),
-            )
+            .with_client_options(options)
             .with_retry(RetryConfig {
                 max_retries: 2,
                 retry_timeout: timeout,
@@ -135,9 +160,7 @@ impl Storage {
         let s3 = builder
             .build()
             .map_err(|e| StorageError::Failed(format!("configuring the S3 client: {e}")))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout)
+        let http = http
             .build()
             .map_err(|e| StorageError::Failed(format!("building an HTTP client: {e}")))?;
         Ok(Self {
@@ -361,17 +384,33 @@ impl Bucket {
                 .body(Vec::<u8>::new());
         }
         let response = request.send().await.map_err(|e| {
-            // reqwest's message holds the presigned URL: keep it out.
-            StorageError::Unavailable(format!(
-                "the object store is unreachable ({method_name} bucket {}): {}",
-                self.name,
-                if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "connection failed"
-                } else {
-                    "request failed"
+            // reqwest's own message holds the presigned URL: keep it out,
+            // and say what its causes say (a refused connection, a
+            // certificate nobody vouches for).
+            let mut causes = Vec::new();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !text.contains("X-Amz-") && !causes.contains(&text) {
+                    causes.push(text);
                 }
+                source = cause.source();
+            }
+            let what = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            let why = if causes.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", causes.join(": "))
+            };
+            StorageError::Unavailable(format!(
+                "the object store is unreachable ({method_name} bucket {}): {what}{why}",
+                self.name
             ))
         })?;
         Ok(response.status())

@@ -9,8 +9,8 @@ use std::process::Command;
 use common::{
     free_port,
     servers::{
-        psql_at, script, with_postgres, with_s3, Postgres, PG_PASSWORD, S3, S3_ACCESS_KEY,
-        S3_SECRET_KEY,
+        psql_at, script, with_postgres, with_s3, Postgres, TlsProxy, PG_PASSWORD, S3,
+        S3_ACCESS_KEY, S3_SECRET_KEY,
     },
     spawn_with, test_config,
 };
@@ -630,6 +630,60 @@ async fn wrong_s3_credentials_are_a_clear_error() {
     let (status, body) = ready(&app).await;
     assert_eq!(status, 200, "{body}");
     let body = app.sql("SELECT sum(n) FROM t").await;
+    assert_eq!(body["rows"], json!([[12497500]]));
+    app.stop().await;
+}
+
+/// TLS to the store is verified, by the service's S3 client and by DuckDB's
+/// httpfs: an authority the service was not given is refused at start-up;
+/// with
+/// `STORAGE_MINIO_CA_FILE` the lake works over TLS; and when the same
+/// address later presents a certificate of another authority, DuckDB's
+/// reads of the lake's files fail rather than trust it.
+#[actix_web::test]
+async fn tls_to_the_store_is_verified() {
+    let s3 = S3::start("tls");
+    let mut tls = TlsProxy::start(s3.port, "trusted");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    with_s3(&mut config, &s3, "tls", "t");
+    config.storage.minio_endpoint = Some(format!("127.0.0.1:{}", tls.port));
+    config.storage.minio_secure = true;
+    config.ducklake.connection_retries = 1;
+    let err = ducklake_backend::Application::build(config.clone())
+        .await
+        .err()
+        .expect("a certificate of an unknown authority is refused")
+        .to_string();
+    assert!(err.contains("certificate"), "{err}");
+
+    config.storage.minio_ca_file = Some(tls.ca("trusted").display().to_string());
+    let app = spawn_with(config, None).await;
+    app.sql("CREATE TABLE t AS SELECT range AS n FROM range(5000)")
+        .await;
+    assert!(
+        s3.list("tls").contains(".parquet"),
+        "the data went to the store"
+    );
+    let body = app.sql("SELECT sum(n) FROM t").await;
+    assert_eq!(body["rows"], json!([[12497500]]));
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    // Written, never read: its file is in no cache of DuckDB's.
+    app.sql("CREATE TABLE u AS SELECT range AS n FROM range(5000)")
+        .await;
+    tls.switch_to("impostor");
+    let (status, body) = app.post_query(json!({"sql": "SELECT sum(n) FROM u"})).await;
+    assert_eq!(
+        (status, common::error_code(&body)),
+        (503, "storage_unavailable"),
+        "{body}"
+    );
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    tls.switch_to("trusted");
+    let body = app.sql("SELECT sum(n) FROM u").await;
     assert_eq!(body["rows"], json!([[12497500]]));
     app.stop().await;
 }

@@ -252,6 +252,16 @@ pub fn secret_statements(config: &Config, spec: &LakeSpec) -> Vec<String> {
             (Some(key_id), true) => format!(", KMS_KEY_ID {}", quote_literal(key_id)),
             _ => String::new(),
         };
+        // With TLS to the store, httpfs checks its certificate against the
+        // system's authorities and the configured ones, whichever of its
+        // HTTP clients runs (its curl client checks by default, its
+        // httplib client only when told to).
+        if *secure {
+            statements.push("SET GLOBAL enable_server_cert_verification = true".into());
+            if let Some(ca) = &config.storage.minio_ca_file {
+                statements.push(format!("SET GLOBAL ca_cert_file = {}", quote_literal(ca)));
+            }
+        }
         statements.push(format!(
             "CREATE OR REPLACE SECRET ducklake_data_s3 (TYPE s3, KEY_ID {}, SECRET {}, ENDPOINT {}, \
              URL_STYLE 'path', USE_SSL {secure}, REGION {}, SCOPE {}{kms})",

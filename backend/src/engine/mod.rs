@@ -212,7 +212,7 @@ impl Engine {
         .map_err(setup("setting DuckLake's commit retries"))?;
         for statement in lake::secret_statements(config, &lake) {
             root.execute_batch(&statement)
-                .map_err(setup("creating a DuckDB secret"))?;
+                .map_err(setup("setting up the lake's credentials and TLS"))?;
         }
         attach_with_retries(&root, &lake, config)?;
 

@@ -214,6 +214,83 @@ impl Drop for S3 {
     }
 }
 
+/// TLS in front of a server on loopback (scripts/tls-proxy.py), with a
+/// certificate for 127.0.0.1 signed by a CA of its own; stopped on drop.
+pub struct TlsProxy {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    target: u16,
+    child: std::process::Child,
+}
+
+impl TlsProxy {
+    /// TLS on a free port, relayed to `target`, with the certificate of CA
+    /// `name`.
+    pub fn start(target: u16, name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Self::spawn(dir.path(), port, target, name);
+        Self {
+            port,
+            dir,
+            target,
+            child,
+        }
+    }
+
+    /// The PEM file of CA `name`'s certificate.
+    pub fn ca(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}-ca.pem"))
+    }
+
+    /// Restarts the proxy on the same port with the certificate of CA `name`
+    /// (made when new): the same server, now under another authority.
+    pub fn switch_to(&mut self, name: &str) {
+        self.stop();
+        self.child = Self::spawn(self.dir.path(), self.port, self.target, name);
+    }
+
+    fn spawn(dir: &Path, port: u16, target: u16, name: &str) -> std::process::Child {
+        let proxy = scripts().join("tls-proxy.py");
+        if !dir.join(format!("{name}.pem")).exists() {
+            let made = Command::new(&proxy)
+                .args(["certs", dir.to_str().unwrap(), name])
+                .status()
+                .unwrap();
+            assert!(made.success(), "making the certificates of {name}");
+        }
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}.key"));
+        let child = Command::new(&proxy)
+            .args(["serve", &port.to_string(), &target.to_string()])
+            .arg(&cert)
+            .arg(&key)
+            .spawn()
+            .unwrap();
+        // Until it accepts connections.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the TLS proxy did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 pub fn with_postgres(config: &mut Config, pg: &Postgres, db: &str) {
     pg.psql(&format!("CREATE DATABASE {db}"));
     config.postgres.host = Some("127.0.0.1".into());
