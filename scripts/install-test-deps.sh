@@ -21,6 +21,8 @@ command -v kubectl >/dev/null || missing+=(kubectl)
 # Headless Chromium and its WebDriver run the web console's browser tests.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# openssl makes the test CAs of the TLS-to-the-store test (scripts/tls-proxy.py).
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_if apt-get update -qq
   sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
