@@ -41,7 +41,7 @@ use crate::{
     engine::{
         catalog::{current_snapshot, last_change, last_committed, same_schema},
         lake::quote_identifier,
-        query::bind_values,
+        query::{bind_values, Params},
         sandbox::{self, Role, Verdict},
         stop::Stop,
         timetravel,
@@ -424,11 +424,16 @@ impl Producer {
                 }
             }
         }
-        if !self.check(
-            conn,
-            &sandbox::with_literals(last, &request.params)?,
-            access,
-        )? {
+        // With parameters, the statement checked holds their values: placed
+        // by DuckDB's own parser for a SELECT, spliced as literals otherwise.
+        let checked = match &request.params {
+            Params::None => last.clone(),
+            params => match sandbox::with_values(conn, last, params)? {
+                Some(sql) => sql,
+                None => sandbox::with_literals(last, params)?.into_owned(),
+            },
+        };
+        if !self.check(conn, &checked, access)? {
             return Err(ApiError::InvalidParameters(
                 "the last statement of the request is empty".into(),
             ));

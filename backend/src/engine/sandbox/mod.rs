@@ -24,6 +24,7 @@
 //!
 //! This module must not execute anything: planning only.
 
+mod bound;
 mod lists;
 mod split;
 mod wrapped;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ApiError;
+pub use bound::with_values;
 pub use lists::{reviewed_function_names, role_table};
 use lists::{scalar_function, table_function};
 pub use split::{has_placeholder, split_statements, with_literals};
