@@ -2,6 +2,7 @@
 # A throwaway S3 server (garage) on loopback for tests, with one bucket.
 #   scripts/s3.sh start DIR PORT BUCKET   start it in the background, wait until it answers
 #   scripts/s3.sh stop DIR                stop it; returns once the process has exited
+#   scripts/s3.sh admin DIR ARGS...       garage's own command line against that server
 #   scripts/s3.sh install                 install garage (cargo install, once per machine)
 #
 # garage is a real S3 server: it checks signatures and keeps its objects on
@@ -15,7 +16,7 @@ S3_REGION=us-east-1
 GARAGE_VERSION=2.5.0
 GARAGE_ROOT=${GARAGE_ROOT:-$HOME/.cache/garage-$GARAGE_VERSION}
 set -euo pipefail
-cmd=${1:?usage: $0 start DIR PORT BUCKET | stop DIR | install}
+cmd=${1:?usage: $0 start DIR PORT BUCKET | admin DIR ARGS... | stop DIR | install}
 
 garage_bin() {
   if [ -x "$GARAGE_ROOT/bin/garage" ]; then echo "$GARAGE_ROOT/bin/garage"; return; fi
@@ -83,6 +84,11 @@ EOF
     echo $! >"$dir/s3.pid"
     wait_for_api "$dir" "$port"
     ;;
+  admin)
+    dir=$2
+    shift 2
+    exec "$(garage_bin)" -c "$dir/garage.toml" "$@"
+    ;;
   stop)
     # Stopped means gone: wait until the process has exited, so the port no
     # longer answers when this returns (an outage test relies on it).
@@ -95,5 +101,5 @@ EOF
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
     echo "the S3 server (pid $pid) did not exit" >&2; exit 1
     ;;
-  *) echo "usage: $0 start DIR PORT BUCKET | stop DIR | install" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR PORT BUCKET | admin DIR ARGS... | stop DIR | install" >&2; exit 2 ;;
 esac

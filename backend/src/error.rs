@@ -209,14 +209,17 @@ impl ApiError {
         {
             return Self::Forbidden(format!("refused by the sandbox: {message}"));
         }
-        if is_catalog_outage(&message) {
+        if says_any(&message, CATALOG_OUTAGE) {
             return Self::CatalogUnavailable(message);
         }
-        if matches!(kind, "IO" | "HTTP") && is_storage_outage(&message) {
+        if matches!(kind, "IO" | "HTTP")
+            && message.contains("HTTP")
+            && says_any(&message, STORAGE_OUTAGE)
+        {
             return Self::StorageUnavailable(message);
         }
         // The store's certificate is not one the service trusts.
-        if matches!(kind, "IO" | "HTTP") && is_untrusted_certificate(&message) {
+        if matches!(kind, "IO" | "HTTP") && says_any(&message, UNTRUSTED_CERTIFICATE) {
             return Self::StorageUnavailable(format!(
                 "the object store's TLS certificate is not trusted (check \
                  STORAGE_MINIO_CA_FILE): {message}"
@@ -224,7 +227,7 @@ impl ApiError {
         }
         // The store refused the service's own credentials: not the
         // client's mistake, and nothing a retry with other SQL fixes.
-        if kind == "HTTP" && is_storage_refusal(&message) {
+        if kind == "HTTP" && says_any(&message, STORAGE_REFUSAL) {
             return Self::StorageUnavailable(format!(
                 "the object store refused the service's credentials (check \
                  STORAGE_MINIO_ACCESS_KEY and STORAGE_MINIO_SECRET_KEY): {message}"
@@ -243,47 +246,35 @@ impl ApiError {
 }
 
 /// libpq's words for "the catalog server is not there".
-fn is_catalog_outage(message: &str) -> bool {
-    [
-        "Unable to connect to Postgres",
-        "server closed the connection unexpectedly",
-        "no connection to the server",
-        "terminating connection due to administrator command",
-    ]
-    .iter()
-    .any(|needle| message.contains(needle))
-}
+const CATALOG_OUTAGE: &[&str] = &[
+    "Unable to connect to Postgres",
+    "server closed the connection unexpectedly",
+    "no connection to the server",
+    "terminating connection due to administrator command",
+];
 
-/// httpfs's words for "the object store is not there" (not: "no such file").
-fn is_storage_outage(message: &str) -> bool {
-    message.contains("HTTP")
-        && [
-            "Could not connect to server",
-            "Could not resolve hostname",
-            "Connection refused",
-            "Timeout",
-        ]
-        .iter()
-        .any(|needle| message.contains(needle))
-}
+/// httpfs's words, in a message about HTTP, for "the object store is not
+/// there" (not: "no such file").
+const STORAGE_OUTAGE: &[&str] = &[
+    "Could not connect to server",
+    "Could not resolve hostname",
+    "Connection refused",
+    "Timeout",
+];
 
 /// httpfs's words (curl's and OpenSSL's) for "this certificate is not
 /// vouched for".
-fn is_untrusted_certificate(message: &str) -> bool {
-    [
-        "SSL peer certificate or SSH remote key was not OK",
-        "certificate verify failed",
-        "SSL certificate problem",
-    ]
-    .iter()
-    .any(|needle| message.contains(needle))
-}
+const UNTRUSTED_CERTIFICATE: &[&str] = &[
+    "SSL peer certificate or SSH remote key was not OK",
+    "certificate verify failed",
+    "SSL certificate problem",
+];
 
 /// httpfs's words for "the object store refused these credentials".
-fn is_storage_refusal(message: &str) -> bool {
-    ["(HTTP 403 Forbidden)", "(HTTP 401 Unauthorized)"]
-        .iter()
-        .any(|needle| message.contains(needle))
+const STORAGE_REFUSAL: &[&str] = &["(HTTP 403 Forbidden)", "(HTTP 401 Unauthorized)"];
+
+fn says_any(message: &str, words: &[&str]) -> bool {
+    words.iter().any(|needle| message.contains(needle))
 }
 
 #[derive(Serialize)]

@@ -387,15 +387,6 @@ impl Bucket {
             // reqwest's own message holds the presigned URL: keep it out,
             // and say what its causes say (a refused connection, a
             // certificate nobody vouches for).
-            let mut causes = Vec::new();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                let text = cause.to_string();
-                if !text.contains("X-Amz-") && !causes.contains(&text) {
-                    causes.push(text);
-                }
-                source = cause.source();
-            }
             let what = if e.is_timeout() {
                 "timed out"
             } else if e.is_connect() {
@@ -403,14 +394,13 @@ impl Bucket {
             } else {
                 "request failed"
             };
-            let why = if causes.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", causes.join(": "))
-            };
-            StorageError::Unavailable(format!(
-                "the object store is unreachable ({method_name} bucket {}): {what}{why}",
-                self.name
+            StorageError::Unavailable(with_causes(
+                format!(
+                    "the object store is unreachable ({method_name} bucket {}): {what}",
+                    self.name
+                ),
+                std::error::Error::source(&e),
+                |cause| !cause.contains("X-Amz-"),
             ))
         })?;
         Ok(response.status())
@@ -432,17 +422,26 @@ fn refused(e: &object_store::Error) -> bool {
 
 /// object_store's message without request URLs.
 fn describe(e: &object_store::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !message.contains(&cause_text) {
-            message.push_str(&format!(": {cause_text}"));
-        }
-        source = cause.source();
-    }
+    let message = with_causes(e.to_string(), std::error::Error::source(e), |_| true);
     match message.find("http") {
         Some(i) if message[i..].contains("X-Amz-") => message[..i].trim_end().to_string(),
         _ => message,
     }
+}
+
+/// `message` followed by each cause in `source`'s chain that it does not
+/// already say and that `keep` keeps.
+fn with_causes(
+    mut message: String,
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+    keep: impl Fn(&str) -> bool,
+) -> String {
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if keep(&text) && !message.contains(&text) {
+            message.push_str(&format!(": {text}"));
+        }
+        source = cause.source();
+    }
+    message
 }

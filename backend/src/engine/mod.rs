@@ -9,6 +9,7 @@ pub mod extensions;
 pub mod ingest;
 pub mod lake;
 pub mod maintenance;
+pub mod parse_tree;
 pub mod pool;
 pub mod progress;
 pub mod query;

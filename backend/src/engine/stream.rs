@@ -41,6 +41,7 @@ use crate::{
     engine::{
         catalog::{current_snapshot, last_change, last_committed, same_schema},
         lake::quote_identifier,
+        parse_tree,
         query::{bind_values, Params},
         sandbox::{self, Role, Verdict},
         stop::Stop,
@@ -427,10 +428,10 @@ impl Producer {
         // With parameters, the statement checked holds their values: placed
         // by DuckDB's own parser for a SELECT, spliced as literals otherwise.
         let checked = match &request.params {
-            Params::None => last.clone(),
-            params => match sandbox::with_values(conn, last, params)? {
-                Some(sql) => sql,
-                None => sandbox::with_literals(last, params)?.into_owned(),
+            Params::None => std::borrow::Cow::Borrowed(last.as_str()),
+            params => match parse_tree::with_values(conn, last, params)? {
+                Some(sql) => std::borrow::Cow::Owned(sql),
+                None => sandbox::with_literals(last, params)?,
             },
         };
         if !self.check(conn, &checked, access)? {

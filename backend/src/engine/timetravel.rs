@@ -21,7 +21,7 @@
 use duckdb::Connection;
 use serde_json::Value;
 
-use super::lake::quote_literal;
+use super::{lake::quote_literal, parse_tree};
 use crate::error::ApiError;
 
 /// A request's snapshot pin.
@@ -111,22 +111,12 @@ pub fn pin_statement(conn: &Connection, sql: &str, clause: &Value) -> Result<Str
     }
     let mut tree = serialize(conn, sql)?;
     apply(&mut tree, clause, &mut Vec::new());
-    conn.query_row(
-        "SELECT json_deserialize_sql(?::JSON)",
-        [tree.to_string()],
-        |row| row.get(0),
-    )
-    .map_err(duck)
+    parse_tree::deserialize(conn, &tree)
 }
 
+/// [`parse_tree::serialize`], with DuckDB's refusal as the request's error.
 fn serialize(conn: &Connection, sql: &str) -> Result<Value, ApiError> {
-    let text: String = conn
-        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |row| {
-            row.get(0)
-        })
-        .map_err(duck)?;
-    let tree: Value = serde_json::from_str(&text)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("unreadable parse tree: {e}")))?;
+    let tree = parse_tree::serialize(conn, sql)?;
     if tree["error"].as_bool() == Some(true) {
         let message = tree["error_message"].as_str().unwrap_or("").to_string();
         if message.contains("Only SELECT") {

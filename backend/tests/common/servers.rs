@@ -35,6 +35,18 @@ fn script_succeeds(name: &str, args: &[&str]) -> bool {
         .success()
 }
 
+/// Runs `command`, which must succeed (`what` names it in the failure,
+/// with its stderr); returns its stdout.
+fn output_of(command: &mut Command, what: &str) -> String {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Stops a server on drop: a failure is reported, not a second panic while
 /// a failing test unwinds.
 fn stop_on_drop(name: &str, dir: &Path) {
@@ -71,28 +83,20 @@ impl Postgres {
 
 /// Runs one statement with psql; returns its unaligned output.
 pub fn psql_at(port: u16, db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .env("PGPASSWORD", PG_PASSWORD)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-tAc",
-            sql,
-        ])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let mut psql = Command::new("psql");
+    psql.env("PGPASSWORD", PG_PASSWORD).args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        "postgres",
+        "-d",
+        db,
+        "-tAc",
+        sql,
+    ]);
+    output_of(&mut psql, "psql").trim().to_string()
 }
 
 impl Drop for Postgres {
@@ -146,21 +150,12 @@ impl S3 {
     /// Runs garage's own command line against the running server:
     /// `bucket deny ...`, `key info ...`.
     pub fn garage(&self, args: &[&str]) -> String {
-        let root = std::env::var("GARAGE_ROOT")
-            .unwrap_or_else(|_| format!("{}/.cache/garage-2.5.0", std::env::var("HOME").unwrap()));
-        let config = self.dir.path().join("garage.toml");
-        let out = Command::new(format!("{root}/bin/garage"))
-            .arg("-c")
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "garage {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        output_of(
+            Command::new(scripts().join("s3.sh"))
+                .args(["admin", self.dir.path().to_str().unwrap()])
+                .args(args),
+            &format!("garage {args:?}"),
+        )
     }
 
     /// Runs `code` with `s3`, a boto3 client holding the lake's keys, and
@@ -173,17 +168,12 @@ impl S3 {
              args = sys.argv[4:]\n{code}"
         );
         let endpoint = format!("http://127.0.0.1:{}", self.port);
-        let out = Command::new("python3")
-            .args(["-c", &program, &endpoint, S3_ACCESS_KEY, S3_SECRET_KEY])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "boto3 {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        output_of(
+            Command::new("python3")
+                .args(["-c", &program, &endpoint, S3_ACCESS_KEY, S3_SECRET_KEY])
+                .args(args),
+            &format!("boto3 {args:?}"),
+        )
     }
 
     /// Copies one object within `bucket`, as a client holding the lake's

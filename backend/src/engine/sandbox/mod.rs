@@ -24,7 +24,6 @@
 //!
 //! This module must not execute anything: planning only.
 
-mod bound;
 mod lists;
 mod split;
 mod wrapped;
@@ -35,10 +34,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ApiError;
-pub use bound::with_values;
 pub use lists::{reviewed_function_names, role_table};
 use lists::{scalar_function, table_function};
-pub use split::{has_placeholder, split_statements, with_literals};
+pub use split::{has_placeholder, split_statements, sql_literal, with_literals};
 pub use wrapped::{explain, stated_pivot, Explain};
 
 /// What a caller may do, from least to most. Ordered: `Admin` may do all

@@ -110,7 +110,7 @@ pub fn has_placeholder(sql: &str) -> bool {
 /// objects as their JSON text), in parentheses: the literal is one
 /// expression whatever stands beside it (`1-?` with -1 is `1-(-1)`, not
 /// `1--1`, which would start a comment).
-pub(super) fn sql_literal(param: &Param) -> String {
+pub fn sql_literal(param: &Param) -> String {
     format!("({})", bare_literal(param))
 }
 

@@ -1,24 +1,51 @@
-//! The statement the sandbox checks when a request has parameters, built by
-//! DuckDB's own parser: the SELECT is parsed with its placeholders
-//! (`json_serialize_sql`), each placeholder node is replaced by the node
-//! DuckDB parses for its value's literal, and the tree is turned back into
-//! SQL (`json_deserialize_sql`). No second tokenizer decides where a
-//! placeholder is, and a value is one expression whatever stands beside it.
-//! DuckDB serializes SELECT statements only; anything else falls back to
-//! [`super::with_literals`].
+//! DuckDB's own parse tree of a statement (`json_serialize_sql`), and the
+//! SQL DuckDB writes back from one (`json_deserialize_sql`): what time
+//! travel rewrites to pin tables, and what the sandbox's check of a
+//! statement with parameters is built from. DuckDB serializes SELECT
+//! statements only.
+//!
+//! **Parameters.** [`with_values`] gives the statement the sandbox checks
+//! when a request has parameters: each placeholder node of the tree is
+//! replaced by the node DuckDB parses for its value's literal. No second
+//! tokenizer decides where a placeholder is, and a value is one expression
+//! whatever stands beside it. Anything DuckDB cannot serialize falls back
+//! to [`super::sandbox::with_literals`].
 
+use duckdb::Connection;
 use serde_json::Value;
 
-use super::split::sql_literal;
-use crate::{
-    engine::query::{Param, Params},
-    error::ApiError,
+use super::{
+    query::{Param, Params},
+    sandbox::sql_literal,
 };
+use crate::error::ApiError;
+
+/// `sql`'s parse tree as DuckDB serializes it, `{"error": true, ...}`
+/// included (the caller decides what a refusal means).
+pub fn serialize(conn: &Connection, sql: &str) -> Result<Value, ApiError> {
+    let text: String = conn
+        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |row| {
+            row.get(0)
+        })
+        .map_err(ApiError::from_duckdb)?;
+    serde_json::from_str(&text)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("unreadable parse tree: {e}")))
+}
+
+/// The SQL DuckDB writes for `tree`.
+pub fn deserialize(conn: &Connection, tree: &Value) -> Result<String, ApiError> {
+    conn.query_row(
+        "SELECT json_deserialize_sql(?::JSON)",
+        [tree.to_string()],
+        |row| row.get(0),
+    )
+    .map_err(ApiError::from_duckdb)
+}
 
 /// `sql` with its parameters' values in place, as DuckDB parses them;
 /// `None` when DuckDB cannot serialize the statement (not a SELECT).
 pub fn with_values(
-    conn: &duckdb::Connection,
+    conn: &Connection,
     sql: &str,
     params: &Params,
 ) -> Result<Option<String>, ApiError> {
@@ -38,24 +65,7 @@ pub fn with_values(
             statement["named_param_map"] = Value::Array(Vec::new());
         }
     }
-    let text: String = conn
-        .query_row(
-            "SELECT json_deserialize_sql(?::JSON)",
-            [tree.to_string()],
-            |row| row.get(0),
-        )
-        .map_err(ApiError::from_duckdb)?;
-    Ok(Some(text))
-}
-
-fn serialize(conn: &duckdb::Connection, sql: &str) -> Result<Value, ApiError> {
-    let text: String = conn
-        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |row| {
-            row.get(0)
-        })
-        .map_err(ApiError::from_duckdb)?;
-    serde_json::from_str(&text)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("unreadable parse tree: {e}")))
+    deserialize(conn, &tree).map(Some)
 }
 
 fn value_of<'a>(params: &'a Params, identifier: &str) -> Option<&'a Param> {
@@ -70,7 +80,7 @@ fn value_of<'a>(params: &'a Params, identifier: &str) -> Option<&'a Param> {
 }
 
 fn replace(
-    conn: &duckdb::Connection,
+    conn: &Connection,
     node: &mut Value,
     params: &Params,
     missing: &mut Option<String>,
@@ -110,7 +120,7 @@ fn replace(
 mod tests {
     use super::*;
 
-    fn run(conn: &duckdb::Connection, sql: &str) -> Vec<(i64, String)> {
+    fn run(conn: &Connection, sql: &str) -> Vec<(i64, String)> {
         conn.prepare(sql)
             .unwrap()
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
