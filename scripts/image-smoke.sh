@@ -124,5 +124,5 @@ bah umount "$ctr" >/dev/null
 
 echo "==> the container test (backend/tests/container.rs) with the image's release binary"
 CONTAINER_BINARY=$work/release-binary \
-  cargo test --manifest-path backend/Cargo.toml --test container -- --nocapture 2>&1 | grep -E "binary under test|test result"
+  cargo test --manifest-path backend/Cargo.toml --test integration container:: -- --nocapture 2>&1 | grep -E "binary under test|test result"
 echo "image ducklake-backend:$version: migrated, served, healthy, read-only root, release binary through its probes, stopped cleanly"

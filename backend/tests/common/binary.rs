@@ -9,6 +9,25 @@ use std::{
 
 use super::free_port;
 
+/// The service's binary, as Cargo built it for the tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ducklake-backend");
+
+/// The binary with a clean environment: `PATH`, `HOME`, `ENVIRONMENT=test`
+/// and the DuckDB extension directory the tests were given, nothing else
+/// (so a variable of the developer's shell cannot change a test). Every
+/// test that runs the service's command line starts from here.
+pub fn service_command() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ENVIRONMENT", "test");
+    if let Ok(dir) = std::env::var("DUCKDB_EXTENSION_DIRECTORY") {
+        cmd.env("DUCKDB_EXTENSION_DIRECTORY", dir);
+    }
+    cmd
+}
+
 pub struct Replica {
     pub child: Child,
     pub base: String,
@@ -20,20 +39,13 @@ impl Replica {
         let port = free_port();
         let log_path = data_dir.join(format!("service-{port}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ducklake-backend"));
-        cmd.env_clear()
-            .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("ENVIRONMENT", "test")
-            .env("DATA_DIR", data_dir)
+        let mut cmd = service_command();
+        cmd.env("DATA_DIR", data_dir)
             .env("SERVER_PORT", port.to_string())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("serve")
             .stdout(Stdio::null())
             .stderr(log.try_clone().expect("log file"));
-        if let Ok(dir) = std::env::var("DUCKDB_EXTENSION_DIRECTORY") {
-            cmd.env("DUCKDB_EXTENSION_DIRECTORY", dir);
-        }
         let mut replica = Self {
             child: cmd.spawn().expect("the service starts"),
             base: format!("http://127.0.0.1:{port}"),

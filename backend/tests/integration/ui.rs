@@ -12,7 +12,7 @@
 //! download), never for a duration: [`WAIT`] only bounds a hang, so it is
 //! generous for a loaded machine.
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

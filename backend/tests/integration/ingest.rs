@@ -2,7 +2,7 @@
 //! and every way a load can fail, each leaving the table and the lake's
 //! files exactly as they were (S3 `url=` loads are in stack.rs).
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

@@ -1,7 +1,7 @@
 //! The real `ducklake-backend` binary: start-up failures, check-config, and
 //! a restart that keeps the lake.
 
-mod common;
+use crate::common;
 
 use std::{
     path::Path,
@@ -9,22 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::free_port;
+use common::{binary::service_command, free_port};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_ducklake-backend");
 
 /// A command with a clean environment: only what the test sets.
 fn command(data_dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("HOME", std::env::var("HOME").unwrap_or_default())
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATA_DIR", data_dir)
-        .env("ENVIRONMENT", "test");
-    if let Ok(dir) = std::env::var("DUCKDB_EXTENSION_DIRECTORY") {
-        cmd.env("DUCKDB_EXTENSION_DIRECTORY", dir);
-    }
+    let mut cmd = service_command();
+    cmd.env("DATA_DIR", data_dir);
     cmd
 }
 
@@ -202,7 +193,7 @@ fn check_config_redacts_secrets_and_names_sources() {
 
 #[test]
 fn version_names_service_and_duckdb() {
-    let out = run(Command::new(BIN).arg("--version"));
+    let out = run(service_command().arg("--version"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The DuckDB release as the linked library itself answers it.
     let duckdb: String = duckdb::Connection::open_in_memory()

@@ -1,6 +1,6 @@
 //! The HTTP API against the real app on the embedded default lake.
 
-mod common;
+use crate::common;
 
 use common::{error_code, spawn_app, spawn_with, test_config};
 use serde_json::{json, Value};

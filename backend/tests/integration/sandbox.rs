@@ -2,7 +2,7 @@
 //! sandbox, set after the service's set-up, refuses host files, the network,
 //! extensions, settings and other databases with 403 `forbidden_statement`.
 
-mod common;
+use crate::common;
 
 use common::{error_code, spawn_with, test_config};
 use serde_json::json;

@@ -4,7 +4,7 @@
 //! are pipes here, so no progress bar may write anything; a pseudo-terminal
 //! from `script` checks that one is drawn when stderr is a terminal).
 
-mod common;
+use crate::common;
 
 use std::{
     io::Write,
@@ -12,11 +12,10 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::{spawn_app, spawn_with, test_config, TestApp};
+use common::{binary::service_command, spawn_app, spawn_with, test_config, TestApp};
 use ducklake_backend::config::Secret;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ducklake-backend");
 const SLOW_SQL: &str = "SELECT count(*) FROM range(10000000000) t(i) WHERE i % 7 = 3";
 
 struct Run {
@@ -48,11 +47,9 @@ async fn run_client(home: &Path, env: &[(&str, &str)], args: &[&str], input: &[u
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let input = input.to_vec();
     actix_web::rt::task::spawn_blocking(move || {
-        let mut child = Command::new(BIN)
+        let mut child = service_command()
             .arg("client")
             .args(&args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", &home)
             .envs(env)
             .stdin(Stdio::piped())
@@ -228,11 +225,9 @@ async fn query_writes_arrow_and_parquet_to_stdout_or_files_by_extension() {
 
 /// `client ... | head -c 0`: the reader is gone before the output is written.
 async fn run_with_closed_stdout(ctx: &Ctx, args: &[&str]) -> (Option<i32>, String) {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = service_command();
     cmd.arg("client")
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", ctx.home.path())
         .env("DUCKLAKE_URL", &ctx.app.base)
         .stdin(Stdio::null())
@@ -368,7 +363,7 @@ async fn usage_errors_exit_2() {
 /// a terminal, merged into the returned text.
 async fn run_on_terminal(ctx: &Ctx, args: &[&str]) -> (Option<i32>, String) {
     let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
-    let command = std::iter::once(BIN)
+    let command = std::iter::once(common::binary::BIN)
         .chain(["client"])
         .chain(args.iter().copied())
         .map(quote)

@@ -12,7 +12,7 @@
 //! otherwise it runs the binary as uid 1000 in a user namespace (`unshare`),
 //! and says on stderr when neither is possible.
 
-mod common;
+use crate::common;
 
 use std::{
     os::unix::{fs::PermissionsExt, process::CommandExt},
@@ -184,8 +184,8 @@ fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
     let binary = image.join("bin/ducklake-backend");
     // CONTAINER_BINARY: the release binary taken out of the built image
     // (scripts/image-smoke.sh runs this test with it); else this build's.
-    let source = std::env::var("CONTAINER_BINARY")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ducklake-backend").to_string());
+    let source =
+        std::env::var("CONTAINER_BINARY").unwrap_or_else(|_| common::binary::BIN.to_string());
     println!("binary under test: {source}");
     std::fs::copy(&source, &binary).unwrap();
     let extensions_from = std::env::var("DUCKDB_EXTENSION_DIRECTORY").map_or_else(

@@ -1,9 +1,9 @@
 //! Schemathesis (PyPI) generates requests from `/openapi.json` — valid,
 //! invalid and odd ones — against a running service with authentication on:
 //! not one may answer with a server error. The short form runs in CI;
-//! `SCHEMATHESIS_EXAMPLES=500 cargo test --test schemathesis` is the long one.
+//! `SCHEMATHESIS_EXAMPLES=500 cargo test --test integration schemathesis` is the long one.
 
-mod common;
+use crate::common;
 
 use common::{spawn_with, test_config};
 use ducklake_backend::config::Secret;

@@ -1,7 +1,7 @@
 //! The lake as REST resources on the embedded default: schemas, tables,
 //! snapshots and change feeds (the PostgreSQL + S3 variant is in stack.rs).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -2,11 +2,12 @@
 //! S3-compatible data path (scripts/pg.sh, scripts/s3.sh start them on free
 //! loopback ports), in all four catalog × storage combinations.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
 use common::{
+    binary::service_command,
     free_port,
     servers::{
         psql_at, script, with_postgres, with_s3, Postgres, TlsProxy, PG_PASSWORD, S3,
@@ -391,10 +392,8 @@ async fn outages_fail_fast_and_recover() {
 
 /// The `ducklake-backend migrate` command against one database.
 fn migrate_command(pg: &Postgres, db: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ducklake-backend"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LOG_LEVEL", "warn")
+    let mut cmd = service_command();
+    cmd.env("LOG_LEVEL", "warn")
         .env("DB_POSTGRES_HOST", "127.0.0.1")
         .env("DB_POSTGRES_PORT", pg.port.to_string())
         .env("DB_POSTGRES_DB", db)
@@ -960,7 +959,7 @@ async fn api_keys_live_in_postgres_and_work_on_every_replica() {
     let created: serde_json::Value = res.json().await.unwrap();
     let key = created["key"].as_str().unwrap().to_string();
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ducklake-backend"))
+    let out = service_command()
         .args([
             "keys", "create", "--owner", "analyst", "--role", "read", "--json",
         ])

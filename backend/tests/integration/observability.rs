@@ -1,7 +1,7 @@
 //! Prometheus metrics move with real traffic by the right amounts, pass
 //! promtool, and switch off with their feature flag.
 
-mod common;
+use crate::common;
 
 use common::{sample, spawn_with, test_config};
 use serde_json::json;

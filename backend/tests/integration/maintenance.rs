@@ -3,7 +3,7 @@
 //! dry runs change nothing, and the periodic round does it by itself (the
 //! one-replica-at-a-time lock on PostgreSQL is in stack.rs).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime};
 

@@ -3,7 +3,7 @@
 //! synchronous query's, pagination, cancellation, limits, ownership,
 //! retention, metrics, and a replica killed and restarted.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

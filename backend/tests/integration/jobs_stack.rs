@@ -3,7 +3,7 @@
 //! data path), with several replicas: a job submitted to one is read and
 //! cancelled through another, and a killed replica's jobs are taken over.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Whatever a client sends, the answer is a 4xx JSON error with a stable
 //! code, never a 5xx, a hang or a crash, and the service stays healthy.
 
-mod common;
+use crate::common;
 
 use common::spawn_app;
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Result formats, streaming, limits and request forms of the query API,
 //! each format read back by a real reader.
 
-mod common;
+use crate::common;
 
 use std::{io::Cursor, time::Duration};
 

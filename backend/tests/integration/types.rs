@@ -1,6 +1,6 @@
 //! Every DuckDB type class survives the trip to JSON exactly.
 
-mod common;
+use crate::common;
 
 use common::spawn_app;
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Resource limits answer with a clear error, never a crash: SQL length,
 //! result size, DuckDB memory and its spill directory.
 
-mod common;
+use crate::common;
 
 use common::{error_code, spawn_with, test_config};
 use serde_json::{json, Value};

@@ -1,11 +1,9 @@
 //! API keys and roles: every role against every class of endpoint, keys
 //! that expired or were revoked, the key shown once, and the `keys` command.
 
-mod common;
+use crate::common;
 
-use std::process::Command;
-
-use common::{error_code, spawn_with, test_config};
+use common::{binary::service_command, error_code, spawn_with, test_config};
 use ducklake_backend::config::Secret;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -288,7 +286,7 @@ async fn every_route_of_the_router_answers_each_role_as_it_says() {
 #[test]
 fn the_readme_lists_every_route_with_its_role() {
     use ducklake_backend::api::{routes, Access};
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let mut missing = Vec::new();
     for route in routes() {
         let who = match route.access {
@@ -432,7 +430,7 @@ async fn keys_command_creates_lists_and_revokes() {
         // lock when its last worker has dropped the state: wait for that.
         let mut tries = 0;
         let out = loop {
-            let out = Command::new(env!("CARGO_BIN_EXE_ducklake-backend"))
+            let out = service_command()
                 .arg("keys")
                 .args(args)
                 .env("DATA_DIR", dir.path())
@@ -775,7 +773,7 @@ async fn the_audit_trail_records_writes_key_changes_ingest_maintenance_and_refus
     }
 
     // The CLI reads the same trail.
-    let out = Command::new(env!("CARGO_BIN_EXE_ducklake-backend"))
+    let out = service_command()
         .args([
             "client",
             "--url",

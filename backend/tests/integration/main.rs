@@ -1,0 +1,28 @@
+//! The integration tests: one binary (one link of the bundled DuckDB),
+//! a module per area. Each test starts what it needs: the app in-process
+//! (`common::spawn_app`), the real binary, PostgreSQL, the S3 server.
+//! `load` and `streaming_memory` are binaries of their own: they want the
+//! machine to themselves (load generation, a peak-memory figure).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod api;
+mod auth;
+mod bad_input;
+mod cli;
+mod container;
+mod formats;
+mod ingest;
+mod jobs;
+mod jobs_stack;
+mod lake;
+mod limits;
+mod maintenance;
+mod observability;
+mod process;
+mod sandbox;
+mod schemathesis;
+mod stack;
+mod types;
+mod ui;
