@@ -10,126 +10,17 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use prometheus::IntCounter;
-use serde::Serialize;
+
 use tokio::sync::{mpsc, oneshot};
 
+pub use crate::store::audit::{Actor, AuditEntry, AuditFilter, Event, Outcome, MAX_SQL_CHARS};
 use crate::store::Store;
 
 /// Events waiting to be written at most; beyond, new ones are dropped.
 pub const QUEUE_EVENTS: usize = 10_000;
 /// Events written in one statement at most.
 const BATCH_EVENTS: usize = 200;
-/// Longest statement text kept in an event.
-const MAX_SQL_CHARS: usize = 2_000;
-
-/// How an audited action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Ok,
-    /// The sandbox or the caller's role refused it.
-    Refused,
-    Failed,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Refused => "refused",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Ok, Self::Refused, Self::Failed]
-            .into_iter()
-            .find(|o| o.as_str() == text)
-    }
-}
-
-/// Who asked: what every event of one request shares.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Actor {
-    /// The key's visible prefix (`anonymous` with authentication off,
-    /// `service` for the service's own periodic work).
-    pub key_prefix: String,
-    pub owner: String,
-    pub request_id: Option<String>,
-}
-
-impl Actor {
-    /// The service itself (periodic maintenance).
-    pub fn service() -> Self {
-        Self {
-            key_prefix: "service".into(),
-            owner: "service".into(),
-            request_id: None,
-        }
-    }
-}
-
-/// One audited action.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub at: DateTime<Utc>,
-    pub actor: Actor,
-    /// What was done: `statement`, `ingest`, `key.create`, `key.revoke`,
-    /// `maintenance.compact` ...
-    pub action: String,
-    /// What it was done to (`schema.table`, a key prefix), when one thing.
-    pub target: Option<String>,
-    pub outcome: Outcome,
-    /// The snapshot the action created, when it committed one.
-    pub snapshot: Option<i64>,
-    /// The rest, as a JSON object (statement kind and text, tables, reason).
-    pub detail: serde_json::Value,
-}
-
-impl Event {
-    pub fn new(actor: &Actor, action: impl Into<String>, outcome: Outcome) -> Self {
-        Self {
-            at: Utc::now(),
-            actor: actor.clone(),
-            action: action.into(),
-            target: None,
-            outcome,
-            snapshot: None,
-            detail: serde_json::Value::Object(Default::default()),
-        }
-    }
-
-    pub fn target(mut self, target: impl Into<String>) -> Self {
-        self.target = Some(target.into());
-        self
-    }
-
-    pub fn snapshot(mut self, snapshot: Option<i64>) -> Self {
-        self.snapshot = snapshot;
-        self
-    }
-
-    /// Adds `key: value` to the detail object.
-    pub fn detail(mut self, key: &str, value: impl Serialize) -> Self {
-        if let (serde_json::Value::Object(map), Ok(value)) =
-            (&mut self.detail, serde_json::to_value(value))
-        {
-            map.insert(key.to_string(), value);
-        }
-        self
-    }
-
-    /// Adds the statement text, cut to [`MAX_SQL_CHARS`].
-    pub fn sql(self, sql: &str) -> Self {
-        let sql = sql.trim();
-        match sql.char_indices().nth(MAX_SQL_CHARS) {
-            Some((cut, _)) => self.detail("sql", format!("{}…", &sql[..cut])),
-            None => self.detail("sql", sql),
-        }
-    }
-}
 
 enum Message {
     Event(Box<Event>),
@@ -242,36 +133,6 @@ async fn write_events(store: Store, mut rx: mpsc::Receiver<Message>, counters: A
             let _ = done.send(());
         }
     }
-}
-
-/// One row of the audit log, as `GET /api/v1/audit` answers it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct AuditEntry {
-    pub id: i64,
-    pub occurred_at: DateTime<Utc>,
-    /// The key's visible prefix (`anonymous` with authentication off,
-    /// `service` for periodic maintenance).
-    pub key_prefix: Option<String>,
-    /// The key's owner.
-    pub actor: Option<String>,
-    pub request_id: Option<String>,
-    pub action: String,
-    pub target: Option<String>,
-    pub outcome: String,
-    pub snapshot: Option<i64>,
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-}
-
-/// What to list.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub action: Option<String>,
-    pub key_prefix: Option<String>,
-    pub outcome: Option<Outcome>,
-    /// Entries older than this id (the cursor).
-    pub before: Option<i64>,
-    pub limit: u32,
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::{
     api::AppState,
-    engine::Role,
-    error::ApiError,
+    error::Error,
+    role::Role,
     store::{
         keys::{KeyRecord, StoredKey},
         Store,
@@ -60,11 +60,11 @@ impl Caller {
     }
 
     /// 403 unless the caller holds at least `role`.
-    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+    pub fn require(&self, role: Role) -> Result<(), Error> {
         if self.role >= role {
             Ok(())
         } else {
-            Err(ApiError::InsufficientRole(format!(
+            Err(Error::InsufficientRole(format!(
                 "this needs the {role} role; the key {} has the {} role",
                 self.prefix, self.role
             )))
@@ -83,10 +83,10 @@ pub fn generate(
     owner: &str,
     role: Role,
     expires_at: Option<DateTime<Utc>>,
-) -> Result<NewKey, ApiError> {
+) -> Result<NewKey, Error> {
     let mut random = [0u8; 32];
     getrandom::fill(&mut random)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("no randomness for a key: {e}")))?;
+        .map_err(|e| Error::internal(anyhow::anyhow!("no randomness for a key: {e}")))?;
     let secret = format!(
         "{KEY_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
@@ -121,7 +121,7 @@ pub fn stored_key(
 
 /// The stored form of a key: its SHA-256, in hex.
 pub fn hash(secret: &str) -> String {
-    crate::store::sha256_hex(secret.as_bytes())
+    crate::digest::sha256_hex(secret.as_bytes())
 }
 
 fn visible_prefix(secret: &str) -> String {
@@ -146,12 +146,12 @@ impl Authenticator {
     }
 
     /// The caller behind an `Authorization` header value.
-    pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, Error> {
         if !self.enabled {
             return Ok(Caller::anonymous());
         }
         let header = header.ok_or_else(|| {
-            ApiError::Unauthorized("an API key is required: Authorization: Bearer <key>".into())
+            Error::Unauthorized("an API key is required: Authorization: Bearer <key>".into())
         })?;
         let secret = header
             .strip_prefix("Bearer ")
@@ -159,7 +159,7 @@ impl Authenticator {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be `Bearer <key>`".into())
+                Error::Unauthorized("the Authorization header must be `Bearer <key>`".into())
             })?;
         let presented = hash(secret);
         let candidates = self.store.keys_with_prefix(&visible_prefix(secret)).await?;
@@ -169,16 +169,16 @@ impl Authenticator {
                 found = Some(candidate.record);
             }
         }
-        let unknown = || ApiError::Unauthorized("the API key is not valid".into());
+        let unknown = || Error::Unauthorized("the API key is not valid".into());
         let key = found.ok_or_else(unknown)?;
         if !key.active {
-            return Err(ApiError::Unauthorized(format!(
+            return Err(Error::Unauthorized(format!(
                 "the API key {} has been revoked",
                 key.prefix
             )));
         }
         if key.expires_at.is_some_and(|at| at <= Utc::now()) {
-            return Err(ApiError::Unauthorized(format!(
+            return Err(Error::Unauthorized(format!(
                 "the API key {} has expired",
                 key.prefix
             )));
@@ -215,8 +215,8 @@ impl Authenticator {
 }
 
 impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Caller, Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
@@ -227,13 +227,13 @@ impl FromRequest for Caller {
             .map(|v| v.to_str().map(str::to_string));
         Box::pin(async move {
             let state = state.ok_or_else(|| {
-                ApiError::internal(anyhow::anyhow!("the app state is not registered"))
+                Error::internal(anyhow::anyhow!("the app state is not registered"))
             })?;
             let header = match header {
                 None => None,
                 Some(Ok(value)) => Some(value),
                 Some(Err(_)) => {
-                    return Err(ApiError::Unauthorized(
+                    return Err(Error::Unauthorized(
                         "the Authorization header is not readable text".into(),
                     ))
                 }

@@ -497,6 +497,11 @@ impl Default for FeatureConfig {
 #[derive(Clone)]
 pub struct Secret(SecretString);
 
+/// An optional secret's value, or empty when it is unset.
+pub fn exposed(secret: &Option<Secret>) -> &str {
+    secret.as_ref().map(Secret::expose).unwrap_or_default()
+}
+
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
         Self(SecretString::from(value.into()))

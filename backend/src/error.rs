@@ -1,16 +1,14 @@
-//! The service's one error type.
+//! The service's one error type, free of any transport.
 //!
-//! Every failure a client can see is an [`ApiError`]. Its [`ApiError::kind`]
-//! table is the only place that chooses an HTTP status and a stable error
-//! code; the body is always `{"error": {"code": "...", "message": "..."}}`.
-//! Internal errors keep their source chain for the log and show the client a
-//! generic message.
-
-use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use serde::Serialize;
+//! Every failure a client can see is an [`Error`], named for what went wrong
+//! for the user, with a stable code ([`Error::code`]); the engine, the store,
+//! the object store, jobs and maintenance all return it. Each transport maps
+//! it at its edge: HTTP statuses, headers and the JSON body live in
+//! `crate::api::error` alone. Internal errors keep their source chain for the
+//! log and show the client a generic message.
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum Error {
     /// DuckDB rejected the SQL: parse, bind, type or conversion errors.
     #[error("{0}")]
     SqlError(String),
@@ -105,7 +103,7 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-impl From<crate::store::StoreError> for ApiError {
+impl From<crate::store::StoreError> for Error {
     fn from(err: crate::store::StoreError) -> Self {
         use crate::store::StoreError;
         match err {
@@ -116,7 +114,7 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-impl From<crate::storage::StorageError> for ApiError {
+impl From<crate::storage::StorageError> for Error {
     fn from(err: crate::storage::StorageError) -> Self {
         use crate::storage::StorageError;
         match err {
@@ -130,47 +128,42 @@ impl From<crate::storage::StorageError> for ApiError {
     }
 }
 
-impl ApiError {
-    /// The status and stable code of each variant: the one table of them.
-    pub fn kind(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::SqlError(_) => (StatusCode::BAD_REQUEST, "sql_error"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
-            Self::TransactionConflict(_) => (StatusCode::CONFLICT, "write_conflict"),
-            Self::NotEmpty(_) => (StatusCode::CONFLICT, "not_empty"),
-            Self::InvalidData(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_data"),
-            Self::ConstraintViolation(_) => (StatusCode::CONFLICT, "constraint_violation"),
-            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Self::InvalidParameters(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameters"),
-            Self::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::ResultTooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "result_too_large"),
-            Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
-            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::QueryTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "query_timeout"),
-            Self::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
-            Self::CatalogUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "catalog_unavailable"),
-            Self::StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-            Self::ReadOnly(_) => (StatusCode::FORBIDDEN, "read_only"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden_statement"),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::ShuttingDown(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
-            Self::InsufficientRole(_) => (StatusCode::FORBIDDEN, "insufficient_role"),
-            Self::HostNotAllowed(_) => (StatusCode::FORBIDDEN, "host_not_allowed"),
-            Self::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
-            Self::UnsupportedFormat(_) => (StatusCode::NOT_ACCEPTABLE, "unsupported_format"),
-            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
-            Self::ResultUnavailable(_) => (StatusCode::CONFLICT, "result_unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
-        }
-    }
-
+impl Error {
+    /// The stable code of each variant, as the client reads it (the HTTP
+    /// status of each is chosen at the edge: `crate::api::error`).
     pub fn code(&self) -> &'static str {
-        self.kind().1
+        match self {
+            Self::SqlError(_) => "sql_error",
+            Self::NotFound(_) => "not_found",
+            Self::AlreadyExists(_) => "already_exists",
+            Self::TransactionConflict(_) => "write_conflict",
+            Self::NotEmpty(_) => "not_empty",
+            Self::InvalidData(_) => "invalid_data",
+            Self::ConstraintViolation(_) => "constraint_violation",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidParameters(_) => "invalid_parameters",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::ResultTooLarge(_) => "result_too_large",
+            Self::RouteNotFound(_) => "route_not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::QueryTimeout(_) => "query_timeout",
+            Self::ResourcesExhausted(_) => "resources_exhausted",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::CatalogUnavailable(_) => "catalog_unavailable",
+            Self::StorageUnavailable(_) => "storage_unavailable",
+            Self::ReadOnly(_) => "read_only",
+            Self::Forbidden(_) => "forbidden_statement",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::ShuttingDown(_) => "shutting_down",
+            Self::InsufficientRole(_) => "insufficient_role",
+            Self::HostNotAllowed(_) => "host_not_allowed",
+            Self::OriginNotAllowed(_) => "origin_not_allowed",
+            Self::UnsupportedFormat(_) => "unsupported_format",
+            Self::TooManyRequests { .. } => "too_many_requests",
+            Self::ResultUnavailable(_) => "result_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
     }
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
@@ -277,50 +270,6 @@ fn says_any(message: &str, words: &[&str]) -> bool {
     words.iter().any(|needle| message.contains(needle))
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.kind().0
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let (status, code) = self.kind();
-        if let Self::Internal(source) = self {
-            tracing::error!(error = ?source, "internal error");
-        }
-        let mut response = HttpResponse::build(status);
-        if let Self::TooManyRequests {
-            retry_after_secs, ..
-        } = self
-        {
-            response.insert_header(("Retry-After", retry_after_secs.to_string()));
-        }
-        if let Self::Unauthorized(_) = self {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
-        }
-        if let Self::ShuttingDown(_) = self {
-            response.insert_header(("Retry-After", "1"));
-            response.insert_header(("Connection", "close"));
-        }
-        response.json(ErrorBody {
-            error: ErrorDetail {
-                code,
-                message: self.to_string(),
-            },
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,92 +282,6 @@ mod tests {
             },
             Some(message.to_string()),
         )
-    }
-
-    /// README.md's Errors table lists every code with its status: one
-    /// value of each variant (the match below fails to compile when a
-    /// variant is added and not listed here).
-    #[test]
-    fn the_readme_lists_every_error_code() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-            .expect("README.md beside the crate");
-        let m = || String::from("m");
-        let every = [
-            ApiError::SqlError(m()),
-            ApiError::NotFound(m()),
-            ApiError::AlreadyExists(m()),
-            ApiError::TransactionConflict(m()),
-            ApiError::NotEmpty(m()),
-            ApiError::InvalidData(m()),
-            ApiError::ConstraintViolation(m()),
-            ApiError::InvalidRequest(m()),
-            ApiError::InvalidParameters(m()),
-            ApiError::UnsupportedMediaType(m()),
-            ApiError::PayloadTooLarge(m()),
-            ApiError::ResultTooLarge(m()),
-            ApiError::RouteNotFound(m()),
-            ApiError::MethodNotAllowed(m()),
-            ApiError::QueryTimeout(m()),
-            ApiError::ResourcesExhausted(m()),
-            ApiError::Unavailable(m()),
-            ApiError::CatalogUnavailable(m()),
-            ApiError::StorageUnavailable(m()),
-            ApiError::ReadOnly(m()),
-            ApiError::Forbidden(m()),
-            ApiError::Unauthorized(m()),
-            ApiError::ShuttingDown(m()),
-            ApiError::InsufficientRole(m()),
-            ApiError::HostNotAllowed(m()),
-            ApiError::OriginNotAllowed(m()),
-            ApiError::UnsupportedFormat(m()),
-            ApiError::TooManyRequests {
-                message: m(),
-                retry_after_secs: 1,
-            },
-            ApiError::ResultUnavailable(m()),
-            ApiError::Internal(anyhow::anyhow!("m")),
-        ];
-        for err in &every {
-            // Exhaustive: a new variant must be added to `every` too.
-            match err {
-                ApiError::SqlError(_)
-                | ApiError::NotFound(_)
-                | ApiError::AlreadyExists(_)
-                | ApiError::TransactionConflict(_)
-                | ApiError::NotEmpty(_)
-                | ApiError::InvalidData(_)
-                | ApiError::ConstraintViolation(_)
-                | ApiError::InvalidRequest(_)
-                | ApiError::InvalidParameters(_)
-                | ApiError::UnsupportedMediaType(_)
-                | ApiError::PayloadTooLarge(_)
-                | ApiError::ResultTooLarge(_)
-                | ApiError::RouteNotFound(_)
-                | ApiError::MethodNotAllowed(_)
-                | ApiError::QueryTimeout(_)
-                | ApiError::ResourcesExhausted(_)
-                | ApiError::Unavailable(_)
-                | ApiError::CatalogUnavailable(_)
-                | ApiError::StorageUnavailable(_)
-                | ApiError::ReadOnly(_)
-                | ApiError::Forbidden(_)
-                | ApiError::Unauthorized(_)
-                | ApiError::ShuttingDown(_)
-                | ApiError::InsufficientRole(_)
-                | ApiError::HostNotAllowed(_)
-                | ApiError::OriginNotAllowed(_)
-                | ApiError::UnsupportedFormat(_)
-                | ApiError::TooManyRequests { .. }
-                | ApiError::ResultUnavailable(_)
-                | ApiError::Internal(_) => {}
-            }
-            let (status, code) = err.kind();
-            let row = format!("| `{code}` | {} |", status.as_u16());
-            assert!(
-                readme.contains(&row),
-                "README.md's Errors table has no row {row}"
-            );
-        }
     }
 
     #[test]
@@ -487,15 +350,19 @@ mod tests {
             ),
         ];
         for (message, code, status) in cases {
-            let err = ApiError::from_duckdb(failure(message));
+            let err = Error::from_duckdb(failure(message));
             assert_eq!(err.code(), code, "{message}");
-            assert_eq!(err.kind().0.as_u16(), status, "{message}");
+            assert_eq!(
+                crate::api::error::status(&err).as_u16(),
+                status,
+                "{message}"
+            );
         }
     }
 
     #[test]
     fn internal_errors_hide_their_source() {
-        let err = ApiError::internal(anyhow::anyhow!("password=hunter2 leaked"));
+        let err = Error::internal(anyhow::anyhow!("password=hunter2 leaked"));
         assert_eq!(err.to_string(), "internal error");
     }
 }

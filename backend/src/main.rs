@@ -163,7 +163,7 @@ fn one_shot_runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 fn keys(config: Config, command: KeysCommand) -> ExitCode {
-    use ducklake_backend::{auth, engine::Role};
+    use ducklake_backend::{auth, role::Role};
     let Some(runtime) = one_shot_runtime() else {
         return ExitCode::from(1);
     };

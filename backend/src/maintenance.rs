@@ -13,7 +13,7 @@ use crate::{
     api::AppState,
     audit::{Outcome, Trail},
     engine::maintenance::{CatalogFiles, ExpireWhat},
-    error::ApiError,
+    error::Error,
 };
 
 /// The lake's files as the catalog and the object store see them.
@@ -38,7 +38,7 @@ pub struct Report<T: Serialize> {
     pub elapsed_ms: f64,
 }
 
-pub async fn usage(state: &AppState) -> Result<LakeUsage, ApiError> {
+pub async fn usage(state: &AppState) -> Result<LakeUsage, Error> {
     let catalog = state.engine.catalog_files().await?;
     let (storage_files, storage_bytes) = state.storage.usage().await?;
     Ok(LakeUsage {
@@ -55,10 +55,10 @@ pub async fn measured<T, F>(
     operation: &'static str,
     dry_run: bool,
     work: F,
-) -> Result<Report<T>, ApiError>
+) -> Result<Report<T>, Error>
 where
     T: Serialize,
-    F: std::future::Future<Output = Result<T, ApiError>>,
+    F: std::future::Future<Output = Result<T, Error>>,
 {
     let started = std::time::Instant::now();
     let before = usage(state).await?;
@@ -160,7 +160,7 @@ pub fn spawn(state: &Arc<AppState>) {
 }
 
 /// One round; `false` when another replica holds the lock.
-async fn round(state: &AppState) -> Result<bool, ApiError> {
+async fn round(state: &AppState) -> Result<bool, Error> {
     let Some(lock) = state.store.try_maintenance_lock().await? else {
         tracing::info!("maintenance skipped: another replica holds the lock");
         return Ok(false);

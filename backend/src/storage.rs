@@ -16,7 +16,7 @@ use object_store::{
 };
 use serde::Serialize;
 
-use crate::{config::Config, engine::lake::exposed};
+use crate::config::{exposed, Config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -34,7 +34,7 @@ pub enum StorageError {
     Failed(String),
 }
 
-impl crate::GaveUp for StorageError {
+impl crate::retry::GaveUp for StorageError {
     fn gave_up(self, attempts: u32) -> Self {
         match self {
             Self::Unavailable(m) => {
@@ -228,7 +228,7 @@ impl Storage {
         attempts: u32,
         create: bool,
     ) -> Result<BucketState, StorageError> {
-        crate::retry_startup("object storage", attempts, || self.ensure_bucket(create)).await
+        crate::retry::retry_startup("object storage", attempts, || self.ensure_bucket(create)).await
     }
 
     /// A cheap round trip: list at most one object under the data path.

@@ -74,7 +74,7 @@ pub async fn log_request<B: MessageBody>(
     let started = Instant::now();
     req.extensions_mut().insert(RequestId(id.clone()));
     if refused_while_draining(&req) {
-        let err = crate::error::ApiError::ShuttingDown(
+        let err = crate::error::Error::ShuttingDown(
             "the service is shutting down; retry on another replica".into(),
         );
         let mut res = req.error_response(err);

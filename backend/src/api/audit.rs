@@ -8,8 +8,9 @@ use crate::{
     api::AppState,
     audit::{AuditEntry, AuditFilter, Outcome},
     auth::Caller,
-    engine::{catalog::Page, Role},
-    error::ApiError,
+    engine::catalog::Page,
+    error::Error,
+    role::Role,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -39,28 +40,28 @@ pub struct AuditParams {
 /// refused statement, with the key prefix, request id and time.
 #[utoipa::path(tag = "keys", operation_id = "list_audit", params(AuditParams), responses(
     (status = 200, body = Page<AuditEntry>),
-    (status = 403, description = "insufficient_role: not an admin key", body = crate::api::docs::ErrorResponse),
-    (status = 422, description = "invalid_parameters: unknown outcome, bad limit or cursor", body = crate::api::docs::ErrorResponse),
+    (status = 403, description = "insufficient_role: not an admin key", body = crate::api::error::ErrorResponse),
+    (status = 422, description = "invalid_parameters: unknown outcome, bad limit or cursor", body = crate::api::error::ErrorResponse),
 ))]
 #[get("/api/v1/audit")]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<AuditParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Admin)?;
     let params = params.into_inner();
     let outcome = match &params.outcome {
         None => None,
         Some(text) => Some(Outcome::parse(text).ok_or_else(|| {
-            ApiError::InvalidParameters(format!(
+            Error::InvalidParameters(format!(
                 "unknown outcome {text:?}; one of ok, refused, failed"
             ))
         })?),
     };
     let limit = params.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::InvalidParameters(
+        return Err(Error::InvalidParameters(
             "limit must be between 1 and 1000".into(),
         ));
     }
@@ -86,8 +87,8 @@ fn encode_cursor(id: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("audit:{id}"))
 }
 
-fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
-    let invalid = || ApiError::InvalidParameters("cursor is not one this API gave".into());
+fn decode_cursor(cursor: &str) -> Result<i64, Error> {
+    let invalid = || Error::InvalidParameters("cursor is not one this API gave".into());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| invalid())?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::{get, web, HttpResponse};
 use serde_json::{json, Value};
 
-use crate::{api::AppState, engine::lake::quote_literal, error::ApiError};
+use crate::{api::AppState, engine::lake::quote_literal, error::Error};
 
 /// The effective configuration: every setting, secrets as `***`.
 #[utoipa::path(tag = "ops", responses(
@@ -17,8 +17,8 @@ use crate::{api::AppState, engine::lake::quote_literal, error::ApiError};
 pub async fn summary(
     state: web::Data<AppState>,
     caller: crate::auth::Caller,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(crate::engine::Role::Admin)?;
+) -> Result<HttpResponse, Error> {
+    caller.require(crate::role::Role::Admin)?;
     let redacted = state.config.redacted();
     let mut settings = Vec::new();
     leaves("", &redacted, &mut settings);
@@ -55,14 +55,14 @@ fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
 /// snapshot, how many schemas and tables, and whether storage answers.
 #[utoipa::path(tag = "ops", responses(
     (status = 200, description = "The lake's status", content_type = "application/json"),
-    (status = 503, description = "catalog_unavailable, storage_unavailable", body = crate::api::docs::ErrorResponse)
+    (status = 503, description = "catalog_unavailable, storage_unavailable", body = crate::api::error::ErrorResponse)
 ))]
 #[get("/config/ducklake")]
 pub async fn ducklake(
     state: web::Data<AppState>,
     caller: crate::auth::Caller,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(crate::engine::Role::Admin)?;
+) -> Result<HttpResponse, Error> {
+    caller.require(crate::role::Role::Admin)?;
     let timeout = Duration::from_millis(state.config.server.ready_timeout_ms);
     let engine = &state.engine;
     let lake = engine.lake();
@@ -78,7 +78,7 @@ pub async fn ducklake(
                 [],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
-            .map_err(ApiError::from_duckdb)
+            .map_err(Error::from_duckdb)
         })
         .await?;
     let storage_reachable = tokio::time::timeout(timeout, state.storage.ping())

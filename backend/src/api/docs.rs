@@ -10,21 +10,10 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::api::{
-    audit, config, health, ingest, jobs, keys, lake, maintenance, metrics, query, storage,
+    audit, config,
+    error::{ErrorDetail, ErrorResponse},
+    health, ingest, jobs, keys, lake, maintenance, metrics, query, storage,
 };
-
-/// The body of every error response.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorResponse {
-    pub error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// A stable code such as `sql_error`, `query_timeout`, `too_many_requests`.
-    pub code: String,
-    pub message: String,
-}
 
 /// `format=json` (the default). `json_objects` has the same shape with each
 /// row an object keyed by column name.
@@ -146,7 +135,7 @@ pub enum QueryResponses {
         keys::CreateKey,
         keys::CreatedKey,
         crate::store::keys::KeyRecord,
-        crate::engine::Role,
+        crate::role::Role,
         lake::CreateSchema,
         lake::SchemaChange,
         ingest::IngestResult,

@@ -34,10 +34,10 @@ use actix_web::{
         Method,
     },
     middleware::Next,
-    web, Error, HttpResponse,
+    web, HttpResponse,
 };
 
-use crate::{config::Config, error::ApiError};
+use crate::{config::Config, error::Error};
 
 /// The methods a page on another origin may use (those the API has).
 const CORS_METHODS: &str = "GET, HEAD, POST, DELETE";
@@ -142,11 +142,11 @@ fn same_origin(origin: &str, host: Option<&str>) -> bool {
 pub async fn guard<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<B, BoxBody>>, Error> {
+) -> Result<ServiceResponse<EitherBody<B, BoxBody>>, actix_web::Error> {
     let Some(guard) = req.app_data::<web::Data<Guard>>().cloned() else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let refuse = |req: ServiceRequest, err: ApiError| {
+    let refuse = |req: ServiceRequest, err: Error| {
         let res = req.error_response(err);
         Ok(res.map_into_boxed_body().map_into_right_body())
     };
@@ -161,7 +161,7 @@ pub async fn guard<B: MessageBody>(
         tracing::warn!(host = %shown, "request refused: Host not allowed");
         return refuse(
             req,
-            ApiError::HostNotAllowed(format!(
+            Error::HostNotAllowed(format!(
                 "the Host {shown:?} is not one this service answers to; add it to \
                  server.allowed_hosts (SERVER_ALLOWED_HOSTS) if it is yours"
             )),
@@ -215,8 +215,8 @@ pub async fn guard<B: MessageBody>(
     Ok(res.map_into_left_body())
 }
 
-fn origin_refused(origin: &str) -> ApiError {
-    ApiError::OriginNotAllowed(format!(
+fn origin_refused(origin: &str) -> Error {
+    Error::OriginNotAllowed(format!(
         "requests from the web origin {origin:?} are not allowed to change anything here; \
          add it to server.cors_origins (SERVER_CORS_ORIGINS) if it is yours"
     ))

@@ -19,7 +19,7 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{api::AppState, engine::lake::CatalogLocation, error::ApiError};
+use crate::{api::AppState, engine::lake::CatalogLocation, error::Error};
 
 /// Liveness: the process serves HTTP.
 #[utoipa::path(tag = "ops", security(()), responses((status = 200, description = "`{status: ok, service, version}`", content_type = "application/json")))]
@@ -43,7 +43,7 @@ pub struct Component {
 /// Runs one check under `timeout`: "up" with its details, or "down" with why.
 async fn check<F>(timeout: Duration, work: F) -> Component
 where
-    F: Future<Output = Result<serde_json::Value, ApiError>>,
+    F: Future<Output = Result<serde_json::Value, Error>>,
 {
     let started = Instant::now();
     let outcome = tokio::time::timeout(timeout, work).await;
@@ -135,7 +135,7 @@ async fn admin_asks(state: &AppState, req: &HttpRequest) -> bool {
     }
     matches!(
         state.auth.authenticate(header).await,
-        Ok(caller) if caller.role == crate::engine::Role::Admin
+        Ok(caller) if caller.role == crate::role::Role::Admin
     )
 }
 
@@ -153,7 +153,7 @@ pub async fn check_all(state: &AppState) -> [Component; 3] {
         if let CatalogLocation::LocalFile(path) = &lake.catalog {
             tokio::fs::metadata(path)
                 .await
-                .map_err(|e| ApiError::CatalogUnavailable(format!("{}: {e}", path.display())))?;
+                .map_err(|e| Error::CatalogUnavailable(format!("{}: {e}", path.display())))?;
         }
         if let Some(connections) = state.store.catalog_connections().await? {
             let gauge = &state.metrics.catalog_connections;

@@ -21,9 +21,9 @@ use crate::{
     engine::{
         catalog::validate_name,
         ingest::{FileFormat, LoadMode},
-        Role,
     },
-    error::ApiError,
+    error::Error,
+    role::Role,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -69,11 +69,11 @@ pub struct IngestResult {
     responses(
         (status = 200, body = IngestResult, description = "Loaded (append, replace)"),
         (status = 201, body = IngestResult, description = "Table created and loaded"),
-        (status = 404, description = "not_found: no such schema or table", body = crate::api::docs::ErrorResponse),
-        (status = 409, description = "already_exists (create), write_conflict", body = crate::api::docs::ErrorResponse),
-        (status = 413, description = "payload_too_large", body = crate::api::docs::ErrorResponse),
-        (status = 415, description = "unsupported_media_type", body = crate::api::docs::ErrorResponse),
-        (status = 422, description = "invalid_data: the file cannot be loaded (DuckDB's reason); invalid_parameters", body = crate::api::docs::ErrorResponse),
+        (status = 404, description = "not_found: no such schema or table", body = crate::api::error::ErrorResponse),
+        (status = 409, description = "already_exists (create), write_conflict", body = crate::api::error::ErrorResponse),
+        (status = 413, description = "payload_too_large", body = crate::api::error::ErrorResponse),
+        (status = 415, description = "unsupported_media_type", body = crate::api::error::ErrorResponse),
+        (status = 422, description = "invalid_data: the file cannot be loaded (DuckDB's reason); invalid_parameters", body = crate::api::error::ErrorResponse),
     ))]
 #[post("/api/v1/tables/{schema}/{table}/data")]
 pub async fn ingest(
@@ -83,7 +83,7 @@ pub async fn ingest(
     path: web::Path<(String, String)>,
     params: web::Query<IngestParams>,
     mut payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Write)?;
     let started = Instant::now();
     let (schema, table) = path.into_inner();
@@ -101,24 +101,24 @@ pub async fn ingest(
             let limit = state.config.ingest.max_upload_bytes;
             let mut file = tokio::fs::File::create(&upload.path)
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(Error::internal)?;
             let mut bytes = 0u64;
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|e| {
-                    ApiError::InvalidRequest(format!("the upload did not arrive whole: {e}"))
+                    Error::InvalidRequest(format!("the upload did not arrive whole: {e}"))
                 })?;
                 bytes += chunk.len() as u64;
                 if bytes > limit {
-                    return Err(ApiError::PayloadTooLarge(format!(
+                    return Err(Error::PayloadTooLarge(format!(
                         "the upload is larger than the limit of {limit} bytes (ingest.max_upload_bytes)"
                     )));
                 }
-                file.write_all(&chunk).await.map_err(ApiError::internal)?;
+                file.write_all(&chunk).await.map_err(Error::internal)?;
             }
-            file.flush().await.map_err(ApiError::internal)?;
+            file.flush().await.map_err(Error::internal)?;
             drop(file);
             if bytes == 0 {
-                return Err(ApiError::InvalidParameters(
+                return Err(Error::InvalidParameters(
                     "the request body is empty: send the file, or give url=".into(),
                 ));
             }
@@ -190,11 +190,11 @@ pub async fn ingest(
         .json(result))
 }
 
-fn file_format(params: &IngestParams, req: &HttpRequest) -> Result<FileFormat, ApiError> {
+fn file_format(params: &IngestParams, req: &HttpRequest) -> Result<FileFormat, Error> {
     const KNOWN: &str = "csv, tsv, ndjson, parquet";
     if let Some(name) = &params.format {
         return FileFormat::from_name(name).ok_or_else(|| {
-            ApiError::InvalidParameters(format!("format `{name}` is not one of {KNOWN}"))
+            Error::InvalidParameters(format!("format `{name}` is not one of {KNOWN}"))
         });
     }
     let media = req
@@ -203,7 +203,7 @@ fn file_format(params: &IngestParams, req: &HttpRequest) -> Result<FileFormat, A
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     FileFormat::from_media_type(media).ok_or_else(|| {
-        ApiError::UnsupportedMediaType(format!(
+        Error::UnsupportedMediaType(format!(
             "cannot load Content-Type `{media}`: send text/csv, text/tab-separated-values, \
              application/x-ndjson or application/vnd.apache.parquet, or give format= ({KNOWN})"
         ))
@@ -217,16 +217,16 @@ fn ingest_url(
     lake: &crate::engine::lake::LakeSpec,
     url: &str,
     glob: bool,
-) -> Result<String, ApiError> {
+) -> Result<String, Error> {
     let Some(root) = lake.ingest_root() else {
-        return Err(ApiError::InvalidParameters(
+        return Err(Error::InvalidParameters(
             "url= loads from the lake's S3 bucket; this lake keeps its data in a local directory"
                 .into(),
         ));
     };
     let key = url.strip_prefix(&root).unwrap_or("");
     let outside = || {
-        ApiError::InvalidParameters(format!(
+        Error::InvalidParameters(format!(
             "url must name an object under the ingest prefix: {root}<key> \
              (storage.ingest_prefix)"
         ))
@@ -239,7 +239,7 @@ fn ingest_url(
         return Err(outside());
     }
     if !glob && key.contains(['*', '[', '{']) {
-        return Err(ApiError::InvalidParameters(
+        return Err(Error::InvalidParameters(
             "url holds glob characters (*, [, {): pass glob=true to load every file it matches \
              under the ingest prefix"
                 .into(),
@@ -255,10 +255,10 @@ struct Upload {
 }
 
 impl Upload {
-    async fn create(dir: PathBuf, format: FileFormat) -> Result<Self, ApiError> {
+    async fn create(dir: PathBuf, format: FileFormat) -> Result<Self, Error> {
         tokio::fs::create_dir_all(&dir)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(Error::internal)?;
         let path = dir.join(format!("{}.{}", uuid::Uuid::new_v4(), format.extension()));
         Ok(Self { path })
     }

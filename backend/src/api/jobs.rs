@@ -9,10 +9,10 @@ use uuid::Uuid;
 use crate::{
     api::AppState,
     auth::Caller,
-    engine::Role,
-    error::ApiError,
+    error::Error,
     format::encode::Format,
     jobs::{spool, Job, Submission, STATUSES},
+    role::Role,
     store::jobs::JobFilter,
 };
 
@@ -38,11 +38,11 @@ pub struct JobBody {
 /// Submit SQL to run in the background: 202 with the job; poll it, then read its result.
 #[utoipa::path(tag = "jobs", operation_id = "submit_job", request_body = JobBody, responses(
     (status = 202, body = Job, description = "Queued; `Location` names the job"),
-    (status = 401, description = "no valid key", body = crate::api::docs::ErrorResponse),
-    (status = 406, description = "unsupported_format", body = crate::api::docs::ErrorResponse),
-    (status = 413, description = "payload_too_large (the SQL)", body = crate::api::docs::ErrorResponse),
-    (status = 422, description = "invalid_parameters", body = crate::api::docs::ErrorResponse),
-    (status = 429, description = "too_many_requests: this replica's job queue is full (Retry-After)", body = crate::api::docs::ErrorResponse),
+    (status = 401, description = "no valid key", body = crate::api::error::ErrorResponse),
+    (status = 406, description = "unsupported_format", body = crate::api::error::ErrorResponse),
+    (status = 413, description = "payload_too_large (the SQL)", body = crate::api::error::ErrorResponse),
+    (status = 422, description = "invalid_parameters", body = crate::api::error::ErrorResponse),
+    (status = 429, description = "too_many_requests: this replica's job queue is full (Retry-After)", body = crate::api::error::ErrorResponse),
 ))]
 #[post("/api/v1/jobs")]
 pub async fn submit(
@@ -50,7 +50,7 @@ pub async fn submit(
     caller: Caller,
     req: actix_web::HttpRequest,
     body: web::Json<JobBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Read)?;
     let body = body.into_inner();
     let format_name = body.format.unwrap_or_else(|| "json".into());
@@ -94,19 +94,19 @@ pub struct JobPage {
 /// Jobs, newest first, a page at a time (a non-admin key sees its owner's only).
 #[utoipa::path(tag = "jobs", operation_id = "list_jobs", params(ListParams), responses(
     (status = 200, body = JobPage),
-    (status = 422, description = "invalid_parameters: unknown status, bad limit or cursor", body = crate::api::docs::ErrorResponse),
+    (status = 422, description = "invalid_parameters: unknown status, bad limit or cursor", body = crate::api::error::ErrorResponse),
 ))]
 #[get("/api/v1/jobs")]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<ListParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Read)?;
     let params = params.into_inner();
     if let Some(status) = &params.status {
         if !STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::InvalidParameters(format!(
+            return Err(Error::InvalidParameters(format!(
                 "unknown status {status:?}; one of {}",
                 STATUSES.join(", ")
             )));
@@ -114,7 +114,7 @@ pub async fn list(
     }
     let limit = params.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::InvalidParameters(
+        return Err(Error::InvalidParameters(
             "limit must be between 1 and 1000".into(),
         ));
     }
@@ -140,8 +140,8 @@ fn encode_cursor(job: &Job) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
-fn decode_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
-    let invalid = || ApiError::InvalidParameters("cursor is not one this API gave".into());
+fn decode_cursor(cursor: &str) -> Result<(i64, String), Error> {
+    let invalid = || Error::InvalidParameters("cursor is not one this API gave".into());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| invalid())?;
@@ -154,14 +154,14 @@ fn decode_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
 /// One job: status, progress (rows and bytes so far), timings, row count, error.
 #[utoipa::path(tag = "jobs", operation_id = "get_job", params(("id" = Uuid, Path, description = "job id")), responses(
     (status = 200, body = Job),
-    (status = 404, description = "not_found: no such job (or not the caller's)", body = crate::api::docs::ErrorResponse),
+    (status = 404, description = "not_found: no such job (or not the caller's)", body = crate::api::error::ErrorResponse),
 ))]
 #[get("/api/v1/jobs/{id}")]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Read)?;
     Ok(HttpResponse::Ok().json(state.jobs.get(&caller, *id).await?))
 }
@@ -179,10 +179,10 @@ pub struct ResultParams {
 /// A succeeded job's result, in any format, as often as wanted until it expires.
 #[utoipa::path(tag = "jobs", operation_id = "get_job_result", params(("id" = Uuid, Path, description = "job id"), ResultParams), responses(
     (status = 200, body = crate::api::docs::JsonResult, description = "The result in the negotiated format; X-Row-Count"),
-    (status = 404, description = "not_found", body = crate::api::docs::ErrorResponse),
-    (status = 406, description = "unsupported_format", body = crate::api::docs::ErrorResponse),
-    (status = 409, description = "result_unavailable: the job is queued, running, failed or cancelled", body = crate::api::docs::ErrorResponse),
-    (status = 503, description = "storage_unavailable", body = crate::api::docs::ErrorResponse),
+    (status = 404, description = "not_found", body = crate::api::error::ErrorResponse),
+    (status = 406, description = "unsupported_format", body = crate::api::error::ErrorResponse),
+    (status = 409, description = "result_unavailable: the job is queued, running, failed or cancelled", body = crate::api::error::ErrorResponse),
+    (status = 503, description = "storage_unavailable", body = crate::api::error::ErrorResponse),
 ))]
 #[get("/api/v1/jobs/{id}/result")]
 pub async fn result(
@@ -191,7 +191,7 @@ pub async fn result(
     req: HttpRequest,
     id: web::Path<Uuid>,
     params: web::Query<ResultParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Read)?;
     let row = state.jobs.row(&caller, *id).await?;
     if row.status != "succeeded" {
@@ -199,7 +199,7 @@ pub async fn result(
             (Some(code), Some(message)) => format!(": {code}: {message}"),
             _ => String::new(),
         };
-        return Err(ApiError::ResultUnavailable(format!(
+        return Err(Error::ResultUnavailable(format!(
             "job {} is {} and has no result{why}",
             row.id, row.status
         )));
@@ -241,14 +241,14 @@ pub async fn result(
     (status = 200, body = Job, description = "The job was stopped: status cancelled"),
     (status = 202, body = Job, description = "Cancellation requested; the replica running it has not stopped it yet"),
     (status = 204, description = "The finished job and its result were deleted"),
-    (status = 404, description = "not_found", body = crate::api::docs::ErrorResponse),
+    (status = 404, description = "not_found", body = crate::api::error::ErrorResponse),
 ))]
 #[delete("/api/v1/jobs/{id}")]
 pub async fn cancel(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Read)?;
     Ok(match state.jobs.cancel_or_delete(&caller, *id).await? {
         None => HttpResponse::NoContent().finish(),

@@ -9,8 +9,8 @@ use crate::{
     api::AppState,
     audit::Outcome,
     auth::{self, Caller},
-    engine::Role,
-    error::ApiError,
+    error::Error,
+    role::Role,
     store::keys::KeyRecord,
 };
 
@@ -45,14 +45,12 @@ pub async fn create(
     caller: Caller,
     req: HttpRequest,
     body: web::Json<CreateKey>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Admin)?;
     let body = body.into_inner();
     let owner = validate_owner(&body.owner)?;
     if body.expires_at.is_some_and(|at| at <= Utc::now()) {
-        return Err(ApiError::InvalidParameters(
-            "expires_at is in the past".into(),
-        ));
+        return Err(Error::InvalidParameters("expires_at is in the past".into()));
     }
     let key = auth::generate(owner, body.role, body.expires_at)?;
     state.store.insert_key(&key.stored).await?;
@@ -81,7 +79,7 @@ pub async fn create(
 /// Every key, newest first, without the keys themselves (admin).
 #[utoipa::path(tag = "keys", responses((status = 200, body = [KeyRecord])))]
 #[get("/api/v1/keys")]
-pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Error> {
     caller.require(Role::Admin)?;
     Ok(HttpResponse::Ok().json(state.store.list_keys().await?))
 }
@@ -95,7 +93,7 @@ pub async fn revoke(
     caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Admin)?;
     let revoked = state.store.revoke_key(&id).await?;
     if let Some(trail) = crate::api::trail(&req) {
@@ -110,7 +108,7 @@ pub async fn revoke(
         }
     }
     match revoked.as_slice() {
-        [] => Err(ApiError::NotFound(format!(
+        [] => Err(Error::NotFound(format!(
             "no API key with id or prefix {id}"
         ))),
         [one] => {
@@ -121,10 +119,10 @@ pub async fn revoke(
     }
 }
 
-pub fn validate_owner(owner: &str) -> Result<&str, ApiError> {
+pub fn validate_owner(owner: &str) -> Result<&str, Error> {
     let owner = owner.trim();
     if owner.is_empty() || owner.chars().count() > 200 || owner.chars().any(char::is_control) {
-        return Err(ApiError::InvalidParameters(
+        return Err(Error::InvalidParameters(
             "owner must be 1–200 printable characters".into(),
         ));
     }

@@ -16,9 +16,10 @@ use crate::{
         },
         lake::quote_literal,
         stream::TransactionMode,
-        QueryRequest, Role,
+        QueryRequest,
     },
-    error::ApiError,
+    error::Error,
+    role::Role,
 };
 
 /// The snapshot a response read or a write created.
@@ -27,12 +28,10 @@ pub const SNAPSHOT_HEADER: &str = "x-ducklake-snapshot";
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
-fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
+fn limit(requested: Option<usize>) -> Result<usize, Error> {
     match requested {
         None => Ok(DEFAULT_LIMIT),
-        Some(0) => Err(ApiError::InvalidParameters(
-            "limit must be at least 1".into(),
-        )),
+        Some(0) => Err(Error::InvalidParameters("limit must be at least 1".into())),
         Some(n) => Ok(n.min(MAX_LIMIT)),
     }
 }
@@ -52,14 +51,14 @@ pub struct SchemaListParams {
 /// The lake's schemas, by name.
 #[utoipa::path(tag = "lake", params(SchemaListParams), responses(
     (status = 200, body = Page<SchemaEntry>),
-    (status = 422, description = "invalid_parameters (bad limit or cursor)", body = crate::api::docs::ErrorResponse),
+    (status = 422, description = "invalid_parameters (bad limit or cursor)", body = crate::api::error::ErrorResponse),
 ))]
 #[get("/api/v1/schemas")]
 pub async fn list_schemas(
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<SchemaListParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Read)?;
     let params = params.into_inner();
     let limit = limit(params.limit)?;
@@ -92,9 +91,9 @@ pub struct SchemaChange {
 /// Create a schema (write role).
 #[utoipa::path(tag = "lake", request_body = CreateSchema, responses(
     (status = 201, body = SchemaChange),
-    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
-    (status = 409, description = "already_exists", body = crate::api::docs::ErrorResponse),
-    (status = 422, description = "invalid_parameters", body = crate::api::docs::ErrorResponse),
+    (status = 403, description = "insufficient_role", body = crate::api::error::ErrorResponse),
+    (status = 409, description = "already_exists", body = crate::api::error::ErrorResponse),
+    (status = 422, description = "invalid_parameters", body = crate::api::error::ErrorResponse),
 ))]
 #[post("/api/v1/schemas")]
 pub async fn create_schema(
@@ -102,7 +101,7 @@ pub async fn create_schema(
     caller: Caller,
     req: HttpRequest,
     body: web::Json<CreateSchema>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Write)?;
     let name = body.into_inner().name;
     validate_name("schema", &name)?;
@@ -128,9 +127,9 @@ pub struct DropSchemaParams {
 /// Drop a schema (write role).
 #[utoipa::path(tag = "lake", params(("schema" = String, Path), DropSchemaParams), responses(
     (status = 200, body = SchemaChange),
-    (status = 403, description = "insufficient_role; forbidden_statement (the default schema main)", body = crate::api::docs::ErrorResponse),
-    (status = 404, description = "not_found", body = crate::api::docs::ErrorResponse),
-    (status = 409, description = "not_empty", body = crate::api::docs::ErrorResponse),
+    (status = 403, description = "insufficient_role; forbidden_statement (the default schema main)", body = crate::api::error::ErrorResponse),
+    (status = 404, description = "not_found", body = crate::api::error::ErrorResponse),
+    (status = 409, description = "not_empty", body = crate::api::error::ErrorResponse),
 ))]
 #[delete("/api/v1/schemas/{schema}")]
 pub async fn drop_schema(
@@ -139,7 +138,7 @@ pub async fn drop_schema(
     req: HttpRequest,
     path: web::Path<String>,
     params: web::Query<DropSchemaParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Write)?;
     let name = path.into_inner();
     validate_name("schema", &name)?;
@@ -169,14 +168,14 @@ pub struct TableListParams {
 /// The lake's tables, by schema and name, with their size and last change.
 #[utoipa::path(tag = "lake", params(TableListParams), responses(
     (status = 200, body = Page<TableEntry>),
-    (status = 422, description = "invalid_parameters (bad limit or cursor)", body = crate::api::docs::ErrorResponse),
+    (status = 422, description = "invalid_parameters (bad limit or cursor)", body = crate::api::error::ErrorResponse),
 ))]
 #[get("/api/v1/tables")]
 pub async fn list_tables(
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<TableListParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Read)?;
     let params = params.into_inner();
     let after = params
@@ -205,14 +204,14 @@ pub async fn list_tables(
 /// partitioning, size and last change.
 #[utoipa::path(tag = "lake", params(("schema" = String, Path), ("table" = String, Path)), responses(
     (status = 200, body = TableDetail),
-    (status = 404, description = "not_found", body = crate::api::docs::ErrorResponse),
+    (status = 404, description = "not_found", body = crate::api::error::ErrorResponse),
 ))]
 #[get("/api/v1/tables/{schema}/{table}")]
 pub async fn describe_table(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Read)?;
     let (schema, table) = path.into_inner();
     validate_name("schema", &schema)?;
@@ -243,7 +242,7 @@ pub async fn list_snapshots(
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<SnapshotListParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Read)?;
     let params = params.into_inner();
     let before = params
@@ -251,7 +250,7 @@ pub async fn list_snapshots(
         .as_deref()
         .map(|c| {
             decode_cursor(c, 1)?[0].parse::<i64>().map_err(|_| {
-                ApiError::InvalidParameters("cursor is not one this service gave out".into())
+                Error::InvalidParameters("cursor is not one this service gave out".into())
             })
         })
         .transpose()?;
@@ -287,7 +286,7 @@ pub async fn table_changes(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     params: web::Query<ChangesParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Read)?;
     let (schema, table) = path.into_inner();
     validate_name("schema", &schema)?;
@@ -300,12 +299,12 @@ pub async fn table_changes(
     let from = params.from.unwrap_or(0);
     let to = params.to.unwrap_or(current);
     if from < 0 || to < from {
-        return Err(ApiError::InvalidParameters(format!(
+        return Err(Error::InvalidParameters(format!(
             "the snapshot range from={from} to={to} is empty or negative"
         )));
     }
     if to > current {
-        return Err(ApiError::InvalidParameters(format!(
+        return Err(Error::InvalidParameters(format!(
             "to={to} is after the lake's current snapshot {current}"
         )));
     }

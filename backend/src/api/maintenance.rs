@@ -8,9 +8,10 @@ use serde::Deserialize;
 use crate::{
     api::{lake::SNAPSHOT_HEADER, AppState},
     auth::Caller,
-    engine::{catalog::validate_name, maintenance::ExpireWhat, Role},
-    error::ApiError,
+    engine::{catalog::validate_name, maintenance::ExpireWhat},
+    error::Error,
     maintenance::{measured, usage, LakeUsage, Report},
+    role::Role,
 };
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -53,12 +54,12 @@ pub struct CleanupBody {
     pub dry_run: bool,
 }
 
-fn seconds_ago(secs: u64) -> Result<chrono::DateTime<Utc>, ApiError> {
+fn seconds_ago(secs: u64) -> Result<chrono::DateTime<Utc>, Error> {
     i64::try_from(secs)
         .ok()
         .and_then(chrono::Duration::try_seconds)
         .and_then(|age| Utc::now().checked_sub_signed(age))
-        .ok_or_else(|| ApiError::InvalidParameters(format!("{secs} seconds is too long ago")))
+        .ok_or_else(|| Error::InvalidParameters(format!("{secs} seconds is too long ago")))
 }
 
 /// The report, with the lake's snapshot after the operation (a merge or an
@@ -66,7 +67,7 @@ fn seconds_ago(secs: u64) -> Result<chrono::DateTime<Utc>, ApiError> {
 async fn respond<T: serde::Serialize>(
     state: &AppState,
     report: Report<T>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let snapshot = state
         .engine
         .current_snapshot(std::time::Duration::from_secs(5))
@@ -79,8 +80,8 @@ async fn respond<T: serde::Serialize>(
 /// Merge adjacent small files (admin).
 #[utoipa::path(tag = "maintenance", request_body = CompactBody, responses(
     (status = 200, description = "Report: before/after usage and, per table, files processed and created (dry run: small files that would be merged)"),
-    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
-    (status = 422, description = "invalid_parameters", body = crate::api::docs::ErrorResponse),
+    (status = 403, description = "insufficient_role", body = crate::api::error::ErrorResponse),
+    (status = 422, description = "invalid_parameters", body = crate::api::error::ErrorResponse),
 ))]
 #[post("/api/v1/maintenance/compact")]
 pub async fn compact(
@@ -88,7 +89,7 @@ pub async fn compact(
     caller: Caller,
     req: actix_web::HttpRequest,
     body: web::Json<CompactBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Admin)?;
     let body = body.into_inner();
     let table = match (body.schema, body.table) {
@@ -103,7 +104,7 @@ pub async fn compact(
         }
         (None, None) => None,
         _ => {
-            return Err(ApiError::InvalidParameters(
+            return Err(Error::InvalidParameters(
                 "give both schema and table, or neither".into(),
             ))
         }
@@ -124,8 +125,8 @@ pub async fn compact(
 /// only they needed are scheduled for deletion.
 #[utoipa::path(tag = "maintenance", request_body = ExpireBody, responses(
     (status = 200, description = "Report: before/after usage and the snapshots expired (dry run: that would be)"),
-    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
-    (status = 422, description = "invalid_parameters", body = crate::api::docs::ErrorResponse),
+    (status = 403, description = "insufficient_role", body = crate::api::error::ErrorResponse),
+    (status = 422, description = "invalid_parameters", body = crate::api::error::ErrorResponse),
 ))]
 #[post("/api/v1/maintenance/expire")]
 pub async fn expire(
@@ -133,14 +134,14 @@ pub async fn expire(
     caller: Caller,
     req: actix_web::HttpRequest,
     body: web::Json<ExpireBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Admin)?;
     let body = body.into_inner();
     let what = match (body.older_than_secs, body.before_snapshot) {
         (Some(secs), None) => ExpireWhat::OlderThan(seconds_ago(secs)?),
         (None, Some(id)) => ExpireWhat::Before(id),
         _ => {
-            return Err(ApiError::InvalidParameters(
+            return Err(Error::InvalidParameters(
                 "give older_than_secs or before_snapshot (one of them)".into(),
             ))
         }
@@ -160,7 +161,7 @@ pub async fn expire(
 /// Delete files no snapshot needs (admin).
 #[utoipa::path(tag = "maintenance", request_body = CleanupBody, responses(
     (status = 200, description = "Report: before/after usage and the paths deleted (dry run: that would be)"),
-    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
+    (status = 403, description = "insufficient_role", body = crate::api::error::ErrorResponse),
 ))]
 #[post("/api/v1/maintenance/cleanup")]
 pub async fn cleanup(
@@ -168,7 +169,7 @@ pub async fn cleanup(
     caller: Caller,
     req: actix_web::HttpRequest,
     body: web::Json<CleanupBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     caller.require(Role::Admin)?;
     let body = body.into_inner();
     let older = body.older_than_secs.map(seconds_ago).transpose()?;
@@ -192,13 +193,10 @@ pub async fn cleanup(
 /// The lake's files and bytes, as the catalog and the object store see them (admin).
 #[utoipa::path(tag = "maintenance", responses(
     (status = 200, body = LakeUsage),
-    (status = 403, description = "insufficient_role", body = crate::api::docs::ErrorResponse),
+    (status = 403, description = "insufficient_role", body = crate::api::error::ErrorResponse),
 ))]
 #[get("/api/v1/maintenance/usage")]
-pub async fn lake_usage(
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, ApiError> {
+pub async fn lake_usage(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Error> {
     caller.require(Role::Admin)?;
     Ok(HttpResponse::Ok().json(usage(&state).await?))
 }

@@ -6,16 +6,16 @@ use actix_web::{get, web, HttpResponse};
 
 use crate::{
     api::{health, AppState},
-    error::ApiError,
+    error::Error,
     metrics::{sync_counter, sync_int_counter},
 };
 
 /// 404 naming the switch when a feature's endpoint is off.
-fn feature(enabled: bool, path: &str, variable: &str) -> Result<(), ApiError> {
+fn feature(enabled: bool, path: &str, variable: &str) -> Result<(), Error> {
     if enabled {
         Ok(())
     } else {
-        Err(ApiError::RouteNotFound(format!(
+        Err(Error::RouteNotFound(format!(
             "{path} is off ({variable}=false)"
         )))
     }
@@ -24,10 +24,10 @@ fn feature(enabled: bool, path: &str, variable: &str) -> Result<(), ApiError> {
 /// Prometheus metrics of this replica.
 #[utoipa::path(tag = "ops", security(()), responses(
     (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"),
-    (status = 404, description = "features.enable_prometheus_metrics is off", body = crate::api::docs::ErrorResponse)
+    (status = 404, description = "features.enable_prometheus_metrics is off", body = crate::api::error::ErrorResponse)
 ))]
 #[get("/metrics")]
-pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     feature(
         state.config.features.enable_prometheus_metrics,
         "/metrics",
@@ -99,14 +99,14 @@ async fn process_usage() -> Option<(u64, u64)> {
 /// Memory of the process, the machine, the container and DuckDB.
 #[utoipa::path(tag = "ops", responses(
     (status = 200, description = "`{process, system, cgroup, duckdb, temp_directory}`, bytes", content_type = "application/json"),
-    (status = 404, description = "features.enable_memory_monitoring is off", body = crate::api::docs::ErrorResponse)
+    (status = 404, description = "features.enable_memory_monitoring is off", body = crate::api::error::ErrorResponse)
 ))]
 #[get("/metrics/memory")]
 pub async fn memory(
     state: web::Data<AppState>,
     caller: crate::auth::Caller,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(crate::engine::Role::Read)?;
+) -> Result<HttpResponse, Error> {
+    caller.require(crate::role::Role::Read)?;
     feature(
         state.config.features.enable_memory_monitoring,
         "/metrics/memory",
@@ -144,7 +144,7 @@ pub async fn memory(
         })
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(Error::internal)?;
     let limit = state.engine.memory_limit().await.ok();
     let mut body = machine;
     body["duckdb"] = serde_json::json!({
@@ -167,14 +167,14 @@ pub async fn memory(
 /// recent queries by fingerprint (literals stripped).
 #[utoipa::path(tag = "ops", responses(
     (status = 200, description = "`{routes: {\"POST /api/v1/query\": {1m, 5m, 1h}}, query_kinds: {...}, slowest_queries: [...]}`; each window has count, errors, error_rate, per_second, p50_ms, p90_ms, p99_ms, max_ms", content_type = "application/json"),
-    (status = 404, description = "features.enable_performance_tracking is off", body = crate::api::docs::ErrorResponse)
+    (status = 404, description = "features.enable_performance_tracking is off", body = crate::api::error::ErrorResponse)
 ))]
 #[get("/metrics/performance")]
 pub async fn performance(
     state: web::Data<AppState>,
     caller: crate::auth::Caller,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(crate::engine::Role::Admin)?;
+) -> Result<HttpResponse, Error> {
+    caller.require(crate::role::Role::Admin)?;
     feature(
         state.config.features.enable_performance_tracking,
         "/metrics/performance",

@@ -1,9 +1,10 @@
 //! The HTTP API: routes, shared state, and how request-shape errors become
-//! [`ApiError`]s. Handlers are thin: parse, call the engine, encode.
+//! [`Error`]s. Handlers are thin: parse, call the engine, encode.
 
 pub mod audit;
 pub mod config;
 pub mod docs;
+pub mod error;
 pub mod guard;
 pub mod health;
 pub mod ingest;
@@ -21,11 +22,7 @@ use std::sync::Arc;
 use actix_web::{error::JsonPayloadError, web, HttpRequest, HttpResponse};
 
 use crate::{
-    config::Config,
-    engine::{Engine, Role},
-    error::ApiError,
-    storage::Storage,
-    store::Store,
+    config::Config, engine::Engine, error::Error, role::Role, storage::Storage, store::Store,
 };
 
 /// Everything handlers share, behind `web::Data`.
@@ -58,11 +55,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     )
     .app_data(web::PayloadConfig::default().limit(max_body_bytes))
     .app_data(web::QueryConfig::default().error_handler(|err, _req| {
-        ApiError::InvalidParameters(format!("invalid query string: {err}")).into()
+        Error::InvalidParameters(format!("invalid query string: {err}")).into()
     }))
-    .app_data(web::PathConfig::default().error_handler(|err, _req| {
-        ApiError::InvalidParameters(format!("invalid path: {err}")).into()
-    }))
+    .app_data(
+        web::PathConfig::default().error_handler(|err, _req| {
+            Error::InvalidParameters(format!("invalid path: {err}")).into()
+        }),
+    )
     .configure(register_routes)
     .default_service(web::to(route_not_found));
 }
@@ -187,7 +186,7 @@ pub fn trail(req: &HttpRequest) -> Option<crate::audit::Trail> {
 
 /// Records how an audited action of a request that changes the lake
 /// ended: ok with the snapshot it created, or failed with the error's code.
-pub fn audit_change(req: &HttpRequest, action: &str, target: &str, result: &Result<i64, ApiError>) {
+pub fn audit_change(req: &HttpRequest, action: &str, target: &str, result: &Result<i64, Error>) {
     let Some(trail) = trail(req) else { return };
     let event = match result {
         Ok(snapshot) => trail
@@ -202,29 +201,29 @@ pub fn audit_change(req: &HttpRequest, action: &str, target: &str, result: &Resu
 
 fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match &err {
-        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
+        JsonPayloadError::ContentType => Error::UnsupportedMediaType(
             "the request body must be JSON (Content-Type: application/json)".into(),
         ),
         JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge(
-            format!("the request body is larger than the limit of {limit} bytes"),
-        ),
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => Error::PayloadTooLarge(format!(
+            "the request body is larger than the limit of {limit} bytes"
+        )),
         JsonPayloadError::Deserialize(e) if e.is_data() => {
-            ApiError::InvalidParameters(format!("invalid request: {e}"))
+            Error::InvalidParameters(format!("invalid request: {e}"))
         }
         JsonPayloadError::Deserialize(e) => {
-            ApiError::InvalidRequest(format!("the request body is not valid JSON: {e}"))
+            Error::InvalidRequest(format!("the request body is not valid JSON: {e}"))
         }
-        other => ApiError::InvalidRequest(format!("could not read the request body: {other}")),
+        other => Error::InvalidRequest(format!("could not read the request body: {other}")),
     };
     api.into()
 }
 
 /// 405 for a known path with another method, else 404.
-async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, Error> {
     let message = format!("no route for {} {}", req.method(), req.path());
     if docs::documented_path(req.path()) || ui::is_console_path(req.path()) {
-        return Err(ApiError::MethodNotAllowed(message));
+        return Err(Error::MethodNotAllowed(message));
     }
-    Err(ApiError::RouteNotFound(message))
+    Err(Error::RouteNotFound(message))
 }

@@ -16,7 +16,7 @@ use crate::{
         timetravel::Pin,
         Params, QueryRequest,
     },
-    error::ApiError,
+    error::Error,
     format::encode::Format,
 };
 
@@ -56,10 +56,10 @@ pub struct QueryBody {
 }
 
 impl QueryBody {
-    fn into_request(self, caller: &Caller, req: &HttpRequest) -> Result<QueryRequest, ApiError> {
+    fn into_request(self, caller: &Caller, req: &HttpRequest) -> Result<QueryRequest, Error> {
         let pin = match (self.snapshot, self.as_of) {
             (Some(_), Some(_)) => {
-                return Err(ApiError::InvalidParameters(
+                return Err(Error::InvalidParameters(
                     "give snapshot or as_of, not both".into(),
                 ))
             }
@@ -74,7 +74,7 @@ impl QueryBody {
             .map(str::to_string);
         let params = Params::from_raw(self.params.as_deref())?;
         if self.timeout_ms == Some(0) {
-            return Err(ApiError::InvalidParameters(
+            return Err(Error::InvalidParameters(
                 "timeout_ms must be more than 0".into(),
             ));
         }
@@ -103,7 +103,7 @@ pub async fn query(
     caller: Caller,
     req: HttpRequest,
     body: web::Json<QueryBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let body = body.into_inner();
     let format = negotiate(body.format.as_deref(), &req)?;
     let mode = if body.transaction {
@@ -150,16 +150,16 @@ pub async fn query_get(
     caller: Caller,
     req: HttpRequest,
     params: web::Query<QueryParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let form = params.into_inner();
     let format = negotiate(form.format.as_deref(), &req)?;
-    let params =
-        match form.params {
-            None => None,
-            Some(text) => Some(serde_json::value::RawValue::from_string(text).map_err(|e| {
-                ApiError::InvalidParameters(format!("params is not valid JSON: {e}"))
-            })?),
-        };
+    let params = match form.params {
+        None => None,
+        Some(text) => Some(
+            serde_json::value::RawValue::from_string(text)
+                .map_err(|e| Error::InvalidParameters(format!("params is not valid JSON: {e}")))?,
+        ),
+    };
     let body = QueryBody {
         sql: form.sql,
         params,
@@ -181,7 +181,7 @@ pub async fn query_get(
 }
 
 /// `format` wins over `Accept`.
-pub(crate) fn negotiate(format: Option<&str>, req: &HttpRequest) -> Result<Format, ApiError> {
+pub(crate) fn negotiate(format: Option<&str>, req: &HttpRequest) -> Result<Format, Error> {
     match format {
         Some(name) => Format::from_name(name),
         None => match req.headers().get(header::ACCEPT) {
@@ -197,7 +197,7 @@ pub(crate) async fn run(
     request: QueryRequest,
     format: Format,
     mode: TransactionMode,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     let meter = QueryMeter::start(state, &request.sql, &caller.prefix);
     let stream = match state.engine.stream(request, format, mode).await {
         Ok(stream) => stream,
@@ -402,7 +402,7 @@ impl Metered {
 }
 
 impl futures_util::Stream for Metered {
-    type Item = Result<actix_web::web::Bytes, ApiError>;
+    type Item = Result<actix_web::web::Bytes, Error>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,

@@ -11,7 +11,7 @@
 
 use actix_web::{get, http::header, web, HttpRequest, HttpResponse};
 
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// `default-src 'self'` and nothing inline; blob: for result downloads and
 /// the chart images, data: for the favicon.
@@ -61,7 +61,7 @@ pub fn is_console_path(path: &str) -> bool {
 /// The console page.
 #[utoipa::path(tag = "ui")]
 #[get("/ui")]
-pub async fn console_page(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn console_page(req: HttpRequest) -> Result<HttpResponse, Error> {
     serve(&req, "index.html")
 }
 
@@ -71,22 +71,22 @@ pub async fn console_page(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 pub async fn console_asset(
     req: HttpRequest,
     name: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Error> {
     serve(&req, &name)
 }
 
 /// `/ui/` (an empty last segment does not match `{name}`).
 #[utoipa::path(tag = "ui")]
 #[get("/ui/")]
-pub async fn console_index(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn console_index(req: HttpRequest) -> Result<HttpResponse, Error> {
     serve(&req, "index.html")
 }
 
-fn serve(req: &HttpRequest, name: &str) -> Result<HttpResponse, ApiError> {
+fn serve(req: &HttpRequest, name: &str) -> Result<HttpResponse, Error> {
     let asset = ASSETS
         .iter()
         .find(|a| a.name == name)
-        .ok_or_else(|| ApiError::RouteNotFound(format!("no console file {name:?}")))?;
+        .ok_or_else(|| Error::RouteNotFound(format!("no console file {name:?}")))?;
     let etag = etag(asset);
     let fresh = req
         .headers()

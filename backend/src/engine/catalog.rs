@@ -16,7 +16,7 @@ use super::{
     lake::{quote_identifier, quote_literal},
     Engine,
 };
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// Longest schema or table name the API accepts (PostgreSQL's limit is
 /// lower, 63 bytes, and gives its own error).
@@ -116,19 +116,19 @@ pub struct TableFilter {
 
 /// Checks a schema or table name from a request: any text (it is always
 /// quoted), but not empty, not absurdly long, and no control characters.
-pub fn validate_name(kind: &str, name: &str) -> Result<(), ApiError> {
+pub fn validate_name(kind: &str, name: &str) -> Result<(), Error> {
     if name.trim().is_empty() {
-        return Err(ApiError::InvalidParameters(format!(
+        return Err(Error::InvalidParameters(format!(
             "the {kind} name is empty"
         )));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(ApiError::InvalidParameters(format!(
+        return Err(Error::InvalidParameters(format!(
             "the {kind} name is longer than {MAX_NAME_CHARS} characters"
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(ApiError::InvalidParameters(format!(
+        return Err(Error::InvalidParameters(format!(
             "the {kind} name contains a control character"
         )));
     }
@@ -141,8 +141,8 @@ pub fn encode_cursor(key: &[&str]) -> String {
 }
 
 /// The key inside a cursor from [`encode_cursor`]; 400 for anything else.
-pub fn decode_cursor(cursor: &str, parts: usize) -> Result<Vec<String>, ApiError> {
-    let invalid = || ApiError::InvalidParameters("cursor is not one this service gave out".into());
+pub fn decode_cursor(cursor: &str, parts: usize) -> Result<Vec<String>, Error> {
+    let invalid = || Error::InvalidParameters("cursor is not one this service gave out".into());
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let key: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     if key.len() != parts {
@@ -151,8 +151,8 @@ pub fn decode_cursor(cursor: &str, parts: usize) -> Result<Vec<String>, ApiError
     Ok(key)
 }
 
-fn duck(err: duckdb::Error) -> ApiError {
-    ApiError::from_duckdb(err)
+fn duck(err: duckdb::Error) -> Error {
+    Error::from_duckdb(err)
 }
 
 /// SQL fragments naming the lake and its catalog database.
@@ -211,10 +211,10 @@ impl Names {
 impl Engine {
     /// Runs trusted catalog SQL in one read-only transaction on a pooled
     /// connection, off the async executor.
-    async fn read_catalog<T, F>(&self, work: F) -> Result<T, ApiError>
+    async fn read_catalog<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &Names) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Connection, &Names) -> Result<T, Error> + Send + 'static,
     {
         let names = Names::new(&self.lake.name);
         self.run_blocking(self.timeout_for(None), move |conn| {
@@ -228,9 +228,9 @@ impl Engine {
     }
 
     /// Runs trusted DDL in one transaction; answers the snapshot it created.
-    async fn write_catalog<F>(&self, work: F) -> Result<i64, ApiError>
+    async fn write_catalog<F>(&self, work: F) -> Result<i64, Error>
     where
-        F: FnOnce(&Connection, &Names) -> Result<(), ApiError> + Send + 'static,
+        F: FnOnce(&Connection, &Names) -> Result<(), Error> + Send + 'static,
     {
         let names = Names::new(&self.lake.name);
         self.run_blocking(self.timeout_for(None), move |conn| {
@@ -247,7 +247,7 @@ impl Engine {
         limit: usize,
         after: Option<String>,
         prefix: Option<String>,
-    ) -> Result<Page<SchemaEntry>, ApiError> {
+    ) -> Result<Page<SchemaEntry>, Error> {
         self.read_catalog(move |conn, names| {
             let meta = &names.meta;
             let sql = format!(
@@ -282,7 +282,7 @@ impl Engine {
         .await
     }
 
-    pub async fn list_tables(&self, filter: TableFilter) -> Result<Page<TableEntry>, ApiError> {
+    pub async fn list_tables(&self, filter: TableFilter) -> Result<Page<TableEntry>, Error> {
         self.read_catalog(move |conn, names| {
             let (after_schema, after_table) = filter.after.clone().unwrap_or_default();
             let sql = format!(
@@ -314,7 +314,7 @@ impl Engine {
         &self,
         schema: String,
         table: String,
-    ) -> Result<TableDetail, ApiError> {
+    ) -> Result<TableDetail, Error> {
         let lake = self.lake.name.clone();
         self.read_catalog(move |conn, names| {
             let found = query_tables(
@@ -323,7 +323,7 @@ impl Engine {
                 &[Value::Text(schema.clone()), Value::Text(table.clone())],
             )?;
             let Some(mut entry) = found.into_iter().next() else {
-                return Err(ApiError::NotFound(format!(
+                return Err(Error::NotFound(format!(
                     "no table {}.{} in the lake",
                     quote_identifier(&schema),
                     quote_identifier(&table)
@@ -406,7 +406,7 @@ impl Engine {
         &self,
         limit: usize,
         before: Option<i64>,
-    ) -> Result<Page<SnapshotEntry>, ApiError> {
+    ) -> Result<Page<SnapshotEntry>, Error> {
         self.read_catalog(move |conn, names| {
             let sql = format!(
                 "SELECT snapshot_id, epoch_us(snapshot_time), schema_version, to_json(changes)::VARCHAR, \
@@ -441,7 +441,7 @@ impl Engine {
     }
 
     /// The lake's current snapshot, and whether the table exists in it.
-    pub async fn table_exists(&self, schema: String, table: String) -> Result<i64, ApiError> {
+    pub async fn table_exists(&self, schema: String, table: String) -> Result<i64, Error> {
         self.read_catalog(move |conn, names| {
             table_id(conn, names, &schema, &table)?;
             current_snapshot(conn, &names.name)
@@ -449,7 +449,7 @@ impl Engine {
         .await
     }
 
-    pub async fn create_schema(&self, name: String) -> Result<i64, ApiError> {
+    pub async fn create_schema(&self, name: String) -> Result<i64, Error> {
         self.write_catalog(move |conn, names| {
             conn.execute_batch(&format!(
                 "CREATE SCHEMA {}.{}",
@@ -463,9 +463,9 @@ impl Engine {
 
     /// Drops a schema; with `cascade` its tables and views go too, else a
     /// schema that still holds anything answers 409.
-    pub async fn drop_schema(&self, name: String, cascade: bool) -> Result<i64, ApiError> {
+    pub async fn drop_schema(&self, name: String, cascade: bool) -> Result<i64, Error> {
         if name.eq_ignore_ascii_case("main") {
-            return Err(ApiError::Forbidden(
+            return Err(Error::Forbidden(
                 "the lake's default schema main cannot be dropped".into(),
             ));
         }
@@ -483,13 +483,13 @@ impl Engine {
                 )
                 .map_err(duck)?;
             if schemas == 0 {
-                return Err(ApiError::NotFound(format!(
+                return Err(Error::NotFound(format!(
                     "no schema {} in the lake",
                     quote_identifier(&name)
                 )));
             }
             if tables > 0 && !cascade {
-                return Err(ApiError::NotEmpty(format!(
+                return Err(Error::NotEmpty(format!(
                     "the schema {} still has {tables} table(s); drop them first or pass cascade=true",
                     quote_identifier(&name)
                 )));
@@ -519,11 +519,7 @@ fn page<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T
     }
 }
 
-fn query_tables(
-    conn: &Connection,
-    sql: &str,
-    values: &[Value],
-) -> Result<Vec<TableEntry>, ApiError> {
+fn query_tables(conn: &Connection, sql: &str, values: &[Value]) -> Result<Vec<TableEntry>, Error> {
     let mut stmt = conn.prepare(sql).map_err(duck)?;
     let rows = stmt
         .query_map(params_from_iter(values.iter()), |row| {
@@ -546,7 +542,7 @@ fn query_tables(
 
 /// Rows in the table now (DuckLake answers from its file metadata and
 /// delete files, without reading the data).
-fn row_count(conn: &Connection, names: &Names, schema: &str, table: &str) -> Result<i64, ApiError> {
+fn row_count(conn: &Connection, names: &Names, schema: &str, table: &str) -> Result<i64, Error> {
     conn.query_row(
         &format!(
             "SELECT count(*) FROM {}.{}.{}",
@@ -560,7 +556,7 @@ fn row_count(conn: &Connection, names: &Names, schema: &str, table: &str) -> Res
     .map_err(duck)
 }
 
-fn table_id(conn: &Connection, names: &Names, schema: &str, table: &str) -> Result<i64, ApiError> {
+fn table_id(conn: &Connection, names: &Names, schema: &str, table: &str) -> Result<i64, Error> {
     let meta = &names.meta;
     let id: Option<i64> = conn
         .query_row(
@@ -573,7 +569,7 @@ fn table_id(conn: &Connection, names: &Names, schema: &str, table: &str) -> Resu
         )
         .map_err(duck)?;
     id.ok_or_else(|| {
-        ApiError::NotFound(format!(
+        Error::NotFound(format!(
             "no table {}.{} in the lake",
             quote_identifier(schema),
             quote_identifier(table)
@@ -587,7 +583,7 @@ pub(crate) fn last_change(
     conn: &Connection,
     lake: &str,
     tables: &[(String, String)],
-) -> Result<i64, ApiError> {
+) -> Result<i64, Error> {
     let names = Names::new(lake);
     let sql = names.table_sql();
     let mut last = 0;
@@ -609,7 +605,7 @@ pub(crate) fn same_schema(
     lake: &str,
     old: i64,
     new: i64,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     conn.query_row(
         &format!(
             "SELECT count(*) = 2 AND min(schema_version) = max(schema_version) \
@@ -625,7 +621,7 @@ pub(crate) fn same_schema(
 /// The snapshot the connection's transaction reads. Fully qualified
 /// (`lake.main.current_snapshot()`): with two parts, a schema named like
 /// the lake would make the name ambiguous.
-pub(crate) fn current_snapshot(conn: &Connection, lake: &str) -> Result<i64, ApiError> {
+pub(crate) fn current_snapshot(conn: &Connection, lake: &str) -> Result<i64, Error> {
     conn.query_row(
         &format!(
             "SELECT id FROM {}.main.current_snapshot()",
@@ -638,7 +634,7 @@ pub(crate) fn current_snapshot(conn: &Connection, lake: &str) -> Result<i64, Api
 }
 
 /// The snapshot the connection committed last.
-pub(crate) fn last_committed(conn: &Connection, lake: &str) -> Result<i64, ApiError> {
+pub(crate) fn last_committed(conn: &Connection, lake: &str) -> Result<i64, Error> {
     conn.query_row(
         &format!(
             "SELECT id FROM {}.main.last_committed_snapshot()",

@@ -14,7 +14,7 @@ use super::{
     lake::{quote_identifier, quote_literal},
     Engine,
 };
-use crate::error::ApiError;
+use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -94,16 +94,16 @@ pub struct Loaded {
     pub snapshot: i64,
 }
 
-fn duck(err: duckdb::Error) -> ApiError {
-    ApiError::from_duckdb(err)
+fn duck(err: duckdb::Error) -> Error {
+    Error::from_duckdb(err)
 }
 
 /// A failure while reading the file is the file's fault: 422 with DuckDB's
 /// words. Outages, conflicts and timeouts keep their own codes.
-fn load_error(err: duckdb::Error) -> ApiError {
-    match ApiError::from_duckdb(err) {
-        ApiError::SqlError(message) | ApiError::ConstraintViolation(message) => {
-            ApiError::InvalidData(message)
+fn load_error(err: duckdb::Error) -> Error {
+    match Error::from_duckdb(err) {
+        Error::SqlError(message) | Error::ConstraintViolation(message) => {
+            Error::InvalidData(message)
         }
         other => other,
     }
@@ -120,7 +120,7 @@ impl Engine {
         format: FileFormat,
         mode: LoadMode,
         timeout: Duration,
-    ) -> Result<Loaded, ApiError> {
+    ) -> Result<Loaded, Error> {
         let lake_name = self.lake.name.clone();
         let lake = quote_identifier(&lake_name);
         let meta = quote_identifier(&format!("__ducklake_metadata_{}", self.lake.name));
@@ -134,20 +134,20 @@ impl Engine {
             let (schema_exists, table_exists) = existence(conn, &meta, &schema, &table)?;
             let named = || format!("{}.{}", quote_identifier(&schema), quote_identifier(&table));
             if !schema_exists {
-                return Err(ApiError::NotFound(format!(
+                return Err(Error::NotFound(format!(
                     "no schema {} in the lake",
                     quote_identifier(&schema)
                 )));
             }
             match (mode, table_exists) {
                 (LoadMode::Create, true) => {
-                    return Err(ApiError::AlreadyExists(format!(
+                    return Err(Error::AlreadyExists(format!(
                         "the table {} already exists; use mode=append or mode=replace",
                         named()
                     )))
                 }
                 (LoadMode::Append | LoadMode::Replace, false) => {
-                    return Err(ApiError::NotFound(format!(
+                    return Err(Error::NotFound(format!(
                         "no table {} in the lake; use mode=create to make it from the file",
                         named()
                     )))
@@ -198,7 +198,7 @@ fn validate(
     lake: &str,
     schema: &str,
     table: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     if mode == LoadMode::Create {
         conn.query_row(&format!("SELECT sum(hash(f)) FROM {reader} f"), [], |row| {
             row.get::<_, Option<i128>>(0)
@@ -238,7 +238,7 @@ fn validate(
             .iter()
             .find(|(name, _, _)| name.eq_ignore_ascii_case(column))
         else {
-            return Err(ApiError::InvalidData(format!(
+            return Err(Error::InvalidData(format!(
                 "the file has a column {} that the table does not have",
                 quote_identifier(column)
             )));
@@ -257,7 +257,7 @@ fn validate(
         .map(|(name, _, _)| name.as_str())
         .collect();
     if !missing_required.is_empty() {
-        return Err(ApiError::InvalidData(format!(
+        return Err(Error::InvalidData(format!(
             "the file lacks the NOT NULL column(s) {}",
             missing_required.join(", ")
         )));
@@ -278,7 +278,7 @@ fn validate(
         )
         .map_err(load_error)?;
     if empty > 0 {
-        return Err(ApiError::InvalidData(format!(
+        return Err(Error::InvalidData(format!(
             "{empty} row(s) of the file leave a NOT NULL column empty"
         )));
     }
@@ -290,7 +290,7 @@ fn existence(
     meta: &str,
     schema: &str,
     table: &str,
-) -> Result<(bool, bool), ApiError> {
+) -> Result<(bool, bool), Error> {
     conn.query_row(
         &format!(
             "SELECT count(*) > 0, count(t.table_id) > 0 FROM {meta}.ducklake_schema s \

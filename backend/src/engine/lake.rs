@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, Secret};
+use crate::config::{exposed, Config};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CatalogLocation {
@@ -80,7 +80,7 @@ impl LakeSpec {
             encrypted: config.ducklake.encrypted,
             data_inlining_row_limit: config.ducklake.data_inlining_row_limit,
             connect_timeout_secs: config.ducklake.connection_timeout.ceil().max(1.0) as u64,
-            application_name: crate::application_name("duckdb"),
+            application_name: crate::instance::application_name("duckdb"),
         }
     }
 
@@ -273,11 +273,6 @@ pub fn secret_statements(config: &Config, spec: &LakeSpec) -> Vec<String> {
         ));
     }
     statements
-}
-
-/// The secret's value, or empty when it is unset.
-pub(crate) fn exposed(secret: &Option<Secret>) -> &str {
-    secret.as_ref().map(Secret::expose).unwrap_or_default()
 }
 
 /// A SQL string literal.

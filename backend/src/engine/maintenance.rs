@@ -11,7 +11,7 @@ use super::{
     lake::{quote_identifier, quote_literal},
     Engine,
 };
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// DuckLake's default target file size: files below it are merge candidates.
 const DEFAULT_TARGET_FILE_BYTES: i64 = 512 * 1024 * 1024;
@@ -53,8 +53,8 @@ pub enum ExpireWhat {
     Before(i64),
 }
 
-fn duck(err: duckdb::Error) -> ApiError {
-    ApiError::from_duckdb(err)
+fn duck(err: duckdb::Error) -> Error {
+    Error::from_duckdb(err)
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {
@@ -62,7 +62,7 @@ fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 impl Engine {
-    pub async fn catalog_files(&self) -> Result<CatalogFiles, ApiError> {
+    pub async fn catalog_files(&self) -> Result<CatalogFiles, Error> {
         let meta = quote_identifier(&format!("__ducklake_metadata_{}", self.lake.name));
         self.run_blocking(self.timeout_for(None), move |conn| {
             conn.query_row(
@@ -97,7 +97,7 @@ impl Engine {
         &self,
         table: Option<(String, String)>,
         dry_run: bool,
-    ) -> Result<Vec<Merge>, ApiError> {
+    ) -> Result<Vec<Merge>, Error> {
         let lake = quote_literal(&self.lake.name);
         let meta = quote_identifier(&format!("__ducklake_metadata_{}", self.lake.name));
         self.run_blocking(self.timeout_for(Some(u64::MAX)), move |conn| {
@@ -138,7 +138,7 @@ impl Engine {
         &self,
         what: ExpireWhat,
         dry_run: bool,
-    ) -> Result<Vec<Expired>, ApiError> {
+    ) -> Result<Vec<Expired>, Error> {
         let lake = quote_literal(&self.lake.name);
         self.run_blocking(self.timeout_for(Some(u64::MAX)), move |conn| {
             let selector = match what {
@@ -194,7 +194,7 @@ impl Engine {
         older_than: Option<DateTime<Utc>>,
         orphans_older_than: Option<DateTime<Utc>>,
         dry_run: bool,
-    ) -> Result<Vec<String>, ApiError> {
+    ) -> Result<Vec<String>, Error> {
         let lake = quote_literal(&self.lake.name);
         self.run_blocking(self.timeout_for(Some(u64::MAX)), move |conn| {
             let selector = match older_than {
@@ -220,7 +220,7 @@ impl Engine {
     }
 }
 
-fn paths_of(conn: &Connection, call: &str) -> Result<Vec<String>, ApiError> {
+fn paths_of(conn: &Connection, call: &str) -> Result<Vec<String>, Error> {
     let mut stmt = conn
         .prepare(&format!("SELECT path FROM {call} ORDER BY 1"))
         .map_err(duck)?;
@@ -239,7 +239,7 @@ fn merge_candidates(
     lake: &str,
     meta: &str,
     table: Option<&(String, String)>,
-) -> Result<Vec<Merge>, ApiError> {
+) -> Result<Vec<Merge>, Error> {
     let target: i64 = conn
         .query_row(
             &format!(

@@ -17,7 +17,6 @@ pub mod sandbox;
 pub mod stop;
 pub mod stream;
 pub mod timetravel;
-pub mod types;
 
 use std::{
     sync::{
@@ -29,12 +28,11 @@ use std::{
 
 use duckdb::{Config as DuckConfig, Connection};
 
-use crate::{config::Config, error::ApiError};
+use crate::{config::Config, error::Error};
 use extensions::ExtensionSet;
 use lake::{quote_identifier, LakeSpec};
 use pool::{ConnectionPool, PooledConnection};
-pub use query::{Column, Params};
-pub use sandbox::Role;
+pub use query::Params;
 
 /// Why the engine could not start. Each message tells the operator what to do.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +101,7 @@ pub struct QueryRequest {
     pub timeout_ms: Option<u64>,
     pub max_rows: Option<u64>,
     /// What the caller may do; the sandbox refuses anything beyond it.
-    pub role: sandbox::Role,
+    pub role: crate::role::Role,
     /// Read the lake as of this snapshot (SELECT statements only).
     pub pin: Option<timetravel::Pin>,
     /// The client's `If-None-Match`: a matching, still valid ETag answers
@@ -330,14 +328,14 @@ impl Engine {
 
     /// 413 for SQL longer than the server allows, 400 for a NUL character
     /// (which C strings, and so DuckDB's API, cannot carry).
-    pub fn check_sql_text(&self, sql: &str) -> Result<(), ApiError> {
+    pub fn check_sql_text(&self, sql: &str) -> Result<(), Error> {
         if sql.contains('\0') {
-            return Err(ApiError::InvalidRequest(
+            return Err(Error::InvalidRequest(
                 "the SQL contains a NUL character".into(),
             ));
         }
         if sql.len() > self.max_sql_bytes {
-            return Err(ApiError::PayloadTooLarge(format!(
+            return Err(Error::PayloadTooLarge(format!(
                 "the SQL is {} bytes; the limit is {} (query.max_sql_bytes)",
                 sql.len(),
                 self.max_sql_bytes
@@ -353,13 +351,13 @@ impl Engine {
 
     /// A connection for a client request: waits in a bounded queue, and
     /// answers 429 when the queue is full or the wait is too long.
-    pub async fn acquire(&self) -> Result<PooledConnection, ApiError> {
+    pub async fn acquire(&self) -> Result<PooledConnection, Error> {
         if let Some(conn) = self.pool.try_acquire() {
             return Ok(conn);
         }
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
             self.queued.fetch_sub(1, Ordering::SeqCst);
-            return Err(ApiError::TooManyRequests {
+            return Err(Error::TooManyRequests {
                 message: format!(
                     "all {} query slots are busy and {} requests are already waiting; retry later",
                     self.pool.size(),
@@ -370,7 +368,7 @@ impl Engine {
         }
         let waited = tokio::time::timeout(self.queue_timeout, self.pool.acquire()).await;
         self.queued.fetch_sub(1, Ordering::SeqCst);
-        waited.map_err(|_| ApiError::TooManyRequests {
+        waited.map_err(|_| Error::TooManyRequests {
             message: format!(
                 "no query slot became free within {} ms; retry later",
                 self.queue_timeout.as_millis()
@@ -385,8 +383,8 @@ impl Engine {
     }
 
     /// Counts a request that ended in a write conflict.
-    pub(crate) fn count_conflict(&self, err: &ApiError) {
-        if matches!(err, ApiError::TransactionConflict(_)) {
+    pub(crate) fn count_conflict(&self, err: &Error) {
+        if matches!(err, Error::TransactionConflict(_)) {
             let total = self.write_conflicts.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::info!(write_conflicts_total = total, error = %err, "write conflict");
         }
@@ -394,30 +392,30 @@ impl Engine {
 
     /// DuckDB's memory by tag and its temporary storage, from
     /// `duckdb_memory()`, read on the probe connection.
-    pub async fn memory_usage(&self) -> Result<Vec<(String, i64, i64)>, ApiError> {
+    pub async fn memory_usage(&self) -> Result<Vec<(String, i64, i64)>, Error> {
         self.on_probe(|conn| {
             let mut stmt = conn
                 .prepare(
                     "SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() ORDER BY tag",
                 )
-                .map_err(ApiError::from_duckdb)?;
+                .map_err(Error::from_duckdb)?;
             let rows = stmt
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                .map_err(ApiError::from_duckdb)?;
+                .map_err(Error::from_duckdb)?;
             rows.collect::<duckdb::Result<Vec<_>>>()
-                .map_err(ApiError::from_duckdb)
+                .map_err(Error::from_duckdb)
         })
         .await
-        .map_err(ApiError::internal)?
+        .map_err(Error::internal)?
     }
 
     /// Runs `work` on the probe connection on a blocking thread (the
     /// connection of readiness and state checks, never of user SQL); any
     /// transaction it opened is rolled back.
-    fn on_probe<T, F>(&self, work: F) -> tokio::task::JoinHandle<Result<T, ApiError>>
+    fn on_probe<T, F>(&self, work: F) -> tokio::task::JoinHandle<Result<T, Error>>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
         let probe = Arc::clone(&self.probe);
         tokio::task::spawn_blocking(move || {
@@ -429,15 +427,15 @@ impl Engine {
     }
 
     /// DuckDB's configured memory limit, as DuckDB prints it.
-    pub async fn memory_limit(&self) -> Result<String, ApiError> {
+    pub async fn memory_limit(&self) -> Result<String, Error> {
         self.on_probe(|conn| {
             conn.query_row("SELECT current_setting('memory_limit')", [], |row| {
                 row.get(0)
             })
-            .map_err(ApiError::from_duckdb)
+            .map_err(Error::from_duckdb)
         })
         .await
-        .map_err(ApiError::internal)?
+        .map_err(Error::internal)?
     }
 
     /// Requests that ended in `write_conflict` since start.
@@ -447,10 +445,10 @@ impl Engine {
 
     /// Runs `work` on a pooled connection on a blocking thread, interrupting
     /// DuckDB when `timeout` passes or when this future is dropped.
-    pub async fn run_blocking<T, F>(&self, timeout: Duration, work: F) -> Result<T, ApiError>
+    pub async fn run_blocking<T, F>(&self, timeout: Duration, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
         let conn = self.pool.acquire().await;
         let stop = stop::Stop::new(conn.interrupt_handle());
@@ -464,13 +462,13 @@ impl Engine {
         match outcome {
             Ok(joined) => {
                 interrupt.disarm();
-                joined.map_err(ApiError::internal)?
+                joined.map_err(Error::internal)?
             }
             Err(_) => {
                 // Dropping the guard stops the work's statements; its thread
                 // then finishes with an error and returns the connection.
                 drop(interrupt);
-                Err(ApiError::QueryTimeout(format!(
+                Err(Error::QueryTimeout(format!(
                     "the query ran longer than its timeout of {} ms",
                     timeout.as_millis()
                 )))
@@ -481,7 +479,7 @@ impl Engine {
     /// The lake's current snapshot id, read through DuckLake (so it touches
     /// the catalog): the readiness check of the lake, and the version a
     /// request reads.
-    pub async fn current_snapshot(&self, timeout: Duration) -> Result<i64, ApiError> {
+    pub async fn current_snapshot(&self, timeout: Duration) -> Result<i64, Error> {
         let sql = format!(
             "SELECT id FROM {}.main.current_snapshot()",
             quote_identifier(&self.lake.name)
@@ -489,7 +487,7 @@ impl Engine {
         let arrived = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
         let too_slow = || {
-            ApiError::QueryTimeout(format!(
+            Error::QueryTimeout(format!(
                 "the lake did not answer within {} ms",
                 timeout.as_millis()
             ))
@@ -508,14 +506,14 @@ impl Engine {
         let task = self.on_probe(move |conn| {
             let snapshot = conn
                 .query_row(&sql, [], |row| row.get(0))
-                .map_err(ApiError::from_duckdb);
+                .map_err(Error::from_duckdb);
             stop.release();
             snapshot
         });
         match tokio::time::timeout_at(deadline, task).await {
             Ok(joined) => {
                 interrupt.disarm();
-                let snapshot = joined.map_err(ApiError::internal)??;
+                let snapshot = joined.map_err(Error::internal)??;
                 *last = Some((started, snapshot));
                 Ok(snapshot)
             }

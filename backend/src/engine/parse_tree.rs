@@ -18,37 +18,33 @@ use super::{
     query::{Param, Params},
     sandbox::sql_literal,
 };
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// `sql`'s parse tree as DuckDB serializes it, `{"error": true, ...}`
 /// included (the caller decides what a refusal means).
-pub fn serialize(conn: &Connection, sql: &str) -> Result<Value, ApiError> {
+pub fn serialize(conn: &Connection, sql: &str) -> Result<Value, Error> {
     let text: String = conn
         .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |row| {
             row.get(0)
         })
-        .map_err(ApiError::from_duckdb)?;
+        .map_err(Error::from_duckdb)?;
     serde_json::from_str(&text)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("unreadable parse tree: {e}")))
+        .map_err(|e| Error::internal(anyhow::anyhow!("unreadable parse tree: {e}")))
 }
 
 /// The SQL DuckDB writes for `tree`.
-pub fn deserialize(conn: &Connection, tree: &Value) -> Result<String, ApiError> {
+pub fn deserialize(conn: &Connection, tree: &Value) -> Result<String, Error> {
     conn.query_row(
         "SELECT json_deserialize_sql(?::JSON)",
         [tree.to_string()],
         |row| row.get(0),
     )
-    .map_err(ApiError::from_duckdb)
+    .map_err(Error::from_duckdb)
 }
 
 /// `sql` with its parameters' values in place, as DuckDB parses them;
 /// `None` when DuckDB cannot serialize the statement (not a SELECT).
-pub fn with_values(
-    conn: &Connection,
-    sql: &str,
-    params: &Params,
-) -> Result<Option<String>, ApiError> {
+pub fn with_values(conn: &Connection, sql: &str, params: &Params) -> Result<Option<String>, Error> {
     let mut tree = serialize(conn, sql)?;
     if tree["error"].as_bool() != Some(false) {
         return Ok(None);
@@ -56,7 +52,7 @@ pub fn with_values(
     let mut missing = None;
     replace(conn, &mut tree, params, &mut missing)?;
     if let Some(name) = missing {
-        return Err(ApiError::InvalidParameters(format!(
+        return Err(Error::InvalidParameters(format!(
             "no value given for parameter {name}"
         )));
     }
@@ -84,7 +80,7 @@ fn replace(
     node: &mut Value,
     params: &Params,
     missing: &mut Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     match node {
         Value::Object(map) => {
             if map.get("class").and_then(Value::as_str) == Some("PARAMETER") {
@@ -96,7 +92,7 @@ fn replace(
                 let literal = serialize(conn, &format!("SELECT {}", sql_literal(param)))?;
                 let mut expression = literal["statements"][0]["node"]["select_list"][0].clone();
                 if expression.is_null() {
-                    return Err(ApiError::internal(anyhow::anyhow!(
+                    return Err(Error::internal(anyhow::anyhow!(
                         "DuckDB did not parse the literal of parameter {identifier}"
                     )));
                 }

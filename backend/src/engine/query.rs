@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use duckdb::types::Value;
-use serde::Serialize;
+
 use serde_json::value::RawValue;
 
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// One parameter as the client sent it. A number keeps its exact text until
 /// DuckDB casts it: a JSON parser would read `12345678901234567890.123` or
@@ -20,12 +20,12 @@ pub enum Param {
 }
 
 impl Param {
-    fn from_raw(raw: &RawValue) -> Result<Self, ApiError> {
+    fn from_raw(raw: &RawValue) -> Result<Self, Error> {
         let text = raw.get();
         if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
             // Beyond a double's range with an exponent (1e400): no type holds it.
             if serde_json::from_str::<serde_json::Number>(text).is_err() {
-                return Err(ApiError::InvalidParameters(format!(
+                return Err(Error::InvalidParameters(format!(
                     "the parameter {text} is out of range for every numeric type"
                 )));
             }
@@ -33,7 +33,7 @@ impl Param {
         }
         serde_json::from_str(text)
             .map(Param::Json)
-            .map_err(|e| ApiError::InvalidParameters(format!("params is not valid JSON: {e}")))
+            .map_err(|e| Error::InvalidParameters(format!("params is not valid JSON: {e}")))
     }
 
     /// The parameter as JSON text (numbers exactly as sent).
@@ -57,7 +57,7 @@ pub enum Params {
 impl Params {
     /// A request's `params` field as sent: an array binds positional
     /// parameters, an object named ones.
-    pub fn from_raw(raw: Option<&RawValue>) -> Result<Self, ApiError> {
+    pub fn from_raw(raw: Option<&RawValue>) -> Result<Self, Error> {
         match raw {
             None => Ok(Params::None),
             Some(raw) => Self::parse(raw.get()),
@@ -65,9 +65,9 @@ impl Params {
     }
 
     /// [`Params::from_raw`] from JSON text (the query string's `params`).
-    pub fn parse(text: &str) -> Result<Self, ApiError> {
+    pub fn parse(text: &str) -> Result<Self, Error> {
         let invalid = |e: serde_json::Error| {
-            ApiError::InvalidParameters(format!("params is not valid JSON: {e}"))
+            Error::InvalidParameters(format!("params is not valid JSON: {e}"))
         };
         match text.trim_start().as_bytes().first() {
             Some(b'[') => serde_json::from_str::<Vec<Box<RawValue>>>(text)
@@ -85,7 +85,7 @@ impl Params {
             _ if text.trim() == "null" => Ok(Params::None),
             _ => {
                 serde_json::from_str::<serde_json::Value>(text).map_err(invalid)?;
-                Err(ApiError::InvalidParameters(
+                Err(Error::InvalidParameters(
                     "params must be an array (positional) or an object (named)".into(),
                 ))
             }
@@ -119,27 +119,20 @@ impl Params {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Column {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub type_name: String,
-}
-
 /// Orders the request's parameters the way the statement numbers them.
 pub(crate) fn bind_values(
     stmt: &duckdb::Statement<'_>,
     params: &Params,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<Value>, Error> {
     let expected = stmt.parameter_count();
     match params {
         Params::None if expected == 0 => Ok(Vec::new()),
-        Params::None => Err(ApiError::InvalidParameters(format!(
+        Params::None => Err(Error::InvalidParameters(format!(
             "the statement takes {expected} parameter(s) and none were given"
         ))),
         Params::Positional(values) => {
             if values.len() != expected {
-                return Err(ApiError::InvalidParameters(format!(
+                return Err(Error::InvalidParameters(format!(
                     "the statement takes {expected} parameter(s), {} were given",
                     values.len()
                 )));
@@ -149,16 +142,16 @@ pub(crate) fn bind_values(
         Params::Named(map) => {
             let mut values = Vec::with_capacity(expected);
             for i in 1..=expected {
-                let name = stmt.parameter_name(i).map_err(ApiError::from_duckdb)?;
+                let name = stmt.parameter_name(i).map_err(Error::from_duckdb)?;
                 let value = map.get(&name).ok_or_else(|| {
-                    ApiError::InvalidParameters(format!("no value given for parameter ${name}"))
+                    Error::InvalidParameters(format!("no value given for parameter ${name}"))
                 })?;
                 values.push(json_to_value(value));
             }
             if let Some(extra) = map.keys().find(|k| {
                 !(1..=expected).any(|i| stmt.parameter_name(i).ok().as_deref() == Some(k.as_str()))
             }) {
-                return Err(ApiError::InvalidParameters(format!(
+                return Err(Error::InvalidParameters(format!(
                     "the statement has no parameter ${extra}"
                 )));
             }

@@ -43,14 +43,14 @@ use crate::{
         lake::quote_identifier,
         parse_tree,
         query::{bind_values, Params},
-        sandbox::{self, Role, Verdict},
+        sandbox::{self, Verdict},
         stop::Stop,
-        timetravel,
-        types::DuckType,
-        Column, Engine, QueryRequest,
+        timetravel, Engine, QueryRequest,
     },
-    error::ApiError,
+    error::Error,
     format::encode::{Format, Pipelined, ResultHead, Summary},
+    format::types::{Column, DuckType},
+    role::Role,
 };
 
 /// Bytes held back before the response starts.
@@ -128,7 +128,7 @@ impl Engine {
         request: QueryRequest,
         format: Format,
         mode: TransactionMode,
-    ) -> Result<QueryStream, ApiError> {
+    ) -> Result<QueryStream, Error> {
         let limits = Limits {
             timeout: self.timeout_for(request.timeout_ms),
             max_rows: self.max_rows_for(request.max_rows),
@@ -145,7 +145,7 @@ impl Engine {
         format: Format,
         mode: TransactionMode,
         limits: Limits,
-    ) -> Result<QueryStream, ApiError> {
+    ) -> Result<QueryStream, Error> {
         let started = Instant::now();
         self.check_sql_text(&request.sql)?;
         let Limits {
@@ -210,7 +210,7 @@ impl Engine {
             // A single auto-commit statement that lost a commit race (after
             // DuckLake's own retries) can safely run once more, as long as
             // nothing of its answer has left yet.
-            if matches!(outcome, Err(ApiError::TransactionConflict(_)))
+            if matches!(outcome, Err(Error::TransactionConflict(_)))
                 && mode == TransactionMode::AutoCommit
                 && producer.head_tx.is_some()
                 && sandbox::split_statements(&request.sql).len() == 1
@@ -258,7 +258,7 @@ impl Engine {
             }
             Err(_) => {
                 guard.disarm();
-                Err(ApiError::internal(anyhow::anyhow!(
+                Err(Error::internal(anyhow::anyhow!(
                     "the query thread ended without an answer"
                 )))
             }
@@ -279,8 +279,8 @@ struct Producer {
     max_bytes: u64,
     /// Encoded bytes handed on so far.
     sent_bytes: u64,
-    head_tx: Option<oneshot::Sender<Result<Head, ApiError>>>,
-    tx: mpsc::Sender<Result<Bytes, ApiError>>,
+    head_tx: Option<oneshot::Sender<Result<Head, Error>>>,
+    tx: mpsc::Sender<Result<Bytes, Error>>,
     timed_out: Arc<AtomicBool>,
     timeout: Duration,
     /// Rows encoded so far, shared with the body for metrics.
@@ -323,7 +323,7 @@ impl Held {
         }
     }
 
-    fn push(&mut self, bytes: Vec<u8>) -> Result<(), ApiError> {
+    fn push(&mut self, bytes: Vec<u8>) -> Result<(), Error> {
         use std::io::Write;
         self.length += bytes.len() as u64;
         if self.prefix.is_none() {
@@ -331,10 +331,10 @@ impl Held {
             return Ok(());
         }
         if self.spill.is_none() {
-            self.spill = Some(tempfile::tempfile_in(&self.dir).map_err(ApiError::internal)?);
+            self.spill = Some(tempfile::tempfile_in(&self.dir).map_err(Error::internal)?);
         }
         let spill = self.spill.as_mut().expect("created above");
-        spill.write_all(&bytes).map_err(ApiError::internal)
+        spill.write_all(&bytes).map_err(Error::internal)
     }
 }
 
@@ -371,10 +371,10 @@ impl Producer {
         mode: TransactionMode,
         max_rows: u64,
         started: Instant,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let pieces = sandbox::split_statements(&request.sql);
         if pieces.is_empty() {
-            return Err(ApiError::InvalidParameters("sql is empty".into()));
+            return Err(Error::InvalidParameters("sql is empty".into()));
         }
         // Every statement is checked and run inside one transaction, so the
         // plan the sandbox inspected is the plan DuckDB runs (a view
@@ -407,7 +407,7 @@ impl Producer {
         let (last, leading) = pieces.split_last().expect("pieces is not empty");
         for piece in leading {
             if sandbox::has_placeholder(piece) {
-                return Err(ApiError::InvalidParameters(
+                return Err(Error::InvalidParameters(
                     "parameters bind to the last statement of a request only; an earlier \
                      statement has a placeholder"
                         .into(),
@@ -435,7 +435,7 @@ impl Producer {
             },
         };
         if !self.check(conn, &checked, access)? {
-            return Err(ApiError::InvalidParameters(
+            return Err(Error::InvalidParameters(
                 "the last statement of the request is empty".into(),
             ));
         }
@@ -466,7 +466,7 @@ impl Producer {
             self.versions.etag = Some(timetravel::etag(read, &hash));
         }
         // Prepares `text`, binds the request's parameters and starts it.
-        let execute = |text: &str| -> Result<(duckdb::Statement<'_>, _), ApiError> {
+        let execute = |text: &str| -> Result<(duckdb::Statement<'_>, _), Error> {
             let mut stmt = conn.prepare(text).map_err(|e| self.duck(e))?;
             let values = bind_values(&stmt, &request.params)?;
             let schema = stmt
@@ -596,7 +596,7 @@ impl Producer {
         format: Format,
         max_rows: u64,
         over_bytes: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         if format.carries_metadata() || self.hold.is_some() {
             return Ok(());
         }
@@ -608,7 +608,7 @@ impl Producer {
         } else {
             format!("the server's limit of {max_rows} rows (query.max_rows)")
         };
-        Err(ApiError::ResultTooLarge(format!(
+        Err(Error::ResultTooLarge(format!(
             "the result is larger than {limit}, and a cut {} result would look complete: \
              set max_rows to receive the first rows with X-Row-Count and X-Result-Truncated, \
              ask for format json (its body says truncated), or submit the query as a job",
@@ -651,7 +651,7 @@ impl Producer {
             .map_err(|_| Gone)
     }
 
-    fn fail(&mut self, err: ApiError) {
+    fn fail(&mut self, err: Error) {
         match self.head_tx.take() {
             Some(head_tx) => {
                 let _ = head_tx.send(Err(err));
@@ -671,10 +671,10 @@ impl Producer {
         mut held: Held,
         rest: Vec<u8>,
         summary: Summary,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         use std::io::{Read, Seek};
         let Some(head_tx) = self.head_tx.take() else {
-            return Err(ApiError::internal(anyhow::anyhow!(
+            return Err(Error::internal(anyhow::anyhow!(
                 "a held result's head was already sent"
             )));
         };
@@ -703,10 +703,10 @@ impl Producer {
         if let Some(mut spill) = spill {
             spill
                 .seek(std::io::SeekFrom::Start(0))
-                .map_err(ApiError::internal)?;
+                .map_err(Error::internal)?;
             loop {
                 let mut chunk = vec![0; CHUNK_BYTES];
-                let n = spill.read(&mut chunk).map_err(ApiError::internal)?;
+                let n = spill.read(&mut chunk).map_err(Error::internal)?;
                 if n == 0 {
                     break;
                 }
@@ -723,7 +723,7 @@ impl Producer {
     }
 
     /// Records the pending writes with how they ended.
-    fn audit_writes(&mut self, outcome: Outcome, snapshot: Option<i64>, err: Option<&ApiError>) {
+    fn audit_writes(&mut self, outcome: Outcome, snapshot: Option<i64>, err: Option<&Error>) {
         let writes = std::mem::take(&mut self.writes);
         let Some(trail) = &self.audit else {
             return;
@@ -753,12 +753,12 @@ impl Producer {
         conn: &duckdb::Connection,
         sql: &str,
         access: Access,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         let verdict = self.check_inner(conn, sql, access);
         if let (Err(err), Some(trail)) = (&verdict, &self.audit) {
             if matches!(
                 err,
-                ApiError::Forbidden(_) | ApiError::InsufficientRole(_) | ApiError::ReadOnly(_)
+                Error::Forbidden(_) | Error::InsufficientRole(_) | Error::ReadOnly(_)
             ) {
                 trail.record(
                     trail
@@ -777,19 +777,19 @@ impl Producer {
         conn: &duckdb::Connection,
         sql: &str,
         access: Access,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         if let Some(explain) = sandbox::explain(sql) {
             // EXPLAIN x needs what x needs (with ANALYZE, x runs), and its
             // answer (a plan, timings) has no lake version.
             self.reads.unversioned = true;
             if !self.check_inner(conn, explain.inner, access)? {
-                return Err(ApiError::InvalidRequest(
+                return Err(Error::InvalidRequest(
                     "EXPLAIN needs the statement to explain".into(),
                 ));
             }
             return Ok(true);
         }
-        let plan_of = |text: &str| -> Result<String, ApiError> {
+        let plan_of = |text: &str| -> Result<String, Error> {
             conn.prepare_cached(sandbox::PLAN_SQL)
                 .and_then(|mut stmt| stmt.query_row([text], |row| row.get(0)))
                 .map_err(|e| self.duck(e))
@@ -835,7 +835,7 @@ impl Producer {
         match verdict {
             Verdict::Empty => Ok(false),
             Verdict::Needs(needed) if access.read_only && needed > Role::Read => {
-                Err(ApiError::ReadOnly(
+                Err(Error::ReadOnly(
                     "this form of the query endpoint is read-only: writes need POST".into(),
                 ))
             }
@@ -849,7 +849,7 @@ impl Producer {
                 }
                 Ok(true)
             }
-            Verdict::Needs(needed) => Err(ApiError::InsufficientRole(format!(
+            Verdict::Needs(needed) => Err(Error::InsufficientRole(format!(
                 "this statement needs the {needed} role; the request has the {} role",
                 access.role
             ))),
@@ -858,20 +858,20 @@ impl Producer {
 
     /// A DuckDB error, or the timeout when the watchdog interrupted it, or
     /// the end of the shutdown grace period.
-    fn duck(&self, err: duckdb::Error) -> ApiError {
+    fn duck(&self, err: duckdb::Error) -> Error {
         if self.shutting_down.load(Ordering::SeqCst) {
-            return ApiError::ShuttingDown(
+            return Error::ShuttingDown(
                 "the service is shutting down and stopped this query; retry on another replica"
                     .into(),
             );
         }
         if self.timed_out.load(Ordering::SeqCst) {
-            ApiError::QueryTimeout(format!(
+            Error::QueryTimeout(format!(
                 "the query ran longer than its timeout of {} ms",
                 self.timeout.as_millis()
             ))
         } else {
-            ApiError::from_duckdb(err)
+            Error::from_duckdb(err)
         }
     }
 }
@@ -902,7 +902,7 @@ impl Drop for StreamGuard {
 /// The response body: the held-back window, then the chunks as they come.
 pub struct BodyStream {
     prefix: Option<Bytes>,
-    rx: mpsc::Receiver<Result<Bytes, ApiError>>,
+    rx: mpsc::Receiver<Result<Bytes, Error>>,
     guard: StreamGuard,
     rows: Arc<AtomicU64>,
 }
@@ -914,7 +914,7 @@ impl BodyStream {
     }
 
     /// Collects the whole body (for tests and small internal uses).
-    pub async fn collect(mut self) -> Result<Vec<u8>, ApiError> {
+    pub async fn collect(mut self) -> Result<Vec<u8>, Error> {
         use futures_util::StreamExt;
         let mut out = Vec::new();
         while let Some(chunk) = self.next().await {
@@ -925,7 +925,7 @@ impl BodyStream {
 }
 
 impl Stream for BodyStream {
-    type Item = Result<Bytes, ApiError>;
+    type Item = Result<Bytes, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(prefix) = self.prefix.take() {
@@ -1027,5 +1027,5 @@ fn request_hash(request: &QueryRequest, format: Format, max_rows: u64) -> String
         "{}\0{params}\0{format:?}\0{max_rows}\0{:?}",
         request.sql, request.pin
     );
-    crate::store::sha256_hex(key.as_bytes())[..16].to_string()
+    crate::digest::sha256_hex(key.as_bytes())[..16].to_string()
 }

@@ -22,7 +22,7 @@ use duckdb::Connection;
 use serde_json::Value;
 
 use super::{lake::quote_literal, parse_tree};
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// A request's snapshot pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +41,13 @@ impl Pin {
     }
 }
 
-fn duck(err: duckdb::Error) -> ApiError {
-    ApiError::from_duckdb(err)
+fn duck(err: duckdb::Error) -> Error {
+    Error::from_duckdb(err)
 }
 
 /// The snapshot `pin` names, checked against the lake's history, and the
 /// `at_clause` node that applies it.
-pub fn resolve(conn: &Connection, lake: &str, pin: &Pin) -> Result<(i64, Value), ApiError> {
+pub fn resolve(conn: &Connection, lake: &str, pin: &Pin) -> Result<(i64, Value), Error> {
     let snapshots = format!("ducklake_snapshots({})", quote_literal(lake));
     let snapshot: Option<i64> = match pin {
         Pin::Version(v) => conn
@@ -75,7 +75,7 @@ pub fn resolve(conn: &Connection, lake: &str, pin: &Pin) -> Result<(i64, Value),
                 )
                 .map_err(duck)?;
             if !valid {
-                return Err(ApiError::InvalidParameters(format!(
+                return Err(Error::InvalidParameters(format!(
                     "as_of {t:?} is not a timestamp (use RFC 3339, e.g. 2026-11-23T10:00:00Z)"
                 )));
             }
@@ -83,7 +83,7 @@ pub fn resolve(conn: &Connection, lake: &str, pin: &Pin) -> Result<(i64, Value),
         }
     };
     let Some(snapshot) = snapshot else {
-        return Err(ApiError::InvalidParameters(match pin {
+        return Err(Error::InvalidParameters(match pin {
             Pin::Version(v) => format!("the lake has no snapshot {v} (it may have been expired)"),
             Pin::Time(t) => format!("the lake has no snapshot at or before {t}"),
         }));
@@ -93,7 +93,7 @@ pub fn resolve(conn: &Connection, lake: &str, pin: &Pin) -> Result<(i64, Value),
     let tree = serialize(conn, &template)?;
     let clause = tree["statements"][0]["node"]["from_table"]["at_clause"].clone();
     if clause.is_null() {
-        return Err(ApiError::internal(anyhow::anyhow!(
+        return Err(Error::internal(anyhow::anyhow!(
             "DuckDB did not parse the AT clause template"
         )));
     }
@@ -102,7 +102,7 @@ pub fn resolve(conn: &Connection, lake: &str, pin: &Pin) -> Result<(i64, Value),
 
 /// `sql` (one statement) with `clause` on every table that has no AT of
 /// its own.
-pub fn pin_statement(conn: &Connection, sql: &str, clause: &Value) -> Result<String, ApiError> {
+pub fn pin_statement(conn: &Connection, sql: &str, clause: &Value) -> Result<String, Error> {
     if let Some(explain) = super::sandbox::explain(sql) {
         if !explain.inner.trim().is_empty() {
             let inner = pin_statement(conn, explain.inner, clause)?;
@@ -115,17 +115,17 @@ pub fn pin_statement(conn: &Connection, sql: &str, clause: &Value) -> Result<Str
 }
 
 /// [`parse_tree::serialize`], with DuckDB's refusal as the request's error.
-fn serialize(conn: &Connection, sql: &str) -> Result<Value, ApiError> {
+fn serialize(conn: &Connection, sql: &str) -> Result<Value, Error> {
     let tree = parse_tree::serialize(conn, sql)?;
     if tree["error"].as_bool() == Some(true) {
         let message = tree["error_message"].as_str().unwrap_or("").to_string();
         if message.contains("Only SELECT") {
-            return Err(ApiError::InvalidParameters(
+            return Err(Error::InvalidParameters(
                 "snapshot and as_of apply to SELECT statements only".into(),
             ));
         }
         let kind = tree["error_type"].as_str().unwrap_or("parser");
-        return Err(ApiError::from_duckdb_message(format!(
+        return Err(Error::from_duckdb_message(format!(
             "{} Error: {message}",
             super::sandbox::title_case(kind)
         )));

@@ -18,7 +18,10 @@ use duckdb::arrow::{
 use duckdb::core::LogicalTypeId;
 use serde::Serialize;
 
-use crate::{engine::types::DuckType, error::ApiError, format::json};
+use crate::{
+    error::Error,
+    format::{json, types::DuckType},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,7 +55,7 @@ pub const FORMATS: &[(&str, Format, &str)] = &[
 ];
 
 impl Format {
-    pub fn from_name(name: &str) -> Result<Self, ApiError> {
+    pub fn from_name(name: &str) -> Result<Self, Error> {
         let name = name.trim().to_ascii_lowercase();
         let alias = match name.as_str() {
             "jsonl" | "json_lines" => "ndjson",
@@ -69,7 +72,7 @@ impl Format {
 
     /// The first acceptable format of an `Accept` header, in the client's
     /// order of preference; `*/*` and `application/*` mean JSON.
-    pub fn from_accept(accept: &str) -> Result<Self, ApiError> {
+    pub fn from_accept(accept: &str) -> Result<Self, Error> {
         let mut ranges: Vec<(f32, usize, &str)> = accept
             .split(',')
             .enumerate()
@@ -137,7 +140,7 @@ impl Format {
         matches!(self, Format::Json | Format::JsonObjects)
     }
 
-    pub fn encoder(self, head: &ResultHead) -> Result<Box<dyn Encoder + Send>, ApiError> {
+    pub fn encoder(self, head: &ResultHead) -> Result<Box<dyn Encoder + Send>, Error> {
         let buffer = SharedBuf::default();
         Ok(match self {
             Format::Json => Box::new(JsonEncoder::new(head, false)),
@@ -204,23 +207,23 @@ fn has_union(data_type: &DataType) -> bool {
 /// Rows per Parquet row group: the most a Parquet response holds in memory.
 const PARQUET_ROW_GROUP: usize = 128 * 1024;
 
-fn unsupported(what: &str) -> ApiError {
+fn unsupported(what: &str) -> Error {
     let names: Vec<&str> = FORMATS.iter().map(|(n, _, _)| *n).collect();
     let media: Vec<&str> = FORMATS.iter().map(|(_, _, m)| *m).collect();
-    ApiError::UnsupportedFormat(format!(
+    Error::UnsupportedFormat(format!(
         "unsupported {what}; supported formats: {} (media types: {})",
         names.join(", "),
         media.join(", ")
     ))
 }
 
-fn cannot_carry(format: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::InvalidParameters(format!("{format} cannot carry this result: {e}"))
+fn cannot_carry(format: &str, e: impl std::fmt::Display) -> Error {
+    Error::InvalidParameters(format!("{format} cannot carry this result: {e}"))
 }
 
 /// What every encoder needs to know before the first batch.
 pub struct ResultHead {
-    pub columns: Vec<crate::engine::Column>,
+    pub columns: Vec<crate::format::types::Column>,
     pub types: Vec<DuckType>,
     pub schema: SchemaRef,
 }
@@ -234,8 +237,8 @@ pub struct Summary {
 }
 
 pub trait Encoder {
-    fn batch(&mut self, batch: &RecordBatch) -> Result<(), ApiError>;
-    fn finish(&mut self, summary: &Summary) -> Result<(), ApiError>;
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), Error>;
+    fn finish(&mut self, summary: &Summary) -> Result<(), Error>;
     /// The bytes encoded since the last call.
     fn take(&mut self) -> Vec<u8>;
     /// How many bytes are waiting to be taken.
@@ -261,12 +264,12 @@ pub struct Pipelined {
 #[derive(Default)]
 struct Encoded {
     bytes: Vec<u8>,
-    error: Option<ApiError>,
+    error: Option<Error>,
 }
 
 impl Pipelined {
     /// Moves `encoder` (with whatever it holds untaken) to its own thread.
-    pub fn start(mut encoder: Box<dyn Encoder + Send>) -> Result<Self, ApiError> {
+    pub fn start(mut encoder: Box<dyn Encoder + Send>) -> Result<Self, Error> {
         let out = Arc::new(parking_lot::Mutex::new(Encoded {
             bytes: encoder.take(),
             error: None,
@@ -292,7 +295,7 @@ impl Pipelined {
                 }
                 encoder
             })
-            .map_err(ApiError::internal)?;
+            .map_err(Error::internal)?;
         Ok(Self {
             batches: Some(batches),
             out,
@@ -301,9 +304,9 @@ impl Pipelined {
         })
     }
 
-    fn error(&mut self) -> Result<(), ApiError> {
+    fn error(&mut self) -> Result<(), Error> {
         if self.failed {
-            return Err(ApiError::internal(anyhow::anyhow!(
+            return Err(Error::internal(anyhow::anyhow!(
                 "the encoder stopped after an error"
             )));
         }
@@ -318,24 +321,24 @@ impl Pipelined {
     }
 
     /// Waits for every batch handed over to be encoded; the inner encoder.
-    fn join(&mut self) -> Result<Box<dyn Encoder + Send>, ApiError> {
+    fn join(&mut self) -> Result<Box<dyn Encoder + Send>, Error> {
         self.error()?;
         self.batches = None;
         let Some(worker) = self.worker.take() else {
-            return Err(ApiError::internal(anyhow::anyhow!(
+            return Err(Error::internal(anyhow::anyhow!(
                 "the encoding thread already ended"
             )));
         };
         let encoder = worker
             .join()
-            .map_err(|_| ApiError::internal(anyhow::anyhow!("the encoding thread panicked")))?;
+            .map_err(|_| Error::internal(anyhow::anyhow!("the encoding thread panicked")))?;
         self.error()?;
         Ok(encoder)
     }
 }
 
 impl Encoder for Pipelined {
-    fn batch(&mut self, batch: &RecordBatch) -> Result<(), ApiError> {
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         self.error()?;
         let sent = self
             .batches
@@ -348,7 +351,7 @@ impl Encoder for Pipelined {
             self.join().map(|_| ())
         }
     }
-    fn finish(&mut self, summary: &Summary) -> Result<(), ApiError> {
+    fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
         let mut encoder = self.join()?;
         encoder.finish(summary)?;
         let rest = encoder.take();
@@ -454,7 +457,7 @@ fn column_writers<'a>(
 }
 
 impl Encoder for JsonEncoder {
-    fn batch(&mut self, batch: &RecordBatch) -> Result<(), ApiError> {
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         let columns = column_writers(batch, &self.types);
         for row in 0..batch.num_rows() {
             if !self.first {
@@ -465,13 +468,13 @@ impl Encoder for JsonEncoder {
         }
         Ok(())
     }
-    fn finish(&mut self, summary: &Summary) -> Result<(), ApiError> {
+    fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
         write!(
             self.out,
             "],\"row_count\":{},\"truncated\":{},\"elapsed_ms\":{:.3}}}",
             summary.row_count, summary.truncated, summary.elapsed_ms
         )
-        .map_err(ApiError::internal)
+        .map_err(Error::internal)
     }
     fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
@@ -498,7 +501,7 @@ impl NdjsonEncoder {
 }
 
 impl Encoder for NdjsonEncoder {
-    fn batch(&mut self, batch: &RecordBatch) -> Result<(), ApiError> {
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         let columns = column_writers(batch, &self.types);
         for row in 0..batch.num_rows() {
             write_row(&mut self.out, &columns, row, Some(&self.keys));
@@ -506,7 +509,7 @@ impl Encoder for NdjsonEncoder {
         }
         Ok(())
     }
-    fn finish(&mut self, _: &Summary) -> Result<(), ApiError> {
+    fn finish(&mut self, _: &Summary) -> Result<(), Error> {
         Ok(())
     }
     fn take(&mut self) -> Vec<u8> {
@@ -626,7 +629,7 @@ fn text_column(array: &dyn Array, ty: &DuckType) -> ArrayRef {
 }
 
 impl Encoder for CsvEncoder {
-    fn batch(&mut self, batch: &RecordBatch) -> Result<(), ApiError> {
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         let batch = if self.as_text.iter().any(|t| *t) {
             let columns: Vec<ArrayRef> = batch
                 .columns()
@@ -640,7 +643,7 @@ impl Encoder for CsvEncoder {
                     }
                 })
                 .collect();
-            RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(ApiError::internal)?
+            RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(Error::internal)?
         } else {
             batch.clone()
         };
@@ -648,7 +651,7 @@ impl Encoder for CsvEncoder {
             .write(&batch)
             .map_err(|e| cannot_carry("CSV", e))
     }
-    fn finish(&mut self, summary: &Summary) -> Result<(), ApiError> {
+    fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
         if summary.row_count == 0 {
             // arrow-csv writes the header with the first batch.
             let empty = RecordBatch::new_empty(Arc::clone(&self.schema));
@@ -672,13 +675,13 @@ struct ArrowEncoder {
 }
 
 impl Encoder for ArrowEncoder {
-    fn batch(&mut self, batch: &RecordBatch) -> Result<(), ApiError> {
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         let writer = self.writer.as_mut().expect("not finished");
         writer
             .write(batch)
             .map_err(|e| cannot_carry("Arrow IPC", e))
     }
-    fn finish(&mut self, _: &Summary) -> Result<(), ApiError> {
+    fn finish(&mut self, _: &Summary) -> Result<(), Error> {
         if let Some(mut writer) = self.writer.take() {
             writer.finish().map_err(|e| cannot_carry("Arrow IPC", e))?;
         }
@@ -698,11 +701,11 @@ struct ParquetEncoder {
 }
 
 impl Encoder for ParquetEncoder {
-    fn batch(&mut self, batch: &RecordBatch) -> Result<(), ApiError> {
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         let writer = self.writer.as_mut().expect("not finished");
         writer.write(batch).map_err(|e| cannot_carry("Parquet", e))
     }
-    fn finish(&mut self, _: &Summary) -> Result<(), ApiError> {
+    fn finish(&mut self, _: &Summary) -> Result<(), Error> {
         if let Some(writer) = self.writer.take() {
             writer.close().map_err(|e| cannot_carry("Parquet", e))?;
         }
@@ -726,7 +729,7 @@ mod tests {
             name: name.into(),
             children: Vec::new(),
         };
-        let column = |name: &str, type_name: &str| crate::engine::Column {
+        let column = |name: &str, type_name: &str| crate::format::types::Column {
             name: name.into(),
             type_name: type_name.into(),
         };
@@ -807,14 +810,14 @@ mod tests {
     struct Failing(usize);
 
     impl Encoder for Failing {
-        fn batch(&mut self, _: &RecordBatch) -> Result<(), ApiError> {
+        fn batch(&mut self, _: &RecordBatch) -> Result<(), Error> {
             self.0 += 1;
             if self.0 == 3 {
-                return Err(ApiError::InvalidParameters("third batch".into()));
+                return Err(Error::InvalidParameters("third batch".into()));
             }
             Ok(())
         }
-        fn finish(&mut self, _: &Summary) -> Result<(), ApiError> {
+        fn finish(&mut self, _: &Summary) -> Result<(), Error> {
             Ok(())
         }
         fn take(&mut self) -> Vec<u8> {

@@ -28,7 +28,7 @@ use duckdb::arrow::{
 };
 use duckdb::core::LogicalTypeId;
 
-use crate::engine::types::DuckType;
+use crate::format::types::DuckType;
 
 /// Writes the value at `row` of `array` as JSON.
 fn write_value(out: &mut Vec<u8>, array: &dyn Array, row: usize, ty: &DuckType) {

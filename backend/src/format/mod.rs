@@ -3,4 +3,5 @@
 
 pub mod encode;
 pub mod json;
+pub mod types;
 mod wkt;

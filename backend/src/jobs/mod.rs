@@ -36,9 +36,10 @@ use uuid::Uuid;
 use crate::{
     auth::Caller,
     config::JobsConfig,
-    engine::{progress::ProgressProbe, Engine, Params, Role},
-    error::ApiError,
+    engine::{progress::ProgressProbe, Engine, Params},
+    error::Error,
     format::encode::Format,
+    role::Role,
     storage::SideStore,
     store::{
         jobs::{JobFilter, JobRow, NewJob},
@@ -121,7 +122,7 @@ impl Jobs {
             slots: Arc::new(Semaphore::new(config.max_concurrent)),
             instance: format!(
                 "{}-{}",
-                crate::instance_id(),
+                crate::instance::instance_id(),
                 &Uuid::new_v4().simple().to_string()[..6]
             ),
             engine,
@@ -146,12 +147,12 @@ impl Jobs {
     }
 
     /// Records the job and queues it here; 429 when this replica's queue is full.
-    pub async fn submit(&self, caller: &Caller, submission: Submission) -> Result<Job, ApiError> {
+    pub async fn submit(&self, caller: &Caller, submission: Submission) -> Result<Job, Error> {
         let inner = &self.inner;
         inner.engine.check_sql_text(&submission.sql)?;
         let params = Params::from_raw(submission.params.as_deref())?;
         if submission.timeout_ms == Some(0) {
-            return Err(ApiError::InvalidParameters(
+            return Err(Error::InvalidParameters(
                 "timeout_ms must be more than 0".into(),
             ));
         }
@@ -179,7 +180,7 @@ impl Jobs {
         {
             let mut jobs = inner.local.lock();
             if jobs.len() >= capacity {
-                return Err(ApiError::TooManyRequests {
+                return Err(Error::TooManyRequests {
                     message: format!(
                         "this replica already runs {} jobs and has {} waiting; retry later",
                         inner.config.max_concurrent, inner.config.max_queued
@@ -225,20 +226,20 @@ impl Jobs {
     }
 
     /// The job, if the caller may see it.
-    pub async fn get(&self, caller: &Caller, id: Uuid) -> Result<Job, ApiError> {
+    pub async fn get(&self, caller: &Caller, id: Uuid) -> Result<Job, Error> {
         Ok(self.row(caller, id).await?.into())
     }
 
     /// A finished job's row, for reading its result.
-    pub async fn row(&self, caller: &Caller, id: Uuid) -> Result<JobRow, ApiError> {
+    pub async fn row(&self, caller: &Caller, id: Uuid) -> Result<JobRow, Error> {
         match self.inner.store.job(id).await? {
             Some(row) if visible(caller, &row.owner) => Ok(row),
-            _ => Err(ApiError::NotFound(format!("no job {id}"))),
+            _ => Err(Error::NotFound(format!("no job {id}"))),
         }
     }
 
     /// Jobs newest first; a non-admin caller sees only its owner's.
-    pub async fn list(&self, caller: &Caller, mut filter: JobFilter) -> Result<Vec<Job>, ApiError> {
+    pub async fn list(&self, caller: &Caller, mut filter: JobFilter) -> Result<Vec<Job>, Error> {
         if caller.role < Role::Admin {
             filter.owner = Some(caller.owner.clone());
         }
@@ -249,11 +250,7 @@ impl Jobs {
     /// Cancels a queued or running job (on whichever replica runs it), or
     /// deletes a finished one and its result. Returns the job afterwards, or
     /// None when it was deleted.
-    pub async fn cancel_or_delete(
-        &self,
-        caller: &Caller,
-        id: Uuid,
-    ) -> Result<Option<Job>, ApiError> {
+    pub async fn cancel_or_delete(&self, caller: &Caller, id: Uuid) -> Result<Option<Job>, Error> {
         let inner = &self.inner;
         let row = self.row(caller, id).await?;
         if !matches!(row.status.as_str(), "queued" | "running") {
@@ -290,7 +287,7 @@ impl Jobs {
     }
 
     /// Jobs by status over all replicas, for `/metrics`.
-    pub async fn counts(&self) -> Result<Vec<(&'static str, i64)>, ApiError> {
+    pub async fn counts(&self) -> Result<Vec<(&'static str, i64)>, Error> {
         let counts = self.inner.store.job_counts().await?;
         Ok(STATUSES
             .iter()
@@ -411,7 +408,7 @@ impl Inner {
     }
 
     /// Deletes a finished job's result, then its record.
-    async fn delete(&self, row: &JobRow) -> Result<(), ApiError> {
+    async fn delete(&self, row: &JobRow) -> Result<(), Error> {
         if let Some(location) = &row.result_location {
             spool::delete(&self.spool, location).await?;
         }

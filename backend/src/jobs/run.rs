@@ -20,10 +20,11 @@ use crate::{
     engine::{
         progress::ProgressProbe,
         stream::{Limits, QueryStream, TransactionMode},
-        Params, QueryRequest, Role,
+        Params, QueryRequest,
     },
-    error::ApiError,
+    error::Error,
     format::encode::Format,
+    role::Role,
     store::jobs::Outcome,
 };
 
@@ -56,7 +57,7 @@ async fn cancel_requested(cancelled: &mut watch::Receiver<bool>) {
     }
 }
 
-fn failed(err: &ApiError) -> Outcome {
+fn failed(err: &Error) -> Outcome {
     Outcome::Failed {
         code: err.code().into(),
         message: err.to_string(),
@@ -70,7 +71,7 @@ impl Inner {
         let key_gone = Arc::clone(&progress.key_gone);
         let mut outcome = self.run(job, progress).await;
         if matches!(outcome, Outcome::Cancelled) && key_gone.load(Ordering::SeqCst) {
-            outcome = failed(&ApiError::Unauthorized(
+            outcome = failed(&Error::Unauthorized(
                 "the API key that submitted this job was revoked or has expired".into(),
             ));
         }
@@ -106,7 +107,7 @@ impl Inner {
             return Outcome::Cancelled;
         };
         if self.draining.load(Ordering::SeqCst) {
-            return failed(&ApiError::ShuttingDown(
+            return failed(&Error::ShuttingDown(
                 "the replica shut down before this job started; submit it again".into(),
             ));
         }
@@ -188,11 +189,7 @@ impl Inner {
 
     /// Starts the query, waiting while every connection of the pool is busy
     /// (a job waits its turn rather than failing with 429).
-    async fn start_query(
-        &self,
-        job: &Queued,
-        probe: &ProgressProbe,
-    ) -> Result<QueryStream, ApiError> {
+    async fn start_query(&self, job: &Queued, probe: &ProgressProbe) -> Result<QueryStream, Error> {
         let timeout_ms = job
             .timeout_ms
             .unwrap_or(self.config.timeout_ms)
@@ -225,7 +222,7 @@ impl Inner {
                 )
                 .await;
             match attempt {
-                Err(ApiError::TooManyRequests { .. }) => {
+                Err(Error::TooManyRequests { .. }) => {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 other => return other,

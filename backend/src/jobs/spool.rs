@@ -20,9 +20,10 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::{
-    engine::{stream::CHUNK_BYTES, types::DuckType, Column},
-    error::ApiError,
+    engine::stream::CHUNK_BYTES,
+    error::Error,
     format::encode::{Format, Pipelined, ResultHead, Summary},
+    format::types::{Column, DuckType},
     storage::{storage_error, SideStore},
     store::jobs::JobRow,
 };
@@ -44,7 +45,7 @@ pub struct Upload(WriteMultipart);
 const PARTS_IN_FLIGHT: usize = 2;
 
 impl Upload {
-    pub async fn start(spool: &SideStore, location: &str) -> Result<Self, ApiError> {
+    pub async fn start(spool: &SideStore, location: &str) -> Result<Self, Error> {
         let upload = spool
             .store
             .put_multipart(&Path::from(location))
@@ -53,7 +54,7 @@ impl Upload {
         Ok(Self(WriteMultipart::new(upload)))
     }
 
-    pub async fn write(&mut self, bytes: Bytes) -> Result<(), ApiError> {
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), Error> {
         self.0
             .wait_for_capacity(PARTS_IN_FLIGHT)
             .await
@@ -62,7 +63,7 @@ impl Upload {
         Ok(())
     }
 
-    pub async fn finish(self) -> Result<(), ApiError> {
+    pub async fn finish(self) -> Result<(), Error> {
         self.0.finish().await.map_err(storage_error)?;
         Ok(())
     }
@@ -75,7 +76,7 @@ impl Upload {
 }
 
 /// Deletes a result; one that is already gone is fine.
-pub async fn delete(spool: &SideStore, location: &str) -> Result<(), ApiError> {
+pub async fn delete(spool: &SideStore, location: &str) -> Result<(), Error> {
     match spool.store.delete(&Path::from(location)).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(err) => Err(storage_error(err).into()),
@@ -139,9 +140,9 @@ pub fn columns_json(columns: &[Column], types: &[DuckType]) -> String {
     serde_json::to_string(&stored).expect("columns serialise")
 }
 
-fn parse_columns(text: &str) -> Result<(Vec<Column>, Vec<DuckType>), ApiError> {
+fn parse_columns(text: &str) -> Result<(Vec<Column>, Vec<DuckType>), Error> {
     let stored: Vec<StoredColumn> = serde_json::from_str(text)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("a job's stored columns: {e}")))?;
+        .map_err(|e| Error::internal(anyhow::anyhow!("a job's stored columns: {e}")))?;
     Ok(stored
         .into_iter()
         .map(|c| {
@@ -157,11 +158,11 @@ fn parse_columns(text: &str) -> Result<(Vec<Column>, Vec<DuckType>), ApiError> {
 /// A result on its way to the client.
 pub struct ResultBody {
     first: Option<Bytes>,
-    rx: mpsc::Receiver<Result<Bytes, ApiError>>,
+    rx: mpsc::Receiver<Result<Bytes, Error>>,
 }
 
 impl Stream for ResultBody {
-    type Item = Result<Bytes, ApiError>;
+    type Item = Result<Bytes, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(first) = self.first.take() {
@@ -174,17 +175,17 @@ impl Stream for ResultBody {
 /// Opens a succeeded job's result in `format`. Errors before the first
 /// bytes (a missing object, a format that cannot carry the result) are
 /// returned as such.
-pub async fn read(spool: &SideStore, row: &JobRow, format: Format) -> Result<ResultBody, ApiError> {
+pub async fn read(spool: &SideStore, row: &JobRow, format: Format) -> Result<ResultBody, Error> {
     let location = row
         .result_location
         .as_deref()
-        .ok_or_else(|| ApiError::NotFound(format!("job {} has no result", row.id)))?;
+        .ok_or_else(|| Error::NotFound(format!("job {} has no result", row.id)))?;
     let object = spool
         .store
         .get(&Path::from(location))
         .await
         .map_err(|e| match e {
-            object_store::Error::NotFound { .. } => ApiError::NotFound(format!(
+            object_store::Error::NotFound { .. } => Error::NotFound(format!(
                 "the result of job {} is no longer in storage",
                 row.id
             )),
@@ -195,7 +196,7 @@ pub async fn read(spool: &SideStore, row: &JobRow, format: Format) -> Result<Res
     if format == Format::Arrow {
         tokio::spawn(async move {
             while let Some(chunk) = source.next().await {
-                let chunk = chunk.map_err(|e| ApiError::from(storage_error(e)));
+                let chunk = chunk.map_err(|e| Error::from(storage_error(e)));
                 if tx.send(chunk).await.is_err() {
                     break;
                 }
@@ -246,13 +247,13 @@ struct Transcode {
     columns: Vec<Column>,
     types: Vec<DuckType>,
     elapsed_ms: f64,
-    tx: mpsc::Sender<Result<Bytes, ApiError>>,
+    tx: mpsc::Sender<Result<Bytes, Error>>,
 }
 
 impl Transcode {
-    fn run(self, reader: ChannelReader, format: Format) -> Result<(), ApiError> {
+    fn run(self, reader: ChannelReader, format: Format) -> Result<(), Error> {
         let unreadable = |e: duckdb::arrow::error::ArrowError| {
-            ApiError::internal(anyhow::anyhow!("reading a spooled result: {e}"))
+            Error::internal(anyhow::anyhow!("reading a spooled result: {e}"))
         };
         let batches =
             arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(reader), None)

@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{blocking, pg_error, pool_error, Store, StoreError};
-use crate::engine::Role;
+use crate::role::Role;
 
 /// One row of `ducklake_backend.api_keys`, without the hash.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]

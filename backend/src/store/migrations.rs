@@ -26,7 +26,7 @@ pub struct Migration {
 
 impl Migration {
     pub fn checksum(&self) -> String {
-        super::sha256_hex(self.sql.as_bytes())
+        crate::digest::sha256_hex(self.sql.as_bytes())
     }
 
     /// `0002_query_jobs`, as the file is named.

@@ -21,16 +21,6 @@ use tokio_postgres::NoTls;
 use crate::config::Config;
 use migrations::{Applied, Migration, SchemaMismatch, BOOTSTRAP_SQL, MIGRATIONS};
 
-/// Lowercase hex of the SHA-256 of `bytes`: migration checksums and the
-/// stored form of API keys.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Key of the PostgreSQL advisory lock `migrate` holds ("ducklake" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6475_636b_6c61_6b65;
 /// Key of the lock a replica holds while it runs periodic maintenance.
@@ -66,7 +56,7 @@ pub struct MigrationReport {
     pub waited: bool,
 }
 
-impl crate::GaveUp for StoreError {
+impl crate::retry::GaveUp for StoreError {
     fn gave_up(self, attempts: u32) -> Self {
         match self {
             Self::Unavailable(m) => {
@@ -95,7 +85,7 @@ impl Store {
                     .port(pg.port)
                     .dbname(&pg.db)
                     .user(&pg.user)
-                    .application_name(crate::application_name("pool"))
+                    .application_name(crate::instance::application_name("pool"))
                     .connect_timeout(Duration::from_secs_f64(config.ducklake.connection_timeout));
                 if let Some(password) = &pg.password {
                     pg_config.password(password.expose());
@@ -146,7 +136,7 @@ impl Store {
     /// Waits until the database answers: up to `attempts` tries with
     /// exponential backoff, each failure logged.
     pub async fn wait_until_reachable(&self, attempts: u32) -> Result<(), StoreError> {
-        crate::retry_startup("catalog database", attempts, || self.ping()).await
+        crate::retry::retry_startup("catalog database", attempts, || self.ping()).await
     }
 
     /// The maintenance lock, unless another replica holds it.
@@ -234,8 +224,8 @@ impl Store {
                  WHERE datname = current_database() AND application_name = ANY($1) \
                  GROUP BY application_name",
                 &[&vec![
-                    crate::application_name("duckdb"),
-                    crate::application_name("pool"),
+                    crate::instance::application_name("duckdb"),
+                    crate::instance::application_name("pool"),
                 ]],
             )
             .await
@@ -244,7 +234,7 @@ impl Store {
         for row in rows {
             let name: String = row.get(0);
             let n: i64 = row.get(1);
-            if name == crate::application_name("duckdb") {
+            if name == crate::instance::application_name("duckdb") {
                 counts.duckdb = n as u64;
             } else {
                 counts.pool = n as u64;

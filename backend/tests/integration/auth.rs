@@ -233,7 +233,7 @@ fn example_request(method: &str, path: &str) -> (String, Option<Value>) {
 #[actix_web::test]
 async fn every_route_of_the_router_answers_each_role_as_it_says() {
     use ducklake_backend::api::{routes, Access};
-    use ducklake_backend::engine::Role;
+    use ducklake_backend::role::Role;
     let (app, [read, write, admin]) = app_with_a_key_per_role().await;
     let callers: [(&str, Option<&str>, Option<Role>); 5] = [
         ("nobody", None, None),
@@ -491,7 +491,7 @@ async fn keys_command_creates_lists_and_revokes() {
 /// `EXPLAIN x` needs the role `x` needs; PIVOT and UNPIVOT are reads.
 #[actix_web::test]
 async fn explain_needs_the_role_of_what_it_explains() {
-    use ducklake_backend::engine::Role;
+    use ducklake_backend::role::Role;
     let (app, [read, write, admin]) = app_with_a_key_per_role().await;
     let cases: [(&str, &str); 6] = [
         ("EXPLAIN SELECT * FROM t", "read"),

@@ -28,68 +28,14 @@ mod lists;
 mod split;
 mod wrapped;
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::{error::Error, role::Role};
 pub use lists::{reviewed_function_names, role_table};
 use lists::{scalar_function, table_function};
 pub use split::{has_placeholder, split_statements, sql_literal, with_literals};
 pub use wrapped::{explain, stated_pivot, Explain};
 
-/// What a caller may do, from least to most. Ordered: `Admin` may do all
-/// that `Write` may, and so on.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Read-only statements on the lake.
-    #[default]
-    Read,
-    /// DML and DDL in the lake.
-    Write,
-    /// Maintenance, keys, everyone's jobs.
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Read => "read",
-            Role::Write => "write",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Role> {
-        match name {
-            "read" => Some(Role::Read),
-            "write" => Some(Role::Write),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 /// The SQL that asks DuckDB for a statement's bound plan.
 pub const PLAN_SQL: &str = "SELECT json_serialize_plan(?::VARCHAR)";
 
@@ -133,7 +79,7 @@ pub struct Inspection {
 }
 
 /// Reads DuckDB's answer to [`PLAN_SQL`] for one statement.
-pub fn judge(plan_json: &str, lake: &str) -> Result<Verdict, ApiError> {
+pub fn judge(plan_json: &str, lake: &str) -> Result<Verdict, Error> {
     Ok(match inspect(plan_json, lake)?.needs {
         None => Verdict::Empty,
         Some(role) => Verdict::Needs(role),
@@ -141,9 +87,9 @@ pub fn judge(plan_json: &str, lake: &str) -> Result<Verdict, ApiError> {
 }
 
 /// [`judge`], with what the statement reads.
-pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, ApiError> {
+pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, Error> {
     let answer: Value = serde_json::from_str(plan_json)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("unreadable plan from DuckDB: {e}")))?;
+        .map_err(|e| Error::internal(anyhow::anyhow!("unreadable plan from DuckDB: {e}")))?;
     if answer["error"].as_bool() == Some(true) {
         return Err(plan_error(&answer));
     }
@@ -161,7 +107,7 @@ pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, ApiError> {
                 writes: Default::default(),
                 targets: Vec::new(),
             };
-            inspector.walk(&plans[0]).map_err(ApiError::Forbidden)?;
+            inspector.walk(&plans[0]).map_err(Error::Forbidden)?;
             Ok(Inspection {
                 needs: Some(inspector.needs),
                 tables: inspector.tables,
@@ -171,7 +117,7 @@ pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, ApiError> {
                 targets: inspector.targets,
             })
         }
-        _ => Err(ApiError::InvalidRequest(
+        _ => Err(Error::InvalidRequest(
             "could not tell where one statement ends and the next begins; \
              separate statements with `;`"
                 .into(),
@@ -181,7 +127,7 @@ pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, ApiError> {
 
 /// DuckDB could not plan the statement: a mistake in the SQL (answered as
 /// DuckDB words it), or a statement the sandbox cannot see into (refused).
-fn plan_error(answer: &Value) -> ApiError {
+fn plan_error(answer: &Value) -> Error {
     let kind = answer["error_type"].as_str().unwrap_or("");
     let message = answer["error_message"].as_str().unwrap_or("").to_string();
     let unplannable = matches!(kind, "not implemented" | "internal")
@@ -200,10 +146,10 @@ fn plan_error(answer: &Value) -> ApiError {
         } else {
             format!("the statement uses something the sandbox does not allow ({message})")
         };
-        return ApiError::Forbidden(what);
+        return Error::Forbidden(what);
     }
     let kind = title_case(kind);
-    ApiError::from_duckdb_message(format!("{kind} Error: {message}"))
+    Error::from_duckdb_message(format!("{kind} Error: {message}"))
 }
 
 pub(crate) fn title_case(kind: &str) -> String {

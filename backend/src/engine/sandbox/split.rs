@@ -13,7 +13,7 @@ use sqlparser::{
 
 use crate::{
     engine::{query::Param, Params},
-    error::ApiError,
+    error::Error,
 };
 
 /// Cuts `sql` into statements at top-level `;` tokens, dropping pieces that
@@ -55,7 +55,7 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
 /// change a plan (`query(?)` runs its argument as SQL), so planning with
 /// unknown parameters would not do. The statement itself still runs with the
 /// values bound, never spliced.
-pub fn with_literals<'a>(sql: &'a str, params: &Params) -> Result<Cow<'a, str>, ApiError> {
+pub fn with_literals<'a>(sql: &'a str, params: &Params) -> Result<Cow<'a, str>, Error> {
     if matches!(params, Params::None) {
         return Ok(Cow::Borrowed(sql));
     }
@@ -84,7 +84,7 @@ pub fn with_literals<'a>(sql: &'a str, params: &Params) -> Result<Cow<'a, str>, 
             (Params::None, _) => None,
         };
         let Some(value) = value else {
-            return Err(ApiError::InvalidParameters(format!(
+            return Err(Error::InvalidParameters(format!(
                 "no value given for parameter {name}"
             )));
         };

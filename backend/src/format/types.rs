@@ -155,3 +155,11 @@ fn quote_field(name: &str) -> String {
         format!("\"{}\"", name.replace('"', "\"\""))
     }
 }
+
+/// One column of a result: its name and DuckDB's name of its type.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
