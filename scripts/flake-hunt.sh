@@ -2,8 +2,10 @@
 # Reruns the test suite (or one test binary) N times and names every failure.
 #
 #   scripts/flake-hunt.sh N                 the whole suite (cargo test --lib --bins --tests)
-#   scripts/flake-hunt.sh N ui              one integration-test binary (tests/ui.rs)
-#   scripts/flake-hunt.sh N ui -- cancel    ... and cargo test's own arguments after --
+#   scripts/flake-hunt.sh N ui              one area of the integration tests
+#                                           (tests/integration/ui.rs), or the
+#                                           load / streaming_memory binary
+#   scripts/flake-hunt.sh N ui -- cancel    ... and libtest's own arguments after --
 #
 # Each run's output is kept in $FLAKE_DIR (default target/flake-hunt/<time>);
 # a line per run says how long it took and which tests failed, and the end
@@ -16,12 +18,18 @@ runs=${1:?usage: scripts/flake-hunt.sh N [test-binary] [-- cargo test args]}
 shift
 target=(--lib --bins --tests)
 name=suite
+filter=()
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then
-  target=(--test "$1")
+  case $1 in
+    load | streaming_memory) target=(--test "$1") ;;
+    # One binary holds every other area, a module each.
+    *) target=(--test integration) filter=("$1::") ;;
+  esac
   name=$1
   shift
 fi
 [ "${1:-}" = "--" ] && shift
+set -- "${filter[@]}" "$@"
 dir=${FLAKE_DIR:-$CARGO_TARGET_DIR/flake-hunt/$(date +%Y%m%d-%H%M%S)-$name}
 mkdir -p "$dir"
 

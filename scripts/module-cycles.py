@@ -91,7 +91,9 @@ for module, path in files.items():
     for child in children:
         if re.search(r"(?<![:\w])" + child + r"::", text):
             edges[module].add(module + (child,))
-    for p in re.findall(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)", text):
+    # paths written inline (the `use` trees were read above)
+    inline = re.sub(r"\buse\s+[^;]+;", "", text)
+    for p in re.findall(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)", inline):
         base = () if p[0] == "crate" else parent
         target = resolve(base + tuple(s for s in p[1].split("::") if s))
         if target is not None and target != module:

@@ -1,4 +1,6 @@
 //! API keys and who a request is: `Authorization: Bearer <key>` → [`Caller`].
+//! Knows no transport: the HTTP edge's `Authorized` extractor
+//! (`crate::api::access`) and any other edge call [`Authenticator::authenticate`].
 //!
 //! A key is `dlk_` followed by 43 characters of base64url randomness (256
 //! bits). Only its SHA-256 hash is stored, with its first 12 characters as a
@@ -10,19 +12,15 @@
 
 use std::{
     collections::HashMap,
-    future::Future,
-    pin::Pin,
     time::{Duration, Instant},
 };
 
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::{
-    api::AppState,
     error::Error,
     role::Role,
     store::{
@@ -211,38 +209,6 @@ impl Authenticator {
                 tracing::warn!(error = %err, "could not record a key's last use");
             }
         });
-    }
-}
-
-impl FromRequest for Caller {
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Caller, Error>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let req = req.clone();
-        let header = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .map(|v| v.to_str().map(str::to_string));
-        Box::pin(async move {
-            let state = state.ok_or_else(|| {
-                Error::internal(anyhow::anyhow!("the app state is not registered"))
-            })?;
-            let header = match header {
-                None => None,
-                Some(Ok(value)) => Some(value),
-                Some(Err(_)) => {
-                    return Err(Error::Unauthorized(
-                        "the Authorization header is not readable text".into(),
-                    ))
-                }
-            };
-            let caller = state.auth.authenticate(header.as_deref()).await?;
-            // For the request log, which names the key by its prefix.
-            req.extensions_mut().insert(caller.clone());
-            Ok(caller)
-        })
     }
 }
 

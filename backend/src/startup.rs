@@ -11,7 +11,7 @@ use actix_web::{dev::Server, middleware, web, App, HttpServer};
 
 use crate::{
     api, api::AppState, audit, auth, config::Config, engine, engine::Engine, jobs, maintenance,
-    metrics, performance, storage, storage::Storage, store, store::Store, telemetry,
+    metrics, performance, storage, storage::Storage, store, store::Store,
 };
 
 /// Why the service could not start.
@@ -158,6 +158,16 @@ impl Application {
         )
         .await?;
         let audit = audit::Audit::start(store.clone(), metrics.audit_counters());
+        let maintenance = Arc::new(maintenance::Maintenance::new(
+            Arc::clone(&engine),
+            Arc::clone(&storage),
+            store.clone(),
+            audit.clone(),
+            config.maintenance.clone(),
+            metrics.maintenance_rounds.clone(),
+            Arc::clone(&draining),
+        ));
+        maintenance.spawn_rounds();
         let state = web::Data::new(AppState {
             engine: Arc::clone(&engine),
             config: Arc::clone(&config),
@@ -170,8 +180,8 @@ impl Application {
             draining: Arc::clone(&draining),
             jobs: Arc::new(jobs),
             audit: audit.clone(),
+            maintenance,
         });
-        maintenance::spawn(&state.clone().into_inner());
         let max_body = config.server.max_body_bytes;
         let guard = web::Data::new(api::guard::Guard::from_config(&config));
         let mut server = HttpServer::new(move || {
@@ -180,7 +190,7 @@ impl Application {
                 .app_data(guard.clone())
                 .wrap(middleware::Compress::default())
                 .wrap(middleware::from_fn(api::guard::guard))
-                .wrap(middleware::from_fn(telemetry::log_request))
+                .wrap(middleware::from_fn(api::middleware::log_request))
                 .configure(|cfg| api::configure(cfg, max_body))
         })
         // SIGTERM/SIGINT are ours (see `drain`): actix only stops when told.

@@ -1,16 +1,18 @@
 //! `/api/v1/audit`: the audit trail for admins (see [`crate::audit`]).
 
-use actix_web::{get, web, HttpResponse};
+use crate::api::{
+    access::{Administrator, Authorized},
+    routes::{serve, Routes},
+};
+use actix_web::{web, HttpResponse};
 use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::{
-    api::AppState,
+    api::state::AppState,
     audit::{AuditEntry, AuditFilter, Outcome},
-    auth::Caller,
     engine::catalog::Page,
     error::Error,
-    role::Role,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -38,18 +40,15 @@ pub struct AuditParams {
 /// The audit trail, newest first, a page at a time (admin): every write
 /// statement, ingest, schema change, key change, maintenance run and
 /// refused statement, with the key prefix, request id and time.
-#[utoipa::path(tag = "keys", operation_id = "list_audit", params(AuditParams), responses(
+#[utoipa::path(get, path = "/api/v1/audit", tag = "keys", operation_id = "list_audit", params(AuditParams), responses(
     (status = 200, body = Page<AuditEntry>),
-    (status = 403, description = "insufficient_role: not an admin key", body = crate::api::error::ErrorResponse),
     (status = 422, description = "invalid_parameters: unknown outcome, bad limit or cursor", body = crate::api::error::ErrorResponse),
 ))]
-#[get("/api/v1/audit")]
 pub async fn list(
+    _caller: Authorized<Administrator>,
     state: web::Data<AppState>,
-    caller: Caller,
     params: web::Query<AuditParams>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Admin)?;
     let params = params.into_inner();
     let outcome = match &params.outcome {
         None => None,
@@ -96,6 +95,11 @@ fn decode_cursor(cursor: &str) -> Result<i64, Error> {
     text.strip_prefix("audit:")
         .and_then(|id| id.parse().ok())
         .ok_or_else(invalid)
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, list);
 }
 
 #[cfg(test)]

@@ -2,23 +2,25 @@
 //! where each value came from) and `/config/ducklake` (the lake's status).
 //! Open for now; admin-only once authentication exists (issue 6).
 
+use crate::api::{
+    access::{Administrator, Authorized},
+    routes::{serve, Routes},
+};
 use std::time::Duration;
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
-use crate::{api::AppState, engine::lake::quote_literal, error::Error};
+use crate::{api::state::AppState, engine::lake::quote_literal, error::Error};
 
 /// The effective configuration: every setting, secrets as `***`.
-#[utoipa::path(tag = "ops", responses(
+#[utoipa::path(get, path = "/config/summary", tag = "ops", responses(
     (status = 200, description = "`{environment, settings: [{key, value, source}]}`; source is default, file <path> or environment <VAR>", content_type = "application/json")
 ))]
-#[get("/config/summary")]
 pub async fn summary(
+    _caller: Authorized<Administrator>,
     state: web::Data<AppState>,
-    caller: crate::auth::Caller,
 ) -> Result<HttpResponse, Error> {
-    caller.require(crate::role::Role::Admin)?;
     let redacted = state.config.redacted();
     let mut settings = Vec::new();
     leaves("", &redacted, &mut settings);
@@ -53,16 +55,14 @@ fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
 
 /// The lake: where its catalog and data are, its options, versions, current
 /// snapshot, how many schemas and tables, and whether storage answers.
-#[utoipa::path(tag = "ops", responses(
+#[utoipa::path(get, path = "/config/ducklake", tag = "ops", responses(
     (status = 200, description = "The lake's status", content_type = "application/json"),
     (status = 503, description = "catalog_unavailable, storage_unavailable", body = crate::api::error::ErrorResponse)
 ))]
-#[get("/config/ducklake")]
 pub async fn ducklake(
+    _caller: Authorized<Administrator>,
     state: web::Data<AppState>,
-    caller: crate::auth::Caller,
 ) -> Result<HttpResponse, Error> {
-    caller.require(crate::role::Role::Admin)?;
     let timeout = Duration::from_millis(state.config.server.ready_timeout_ms);
     let engine = &state.engine;
     let lake = engine.lake();
@@ -100,4 +100,9 @@ pub async fn ducklake(
         "schemas": schemas,
         "tables": tables,
     })))
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, summary, ducklake);
 }

@@ -3,16 +3,25 @@
 //! into the binary (`assets/swagger-ui`, from the swagger-ui-dist package):
 //! no CDN, works offline.
 
-use actix_web::{get, http::header, HttpResponse};
+use crate::api::{
+    access::Open,
+    routes::{serve, serve_files, RouteTable, Routes},
+};
+use actix_web::{http::header, web, HttpResponse};
 use serde::Serialize;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    path::{HttpMethod, Operation},
+    security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    ContentBuilder, Ref, RefOr, ResponseBuilder,
+};
+
+use crate::{api::access::Access, role::Role};
 
 use crate::api::{
-    audit, config,
     error::{ErrorDetail, ErrorResponse},
-    health, ingest, jobs, keys, lake, maintenance, metrics, query, storage,
+    ingest, jobs, keys, lake, maintenance, query,
 };
 
 /// `format=json` (the default). `json_objects` has the same shape with each
@@ -91,41 +100,6 @@ pub enum QueryResponses {
         description = "SQL over HTTP on a DuckLake lakehouse (DuckDB + PostgreSQL catalog + S3 data).",
         license(name = "Apache-2.0")
     ),
-    paths(
-        query::query,
-        query::query_get,
-        storage::list_objects,
-        lake::list_schemas,
-        lake::create_schema,
-        lake::drop_schema,
-        lake::list_tables,
-        lake::describe_table,
-        lake::table_changes,
-        lake::list_snapshots,
-        ingest::ingest,
-        maintenance::compact,
-        maintenance::expire,
-        maintenance::cleanup,
-        maintenance::lake_usage,
-        keys::create,
-        keys::list,
-        keys::revoke,
-        audit::list,
-        jobs::submit,
-        jobs::list,
-        jobs::get,
-        jobs::result,
-        jobs::cancel,
-        health::health,
-        health::ready,
-        metrics::prometheus,
-        metrics::memory,
-        metrics::performance,
-        config::summary,
-        config::ducklake,
-        openapi_json,
-        docs_page,
-    ),
     components(schemas(
         ErrorResponse,
         ErrorDetail,
@@ -163,21 +137,86 @@ pub enum QueryResponses {
 )]
 pub struct ApiDoc;
 
-/// Whether `path` is one of the documented paths (templates like `{id}`
-/// match any one segment).
-pub fn documented_path(path: &str) -> bool {
-    static TEMPLATES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let templates =
-        TEMPLATES.get_or_init(|| ApiDoc::openapi().paths.paths.keys().cloned().collect());
-    let segments: Vec<&str> = path.split('/').collect();
-    templates.iter().any(|template| {
-        let parts: Vec<&str> = template.split('/').collect();
-        parts.len() == segments.len()
-            && parts
-                .iter()
-                .zip(&segments)
-                .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty()))
-    })
+/// The API document: every described route of the route table (the
+/// console's and this page's files are not), each with the errors its
+/// access brings, so no handler repeats them.
+pub fn document(table: &RouteTable) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for route in &table.routes {
+        let Some(operation) = route.operation else {
+            continue;
+        };
+        let mut operation = operation();
+        add_access_errors(&mut operation, route.access);
+        doc.paths
+            .add_path_operation(&route.path, vec![http_method(route.method)], operation);
+        if let Some(schemas) = route.schemas {
+            let mut referenced = Vec::new();
+            schemas(&mut referenced);
+            let components = doc.components.get_or_insert_with(Default::default);
+            for (name, schema) in referenced {
+                components.schemas.entry(name).or_insert(schema);
+            }
+        }
+    }
+    doc
+}
+
+/// The errors every route of an access may answer: 401 without a valid
+/// key, 403 with a role below the route's, 503 while the replica drains.
+fn add_access_errors(operation: &mut Operation, access: Access) {
+    let mut add = |status: &str, description: String| {
+        let responses = &mut operation.responses.responses;
+        match responses.get_mut(status) {
+            Some(RefOr::T(existing)) if !existing.description.contains(&description) => {
+                existing.description = format!("{}; {description}", existing.description);
+            }
+            Some(_) => {}
+            None => {
+                let body = ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                    .build();
+                responses.insert(
+                    status.to_string(),
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content("application/json", body)
+                            .build(),
+                    ),
+                );
+            }
+        }
+    };
+    if let Access::AtLeast(role) = access {
+        add(
+            "401",
+            "unauthorized: no valid API key (missing, unknown, expired, revoked)".into(),
+        );
+        if role > Role::Read {
+            add(
+                "403",
+                format!("insufficient_role: the key's role is below {role}"),
+            );
+        }
+    }
+    add(
+        "503",
+        "shutting_down: the replica is draining; retry on another".into(),
+    );
+}
+
+fn http_method(name: &str) -> HttpMethod {
+    match name {
+        "POST" => HttpMethod::Post,
+        "PUT" => HttpMethod::Put,
+        "DELETE" => HttpMethod::Delete,
+        "PATCH" => HttpMethod::Patch,
+        "HEAD" => HttpMethod::Head,
+        "OPTIONS" => HttpMethod::Options,
+        "TRACE" => HttpMethod::Trace,
+        _ => HttpMethod::Get,
+    }
 }
 
 /// `Authorization: Bearer <key>` on everything but the probes, /metrics and
@@ -200,12 +239,11 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// This document.
-#[utoipa::path(tag = "ops", security(()), responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
-#[get("/openapi.json")]
-pub async fn openapi_json() -> HttpResponse {
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", security(()), responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
+pub async fn openapi_json(_: Open, table: web::Data<RouteTable>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+        .body(document(&table).to_pretty_json().unwrap_or_default())
 }
 
 const PAGE: &str = r##"<!doctype html>
@@ -226,26 +264,23 @@ window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", deepL
 "##;
 
 /// The interactive API page (Swagger UI).
-#[utoipa::path(tag = "ops", security(()), responses((status = 200, description = "HTML page", content_type = "text/html")))]
-#[get("/docs")]
-pub async fn docs_page() -> HttpResponse {
+#[utoipa::path(get, path = "/docs", tag = "ops", security(()), responses((status = 200, description = "HTML page", content_type = "text/html")))]
+pub async fn docs_page(_: Open) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(PAGE)
 }
 
-#[utoipa::path(tag = "ui")]
-#[get("/docs/swagger-ui-bundle.js")]
-pub async fn docs_js() -> HttpResponse {
+#[utoipa::path(get, path = "/docs/swagger-ui-bundle.js", tag = "ui")]
+pub async fn docs_js(_: Open) -> HttpResponse {
     asset(
         "application/javascript",
         include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js"),
     )
 }
 
-#[utoipa::path(tag = "ui")]
-#[get("/docs/swagger-ui.css")]
-pub async fn docs_css() -> HttpResponse {
+#[utoipa::path(get, path = "/docs/swagger-ui.css", tag = "ui")]
+pub async fn docs_css(_: Open) -> HttpResponse {
     asset(
         "text/css",
         include_bytes!("../../assets/swagger-ui/swagger-ui.css"),
@@ -259,20 +294,77 @@ fn asset(content_type: &str, bytes: &'static [u8]) -> HttpResponse {
         .body(bytes)
 }
 
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, openapi_json, docs_page);
+    serve_files!(routes, docs_js, docs_css);
+}
+
 #[cfg(test)]
 mod tests {
-    use super::documented_path;
+    use super::*;
 
+    /// The document describes exactly the route table's described routes,
+    /// each under a tag, with the errors of its access; no method and path
+    /// is registered twice.
     #[test]
-    fn documented_paths_match_templates_segment_by_segment() {
-        assert!(documented_path("/api/v1/query"));
-        assert!(documented_path("/api/v1/keys/dlk_abc"));
-        assert!(documented_path(
-            "/api/v1/jobs/0fc5ed6c-2b5d-4d8e-9c2a-5b4e1e6f7a8b/result"
-        ));
-        assert!(documented_path("/health"));
-        assert!(!documented_path("/api/v1/keys/"));
-        assert!(!documented_path("/api/v1/keys/a/b"));
-        assert!(!documented_path("/api/v1/nothing"));
+    fn the_document_is_the_route_table() {
+        let routes = crate::api::routes();
+        let doc = document(&RouteTable::new(routes.clone()));
+        let mut seen = std::collections::HashSet::new();
+        for route in &routes {
+            assert!(
+                seen.insert((route.method, route.path.clone())),
+                "{} {} is registered twice",
+                route.method,
+                route.path
+            );
+            let item = doc.paths.paths.get(&route.path);
+            let operation = item.and_then(|item| match route.method {
+                "GET" => item.get.as_ref(),
+                "POST" => item.post.as_ref(),
+                "DELETE" => item.delete.as_ref(),
+                "PUT" => item.put.as_ref(),
+                _ => None,
+            });
+            match (route.operation.is_some(), operation) {
+                (true, Some(operation)) => {
+                    assert!(
+                        operation.tags.as_ref().is_some_and(|t| !t.is_empty()),
+                        "{} {} has no tag",
+                        route.method,
+                        route.path
+                    );
+                    let responses = &operation.responses.responses;
+                    assert!(responses.contains_key("503"), "{}", route.path);
+                    if let Access::AtLeast(role) = route.access {
+                        assert!(responses.contains_key("401"), "{}", route.path);
+                        assert!(role == Role::Read || responses.contains_key("403"));
+                    }
+                }
+                (false, None) => {}
+                (described, found) => panic!(
+                    "{} {}: described {described}, in the document {}",
+                    route.method,
+                    route.path,
+                    found.is_some()
+                ),
+            }
+        }
+        let operations: usize = doc
+            .paths
+            .paths
+            .values()
+            .map(|item| {
+                [&item.get, &item.post, &item.delete, &item.put]
+                    .iter()
+                    .filter(|o| o.is_some())
+                    .count()
+            })
+            .sum();
+        assert_eq!(
+            operations,
+            routes.iter().filter(|r| r.operation.is_some()).count()
+        );
     }
 }

@@ -13,18 +13,21 @@
 //! paths), its connections and the error's own words go to the log and to
 //! callers holding an admin key (every caller, with authentication off).
 
+use crate::api::{
+    access::Open,
+    routes::{serve, Routes},
+};
 use std::{future::Future, time::Duration, time::Instant};
 
-use actix_web::{get, web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{api::AppState, engine::lake::CatalogLocation, error::Error};
+use crate::{api::state::AppState, engine::lake::CatalogLocation, error::Error};
 
 /// Liveness: the process serves HTTP.
-#[utoipa::path(tag = "ops", security(()), responses((status = 200, description = "`{status: ok, service, version}`", content_type = "application/json")))]
-#[get("/health")]
-pub async fn health() -> HttpResponse {
+#[utoipa::path(get, path = "/health", tag = "ops", security(()), responses((status = 200, description = "`{status: ok, service, version}`", content_type = "application/json")))]
+pub async fn health(_: Open) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "status": "ok",
         "service": "ducklake-backend",
@@ -80,12 +83,11 @@ where
 }
 
 /// Readiness: 200 when every dependency is up, else 503; the body names each.
-#[utoipa::path(tag = "ops", security(()), responses(
+#[utoipa::path(get, path = "/ready", tag = "ops", security(()), responses(
     (status = 200, description = "`{status: ready, components: {catalog, storage, lake}}`, each with status and latency_ms", content_type = "application/json"),
     (status = 503, description = "`{status: not_ready, components: ...}`: at least one component is down", content_type = "application/json")
 ))]
-#[get("/ready")]
-pub async fn ready(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+pub async fn ready(_: Open, state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().json(json!({
             "status": "draining",
@@ -207,4 +209,9 @@ pub async fn check_all(state: &AppState) -> [Component; 3] {
         metrics.lake_snapshot.set(id);
     }
     [catalog, storage, lake_component]
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, health, ready);
 }

@@ -8,22 +8,24 @@
 //! (the handler is dropped: nothing was loaded). `?url=s3://bucket/key`
 //! loads a file already in the lake's bucket instead of a body.
 
+use crate::api::{
+    access::{Authorized, Writer},
+    routes::{serve, Routes},
+};
 use std::{path::PathBuf, time::Instant};
 
-use actix_web::{http::header, post, web, HttpRequest, HttpResponse};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    api::{lake::SNAPSHOT_HEADER, AppState},
-    auth::Caller,
+    api::{lake::SNAPSHOT_HEADER, state::AppState},
     engine::{
         catalog::validate_name,
         ingest::{FileFormat, LoadMode},
     },
     error::Error,
-    role::Role,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -63,7 +65,7 @@ pub struct IngestResult {
 
 /// Load a file into a table in one transaction (write role): all its rows
 /// or, on any error, none.
-#[utoipa::path(tag = "lake",
+#[utoipa::path(post, path = "/api/v1/tables/{schema}/{table}/data", tag = "lake",
     params(("schema" = String, Path), ("table" = String, Path), IngestParams),
     request_body(content = Vec<u8>, description = "The file", content_type = "text/csv"),
     responses(
@@ -75,16 +77,14 @@ pub struct IngestResult {
         (status = 415, description = "unsupported_media_type", body = crate::api::error::ErrorResponse),
         (status = 422, description = "invalid_data: the file cannot be loaded (DuckDB's reason); invalid_parameters", body = crate::api::error::ErrorResponse),
     ))]
-#[post("/api/v1/tables/{schema}/{table}/data")]
 pub async fn ingest(
+    caller: Authorized<Writer>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     params: web::Query<IngestParams>,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Write)?;
     let started = Instant::now();
     let (schema, table) = path.into_inner();
     validate_name("schema", &schema)?;
@@ -138,7 +138,7 @@ pub async fn ingest(
             timeout,
         )
         .await;
-    if let Some(trail) = crate::api::trail(&req) {
+    if let Some(trail) = crate::api::trail::trail(&req) {
         let outcome = match &loaded {
             Ok(_) => crate::audit::Outcome::Ok,
             Err(_) => crate::audit::Outcome::Failed,
@@ -278,6 +278,11 @@ impl Drop for Upload {
             }
         }
     }
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, ingest);
 }
 
 #[cfg(test)]

@@ -1,18 +1,20 @@
 //! `/api/v1/jobs`: async query jobs (see [`crate::jobs`]). Any replica
 //! answers for any job; a non-admin key sees only its owner's jobs.
 
-use actix_web::{delete, get, http::header, post, web, HttpRequest, HttpResponse};
+use crate::api::{
+    access::{Authorized, Reader},
+    routes::{serve, Routes},
+};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    api::AppState,
-    auth::Caller,
+    api::state::AppState,
     error::Error,
     format::encode::Format,
     jobs::{spool, Job, Submission, STATUSES},
-    role::Role,
     store::jobs::JobFilter,
 };
 
@@ -36,22 +38,19 @@ pub struct JobBody {
 }
 
 /// Submit SQL to run in the background: 202 with the job; poll it, then read its result.
-#[utoipa::path(tag = "jobs", operation_id = "submit_job", request_body = JobBody, responses(
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", operation_id = "submit_job", request_body = JobBody, responses(
     (status = 202, body = Job, description = "Queued; `Location` names the job"),
-    (status = 401, description = "no valid key", body = crate::api::error::ErrorResponse),
     (status = 406, description = "unsupported_format", body = crate::api::error::ErrorResponse),
     (status = 413, description = "payload_too_large (the SQL)", body = crate::api::error::ErrorResponse),
     (status = 422, description = "invalid_parameters", body = crate::api::error::ErrorResponse),
     (status = 429, description = "too_many_requests: this replica's job queue is full (Retry-After)", body = crate::api::error::ErrorResponse),
 ))]
-#[post("/api/v1/jobs")]
 pub async fn submit(
+    caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: actix_web::HttpRequest,
     body: web::Json<JobBody>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Read)?;
     let body = body.into_inner();
     let format_name = body.format.unwrap_or_else(|| "json".into());
     let submission = Submission {
@@ -60,7 +59,7 @@ pub async fn submit(
         sql: body.sql,
         params: body.params,
         timeout_ms: body.timeout_ms,
-        audit: crate::api::trail(&req),
+        audit: crate::api::trail::trail(&req),
     };
     let job = state.jobs.submit(&caller, submission).await?;
     Ok(HttpResponse::Accepted()
@@ -92,17 +91,15 @@ pub struct JobPage {
 }
 
 /// Jobs, newest first, a page at a time (a non-admin key sees its owner's only).
-#[utoipa::path(tag = "jobs", operation_id = "list_jobs", params(ListParams), responses(
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", operation_id = "list_jobs", params(ListParams), responses(
     (status = 200, body = JobPage),
     (status = 422, description = "invalid_parameters: unknown status, bad limit or cursor", body = crate::api::error::ErrorResponse),
 ))]
-#[get("/api/v1/jobs")]
 pub async fn list(
+    caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Read)?;
     let params = params.into_inner();
     if let Some(status) = &params.status {
         if !STATUSES.contains(&status.as_str()) {
@@ -152,17 +149,15 @@ fn decode_cursor(cursor: &str) -> Result<(i64, String), Error> {
 }
 
 /// One job: status, progress (rows and bytes so far), timings, row count, error.
-#[utoipa::path(tag = "jobs", operation_id = "get_job", params(("id" = Uuid, Path, description = "job id")), responses(
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", operation_id = "get_job", params(("id" = Uuid, Path, description = "job id")), responses(
     (status = 200, body = Job),
     (status = 404, description = "not_found: no such job (or not the caller's)", body = crate::api::error::ErrorResponse),
 ))]
-#[get("/api/v1/jobs/{id}")]
 pub async fn get(
+    caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Read)?;
     Ok(HttpResponse::Ok().json(state.jobs.get(&caller, *id).await?))
 }
 
@@ -177,22 +172,20 @@ pub struct ResultParams {
 }
 
 /// A succeeded job's result, in any format, as often as wanted until it expires.
-#[utoipa::path(tag = "jobs", operation_id = "get_job_result", params(("id" = Uuid, Path, description = "job id"), ResultParams), responses(
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/result", tag = "jobs", operation_id = "get_job_result", params(("id" = Uuid, Path, description = "job id"), ResultParams), responses(
     (status = 200, body = crate::api::docs::JsonResult, description = "The result in the negotiated format; X-Row-Count"),
     (status = 404, description = "not_found", body = crate::api::error::ErrorResponse),
     (status = 406, description = "unsupported_format", body = crate::api::error::ErrorResponse),
     (status = 409, description = "result_unavailable: the job is queued, running, failed or cancelled", body = crate::api::error::ErrorResponse),
     (status = 503, description = "storage_unavailable", body = crate::api::error::ErrorResponse),
 ))]
-#[get("/api/v1/jobs/{id}/result")]
 pub async fn result(
+    caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: HttpRequest,
     id: web::Path<Uuid>,
     params: web::Query<ResultParams>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Read)?;
     let row = state.jobs.row(&caller, *id).await?;
     if row.status != "succeeded" {
         let why = match (&row.error_code, &row.error_message) {
@@ -237,19 +230,17 @@ pub async fn result(
 
 /// Cancel a queued or running job (on whichever replica runs it), or delete
 /// a finished one and its result.
-#[utoipa::path(tag = "jobs", operation_id = "cancel_job", params(("id" = Uuid, Path, description = "job id")), responses(
+#[utoipa::path(delete, path = "/api/v1/jobs/{id}", tag = "jobs", operation_id = "cancel_job", params(("id" = Uuid, Path, description = "job id")), responses(
     (status = 200, body = Job, description = "The job was stopped: status cancelled"),
     (status = 202, body = Job, description = "Cancellation requested; the replica running it has not stopped it yet"),
     (status = 204, description = "The finished job and its result were deleted"),
     (status = 404, description = "not_found", body = crate::api::error::ErrorResponse),
 ))]
-#[delete("/api/v1/jobs/{id}")]
 pub async fn cancel(
+    caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Read)?;
     Ok(match state.jobs.cancel_or_delete(&caller, *id).await? {
         None => HttpResponse::NoContent().finish(),
         Some(job) if job.status == "queued" || job.status == "running" => {
@@ -257,4 +248,9 @@ pub async fn cancel(
         }
         Some(job) => HttpResponse::Ok().json(job),
     })
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, submit, list, get, result, cancel);
 }

@@ -1,17 +1,16 @@
 //! `/api/v1/keys`: API keys for admins. The key itself is in the answer to
 //! its creation and nowhere else, ever.
 
-use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
+use crate::api::{
+    access::{Administrator, Authorized},
+    routes::{serve, Routes},
+};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    api::AppState,
-    audit::Outcome,
-    auth::{self, Caller},
-    error::Error,
-    role::Role,
-    store::keys::KeyRecord,
+    api::state::AppState, audit::Outcome, auth, error::Error, role::Role, store::keys::KeyRecord,
 };
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -34,19 +33,15 @@ pub struct CreatedKey {
 }
 
 /// Make a key (admin). The answer is the only time the key is shown.
-#[utoipa::path(tag = "keys", request_body = CreateKey, responses(
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = CreateKey, responses(
     (status = 201, body = CreatedKey),
-    (status = 401, description = "no valid key"),
-    (status = 403, description = "not an admin key"),
 ))]
-#[post("/api/v1/keys")]
 pub async fn create(
+    caller: Authorized<Administrator>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: HttpRequest,
     body: web::Json<CreateKey>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Admin)?;
     let body = body.into_inner();
     let owner = validate_owner(&body.owner)?;
     if body.expires_at.is_some_and(|at| at <= Utc::now()) {
@@ -54,7 +49,7 @@ pub async fn create(
     }
     let key = auth::generate(owner, body.role, body.expires_at)?;
     state.store.insert_key(&key.stored).await?;
-    if let Some(trail) = crate::api::trail(&req) {
+    if let Some(trail) = crate::api::trail::trail(&req) {
         trail.record(
             trail
                 .event("key.create", Outcome::Ok)
@@ -77,26 +72,25 @@ pub async fn create(
 }
 
 /// Every key, newest first, without the keys themselves (admin).
-#[utoipa::path(tag = "keys", responses((status = 200, body = [KeyRecord])))]
-#[get("/api/v1/keys")]
-pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Error> {
-    caller.require(Role::Admin)?;
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", responses((status = 200, body = [KeyRecord])))]
+pub async fn list(
+    _caller: Authorized<Administrator>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
     Ok(HttpResponse::Ok().json(state.store.list_keys().await?))
 }
 
 /// Revoke a key by id or visible prefix (admin): it stops working at once.
-#[utoipa::path(tag = "keys", params(("id" = String, Path, description = "key id or prefix")),
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys", params(("id" = String, Path, description = "key id or prefix")),
     responses((status = 200, body = KeyRecord), (status = 404, description = "no such key")))]
-#[delete("/api/v1/keys/{id}")]
 pub async fn revoke(
+    caller: Authorized<Administrator>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Admin)?;
     let revoked = state.store.revoke_key(&id).await?;
-    if let Some(trail) = crate::api::trail(&req) {
+    if let Some(trail) = crate::api::trail::trail(&req) {
         for key in &revoked {
             trail.record(
                 trail
@@ -127,4 +121,9 @@ pub fn validate_owner(owner: &str) -> Result<&str, Error> {
         ));
     }
     Ok(owner)
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, create, list, revoke);
 }

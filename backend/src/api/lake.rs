@@ -3,12 +3,15 @@
 //! write role. Names in paths are any text: they are bound or quoted, never
 //! spliced into SQL.
 
-use actix_web::{delete, get, http::header, post, web, HttpRequest, HttpResponse};
+use crate::api::{
+    access::{Authorized, Reader, Writer},
+    routes::{serve, Routes},
+};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    api::{query, AppState},
-    auth::Caller,
+    api::{query, state::AppState},
     engine::{
         catalog::{
             decode_cursor, validate_name, Page, SchemaEntry, SnapshotEntry, TableDetail,
@@ -19,7 +22,6 @@ use crate::{
         QueryRequest,
     },
     error::Error,
-    role::Role,
 };
 
 /// The snapshot a response read or a write created.
@@ -49,17 +51,15 @@ pub struct SchemaListParams {
 }
 
 /// The lake's schemas, by name.
-#[utoipa::path(tag = "lake", params(SchemaListParams), responses(
+#[utoipa::path(get, path = "/api/v1/schemas", tag = "lake", params(SchemaListParams), responses(
     (status = 200, body = Page<SchemaEntry>),
     (status = 422, description = "invalid_parameters (bad limit or cursor)", body = crate::api::error::ErrorResponse),
 ))]
-#[get("/api/v1/schemas")]
 pub async fn list_schemas(
+    _caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     params: web::Query<SchemaListParams>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Read)?;
     let params = params.into_inner();
     let limit = limit(params.limit)?;
     let after = params
@@ -89,24 +89,21 @@ pub struct SchemaChange {
 }
 
 /// Create a schema (write role).
-#[utoipa::path(tag = "lake", request_body = CreateSchema, responses(
+#[utoipa::path(post, path = "/api/v1/schemas", tag = "lake", request_body = CreateSchema, responses(
     (status = 201, body = SchemaChange),
-    (status = 403, description = "insufficient_role", body = crate::api::error::ErrorResponse),
     (status = 409, description = "already_exists", body = crate::api::error::ErrorResponse),
     (status = 422, description = "invalid_parameters", body = crate::api::error::ErrorResponse),
 ))]
-#[post("/api/v1/schemas")]
 pub async fn create_schema(
+    caller: Authorized<Writer>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: HttpRequest,
     body: web::Json<CreateSchema>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Write)?;
     let name = body.into_inner().name;
     validate_name("schema", &name)?;
     let snapshot = state.engine.create_schema(name.clone()).await;
-    crate::api::audit_change(&req, "schema.create", &name, &snapshot);
+    crate::api::trail::audit_change(&req, "schema.create", &name, &snapshot);
     let snapshot = snapshot?;
     tracing::info!(key = %caller.prefix, snapshot, "schema created");
     Ok(HttpResponse::Created()
@@ -125,25 +122,23 @@ pub struct DropSchemaParams {
 }
 
 /// Drop a schema (write role).
-#[utoipa::path(tag = "lake", params(("schema" = String, Path), DropSchemaParams), responses(
+#[utoipa::path(delete, path = "/api/v1/schemas/{schema}", tag = "lake", params(("schema" = String, Path), DropSchemaParams), responses(
     (status = 200, body = SchemaChange),
-    (status = 403, description = "insufficient_role; forbidden_statement (the default schema main)", body = crate::api::error::ErrorResponse),
+    (status = 403, description = "forbidden_statement (the default schema main)", body = crate::api::error::ErrorResponse),
     (status = 404, description = "not_found", body = crate::api::error::ErrorResponse),
     (status = 409, description = "not_empty", body = crate::api::error::ErrorResponse),
 ))]
-#[delete("/api/v1/schemas/{schema}")]
 pub async fn drop_schema(
+    caller: Authorized<Writer>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
     params: web::Query<DropSchemaParams>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Write)?;
     let name = path.into_inner();
     validate_name("schema", &name)?;
     let snapshot = state.engine.drop_schema(name.clone(), params.cascade).await;
-    crate::api::audit_change(&req, "schema.drop", &name, &snapshot);
+    crate::api::trail::audit_change(&req, "schema.drop", &name, &snapshot);
     let snapshot = snapshot?;
     tracing::info!(key = %caller.prefix, snapshot, "schema dropped");
     Ok(HttpResponse::Ok()
@@ -166,17 +161,15 @@ pub struct TableListParams {
 }
 
 /// The lake's tables, by schema and name, with their size and last change.
-#[utoipa::path(tag = "lake", params(TableListParams), responses(
+#[utoipa::path(get, path = "/api/v1/tables", tag = "lake", params(TableListParams), responses(
     (status = 200, body = Page<TableEntry>),
     (status = 422, description = "invalid_parameters (bad limit or cursor)", body = crate::api::error::ErrorResponse),
 ))]
-#[get("/api/v1/tables")]
 pub async fn list_tables(
+    _caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     params: web::Query<TableListParams>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Read)?;
     let params = params.into_inner();
     let after = params
         .cursor
@@ -202,17 +195,15 @@ pub async fn list_tables(
 
 /// One table: columns with types, nullability and DuckLake's statistics,
 /// partitioning, size and last change.
-#[utoipa::path(tag = "lake", params(("schema" = String, Path), ("table" = String, Path)), responses(
+#[utoipa::path(get, path = "/api/v1/tables/{schema}/{table}", tag = "lake", params(("schema" = String, Path), ("table" = String, Path)), responses(
     (status = 200, body = TableDetail),
     (status = 404, description = "not_found", body = crate::api::error::ErrorResponse),
 ))]
-#[get("/api/v1/tables/{schema}/{table}")]
 pub async fn describe_table(
+    _caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Read)?;
     let (schema, table) = path.into_inner();
     validate_name("schema", &schema)?;
     validate_name("table", &table)?;
@@ -234,16 +225,14 @@ pub struct SnapshotListParams {
 
 /// The lake's history, newest first: each snapshot's time, schema version and
 /// what it changed.
-#[utoipa::path(tag = "lake", params(SnapshotListParams), responses(
+#[utoipa::path(get, path = "/api/v1/snapshots", tag = "lake", params(SnapshotListParams), responses(
     (status = 200, body = Page<SnapshotEntry>),
 ))]
-#[get("/api/v1/snapshots")]
 pub async fn list_snapshots(
+    _caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     params: web::Query<SnapshotListParams>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Read)?;
     let params = params.into_inner();
     let before = params
         .cursor
@@ -277,17 +266,15 @@ pub struct ChangesParams {
 /// DuckLake's change feed of a table between two snapshots: each changed
 /// row with `snapshot_id`, `rowid`, `change_type` (insert, delete,
 /// update_preimage, update_postimage) and its columns, in any query format.
-#[utoipa::path(tag = "lake", params(("schema" = String, Path), ("table" = String, Path), ChangesParams),
+#[utoipa::path(get, path = "/api/v1/tables/{schema}/{table}/changes", tag = "lake", params(("schema" = String, Path), ("table" = String, Path), ChangesParams),
     responses(crate::api::docs::QueryResponses))]
-#[get("/api/v1/tables/{schema}/{table}/changes")]
 pub async fn table_changes(
+    caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     params: web::Query<ChangesParams>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Read)?;
     let (schema, table) = path.into_inner();
     validate_name("schema", &schema)?;
     validate_name("table", &table)?;
@@ -320,7 +307,7 @@ pub async fn table_changes(
         sql,
         max_rows: params.max_rows,
         role: caller.role,
-        audit: crate::api::trail(&req),
+        audit: crate::api::trail::trail(&req),
         ..QueryRequest::default()
     };
     let mut response =
@@ -330,4 +317,18 @@ pub async fn table_changes(
         header::HeaderValue::from(to),
     );
     Ok(response)
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(
+        routes,
+        list_schemas,
+        create_schema,
+        drop_schema,
+        list_tables,
+        table_changes,
+        describe_table,
+        list_snapshots
+    );
 }

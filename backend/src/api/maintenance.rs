@@ -1,17 +1,19 @@
 //! `/api/v1/maintenance/*` (admin): DuckLake's maintenance with a report of
 //! the lake's files and bytes before and after, or a dry run.
 
-use actix_web::{get, post, web, HttpResponse};
+use crate::api::{
+    access::{Administrator, Authorized},
+    routes::{serve, Routes},
+};
+use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 
 use crate::{
-    api::{lake::SNAPSHOT_HEADER, AppState},
-    auth::Caller,
+    api::{lake::SNAPSHOT_HEADER, state::AppState},
     engine::{catalog::validate_name, maintenance::ExpireWhat},
     error::Error,
-    maintenance::{measured, usage, LakeUsage, Report},
-    role::Role,
+    maintenance::{LakeUsage, Report},
 };
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -78,19 +80,16 @@ async fn respond<T: serde::Serialize>(
 }
 
 /// Merge adjacent small files (admin).
-#[utoipa::path(tag = "maintenance", request_body = CompactBody, responses(
+#[utoipa::path(post, path = "/api/v1/maintenance/compact", tag = "maintenance", request_body = CompactBody, responses(
     (status = 200, description = "Report: before/after usage and, per table, files processed and created (dry run: small files that would be merged)"),
-    (status = 403, description = "insufficient_role", body = crate::api::error::ErrorResponse),
     (status = 422, description = "invalid_parameters", body = crate::api::error::ErrorResponse),
 ))]
-#[post("/api/v1/maintenance/compact")]
 pub async fn compact(
+    _caller: Authorized<Administrator>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: actix_web::HttpRequest,
     body: web::Json<CompactBody>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Admin)?;
     let body = body.into_inner();
     let table = match (body.schema, body.table) {
         (Some(schema), Some(table)) => {
@@ -110,32 +109,30 @@ pub async fn compact(
         }
     };
     let engine = &state.engine;
-    let report = measured(
-        &state,
-        crate::api::trail(&req),
-        "compact",
-        body.dry_run,
-        engine.compact(table, body.dry_run),
-    )
-    .await?;
+    let report = state
+        .maintenance
+        .measured(
+            crate::api::trail::trail(&req),
+            "compact",
+            body.dry_run,
+            engine.compact(table, body.dry_run),
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(report))
 }
 
 /// Expire old snapshots (admin): time travel to them ends, and the files
 /// only they needed are scheduled for deletion.
-#[utoipa::path(tag = "maintenance", request_body = ExpireBody, responses(
+#[utoipa::path(post, path = "/api/v1/maintenance/expire", tag = "maintenance", request_body = ExpireBody, responses(
     (status = 200, description = "Report: before/after usage and the snapshots expired (dry run: that would be)"),
-    (status = 403, description = "insufficient_role", body = crate::api::error::ErrorResponse),
     (status = 422, description = "invalid_parameters", body = crate::api::error::ErrorResponse),
 ))]
-#[post("/api/v1/maintenance/expire")]
 pub async fn expire(
+    _caller: Authorized<Administrator>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: actix_web::HttpRequest,
     body: web::Json<ExpireBody>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Admin)?;
     let body = body.into_inner();
     let what = match (body.older_than_secs, body.before_snapshot) {
         (Some(secs), None) => ExpireWhat::OlderThan(seconds_ago(secs)?),
@@ -147,30 +144,28 @@ pub async fn expire(
         }
     };
     let engine = &state.engine;
-    let report = measured(
-        &state,
-        crate::api::trail(&req),
-        "expire",
-        body.dry_run,
-        engine.expire_snapshots(what, body.dry_run),
-    )
-    .await?;
+    let report = state
+        .maintenance
+        .measured(
+            crate::api::trail::trail(&req),
+            "expire",
+            body.dry_run,
+            engine.expire_snapshots(what, body.dry_run),
+        )
+        .await?;
     respond(&state, report).await
 }
 
 /// Delete files no snapshot needs (admin).
-#[utoipa::path(tag = "maintenance", request_body = CleanupBody, responses(
+#[utoipa::path(post, path = "/api/v1/maintenance/cleanup", tag = "maintenance", request_body = CleanupBody, responses(
     (status = 200, description = "Report: before/after usage and the paths deleted (dry run: that would be)"),
-    (status = 403, description = "insufficient_role", body = crate::api::error::ErrorResponse),
 ))]
-#[post("/api/v1/maintenance/cleanup")]
 pub async fn cleanup(
+    _caller: Authorized<Administrator>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: actix_web::HttpRequest,
     body: web::Json<CleanupBody>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(Role::Admin)?;
     let body = body.into_inner();
     let older = body.older_than_secs.map(seconds_ago).transpose()?;
     let orphans = if body.orphans {
@@ -179,24 +174,30 @@ pub async fn cleanup(
         None
     };
     let engine = &state.engine;
-    let report = measured(
-        &state,
-        crate::api::trail(&req),
-        "cleanup",
-        body.dry_run,
-        engine.cleanup_files(older, orphans, body.dry_run),
-    )
-    .await?;
+    let report = state
+        .maintenance
+        .measured(
+            crate::api::trail::trail(&req),
+            "cleanup",
+            body.dry_run,
+            engine.cleanup_files(older, orphans, body.dry_run),
+        )
+        .await?;
     respond(&state, report).await
 }
 
 /// The lake's files and bytes, as the catalog and the object store see them (admin).
-#[utoipa::path(tag = "maintenance", responses(
+#[utoipa::path(get, path = "/api/v1/maintenance/usage", tag = "maintenance", responses(
     (status = 200, body = LakeUsage),
-    (status = 403, description = "insufficient_role", body = crate::api::error::ErrorResponse),
 ))]
-#[get("/api/v1/maintenance/usage")]
-pub async fn lake_usage(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Error> {
-    caller.require(Role::Admin)?;
-    Ok(HttpResponse::Ok().json(usage(&state).await?))
+pub async fn lake_usage(
+    _caller: Authorized<Administrator>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    Ok(HttpResponse::Ok().json(state.maintenance.usage().await?))
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, compact, expire, cleanup, lake_usage);
 }

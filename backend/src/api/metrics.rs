@@ -2,10 +2,14 @@
 //! State read at scrape time: dependencies (the readiness checks), DuckDB
 //! memory, process memory and CPU, the catalog pool, queue and conflicts.
 
-use actix_web::{get, web, HttpResponse};
+use crate::api::{
+    access::{Administrator, Authorized, Open, Reader},
+    routes::{serve, Routes},
+};
+use actix_web::{web, HttpResponse};
 
 use crate::{
-    api::{health, AppState},
+    api::{health, state::AppState},
     error::Error,
     metrics::{sync_counter, sync_int_counter},
 };
@@ -22,12 +26,11 @@ fn feature(enabled: bool, path: &str, variable: &str) -> Result<(), Error> {
 }
 
 /// Prometheus metrics of this replica.
-#[utoipa::path(tag = "ops", security(()), responses(
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(()), responses(
     (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"),
     (status = 404, description = "features.enable_prometheus_metrics is off", body = crate::api::error::ErrorResponse)
 ))]
-#[get("/metrics")]
-pub async fn prometheus(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+pub async fn prometheus(_: Open, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     feature(
         state.config.features.enable_prometheus_metrics,
         "/metrics",
@@ -97,16 +100,14 @@ async fn process_usage() -> Option<(u64, u64)> {
 }
 
 /// Memory of the process, the machine, the container and DuckDB.
-#[utoipa::path(tag = "ops", responses(
+#[utoipa::path(get, path = "/metrics/memory", tag = "ops", responses(
     (status = 200, description = "`{process, system, cgroup, duckdb, temp_directory}`, bytes", content_type = "application/json"),
     (status = 404, description = "features.enable_memory_monitoring is off", body = crate::api::error::ErrorResponse)
 ))]
-#[get("/metrics/memory")]
 pub async fn memory(
+    _caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: crate::auth::Caller,
 ) -> Result<HttpResponse, Error> {
-    caller.require(crate::role::Role::Read)?;
     feature(
         state.config.features.enable_memory_monitoring,
         "/metrics/memory",
@@ -165,16 +166,14 @@ pub async fn memory(
 
 /// Rolling latency statistics per route and query kind, and the slowest
 /// recent queries by fingerprint (literals stripped).
-#[utoipa::path(tag = "ops", responses(
+#[utoipa::path(get, path = "/metrics/performance", tag = "ops", responses(
     (status = 200, description = "`{routes: {\"POST /api/v1/query\": {1m, 5m, 1h}}, query_kinds: {...}, slowest_queries: [...]}`; each window has count, errors, error_rate, per_second, p50_ms, p90_ms, p99_ms, max_ms", content_type = "application/json"),
     (status = 404, description = "features.enable_performance_tracking is off", body = crate::api::error::ErrorResponse)
 ))]
-#[get("/metrics/performance")]
 pub async fn performance(
+    _caller: Authorized<Administrator>,
     state: web::Data<AppState>,
-    caller: crate::auth::Caller,
 ) -> Result<HttpResponse, Error> {
-    caller.require(crate::role::Role::Admin)?;
     feature(
         state.config.features.enable_performance_tracking,
         "/metrics/performance",
@@ -228,6 +227,11 @@ fn dir_size(dir: &std::path::Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, prometheus, memory, performance);
 }
 
 #[cfg(test)]

@@ -5,11 +5,15 @@
 //! `Accept` header, else JSON. See [`crate::engine::stream`] for how results
 //! stream and how a late error shows.
 
-use actix_web::{get, http::header, post, web, HttpRequest, HttpResponse};
+use crate::api::{
+    access::{Authorized, Reader},
+    routes::{serve, Routes},
+};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use crate::{
-    api::AppState,
+    api::state::AppState,
     auth::Caller,
     engine::{
         stream::{TransactionMode, Versions},
@@ -87,7 +91,7 @@ impl QueryBody {
             pin,
             if_none_match,
             progress: None,
-            audit: crate::api::trail(req),
+            audit: crate::api::trail::trail(req),
             timetz_as_text: false,
         })
     }
@@ -96,11 +100,10 @@ impl QueryBody {
 pub const STREAMED_HEADER: &str = "x-result-streamed";
 
 /// Run SQL: the result streams in the format asked for.
-#[utoipa::path(tag = "query", request_body = QueryBody, responses(crate::api::docs::QueryResponses))]
-#[post("/api/v1/query")]
+#[utoipa::path(post, path = "/api/v1/query", tag = "query", request_body = QueryBody, responses(crate::api::docs::QueryResponses))]
 pub async fn query(
+    caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: HttpRequest,
     body: web::Json<QueryBody>,
 ) -> Result<HttpResponse, Error> {
@@ -140,14 +143,15 @@ pub struct QueryParams {
 /// Read-only ad-hoc queries: the statements run in a read-only transaction,
 /// so any write fails.
 #[utoipa::path(
+    get,
+    path = "/api/v1/query",
     tag = "query",
     params(QueryParams),
     responses(crate::api::docs::QueryResponses)
 )]
-#[get("/api/v1/query")]
 pub async fn query_get(
+    caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: Caller,
     req: HttpRequest,
     params: web::Query<QueryParams>,
 ) -> Result<HttpResponse, Error> {
@@ -429,4 +433,9 @@ impl Drop for Metered {
             meter.finish(self.outcome, self.body.rows(), self.bytes);
         }
     }
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, query, query_get);
 }

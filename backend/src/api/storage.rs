@@ -1,10 +1,14 @@
 //! `GET /api/v1/storage/objects`: one level of the lake's data path, listed
 //! through the object store (bucket or local directory).
 
-use actix_web::{get, web, HttpResponse};
+use crate::api::{
+    access::{Authorized, Reader},
+    routes::{serve, Routes},
+};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use crate::{api::AppState, error::Error};
+use crate::{api::state::AppState, error::Error};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -16,19 +20,17 @@ pub struct ListQuery {
 }
 
 /// List one level of the lake's data path.
-#[utoipa::path(tag = "storage", params(ListQuery), responses(
+#[utoipa::path(get, path = "/api/v1/storage/objects", tag = "storage", params(ListQuery), responses(
     (status = 200, description = "`{data_path, path, prefixes: [..], objects: [{path, size, last_modified}]}`", content_type = "application/json"),
     (status = 404, description = "not_found", body = crate::api::error::ErrorResponse),
     (status = 422, description = "invalid_parameters", body = crate::api::error::ErrorResponse),
     (status = 503, description = "storage_unavailable", body = crate::api::error::ErrorResponse)
 ))]
-#[get("/api/v1/storage/objects")]
 pub async fn list_objects(
+    _caller: Authorized<Reader>,
     state: web::Data<AppState>,
-    caller: crate::auth::Caller,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, Error> {
-    caller.require(crate::role::Role::Read)?;
     let listing = state.storage.list(&query.path).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "data_path": state.engine.lake().data_path(),
@@ -36,4 +38,9 @@ pub async fn list_objects(
         "prefixes": listing.prefixes,
         "objects": listing.objects,
     })))
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve!(routes, list_objects);
 }

@@ -9,7 +9,11 @@
 //! (`no-cache` with a strong ETag of their content), so a new binary is never
 //! shadowed by a stale cached module.
 
-use actix_web::{get, http::header, web, HttpRequest, HttpResponse};
+use crate::api::{
+    access::Open,
+    routes::{serve_files, Routes},
+};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
 use crate::error::Error;
 
@@ -59,16 +63,15 @@ pub fn is_console_path(path: &str) -> bool {
 }
 
 /// The console page.
-#[utoipa::path(tag = "ui")]
-#[get("/ui")]
-pub async fn console_page(req: HttpRequest) -> Result<HttpResponse, Error> {
+#[utoipa::path(get, path = "/ui", tag = "ui")]
+pub async fn console_page(_: Open, req: HttpRequest) -> Result<HttpResponse, Error> {
     serve(&req, "index.html")
 }
 
 /// The console's files.
-#[utoipa::path(tag = "ui")]
-#[get("/ui/{name}")]
+#[utoipa::path(get, path = "/ui/{name}", tag = "ui")]
 pub async fn console_asset(
+    _: Open,
     req: HttpRequest,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
@@ -76,9 +79,8 @@ pub async fn console_asset(
 }
 
 /// `/ui/` (an empty last segment does not match `{name}`).
-#[utoipa::path(tag = "ui")]
-#[get("/ui/")]
-pub async fn console_index(req: HttpRequest) -> Result<HttpResponse, Error> {
+#[utoipa::path(get, path = "/ui/", tag = "ui")]
+pub async fn console_index(_: Open, req: HttpRequest) -> Result<HttpResponse, Error> {
     serve(&req, "index.html")
 }
 
@@ -133,6 +135,11 @@ fn etag(asset: &Asset) -> String {
         .position(|a| std::ptr::eq(a, asset))
         .expect("the asset is one of ASSETS");
     tags[index].clone()
+}
+
+/// The routes of this module.
+pub fn configure(routes: &mut Routes) {
+    serve_files!(routes, console_page, console_index, console_asset);
 }
 
 #[cfg(test)]
