@@ -42,7 +42,7 @@ const ENV_TOP_LEVEL: &[&str] = &["ENVIRONMENT", "DEBUG", "LOG_LEVEL", "DATA_DIR"
 #[serde(default)]
 pub struct Config {
     /// development | test | staging | production
-    pub environment: String,
+    pub environment: Environment,
     pub debug: bool,
     /// trace | debug | info | warn | error (any case)
     pub log_level: String,
@@ -206,8 +206,7 @@ pub struct PostgresConfig {
     /// extension of DuckDB 1.5.5 a PostgreSQL restart under load can leave a
     /// `wait` pool holding dead slots, and every query then waits forever
     /// (tests/load.rs found it).
-    #[serde(deserialize_with = "lenient::string")]
-    pub duckdb_pool_acquire_mode: String,
+    pub duckdb_pool_acquire_mode: AcquireMode,
     /// Idle catalog connections of both pools close after this long.
     pub idle_timeout_ms: u64,
     /// Apply pending migrations of our own schema at start-up instead of
@@ -292,7 +291,7 @@ pub struct FeatureConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            environment: "development".into(),
+            environment: Environment::Development,
             debug: false,
             log_level: "info".into(),
             data_dir: PathBuf::from("./data"),
@@ -363,7 +362,7 @@ impl Default for PostgresConfig {
             password: None,
             pool_size: 4,
             duckdb_pool_size: 4,
-            duckdb_pool_acquire_mode: "force".into(),
+            duckdb_pool_acquire_mode: AcquireMode::Force,
             idle_timeout_ms: 60_000,
             migrate_on_start: false,
         }
@@ -497,6 +496,52 @@ impl Default for FeatureConfig {
 #[derive(Clone)]
 pub struct Secret(SecretString);
 
+/// Where the service runs: production refuses authentication off, and
+/// development logs in a human format instead of JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Test,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub const NAMES: [&'static str; 4] = ["development", "test", "staging", "production"];
+
+    /// The environment named `name`, in any case (`PRODUCTION` too).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "development" => Some(Self::Development),
+            "test" => Some(Self::Test),
+            "staging" => Some(Self::Staging),
+            "production" => Some(Self::Production),
+            _ => None,
+        }
+    }
+}
+
+/// How DuckDB's postgres extension acquires a catalog connection when its
+/// pool is in use (`pg_pool_acquire_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcquireMode {
+    /// Wait for a free one: the pool size is a hard cap.
+    Wait,
+    /// Open one more: the pool size bounds idle connections.
+    Force,
+}
+
+impl fmt::Display for AcquireMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Wait => "wait",
+            Self::Force => "force",
+        })
+    }
+}
+
 /// An optional secret's value, or empty when it is unset.
 pub fn exposed(secret: &Option<Secret>) -> &str {
     secret.as_ref().map(Secret::expose).unwrap_or_default()
@@ -622,6 +667,45 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// One setting of the effective configuration: its dotted key, its value
+/// (a secret as `***`) and where it came from (None: the default).
+#[derive(Debug, Clone, Serialize)]
+pub struct Setting {
+    pub key: String,
+    pub value: serde_json::Value,
+    pub source: Option<String>,
+}
+
+/// Every setting of `config`, in key order, with its source from `sources`
+/// (dotted key → "file <path>" | "environment VAR"): the one rendering that
+/// `/config/summary` and `check-config` show.
+pub fn settings(config: &Config, sources: &BTreeMap<String, String>) -> Vec<Setting> {
+    fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    leaves("", &config.redacted(), &mut out);
+    out.into_iter()
+        .map(|(key, value)| Setting {
+            source: sources.get(&key).cloned(),
+            key,
+            value,
+        })
+        .collect()
+}
+
 /// The loaded configuration and where each value came from.
 pub struct LoadedConfig {
     pub config: Config,
@@ -642,7 +726,11 @@ impl Config {
         vars: &[(String, String)],
     ) -> Result<LoadedConfig, ConfigError> {
         let defaults = Config::default();
-        let known = leaf_keys(&defaults);
+        // The keys we accept: every leaf of the default configuration.
+        let known: Vec<String> = settings(&defaults, &BTreeMap::new())
+            .into_iter()
+            .map(|setting| setting.key)
+            .collect();
         let file = file.or_else(|| {
             vars.iter()
                 .find(|(k, _)| k == CONFIG_FILE_ENV)
@@ -707,15 +795,6 @@ impl Config {
             }
         };
         check(
-            matches!(
-                self.environment.as_str(),
-                "development" | "test" | "staging" | "production"
-            ),
-            "environment",
-            self.environment.clone(),
-            "one of development, test, staging, production",
-        );
-        check(
             log_filter(&self.log_level).is_some(),
             "log_level",
             self.log_level.clone(),
@@ -735,7 +814,7 @@ impl Config {
             "true when server.host is not a loopback address (AUTH_ENABLED=true)",
         );
         check(
-            self.auth.enabled || self.environment != "production",
+            self.auth.enabled || self.environment != Environment::Production,
             "auth.enabled",
             "false".into(),
             "true in production (AUTH_ENABLED=true)",
@@ -854,15 +933,6 @@ impl Config {
             "between 1 and 1000",
         );
         check(
-            matches!(
-                self.postgres.duckdb_pool_acquire_mode.as_str(),
-                "wait" | "force"
-            ),
-            "postgres.duckdb_pool_acquire_mode",
-            self.postgres.duckdb_pool_acquire_mode.clone(),
-            "wait or force",
-        );
-        check(
             (1..=1000).contains(&self.postgres.duckdb_pool_size),
             "postgres.duckdb_pool_size",
             self.postgres.duckdb_pool_size.to_string(),
@@ -941,7 +1011,7 @@ impl Config {
     }
 
     pub fn is_development(&self) -> bool {
-        self.environment == "development"
+        self.environment == Environment::Development
     }
 
     /// The effective configuration as a JSON tree, secrets shown as `***`.
@@ -1031,7 +1101,14 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
     let jobs = section(figment, Some("jobs"), problems);
     let general = general?;
     Some(Config {
-        environment: general.environment.to_ascii_lowercase(),
+        environment: Environment::parse(&general.environment).unwrap_or_else(|| {
+            problems.push(ConfigProblem {
+                key: "environment".into(),
+                value: general.environment.clone(),
+                expected: format!("one of {}", Environment::NAMES.join(", ")),
+            });
+            Environment::Development
+        }),
         debug: general.debug,
         log_level: general.log_level,
         data_dir: general.data_dir,
@@ -1058,32 +1135,6 @@ fn describe_kind(kind: &figment::error::Kind) -> (String, String) {
         Kind::UnknownVariant(v, expected) => (v.clone(), format!("one of {}", expected.join(", "))),
         other => (String::from("?"), other.to_string()),
     }
-}
-
-/// Dotted paths of every leaf of the default configuration: the keys we accept.
-fn leaf_keys(config: &Config) -> Vec<String> {
-    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            _ => out.push(prefix.to_string()),
-        }
-    }
-    let mut out = Vec::new();
-    walk(
-        "",
-        &serde_json::to_value(config).expect("Config serialises to JSON"),
-        &mut out,
-    );
-    out
 }
 
 /// The tracing filter directive for a LOG_LEVEL value (origin documents write `INFO`).

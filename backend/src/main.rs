@@ -295,11 +295,11 @@ fn migrate(config: Config) -> ExitCode {
 }
 
 fn check_config_report(loaded: &ducklake_backend::config::LoadedConfig) -> String {
-    let redacted = loaded.config.redacted();
     let mut lines = vec!["configuration is valid".to_string()];
-    for (key, source) in &loaded.sources {
-        let value = key.split('.').fold(&redacted, |v, k| &v[k]);
-        lines.push(format!("{key} = {value}  ({source})"));
+    for setting in ducklake_backend::config::settings(&loaded.config, &loaded.sources) {
+        if let Some(source) = &setting.source {
+            lines.push(format!("{} = {}  ({source})", setting.key, setting.value));
+        }
     }
     lines.join("\n")
 }

@@ -9,7 +9,7 @@ use crate::api::{
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{api::state::AppState, engine::lake::quote_literal, error::Error};
 
@@ -21,36 +21,11 @@ pub async fn summary(
     _caller: Authorized<Administrator>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    let redacted = state.config.redacted();
-    let mut settings = Vec::new();
-    leaves("", &redacted, &mut settings);
-    let settings: Vec<Value> = settings
-        .into_iter()
-        .map(|(key, value)| {
-            let source = state.config_sources.get(&key).cloned();
-            json!({ "key": key, "value": value, "source": source })
-        })
-        .collect();
+    let settings = crate::config::settings(&state.config, &state.config_sources);
     Ok(HttpResponse::Ok().json(json!({
         "environment": state.config.environment,
         "settings": settings,
     })))
-}
-
-fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                leaves(&key, v, out);
-            }
-        }
-        other => out.push((prefix.to_string(), other.clone())),
-    }
 }
 
 /// The lake: where its catalog and data are, its options, versions, current

@@ -119,6 +119,7 @@ pub enum QueryResponses {
         jobs::JobBody,
         jobs::JobPage,
         crate::jobs::Job,
+        crate::store::jobs::JobStatus,
         crate::jobs::JobError,
         crate::audit::AuditEntry,
         crate::audit::Outcome

@@ -14,8 +14,8 @@ use crate::{
     api::state::AppState,
     error::Error,
     format::encode::Format,
-    jobs::{spool, Job, Submission, STATUSES},
-    store::jobs::JobFilter,
+    jobs::{spool, Job, Submission},
+    store::jobs::{JobFilter, JobStatus},
 };
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -101,14 +101,19 @@ pub async fn list(
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, Error> {
     let params = params.into_inner();
-    if let Some(status) = &params.status {
-        if !STATUSES.contains(&status.as_str()) {
-            return Err(Error::InvalidParameters(format!(
-                "unknown status {status:?}; one of {}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
+    let status = params
+        .status
+        .as_deref()
+        .map(|name| {
+            JobStatus::parse(name).ok_or_else(|| {
+                let names: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+                Error::InvalidParameters(format!(
+                    "unknown status {name:?}; one of {}",
+                    names.join(", ")
+                ))
+            })
+        })
+        .transpose()?;
     let limit = params.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(Error::InvalidParameters(
@@ -117,7 +122,7 @@ pub async fn list(
     }
     let filter = JobFilter {
         owner: None,
-        status: params.status,
+        status,
         before: params.cursor.as_deref().map(decode_cursor).transpose()?,
         // One more than asked tells whether there is a next page.
         limit: limit + 1,
@@ -187,7 +192,7 @@ pub async fn result(
     params: web::Query<ResultParams>,
 ) -> Result<HttpResponse, Error> {
     let row = state.jobs.row(&caller, *id).await?;
-    if row.status != "succeeded" {
+    if row.status != JobStatus::Succeeded {
         let why = match (&row.error_code, &row.error_message) {
             (Some(code), Some(message)) => format!(": {code}: {message}"),
             _ => String::new(),
@@ -243,9 +248,7 @@ pub async fn cancel(
 ) -> Result<HttpResponse, Error> {
     Ok(match state.jobs.cancel_or_delete(&caller, *id).await? {
         None => HttpResponse::NoContent().finish(),
-        Some(job) if job.status == "queued" || job.status == "running" => {
-            HttpResponse::Accepted().json(job)
-        }
+        Some(job) if job.status.is_live() => HttpResponse::Accepted().json(job),
         Some(job) => HttpResponse::Ok().json(job),
     })
 }

@@ -16,7 +16,7 @@ use super::{
     lake::{quote_identifier, quote_literal},
     Engine,
 };
-use crate::error::Error;
+use crate::{engine::query::query_vec, error::Error};
 
 /// Longest schema or table name the API accepts (PostgreSQL's limit is
 /// lower, 63 bytes, and gives its own error).
@@ -151,10 +151,6 @@ pub fn decode_cursor(cursor: &str, parts: usize) -> Result<Vec<String>, Error> {
     Ok(key)
 }
 
-fn duck(err: duckdb::Error) -> Error {
-    Error::from_duckdb(err)
-}
-
 /// SQL fragments naming the lake and its catalog database.
 struct Names {
     /// The lake's name as it is.
@@ -219,9 +215,9 @@ impl Engine {
         let names = Names::new(&self.lake.name);
         self.run_blocking(self.timeout_for(None), move |conn| {
             conn.execute_batch("BEGIN TRANSACTION READ ONLY")
-                .map_err(duck)?;
+                .map_err(Error::from_duckdb)?;
             let out = work(conn, &names)?;
-            conn.execute_batch("COMMIT").map_err(duck)?;
+            conn.execute_batch("COMMIT").map_err(Error::from_duckdb)?;
             Ok(out)
         })
         .await
@@ -234,9 +230,10 @@ impl Engine {
     {
         let names = Names::new(&self.lake.name);
         self.run_blocking(self.timeout_for(None), move |conn| {
-            conn.execute_batch("BEGIN TRANSACTION").map_err(duck)?;
+            conn.execute_batch("BEGIN TRANSACTION")
+                .map_err(Error::from_duckdb)?;
             work(conn, &names)?;
-            conn.execute_batch("COMMIT").map_err(duck)?;
+            conn.execute_batch("COMMIT").map_err(Error::from_duckdb)?;
             last_committed(conn, &names.name)
         })
         .await
@@ -258,25 +255,17 @@ impl Engine {
                  WHERE s.end_snapshot IS NULL AND s.schema_name > ? AND starts_with(s.schema_name, ?) \
                  ORDER BY s.schema_name LIMIT ?"
             );
-            let mut stmt = conn.prepare(&sql).map_err(duck)?;
-            let rows = stmt
-                .query_map(
-                    duckdb::params![
+            let rows = query_vec(conn, &sql, duckdb::params![
                         after.unwrap_or_default(),
                         prefix.unwrap_or_default(),
                         (limit + 1) as i64
-                    ],
-                    |row| {
+                    ], |row| {
                         Ok(SchemaEntry {
                             name: row.get(0)?,
                             created_snapshot: row.get(1)?,
                             table_count: row.get(2)?,
                         })
-                    },
-                )
-                .map_err(duck)?
-                .collect::<duckdb::Result<Vec<_>>>()
-                .map_err(duck)?;
+                    }).map_err(Error::from_duckdb)?;
             Ok(page(rows, limit, |s| encode_cursor(&[&s.name])))
         })
         .await
@@ -332,8 +321,7 @@ impl Engine {
             entry.row_count = row_count(conn, names, &schema, &table)?;
             let table_id = table_id(conn, names, &schema, &table)?;
             let meta = &names.meta;
-            let mut stmt = conn
-                .prepare(&format!(
+            let columns = query_vec(conn, &format!(
                     "SELECT c.column_name, c.data_type, c.is_nullable, c.column_default, \
                             st.min_value, st.max_value, st.contains_null, st.contains_nan, st.table_id IS NOT NULL \
                      FROM duckdb_columns() c \
@@ -343,12 +331,7 @@ impl Engine {
                           ON st.table_id = dc.table_id AND st.column_id = dc.column_id \
                      WHERE c.database_name = ? AND c.schema_name = ? AND c.table_name = ? \
                      ORDER BY c.column_index"
-                ))
-                .map_err(duck)?;
-            let columns = stmt
-                .query_map(
-                    duckdb::params![table_id, lake, schema, table],
-                    |row| {
+                ), duckdb::params![table_id, lake, schema, table], |row| {
                         let has_stats: bool = row.get(8)?;
                         Ok(ColumnEntry {
                             name: row.get(0)?,
@@ -366,30 +349,19 @@ impl Engine {
                                 })
                                 .transpose()?,
                         })
-                    },
-                )
-                .map_err(duck)?
-                .collect::<duckdb::Result<Vec<_>>>()
-                .map_err(duck)?;
-            let mut stmt = conn
-                .prepare(&format!(
+                    }).map_err(Error::from_duckdb)?;
+            let partitioning = query_vec(conn, &format!(
                     "SELECT c.column_name, pc.transform FROM {meta}.ducklake_partition_info p \
                      JOIN {meta}.ducklake_partition_column pc USING (partition_id) \
                      JOIN {meta}.ducklake_column c ON c.table_id = p.table_id AND c.column_id = pc.column_id \
                           AND c.end_snapshot IS NULL \
                      WHERE p.table_id = ? AND p.end_snapshot IS NULL ORDER BY pc.partition_key_index"
-                ))
-                .map_err(duck)?;
-            let partitioning = stmt
-                .query_map([table_id], |row| {
+                ), [table_id], |row| {
                     Ok(PartitionKey {
                         column: row.get(0)?,
                         transform: row.get(1)?,
                     })
-                })
-                .map_err(duck)?
-                .collect::<duckdb::Result<Vec<_>>>()
-                .map_err(duck)?;
+                }).map_err(Error::from_duckdb)?;
             let snapshot = current_snapshot(conn, &names.name)?;
             Ok(TableDetail {
                 table: entry,
@@ -414,11 +386,7 @@ impl Engine {
                  FROM ducklake_snapshots({}) WHERE snapshot_id < ? ORDER BY snapshot_id DESC LIMIT ?",
                 names.lake_literal
             );
-            let mut stmt = conn.prepare(&sql).map_err(duck)?;
-            let rows = stmt
-                .query_map(
-                    duckdb::params![before.unwrap_or(i64::MAX), (limit + 1) as i64],
-                    |row| {
+            let rows = query_vec(conn, &sql, duckdb::params![before.unwrap_or(i64::MAX), (limit + 1) as i64], |row| {
                         let changes: Option<String> = row.get(3)?;
                         Ok(SnapshotEntry {
                             id: row.get(0)?,
@@ -430,11 +398,7 @@ impl Engine {
                             author: row.get(4)?,
                             commit_message: row.get(5)?,
                         })
-                    },
-                )
-                .map_err(duck)?
-                .collect::<duckdb::Result<Vec<_>>>()
-                .map_err(duck)?;
+                    }).map_err(Error::from_duckdb)?;
             Ok(page(rows, limit, |s| encode_cursor(&[&s.id.to_string()])))
         })
         .await
@@ -456,7 +420,7 @@ impl Engine {
                 names.lake,
                 quote_identifier(&name)
             ))
-            .map_err(duck)
+            .map_err(Error::from_duckdb)
         })
         .await
     }
@@ -481,7 +445,7 @@ impl Engine {
                     [&name],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
-                .map_err(duck)?;
+                .map_err(Error::from_duckdb)?;
             if schemas == 0 {
                 return Err(Error::NotFound(format!(
                     "no schema {} in the lake",
@@ -500,7 +464,7 @@ impl Engine {
                 quote_identifier(&name),
                 if cascade { " CASCADE" } else { "" }
             ))
-            .map_err(duck)
+            .map_err(Error::from_duckdb)
         })
         .await
     }
@@ -520,23 +484,19 @@ fn page<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T
 }
 
 fn query_tables(conn: &Connection, sql: &str, values: &[Value]) -> Result<Vec<TableEntry>, Error> {
-    let mut stmt = conn.prepare(sql).map_err(duck)?;
-    let rows = stmt
-        .query_map(params_from_iter(values.iter()), |row| {
-            Ok(TableEntry {
-                schema: row.get(0)?,
-                name: row.get(1)?,
-                row_count: 0,
-                data_file_count: row.get(2)?,
-                size_bytes: row.get(3)?,
-                delete_file_count: row.get(4)?,
-                delete_size_bytes: row.get(5)?,
-                last_change_snapshot: row.get(6)?,
-            })
+    let rows = query_vec(conn, sql, params_from_iter(values.iter()), |row| {
+        Ok(TableEntry {
+            schema: row.get(0)?,
+            name: row.get(1)?,
+            row_count: 0,
+            data_file_count: row.get(2)?,
+            size_bytes: row.get(3)?,
+            delete_file_count: row.get(4)?,
+            delete_size_bytes: row.get(5)?,
+            last_change_snapshot: row.get(6)?,
         })
-        .map_err(duck)?
-        .collect::<duckdb::Result<Vec<_>>>()
-        .map_err(duck)?;
+    })
+    .map_err(Error::from_duckdb)?;
     Ok(rows)
 }
 
@@ -553,7 +513,7 @@ fn row_count(conn: &Connection, names: &Names, schema: &str, table: &str) -> Res
         [],
         |row| row.get(0),
     )
-    .map_err(duck)
+    .map_err(Error::from_duckdb)
 }
 
 fn table_id(conn: &Connection, names: &Names, schema: &str, table: &str) -> Result<i64, Error> {
@@ -567,7 +527,7 @@ fn table_id(conn: &Connection, names: &Names, schema: &str, table: &str) -> Resu
             [schema, table],
             |row| row.get(0),
         )
-        .map_err(duck)?;
+        .map_err(Error::from_duckdb)?;
     id.ok_or_else(|| {
         Error::NotFound(format!(
             "no table {}.{} in the lake",
@@ -615,7 +575,7 @@ pub(crate) fn same_schema(
         [old, new],
         |row| row.get(0),
     )
-    .map_err(duck)
+    .map_err(Error::from_duckdb)
 }
 
 /// The snapshot the connection's transaction reads. Fully qualified
@@ -630,7 +590,7 @@ pub(crate) fn current_snapshot(conn: &Connection, lake: &str) -> Result<i64, Err
         [],
         |row| row.get(0),
     )
-    .map_err(duck)
+    .map_err(Error::from_duckdb)
 }
 
 /// The snapshot the connection committed last.
@@ -643,7 +603,7 @@ pub(crate) fn last_committed(conn: &Connection, lake: &str) -> Result<i64, Error
         [],
         |row| row.get::<_, Option<i64>>(0),
     )
-    .map_err(duck)?
+    .map_err(Error::from_duckdb)?
     .map_or_else(|| current_snapshot(conn, lake), Ok)
 }
 

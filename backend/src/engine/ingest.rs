@@ -14,7 +14,7 @@ use super::{
     lake::{quote_identifier, quote_literal},
     Engine,
 };
-use crate::error::Error;
+use crate::{engine::query::query_vec, error::Error};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -94,10 +94,6 @@ pub struct Loaded {
     pub snapshot: i64,
 }
 
-fn duck(err: duckdb::Error) -> Error {
-    Error::from_duckdb(err)
-}
-
 /// A failure while reading the file is the file's fault: 422 with DuckDB's
 /// words. Outages, conflicts and timeouts keep their own codes.
 fn load_error(err: duckdb::Error) -> Error {
@@ -125,7 +121,8 @@ impl Engine {
         let lake = quote_identifier(&lake_name);
         let meta = quote_identifier(&format!("__ducklake_metadata_{}", self.lake.name));
         self.run_blocking(timeout, move |conn| {
-            conn.execute_batch("BEGIN TRANSACTION").map_err(duck)?;
+            conn.execute_batch("BEGIN TRANSACTION")
+                .map_err(Error::from_duckdb)?;
             let target = format!(
                 "{lake}.{}.{}",
                 quote_identifier(&schema),
@@ -165,12 +162,12 @@ impl Engine {
                     conn.query_row(&format!("SELECT count(*) FROM {target}"), [], |row| {
                         row.get::<_, i64>(0)
                     })
-                    .map_err(duck)? as u64
+                    .map_err(Error::from_duckdb)? as u64
                 }
                 LoadMode::Replace | LoadMode::Append => {
                     if mode == LoadMode::Replace {
                         conn.execute(&format!("DELETE FROM {target}"), [])
-                            .map_err(duck)?;
+                            .map_err(Error::from_duckdb)?;
                     }
                     conn.execute(
                         &format!("INSERT INTO {target} BY NAME SELECT * FROM {reader}"),
@@ -179,7 +176,7 @@ impl Engine {
                     .map_err(load_error)? as u64
                 }
             };
-            conn.execute_batch("COMMIT").map_err(duck)?;
+            conn.execute_batch("COMMIT").map_err(Error::from_duckdb)?;
             Ok(Loaded {
                 rows_loaded: rows,
                 snapshot: last_committed(conn, &lake_name)?,
@@ -206,31 +203,27 @@ fn validate(
         .map_err(load_error)?;
         return Ok(());
     }
-    let mut stmt = conn
-        .prepare(&format!("DESCRIBE SELECT * FROM {reader}"))
-        .map_err(load_error)?;
-    let file_columns = stmt
-        .query_map([], |row| row.get::<_, String>(0))
-        .map_err(load_error)?
-        .collect::<duckdb::Result<Vec<_>>>()
-        .map_err(load_error)?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT column_name, data_type, NOT is_nullable FROM duckdb_columns() \
+    let file_columns = query_vec(
+        conn,
+        &format!("DESCRIBE SELECT * FROM {reader}"),
+        [],
+        |row| row.get::<_, String>(0),
+    )
+    .map_err(load_error)?;
+    let table_columns = query_vec(
+        conn,
+        "SELECT column_name, data_type, NOT is_nullable FROM duckdb_columns() \
              WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-        )
-        .map_err(duck)?;
-    let table_columns = stmt
-        .query_map([lake, schema, table], |row| {
+        [lake, schema, table],
+        |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
                 row.get::<_, bool>(2)?,
             ))
-        })
-        .map_err(duck)?
-        .collect::<duckdb::Result<Vec<_>>>()
-        .map_err(duck)?;
+        },
+    )
+    .map_err(Error::from_duckdb)?;
     let mut casts = Vec::new();
     let mut required = Vec::new();
     for column in &file_columns {
@@ -301,7 +294,7 @@ fn existence(
         [table, schema],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )
-    .map_err(duck)
+    .map_err(Error::from_duckdb)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use super::{
     lake::{quote_identifier, quote_literal},
     Engine,
 };
-use crate::error::Error;
+use crate::{engine::query::query_vec, error::Error};
 
 /// DuckLake's default target file size: files below it are merge candidates.
 const DEFAULT_TARGET_FILE_BYTES: i64 = 512 * 1024 * 1024;
@@ -53,10 +53,6 @@ pub enum ExpireWhat {
     Before(i64),
 }
 
-fn duck(err: duckdb::Error) -> Error {
-    Error::from_duckdb(err)
-}
-
 fn timestamp(at: DateTime<Utc>) -> String {
     format!("{}::TIMESTAMPTZ", quote_literal(&at.to_rfc3339()))
 }
@@ -87,7 +83,7 @@ impl Engine {
                     })
                 },
             )
-            .map_err(duck)
+            .map_err(Error::from_duckdb)
         })
         .await
     }
@@ -112,23 +108,16 @@ impl Engine {
                 ),
                 None => format!("ducklake_merge_adjacent_files({lake})"),
             };
-            let mut stmt = conn
-                .prepare(&format!(
+            let merges = query_vec(conn, &format!(
                     "SELECT schema_name, table_name, files_processed, files_created FROM {call} ORDER BY 1, 2"
-                ))
-                .map_err(duck)?;
-            let merges = stmt
-                .query_map([], |row| {
+                ), [], |row| {
                     Ok(Merge {
                         schema: row.get(0)?,
                         table: row.get(1)?,
                         files_processed: row.get(2)?,
                         files_created: row.get(3)?,
                     })
-                })
-                .map_err(duck)?
-                .collect::<duckdb::Result<Vec<_>>>()
-                .map_err(duck)?;
+                }).map_err(Error::from_duckdb)?;
             Ok(merges)
         })
         .await
@@ -144,17 +133,17 @@ impl Engine {
             let selector = match what {
                 ExpireWhat::OlderThan(at) => format!("older_than => {}", timestamp(at)),
                 ExpireWhat::Before(id) => {
-                    let ids: Vec<i64> = conn
-                        .prepare(&format!(
+                    let ids: Vec<i64> = query_vec(
+                        conn,
+                        &format!(
                             "SELECT snapshot_id FROM ducklake_snapshots({lake}) \
                              WHERE snapshot_id < least(?, (SELECT max(snapshot_id) FROM ducklake_snapshots({lake}))) \
                              ORDER BY 1"
-                        ))
-                        .and_then(|mut stmt| {
-                            stmt.query_map([id], |row| row.get(0))?
-                                .collect::<duckdb::Result<Vec<_>>>()
-                        })
-                        .map_err(duck)?;
+                        ),
+                        [id],
+                        |row| row.get(0),
+                    )
+                    .map_err(Error::from_duckdb)?;
                     if ids.is_empty() {
                         return Ok(Vec::new());
                     }
@@ -164,22 +153,15 @@ impl Engine {
                     )
                 }
             };
-            let mut stmt = conn
-                .prepare(&format!(
+            let expired = query_vec(conn, &format!(
                     "SELECT snapshot_id, epoch_us(snapshot_time) FROM \
                      ducklake_expire_snapshots({lake}, dry_run => {dry_run}, {selector}) ORDER BY 1"
-                ))
-                .map_err(duck)?;
-            let expired = stmt
-                .query_map([], |row| {
+                ), [], |row| {
                     Ok(Expired {
                         snapshot: row.get(0)?,
                         time: DateTime::from_timestamp_micros(row.get(1)?).unwrap_or_default(),
                     })
-                })
-                .map_err(duck)?
-                .collect::<duckdb::Result<Vec<_>>>()
-                .map_err(duck)?;
+                }).map_err(Error::from_duckdb)?;
             Ok(expired)
         })
         .await
@@ -221,14 +203,13 @@ impl Engine {
 }
 
 fn paths_of(conn: &Connection, call: &str) -> Result<Vec<String>, Error> {
-    let mut stmt = conn
-        .prepare(&format!("SELECT path FROM {call} ORDER BY 1"))
-        .map_err(duck)?;
-    let paths = stmt
-        .query_map([], |row| row.get(0))
-        .map_err(duck)?
-        .collect::<duckdb::Result<Vec<String>>>()
-        .map_err(duck)?;
+    let paths = query_vec(
+        conn,
+        &format!("SELECT path FROM {call} ORDER BY 1"),
+        [],
+        |row| row.get(0),
+    )
+    .map_err(Error::from_duckdb)?;
     Ok(paths)
 }
 
@@ -249,30 +230,29 @@ fn merge_candidates(
             [],
             |row| row.get::<_, Option<i64>>(0),
         )
-        .map_err(duck)?
+        .map_err(Error::from_duckdb)?
         .unwrap_or(DEFAULT_TARGET_FILE_BYTES);
     let (schema, name) = table.cloned().unzip();
-    let mut stmt = conn
-        .prepare(&format!(
+    let merges = query_vec(
+        conn,
+        &format!(
             "SELECT s.schema_name, t.table_name, count(*) FROM {meta}.ducklake_data_file d \
              JOIN {meta}.ducklake_table t ON t.table_id = d.table_id AND t.end_snapshot IS NULL \
              JOIN {meta}.ducklake_schema s ON s.schema_id = t.schema_id AND s.end_snapshot IS NULL \
              WHERE d.end_snapshot IS NULL AND d.file_size_bytes < ? \
                AND (? IS NULL OR s.schema_name = ?) AND (? IS NULL OR t.table_name = ?) \
              GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 1, 2"
-        ))
-        .map_err(duck)?;
-    let merges = stmt
-        .query_map(duckdb::params![target, schema, schema, name, name], |row| {
+        ),
+        duckdb::params![target, schema, schema, name, name],
+        |row| {
             Ok(Merge {
                 schema: row.get(0)?,
                 table: row.get(1)?,
                 files_processed: row.get(2)?,
                 files_created: 0,
             })
-        })
-        .map_err(duck)?
-        .collect::<duckdb::Result<Vec<_>>>()
-        .map_err(duck)?;
+        },
+    )
+    .map_err(Error::from_duckdb)?;
     Ok(merges)
 }

@@ -394,16 +394,13 @@ impl Engine {
     /// `duckdb_memory()`, read on the probe connection.
     pub async fn memory_usage(&self) -> Result<Vec<(String, i64, i64)>, Error> {
         self.on_probe(|conn| {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() ORDER BY tag",
-                )
-                .map_err(Error::from_duckdb)?;
-            let rows = stmt
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                .map_err(Error::from_duckdb)?;
-            rows.collect::<duckdb::Result<Vec<_>>>()
-                .map_err(Error::from_duckdb)
+            query::query_vec(
+                conn,
+                "SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() ORDER BY tag",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .map_err(Error::from_duckdb)
         })
         .await
         .map_err(Error::internal)?
@@ -586,15 +583,13 @@ fn read_info(conn: &Connection, loaded: &[&str]) -> duckdb::Result<EngineInfo> {
         [],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    let mut stmt = conn.prepare(
+    let extensions = query::query_vec(
+        conn,
         "SELECT extension_name, coalesce(extension_version, '') FROM duckdb_extensions() WHERE loaded ORDER BY 1",
-    )?;
-    let extensions = stmt
-        .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })?
-        .collect::<duckdb::Result<Vec<_>>>()?
-        .into_iter()
+        [],
+        |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+    )?
+    .into_iter()
         .filter(|(name, _)| loaded.contains(&name.as_str()) || name == "parquet" || name == "json")
         .collect();
     Ok(EngineInfo {

@@ -119,6 +119,19 @@ impl Params {
     }
 }
 
+/// The rows of `sql` with `params`, each mapped by `row`: DuckDB's prepare,
+/// query and collect as one call with one error to map.
+pub(crate) fn query_vec<T, P: duckdb::Params>(
+    conn: &duckdb::Connection,
+    sql: &str,
+    params: P,
+    row: impl FnMut(&duckdb::Row<'_>) -> duckdb::Result<T>,
+) -> duckdb::Result<Vec<T>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, row)?.collect();
+    rows
+}
+
 /// Orders the request's parameters the way the statement numbers them.
 pub(crate) fn bind_values(
     stmt: &duckdb::Statement<'_>,

@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::web::Bytes;
+use bytes::Bytes;
 use duckdb::arrow::array::RecordBatch;
 use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};

@@ -42,13 +42,10 @@ use crate::{
     role::Role,
     storage::SideStore,
     store::{
-        jobs::{JobFilter, JobRow, NewJob},
+        jobs::{JobFilter, JobRow, JobStatus, NewJob},
         Store,
     },
 };
-
-/// Status names, in the order listings and metrics use.
-pub const STATUSES: &[&str] = &["queued", "running", "succeeded", "failed", "cancelled"];
 
 /// What a client submits.
 #[derive(Debug, Clone)]
@@ -253,7 +250,7 @@ impl Jobs {
     pub async fn cancel_or_delete(&self, caller: &Caller, id: Uuid) -> Result<Option<Job>, Error> {
         let inner = &self.inner;
         let row = self.row(caller, id).await?;
-        if !matches!(row.status.as_str(), "queued" | "running") {
+        if !row.status.is_live() {
             inner.delete(&row).await?;
             tracing::info!(job = %id, key = %caller.prefix, "job deleted");
             return Ok(None);
@@ -272,9 +269,7 @@ impl Jobs {
             + Duration::from_millis(inner.config.heartbeat_ms * 3).min(Duration::from_secs(10));
         loop {
             let row = self.row(caller, id).await?;
-            if !matches!(row.status.as_str(), "queued" | "running")
-                || tokio::time::Instant::now() >= deadline
-            {
+            if !row.status.is_live() || tokio::time::Instant::now() >= deadline {
                 return Ok(Some(row.into()));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -289,14 +284,14 @@ impl Jobs {
     /// Jobs by status over all replicas, for `/metrics`.
     pub async fn counts(&self) -> Result<Vec<(&'static str, i64)>, Error> {
         let counts = self.inner.store.job_counts().await?;
-        Ok(STATUSES
+        Ok(JobStatus::ALL
             .iter()
             .map(|status| {
                 let n = counts
                     .iter()
-                    .find(|(s, _)| s == status)
+                    .find(|(s, _)| s == status.as_str())
                     .map_or(0, |(_, n)| *n);
-                (*status, n)
+                (status.as_str(), n)
             })
             .collect())
     }

@@ -4,14 +4,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::store::jobs::JobRow;
+use crate::store::jobs::{JobRow, JobStatus};
 
 /// A job as the API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: Uuid,
-    /// queued, running, succeeded, failed or cancelled.
-    pub status: String,
+    pub status: JobStatus,
     /// The submitting key's owner (`anonymous` with authentication off).
     pub owner: String,
     pub sql: String,
@@ -58,8 +57,8 @@ impl From<JobRow> for Job {
             (end - start).num_microseconds().unwrap_or(0) as f64 / 1000.0
         });
         let result_url =
-            (row.status == "succeeded").then(|| format!("/api/v1/jobs/{}/result", row.id));
-        let progress_percent = if row.status == "succeeded" {
+            (row.status == JobStatus::Succeeded).then(|| format!("/api/v1/jobs/{}/result", row.id));
+        let progress_percent = if row.status == JobStatus::Succeeded {
             Some(100.0)
         } else {
             row.progress_basis_points.map(|bp| bp as f64 / 100.0)

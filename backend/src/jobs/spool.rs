@@ -11,7 +11,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use actix_web::web::Bytes;
+use bytes::Bytes;
 use duckdb::core::LogicalTypeId;
 use futures_util::{Stream, StreamExt};
 use object_store::{path::Path, ObjectStoreExt, WriteMultipart};

@@ -161,12 +161,7 @@ impl Store {
         let mut args = Vec::with_capacity(events.len() * 9);
         for event in events {
             let n = args.len();
-            let at = match self {
-                Self::Postgres(_) => format!("to_timestamp(${}::BIGINT / 1000000.0)", n + 1),
-                Self::Local(_) => {
-                    format!("CAST(make_timestamp(${}::BIGINT) AS TIMESTAMPTZ)", n + 1)
-                }
-            };
+            let at = self.timestamp_param(n + 1);
             let rest: Vec<String> = (n + 2..=n + 9).map(|i| format!("${i}")).collect();
             rows.push(format!("({at}, {})", rest.join(", ")));
             args.extend([

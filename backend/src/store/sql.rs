@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::DateTime;
 use uuid::Uuid;
 
-use super::jobs::JobRow;
+use super::jobs::{JobRow, JobStatus};
 use crate::store::{blocking, pg_error, pool_error, Store, StoreError};
 
 /// A statement parameter both stores can bind.
@@ -15,6 +15,7 @@ use crate::store::{blocking, pg_error, pool_error, Store, StoreError};
 pub(in crate::store) enum Arg {
     Text(Option<String>),
     Int(Option<i64>),
+    Flag(Option<bool>),
 }
 
 pub(in crate::store) fn text(value: impl Into<String>) -> Arg {
@@ -27,6 +28,19 @@ impl Store {
         match self {
             Self::Postgres(_) => format!("CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"),
             Self::Local(_) => format!("epoch_us({column})"),
+        }
+    }
+
+    /// The TIMESTAMPTZ of parameter `$n`, given as microseconds since the
+    /// epoch (`Arg::Int`; NULL stays NULL), in this store's SQL.
+    pub(in crate::store) fn timestamp_param(&self, n: usize) -> String {
+        match self {
+            // Integer arithmetic: exact to the microsecond (to_timestamp of
+            // a double is not, for today's dates).
+            Self::Postgres(_) => {
+                format!("(TIMESTAMPTZ 'epoch' + ${n}::BIGINT * INTERVAL '1 microsecond')")
+            }
+            Self::Local(_) => format!("CAST(make_timestamp(${n}::BIGINT) AS TIMESTAMPTZ)"),
         }
     }
 
@@ -156,7 +170,11 @@ fn job_row(cell: &dyn Fn(usize) -> Cell) -> Result<JobRow, StoreError> {
         sql: text(3).unwrap_or_default(),
         params: text(4),
         format: text(5).unwrap_or_else(|| "json".into()),
-        status: text(6).unwrap_or_default(),
+        status: {
+            let status = text(6).unwrap_or_default();
+            JobStatus::parse(&status)
+                .ok_or_else(|| StoreError::Failed(format!("job {id}: unknown status {status:?}")))?
+        },
         submitted_at: time(7).unwrap_or_default(),
         started_at: time(8),
         finished_at: time(9),
@@ -179,6 +197,7 @@ fn pg_params(args: &[Arg]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
         .map(|a| match a {
             Arg::Text(v) => v as &(dyn tokio_postgres::types::ToSql + Sync),
             Arg::Int(v) => v as &(dyn tokio_postgres::types::ToSql + Sync),
+            Arg::Flag(v) => v as &(dyn tokio_postgres::types::ToSql + Sync),
         })
         .collect()
 }
@@ -189,7 +208,8 @@ fn duck_params(args: &[Arg]) -> Vec<duckdb::types::Value> {
         .map(|a| match a {
             Arg::Text(Some(s)) => Value::Text(s.clone()),
             Arg::Int(Some(i)) => Value::BigInt(*i),
-            Arg::Text(None) | Arg::Int(None) => Value::Null,
+            Arg::Flag(Some(b)) => Value::Boolean(*b),
+            Arg::Text(None) | Arg::Int(None) | Arg::Flag(None) => Value::Null,
         })
         .collect()
 }

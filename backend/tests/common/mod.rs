@@ -36,7 +36,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::load_from(None, &[])
         .expect("defaults are valid")
         .config;
-    config.environment = "test".into();
+    config.environment = ducklake_backend::config::Environment::Test;
     config.data_dir = data_dir.to_path_buf();
     config.server.port = 0;
     config.server.workers = 2;

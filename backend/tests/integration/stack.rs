@@ -734,7 +734,7 @@ async fn catalog_connections_stay_within_budget() {
     let mut config = test_config(dir.path());
     with_postgres(&mut config, &pg, "budget");
     config.postgres.duckdb_pool_size = 2;
-    config.postgres.duckdb_pool_acquire_mode = "wait".into();
+    config.postgres.duckdb_pool_acquire_mode = ducklake_backend::config::AcquireMode::Wait;
     config.postgres.pool_size = 2;
     config.postgres.idle_timeout_ms = 1000;
     config.duckdb.connections = 8;

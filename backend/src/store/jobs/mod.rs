@@ -10,6 +10,54 @@ use uuid::Uuid;
 use super::sql::{local_error, text, Arg};
 use super::{blocking, pg_error, pool_error, Store, StoreError};
 
+/// Where a job is in its life; the `status` column holds its name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
+    /// Queued or running: not finished yet.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One row of `ducklake_backend.query_jobs`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRow {
@@ -20,7 +68,7 @@ pub struct JobRow {
     /// The parameters as JSON text.
     pub params: Option<String>,
     pub format: String,
-    pub status: String,
+    pub status: JobStatus,
     pub submitted_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -73,7 +121,7 @@ pub enum Outcome {
 pub struct JobFilter {
     /// Only this owner's jobs.
     pub owner: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<JobStatus>,
     /// Jobs submitted before this one (micros since the epoch, id).
     pub before: Option<(i64, String)>,
     pub limit: u32,
@@ -125,7 +173,7 @@ impl Store {
             clauses.push(format!("owner = {}", arg(text(owner))));
         }
         if let Some(status) = &filter.status {
-            clauses.push(format!("status = {}", arg(text(status))));
+            clauses.push(format!("status = {}", arg(text(status.as_str()))));
         }
         if let Some((at, id)) = &filter.before {
             let at_a = arg(Arg::Int(Some(*at)));
