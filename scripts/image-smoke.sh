@@ -122,7 +122,7 @@ for m in proc dev/null dev/urandom dev/random tmp data ""; do umount "$ro/$m"; d
 ro=
 bah umount "$ctr" >/dev/null
 
-echo "==> the container test (backend/tests/container.rs) with the image's release binary"
+echo "==> the container test (backend/tests/integration/container.rs) with the image's release binary"
 CONTAINER_BINARY=$work/release-binary \
   cargo test --manifest-path backend/Cargo.toml --test integration container:: -- --nocapture 2>&1 | grep -E "binary under test|test result"
 echo "image ducklake-backend:$version: migrated, served, healthy, read-only root, release binary through its probes, stopped cleanly"
