@@ -114,16 +114,16 @@ impl From<crate::store::StoreError> for Error {
     }
 }
 
-impl From<crate::storage::StorageError> for Error {
-    fn from(err: crate::storage::StorageError) -> Self {
-        use crate::storage::StorageError;
+impl From<crate::bucket::BucketError> for Error {
+    fn from(err: crate::bucket::BucketError) -> Self {
+        use crate::bucket::BucketError;
         match err {
-            StorageError::Unavailable(m) | StorageError::MissingBucket(m) => {
+            BucketError::Unavailable(m) | BucketError::MissingBucket(m) => {
                 Self::StorageUnavailable(m)
             }
-            StorageError::NotFound(m) => Self::NotFound(m),
-            StorageError::InvalidPath(m) => Self::InvalidParameters(m),
-            StorageError::Failed(m) => Self::internal(anyhow::anyhow!(m)),
+            BucketError::NotFound(m) => Self::NotFound(m),
+            BucketError::InvalidPath(m) => Self::InvalidParameters(m),
+            BucketError::Failed(m) => Self::internal(anyhow::anyhow!(m)),
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The layers, from the bottom: leaves ([`instance`], [`retry`], [`role`]),
 //! [`config`], the domain [`error`], our own tables ([`store`]) and the
-//! object store ([`storage`]), the DuckDB [`engine`] and its result
+//! object store ([`bucket`]), the DuckDB [`engine`] and its result
 //! [`format`]s, the services over it ([`auth`], [`audit`], [`jobs`],
 //! [`maintenance`]), and at the top the transports: the HTTP [`api`] and the
 //! command-line [`client`]. [`startup`] wires them together. A module only
@@ -11,6 +11,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod bucket;
 pub mod client;
 pub mod config;
 pub mod digest;
@@ -25,7 +26,6 @@ pub mod performance;
 pub mod retry;
 pub mod role;
 pub mod startup;
-pub mod storage;
 pub mod store;
 pub mod telemetry;
 

@@ -17,13 +17,13 @@ use serde::Serialize;
 
 use crate::{
     audit::{Actor, Audit, Outcome, Trail},
+    bucket::Bucket,
     config::MaintenanceConfig,
     engine::{
         maintenance::{CatalogFiles, ExpireWhat},
         Engine,
     },
     error::Error,
-    storage::Storage,
     store::Store,
 };
 
@@ -52,7 +52,7 @@ pub struct Report<T: Serialize> {
 /// The maintenance service.
 pub struct Maintenance {
     engine: Arc<Engine>,
-    storage: Arc<Storage>,
+    bucket: Arc<Bucket>,
     store: Store,
     audit: Audit,
     config: MaintenanceConfig,
@@ -64,7 +64,7 @@ pub struct Maintenance {
 impl Maintenance {
     pub fn new(
         engine: Arc<Engine>,
-        storage: Arc<Storage>,
+        bucket: Arc<Bucket>,
         store: Store,
         audit: Audit,
         config: MaintenanceConfig,
@@ -73,7 +73,7 @@ impl Maintenance {
     ) -> Self {
         Self {
             engine,
-            storage,
+            bucket,
             store,
             audit,
             config,
@@ -85,7 +85,7 @@ impl Maintenance {
     /// The lake's files and bytes, as the catalog and the object store see them.
     pub async fn usage(&self) -> Result<LakeUsage, Error> {
         let catalog = self.engine.catalog_files().await?;
-        let (storage_files, storage_bytes) = self.storage.usage().await?;
+        let (storage_files, storage_bytes) = self.bucket.usage().await?;
         Ok(LakeUsage {
             catalog,
             storage_files,

@@ -10,8 +10,8 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{dev::Server, middleware, web, App, HttpServer};
 
 use crate::{
-    api, api::AppState, audit, auth, config::Config, engine, engine::Engine, jobs, maintenance,
-    metrics, performance, storage, storage::Storage, store, store::Store,
+    api, api::AppState, audit, auth, bucket, bucket::Bucket, config::Config, engine,
+    engine::Engine, jobs, maintenance, metrics, performance, store, store::Store,
 };
 
 /// Why the service could not start.
@@ -29,7 +29,7 @@ pub enum StartupError {
     #[error("catalog database: {0}")]
     Store(#[from] store::StoreError),
     #[error("object storage: {0}")]
-    Storage(#[from] storage::StorageError),
+    Bucket(#[from] bucket::BucketError),
     #[error("authentication: {0}")]
     Auth(String),
 }
@@ -104,18 +104,14 @@ impl Application {
         sources: std::collections::BTreeMap<String, String>,
     ) -> Result<Self, StartupError> {
         let config = Arc::new(config);
-        let storage = Arc::new(Storage::from_config(&config)?);
-        let bucket = storage
+        let data = Arc::new(Bucket::from_config(&config)?);
+        let bucket = data
             .wait_until_reachable(
                 config.ducklake.connection_retries,
                 config.storage.create_bucket,
             )
             .await?;
-        tracing::info!(
-            storage = storage.kind(),
-            ?bucket,
-            "object storage reachable"
-        );
+        tracing::info!(storage = data.kind(), ?bucket, "object storage reachable");
         let store = open_store(&config, config.postgres.migrate_on_start).await?;
         bootstrap_auth(&config, &store).await?;
         spawn_idle_reaper(
@@ -152,7 +148,7 @@ impl Application {
         let jobs = jobs::Jobs::start(
             Arc::clone(&engine),
             store.clone(),
-            storage.beside_data_path(&config, "jobs")?,
+            data.beside_data_path(&config, "jobs")?,
             config.jobs.clone(),
             Arc::clone(&draining),
         )
@@ -160,7 +156,7 @@ impl Application {
         let audit = audit::Audit::start(store.clone(), metrics.audit_counters());
         let maintenance = Arc::new(maintenance::Maintenance::new(
             Arc::clone(&engine),
-            Arc::clone(&storage),
+            Arc::clone(&data),
             store.clone(),
             audit.clone(),
             config.maintenance.clone(),
@@ -172,7 +168,7 @@ impl Application {
             engine: Arc::clone(&engine),
             config: Arc::clone(&config),
             store: store.clone(),
-            storage,
+            bucket: data,
             metrics,
             config_sources: Arc::new(sources),
             performance: Arc::new(performance::Tracker::default()),

@@ -56,7 +56,7 @@ pub async fn ducklake(
             .map_err(Error::from_duckdb)
         })
         .await?;
-    let storage_reachable = tokio::time::timeout(timeout, state.storage.ping())
+    let storage_reachable = tokio::time::timeout(timeout, state.bucket.ping())
         .await
         .is_ok_and(|r| r.is_ok());
     let info = engine.info();
@@ -64,7 +64,7 @@ pub async fn ducklake(
         "name": lake.name,
         "catalog": { "kind": lake.catalog_kind(), "location": lake.catalog_display() },
         "data_path": lake.data_path(),
-        "storage": { "kind": state.storage.kind(), "reachable": storage_reachable },
+        "storage": { "kind": state.bucket.kind(), "reachable": storage_reachable },
         "encrypted": lake.encrypted,
         "data_inlining_row_limit": lake.data_inlining_row_limit,
         "s3_encryption": state.config.features.enable_s3_encryption,

@@ -177,8 +177,8 @@ pub async fn check_all(state: &AppState) -> [Component; 3] {
         Ok(detail)
     });
     let storage = check(timeout, async {
-        state.storage.ping().await?;
-        Ok(json!({ "kind": state.storage.kind(), "data_path": lake.data_path() }))
+        state.bucket.ping().await?;
+        Ok(json!({ "kind": state.bucket.kind(), "data_path": lake.data_path() }))
     });
     let lake_check = check(timeout, async {
         let snapshot = state.engine.current_snapshot(timeout).await?;

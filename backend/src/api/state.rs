@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::{config::Config, engine::Engine, storage::Storage, store::Store};
+use crate::{bucket::Bucket, config::Config, engine::Engine, store::Store};
 
 /// Everything handlers share, behind `web::Data`.
 pub struct AppState {
@@ -13,7 +13,7 @@ pub struct AppState {
     /// Our own tables (and, with PostgreSQL, the catalog readiness check).
     pub store: Store,
     /// The lake's data path as an object store.
-    pub storage: Arc<Storage>,
+    pub bucket: Arc<Bucket>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// dotted config key → "default" | "file <path>" | "environment VAR"
     pub config_sources: Arc<std::collections::BTreeMap<String, String>>,

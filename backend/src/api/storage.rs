@@ -31,7 +31,7 @@ pub async fn list_objects(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, Error> {
-    let listing = state.storage.list(&query.path).await?;
+    let listing = state.bucket.list(&query.path).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "data_path": state.engine.lake().data_path(),
         "path": query.path.trim_matches('/'),

@@ -35,12 +35,12 @@ use uuid::Uuid;
 
 use crate::{
     auth::Caller,
+    bucket::SideStore,
     config::JobsConfig,
     engine::{progress::ProgressProbe, Engine, Params},
     error::Error,
     format::encode::Format,
     role::Role,
-    storage::SideStore,
     store::{
         jobs::{JobFilter, JobRow, JobStatus, NewJob},
         Store,

@@ -20,11 +20,11 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::{
+    bucket::{storage_error, SideStore},
     engine::stream::CHUNK_BYTES,
     error::Error,
     format::encode::{Format, Pipelined, ResultHead, Summary},
     format::types::{Column, DuckType},
-    storage::{storage_error, SideStore},
     store::jobs::JobRow,
 };
 

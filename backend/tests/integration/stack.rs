@@ -340,7 +340,7 @@ async fn outages_fail_fast_and_recover() {
         .await;
     assert!(s3.list("outage").contains(".parquet"));
 
-    // Storage: enough rows that DuckLake writes a Parquet file, not inlined rows.
+    // Bucket: enough rows that DuckLake writes a Parquet file, not inlined rows.
     s3.stop();
     let (status, body) = app
         .post_query(json!({"sql": "INSERT INTO acked SELECT 100 FROM range(5000)"}))

@@ -1,5 +1,6 @@
-//! The lake's data path as an object store (object_store crate): the storage
-//! readiness check, bucket existence and creation at start-up, and listing.
+//! The bucket: the lake's data path as an object store (object_store
+//! crate), not to be confused with [`crate::store`], our own tables. The
+//! storage readiness check, bucket existence and creation at start-up, and listing.
 //!
 //! DuckDB itself reads and writes Parquet through httpfs; this client is the
 //! service's own view of the same bucket (or local directory).
@@ -19,7 +20,7 @@ use serde::Serialize;
 use crate::config::{exposed, Config};
 
 #[derive(Debug, thiserror::Error)]
-pub enum StorageError {
+pub enum BucketError {
     /// The store cannot be reached or refuses us.
     #[error("{0}")]
     Unavailable(String),
@@ -34,7 +35,7 @@ pub enum StorageError {
     Failed(String),
 }
 
-impl crate::retry::GaveUp for StorageError {
+impl crate::retry::GaveUp for BucketError {
     fn gave_up(self, attempts: u32) -> Self {
         match self {
             Self::Unavailable(m) => {
@@ -54,15 +55,15 @@ pub enum BucketState {
     Local,
 }
 
-struct Bucket {
+struct BucketRequests {
     s3: AmazonS3,
     name: String,
     http: reqwest::Client,
 }
 
-pub struct Storage {
+pub struct Bucket {
     store: Arc<dyn ObjectStore>,
-    bucket: Option<Bucket>,
+    bucket: Option<BucketRequests>,
     /// Where the lake's files start inside the store.
     prefix: Path,
 }
@@ -82,16 +83,16 @@ pub struct ObjectEntry {
     pub last_modified: String,
 }
 
-impl Storage {
-    pub fn from_config(config: &Config) -> Result<Self, StorageError> {
+impl Bucket {
+    pub fn from_config(config: &Config) -> Result<Self, BucketError> {
         let storage = &config.storage;
         let Some(endpoint) = &storage.minio_endpoint else {
             let root = config.data_dir.join("lake");
             std::fs::create_dir_all(&root).map_err(|e| {
-                StorageError::Failed(format!("cannot create {}: {e}", root.display()))
+                BucketError::Failed(format!("cannot create {}: {e}", root.display()))
             })?;
             let store = LocalFileSystem::new_with_prefix(&root)
-                .map_err(|e| StorageError::Failed(e.to_string()))?;
+                .map_err(|e| BucketError::Failed(e.to_string()))?;
             return Ok(Self {
                 store: Arc::new(store),
                 bucket: None,
@@ -111,7 +112,7 @@ impl Storage {
         let timeout = Duration::from_secs_f64(config.ducklake.connection_timeout);
         let ca = match &storage.minio_ca_file {
             Some(path) => Some(std::fs::read(path).map_err(|e| {
-                StorageError::Failed(format!("cannot read storage.minio_ca_file {path}: {e}"))
+                BucketError::Failed(format!("cannot read storage.minio_ca_file {path}: {e}"))
             })?),
             None => None,
         };
@@ -124,7 +125,7 @@ impl Storage {
             .timeout(timeout);
         if let Some(pem) = &ca {
             let invalid = |e: String| {
-                StorageError::Failed(format!(
+                BucketError::Failed(format!(
                     "storage.minio_ca_file holds no usable PEM certificate: {e}"
                 ))
             };
@@ -159,13 +160,13 @@ impl Storage {
         }
         let s3 = builder
             .build()
-            .map_err(|e| StorageError::Failed(format!("configuring the S3 client: {e}")))?;
+            .map_err(|e| BucketError::Failed(format!("configuring the S3 client: {e}")))?;
         let http = http
             .build()
-            .map_err(|e| StorageError::Failed(format!("building an HTTP client: {e}")))?;
+            .map_err(|e| BucketError::Failed(format!("building an HTTP client: {e}")))?;
         Ok(Self {
             store: Arc::new(s3.clone()),
-            bucket: Some(Bucket {
+            bucket: Some(BucketRequests {
                 s3,
                 name: storage.default_bucket.clone(),
                 http,
@@ -183,7 +184,7 @@ impl Storage {
     }
 
     /// Checks that the bucket exists, creating it when `create` is set.
-    pub async fn ensure_bucket(&self, create: bool) -> Result<BucketState, StorageError> {
+    pub async fn ensure_bucket(&self, create: bool) -> Result<BucketState, BucketError> {
         let Some(bucket) = &self.bucket else {
             return Ok(BucketState::Local);
         };
@@ -200,22 +201,22 @@ impl Storage {
                     tracing::info!(bucket = %bucket.name, "created the bucket");
                     Ok(BucketState::Created)
                 } else {
-                    Err(StorageError::Unavailable(format!(
+                    Err(BucketError::Unavailable(format!(
                         "creating bucket {} failed with HTTP {status}",
                         bucket.name
                     )))
                 }
             }
-            404 => Err(StorageError::MissingBucket(format!(
+            404 => Err(BucketError::MissingBucket(format!(
                 "bucket {} does not exist; create it or set STORAGE_CREATE_BUCKET=true",
                 bucket.name
             ))),
-            401 | 403 => Err(StorageError::Unavailable(format!(
+            401 | 403 => Err(BucketError::Unavailable(format!(
                 "the object store refused access to bucket {} (HTTP {status}): check \
                  STORAGE_MINIO_ACCESS_KEY and STORAGE_MINIO_SECRET_KEY",
                 bucket.name
             ))),
-            _ => Err(StorageError::Unavailable(format!(
+            _ => Err(BucketError::Unavailable(format!(
                 "checking bucket {} failed with HTTP {status}",
                 bucket.name
             ))),
@@ -227,22 +228,22 @@ impl Storage {
         &self,
         attempts: u32,
         create: bool,
-    ) -> Result<BucketState, StorageError> {
+    ) -> Result<BucketState, BucketError> {
         crate::retry::retry_startup("object storage", attempts, || self.ensure_bucket(create)).await
     }
 
     /// A cheap round trip: list at most one object under the data path.
-    pub async fn ping(&self) -> Result<(), StorageError> {
+    pub async fn ping(&self) -> Result<(), BucketError> {
         let mut listing = self.store.list(Some(&self.prefix));
         match listing.next().await {
             None | Some(Ok(_)) => Ok(()),
             Some(Err(object_store::Error::NotFound { .. })) if self.bucket.is_none() => Ok(()),
-            Some(Err(e)) if refused(&e) => Err(StorageError::Unavailable(format!(
+            Some(Err(e)) if refused(&e) => Err(BucketError::Unavailable(format!(
                 "the object store refused access to the data path: check \
                  STORAGE_MINIO_ACCESS_KEY and STORAGE_MINIO_SECRET_KEY ({})",
                 describe(&e)
             ))),
-            Some(Err(e)) => Err(StorageError::Unavailable(format!(
+            Some(Err(e)) => Err(BucketError::Unavailable(format!(
                 "the object store did not answer: {}",
                 describe(&e)
             ))),
@@ -250,7 +251,7 @@ impl Storage {
     }
 
     /// Every object under the data path: how many, and their bytes.
-    pub async fn usage(&self) -> Result<(u64, u64), StorageError> {
+    pub async fn usage(&self) -> Result<(u64, u64), BucketError> {
         let mut listing = self.store.list(Some(&self.prefix));
         let (mut files, mut bytes) = (0u64, 0u64);
         while let Some(entry) = listing.next().await {
@@ -260,17 +261,17 @@ impl Storage {
                     bytes += meta.size;
                 }
                 Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(StorageError::Unavailable(describe(&e))),
+                Err(e) => return Err(BucketError::Unavailable(describe(&e))),
             }
         }
         Ok((files, bytes))
     }
 
     /// One level of the data path: sub-folders and files under `relative`.
-    pub async fn list(&self, relative: &str) -> Result<Listing, StorageError> {
+    pub async fn list(&self, relative: &str) -> Result<Listing, BucketError> {
         let relative = relative.trim_matches('/');
         if relative.split('/').any(|part| part == "..") {
-            return Err(StorageError::InvalidPath(
+            return Err(BucketError::InvalidPath(
                 "a path may not contain '..'".into(),
             ));
         }
@@ -285,9 +286,9 @@ impl Storage {
             .await
             .map_err(|e| match e {
                 object_store::Error::NotFound { .. } => {
-                    StorageError::NotFound(format!("no such folder: {relative}"))
+                    BucketError::NotFound(format!("no such folder: {relative}"))
                 }
-                e => StorageError::Unavailable(describe(&e)),
+                e => BucketError::Unavailable(describe(&e)),
             })?;
         let strip = |path: &Path| -> String {
             let parts: Vec<_> = path.parts().skip(self.prefix.parts().count()).collect();
@@ -327,10 +328,10 @@ pub struct SideStore {
     pub display: String,
 }
 
-impl Storage {
+impl Bucket {
     /// `s3://bucket/<prefix>-<name>/` beside `s3://bucket/<prefix>/`, or
     /// `data_dir/<name>/` beside the local data path `data_dir/lake/`.
-    pub fn beside_data_path(&self, config: &Config, name: &str) -> Result<SideStore, StorageError> {
+    pub fn beside_data_path(&self, config: &Config, name: &str) -> Result<SideStore, BucketError> {
         match &self.bucket {
             Some(bucket) => {
                 let prefix = match self.prefix.as_ref() {
@@ -346,10 +347,10 @@ impl Storage {
             None => {
                 let root = config.data_dir.join(name);
                 std::fs::create_dir_all(&root).map_err(|e| {
-                    StorageError::Failed(format!("cannot create {}: {e}", root.display()))
+                    BucketError::Failed(format!("cannot create {}: {e}", root.display()))
                 })?;
                 let store = LocalFileSystem::new_with_prefix(&root)
-                    .map_err(|e| StorageError::Failed(e.to_string()))?;
+                    .map_err(|e| BucketError::Failed(e.to_string()))?;
                 Ok(SideStore {
                     store: Arc::new(store),
                     prefix: Path::default(),
@@ -360,23 +361,23 @@ impl Storage {
     }
 }
 
-/// object_store's error as a [`StorageError`] without request URLs.
-pub fn storage_error(e: object_store::Error) -> StorageError {
+/// object_store's error as a [`BucketError`] without request URLs.
+pub fn storage_error(e: object_store::Error) -> BucketError {
     match e {
-        object_store::Error::NotFound { .. } => StorageError::NotFound(describe(&e)),
-        e => StorageError::Unavailable(describe(&e)),
+        object_store::Error::NotFound { .. } => BucketError::NotFound(describe(&e)),
+        e => BucketError::Unavailable(describe(&e)),
     }
 }
 
-impl Bucket {
+impl BucketRequests {
     /// Sends a presigned bucket-level request and returns its status.
-    async fn request(&self, method: reqwest::Method) -> Result<reqwest::StatusCode, StorageError> {
+    async fn request(&self, method: reqwest::Method) -> Result<reqwest::StatusCode, BucketError> {
         let method_name = method.as_str().to_string();
         let url = self
             .s3
             .signed_url(method.clone(), &Path::default(), Duration::from_secs(60))
             .await
-            .map_err(|e| StorageError::Failed(format!("signing a bucket request: {e}")))?;
+            .map_err(|e| BucketError::Failed(format!("signing a bucket request: {e}")))?;
         let mut request = self.http.request(method.clone(), url.as_str());
         if method == reqwest::Method::PUT {
             request = request
@@ -394,7 +395,7 @@ impl Bucket {
             } else {
                 "request failed"
             };
-            StorageError::Unavailable(with_causes(
+            BucketError::Unavailable(with_causes(
                 format!(
                     "the object store is unreachable ({method_name} bucket {}): {what}",
                     self.name
