@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    api::{lake::SNAPSHOT_HEADER, state::AppState},
+    api::{answer::SNAPSHOT_HEADER, state::AppState},
     engine::{
         catalog::validate_name,
         ingest::{FileFormat, LoadMode},

@@ -178,7 +178,7 @@ pub struct ResultParams {
 
 /// A succeeded job's result, in any format, as often as wanted until it expires.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/result", tag = "jobs", operation_id = "get_job_result", params(("id" = Uuid, Path, description = "job id"), ResultParams), responses(
-    (status = 200, body = crate::api::docs::JsonResult, description = "The result in the negotiated format; X-Row-Count"),
+    (status = 200, body = crate::api::answer::JsonResult, description = "The result in the negotiated format; X-Row-Count"),
     (status = 404, description = "not_found", body = crate::api::error::ErrorResponse),
     (status = 406, description = "unsupported_format", body = crate::api::error::ErrorResponse),
     (status = 409, description = "result_unavailable: the job is queued, running, failed or cancelled", body = crate::api::error::ErrorResponse),

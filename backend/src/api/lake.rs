@@ -24,8 +24,7 @@ use crate::{
     error::Error,
 };
 
-/// The snapshot a response read or a write created.
-pub const SNAPSHOT_HEADER: &str = "x-ducklake-snapshot";
+use super::answer::SNAPSHOT_HEADER;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -267,7 +266,7 @@ pub struct ChangesParams {
 /// row with `snapshot_id`, `rowid`, `change_type` (insert, delete,
 /// update_preimage, update_postimage) and its columns, in any query format.
 #[utoipa::path(get, path = "/api/v1/tables/{schema}/{table}/changes", tag = "lake", params(("schema" = String, Path), ("table" = String, Path), ChangesParams),
-    responses(crate::api::docs::QueryResponses))]
+    responses(crate::api::answer::QueryResponses))]
 pub async fn table_changes(
     caller: Authorized<Reader>,
     state: web::Data<AppState>,

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use crate::{
-    api::{lake::SNAPSHOT_HEADER, state::AppState},
+    api::{answer::SNAPSHOT_HEADER, state::AppState},
     engine::{catalog::validate_name, maintenance::ExpireWhat},
     error::Error,
     maintenance::{LakeUsage, Report},

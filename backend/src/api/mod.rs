@@ -5,6 +5,7 @@
 //! knows HTTP.
 
 pub mod access;
+pub mod answer;
 pub mod audit;
 pub mod config;
 pub mod docs;

@@ -100,7 +100,7 @@ impl QueryBody {
 pub const STREAMED_HEADER: &str = "x-result-streamed";
 
 /// Run SQL: the result streams in the format asked for.
-#[utoipa::path(post, path = "/api/v1/query", tag = "query", request_body = QueryBody, responses(crate::api::docs::QueryResponses))]
+#[utoipa::path(post, path = "/api/v1/query", tag = "query", request_body = QueryBody, responses(crate::api::answer::QueryResponses))]
 pub async fn query(
     caller: Authorized<Reader>,
     state: web::Data<AppState>,
@@ -147,7 +147,7 @@ pub struct QueryParams {
     path = "/api/v1/query",
     tag = "query",
     params(QueryParams),
-    responses(crate::api::docs::QueryResponses)
+    responses(crate::api::answer::QueryResponses)
 )]
 pub async fn query_get(
     caller: Authorized<Reader>,
@@ -268,7 +268,7 @@ pub(crate) async fn run(
 /// tables it read are unchanged).
 fn version_headers(response: &mut actix_web::HttpResponseBuilder, versions: &Versions) {
     if let Some(snapshot) = versions.snapshot {
-        response.insert_header((crate::api::lake::SNAPSHOT_HEADER, snapshot.to_string()));
+        response.insert_header((crate::api::answer::SNAPSHOT_HEADER, snapshot.to_string()));
     }
     if let Some(etag) = &versions.etag {
         response
