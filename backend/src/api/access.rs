@@ -55,12 +55,6 @@ pub struct Authorized<P: Policy> {
     policy: PhantomData<P>,
 }
 
-impl<P: Policy> Authorized<P> {
-    pub fn into_caller(self) -> Caller {
-        self.caller
-    }
-}
-
 impl<P: Policy> Deref for Authorized<P> {
     type Target = Caller;
 

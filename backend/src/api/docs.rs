@@ -5,14 +5,14 @@
 
 use crate::api::{
     access::Open,
-    routes::{serve, serve_files, RouteTable, Routes},
+    routes::{doc_method, serve, serve_files, RouteTable, Routes},
 };
 use actix_web::{http::header, web, HttpResponse};
 
 use utoipa::OpenApi;
 
 use utoipa::openapi::{
-    path::{HttpMethod, Operation},
+    path::Operation,
     security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     ContentBuilder, Ref, RefOr, ResponseBuilder,
 };
@@ -57,7 +57,7 @@ pub fn document(table: &RouteTable) -> utoipa::openapi::OpenApi {
         let mut operation = operation();
         add_access_errors(&mut operation, route.access);
         doc.paths
-            .add_path_operation(&route.path, vec![http_method(route.method)], operation);
+            .add_path_operation(&route.path, vec![doc_method(route.method)], operation);
         if let Some(schemas) = route.schemas {
             let mut referenced = Vec::new();
             schemas(&mut referenced);
@@ -112,19 +112,6 @@ fn add_access_errors(operation: &mut Operation, access: Access) {
         "503",
         "shutting_down: the replica is draining; retry on another".into(),
     );
-}
-
-fn http_method(name: &str) -> HttpMethod {
-    match name {
-        "POST" => HttpMethod::Post,
-        "PUT" => HttpMethod::Put,
-        "DELETE" => HttpMethod::Delete,
-        "PATCH" => HttpMethod::Patch,
-        "HEAD" => HttpMethod::Head,
-        "OPTIONS" => HttpMethod::Options,
-        "TRACE" => HttpMethod::Trace,
-        _ => HttpMethod::Get,
-    }
 }
 
 /// `Authorization: Bearer <key>` on everything but the probes, /metrics and

@@ -122,7 +122,8 @@ impl<'a> Routes<'a> {
     {
         let path = P::path();
         for method in P::methods() {
-            let (name, method) = http_method(method);
+            let name = method_name(&method);
+            let method = Method::from_bytes(name.as_bytes()).expect("a standard method name");
             self.table.push(Route {
                 method: name,
                 path: path.clone(),
@@ -160,18 +161,35 @@ where
     operation
 }
 
-/// The method's name and actix's value for it.
-fn http_method(method: HttpMethod) -> (&'static str, Method) {
-    match method {
-        HttpMethod::Get => ("GET", Method::GET),
-        HttpMethod::Post => ("POST", Method::POST),
-        HttpMethod::Put => ("PUT", Method::PUT),
-        HttpMethod::Delete => ("DELETE", Method::DELETE),
-        HttpMethod::Options => ("OPTIONS", Method::OPTIONS),
-        HttpMethod::Head => ("HEAD", Method::HEAD),
-        HttpMethod::Patch => ("PATCH", Method::PATCH),
-        HttpMethod::Trace => ("TRACE", Method::TRACE),
-    }
+/// Each method's name and the API document's value for it: one table, read
+/// both ways (registration names the document's method, the document reads
+/// the route's name).
+const METHODS: [(&str, HttpMethod); 8] = [
+    ("GET", HttpMethod::Get),
+    ("POST", HttpMethod::Post),
+    ("PUT", HttpMethod::Put),
+    ("DELETE", HttpMethod::Delete),
+    ("OPTIONS", HttpMethod::Options),
+    ("HEAD", HttpMethod::Head),
+    ("PATCH", HttpMethod::Patch),
+    ("TRACE", HttpMethod::Trace),
+];
+
+fn method_name(method: &HttpMethod) -> &'static str {
+    METHODS
+        .iter()
+        .find(|(_, m)| m == method)
+        .map(|(name, _)| *name)
+        .expect("every HttpMethod is in METHODS")
+}
+
+/// The document's value for a route's method name.
+pub fn doc_method(name: &str) -> HttpMethod {
+    METHODS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| m.clone())
+        .expect("a route's method is in METHODS")
 }
 
 /// Registers handlers by name: `serve!(routes, list, create)` adds each
