@@ -61,6 +61,10 @@ fi
 if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
   python3 -m pip install --quiet 'openapi-spec-validator==0.9.0'
 fi
+# Real Flight SQL clients (scripts/flight-clients.py): Python's ADBC driver.
+if [ "$(python3 -c 'import adbc_driver_flightsql; print(adbc_driver_flightsql.__version__)' 2>/dev/null)" != "1.13.0" ]; then
+  python3 -m pip install --quiet 'adbc-driver-flightsql==1.13.0' 'adbc-driver-manager==1.13.0'
+fi
 # The readers a cut result must not fool (tests/limits.rs): pyarrow's Arrow
 # IPC, Parquet and CSV readers.
 if [ "$(python3 -c 'import pyarrow; print(pyarrow.__version__)' 2>/dev/null)" != "26.0.1" ]; then

@@ -3,8 +3,11 @@
 //!
 //! - large results (1M and 10M rows) over HTTP in every format, against
 //!   DuckDB producing the same result in process as Arrow batches (the floor);
+//! - the same large results over Arrow Flight SQL (`GetFlightInfo` +
+//!   `DoGet`), against the floor and against HTTP's Arrow;
 //! - point-lookup throughput and latency at 1, 16 and 64 concurrent clients,
-//!   against the same lookups on a DuckLake table on one in-process connection;
+//!   against the same lookups on a DuckLake table on one in-process connection,
+//!   and over Flight SQL against HTTP at 1 and 16 clients;
 //! - the service's peak resident memory while it streams the 10M-row results,
 //!   against its resident memory when idle.
 //!
@@ -39,6 +42,7 @@ fn large_sql(rows: u64) -> String {
 struct Service {
     child: Child,
     base: String,
+    flight: String,
     _dir: tempfile::TempDir,
 }
 
@@ -50,9 +54,15 @@ impl Service {
             .local_addr()
             .unwrap()
             .port();
+        let flight_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut cmd = Command::new(BIN);
         cmd.env("DATA_DIR", dir.path())
             .env("SERVER_PORT", port.to_string())
+            .env("FLIGHT_PORT", flight_port.to_string())
             .env("LOG_LEVEL", "warn")
             .env("ENVIRONMENT", "test")
             .env("QUERY_MAX_ROWS", "20000000")
@@ -77,6 +87,7 @@ impl Service {
         Self {
             child,
             base,
+            flight: format!("http://127.0.0.1:{flight_port}"),
             _dir: dir,
         }
     }
@@ -140,8 +151,51 @@ fn http_seconds(
         )
 }
 
+type Flight = arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>;
+
+async fn flight_client(uri: &str) -> Flight {
+    let channel = tonic::transport::Endpoint::from_shared(uri.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .expect("the Flight SQL port answers");
+    Flight::new(channel)
+}
+
+/// Runs `sql` over Flight SQL and reads every batch; returns the rows.
+async fn flight_rows(client: &mut Flight, sql: &str) -> usize {
+    use futures_util::TryStreamExt;
+    let info = client.execute(sql.to_string(), None).await.unwrap();
+    let mut rows = 0;
+    for endpoint in info.endpoint {
+        let mut stream = client.do_get(endpoint.ticket.unwrap()).await.unwrap();
+        while let Some(batch) = stream.try_next().await.unwrap() {
+            rows += batch.num_rows();
+        }
+    }
+    rows
+}
+
+/// Seconds for one Flight SQL statement read whole (best of [`RUNS`]).
+fn flight_seconds(runtime: &tokio::runtime::Runtime, uri: &str, sql: &str, rows: u64) -> f64 {
+    runtime.block_on(async {
+        let mut client = flight_client(uri).await;
+        let mut best = f64::INFINITY;
+        for _ in 0..RUNS {
+            let started = Instant::now();
+            assert_eq!(flight_rows(&mut client, sql).await as u64, rows);
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+        best
+    })
+}
+
 fn main() {
     let service = Service::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()
@@ -191,15 +245,29 @@ fn main() {
         let sql = large_sql(rows);
         let floor = floor_seconds(&sql);
         println!("| {rows} | floor (in process) | {floor:.3} | | | 1.00 |");
+        let mut arrow_seconds = None;
         for format in &formats {
             let (seconds, bytes) = http_seconds(&client, &service.base, &sql, format);
             let mb = bytes as f64 / 1e6;
+            if format == "arrow" {
+                arrow_seconds = Some((seconds, mb));
+            }
             println!(
                 "| {rows} | {format} | {seconds:.3} | {mb:.0} | {:.0} | {:.2} |",
                 mb / seconds,
                 seconds / floor
             );
         }
+        let seconds = flight_seconds(&runtime, &service.flight, &sql, rows);
+        let versus_http = arrow_seconds
+            .map(|(http, _)| format!(" ({:.2}× HTTP arrow)", seconds / http))
+            .unwrap_or_default();
+        let mb = arrow_seconds.map(|(_, mb)| mb).unwrap_or(0.0);
+        println!(
+            "| {rows} | Flight SQL DoGet{versus_http} | {seconds:.3} | {mb:.0} | {:.0} | {:.2} |",
+            mb / seconds,
+            seconds / floor
+        );
     }
     let peak_rss_kb = service.status_kb("VmHWM:");
     println!();
@@ -258,10 +326,7 @@ fn main() {
     println!();
     println!("| clients | requests/s | × in-process | p50 ms | p99 ms |");
     println!("|---:|---:|---:|---:|---:|");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let mut http_rps = std::collections::HashMap::new();
     for clients in [1usize, 16, 64] {
         let (rps, p50, p99) =
             runtime.block_on(lookups(&service.base, clients, Duration::from_secs(5)));
@@ -269,7 +334,50 @@ fn main() {
             "| {clients} | {rps:.0} | {:.2} | {p50:.2} | {p99:.2} |",
             rps / in_process_rps
         );
+        http_rps.insert(clients, rps);
     }
+    println!();
+    println!("## Point lookups over Flight SQL (`GetFlightInfo` + `DoGet` per lookup)");
+    println!();
+    println!("| clients | lookups/s | × HTTP JSON | × in-process | p50 ms | p99 ms |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for clients in [1usize, 16] {
+        let (rps, p50, p99) = runtime.block_on(flight_lookups(
+            &service.flight,
+            clients,
+            Duration::from_secs(5),
+        ));
+        println!(
+            "| {clients} | {rps:.0} | {:.2} | {:.2} | {p50:.2} | {p99:.2} |",
+            rps / http_rps[&clients],
+            rps / in_process_rps
+        );
+    }
+}
+
+/// Point lookups over Flight SQL: each client on its own connection, as a
+/// driver holds one.
+async fn flight_lookups(uri: &str, clients: usize, duration: Duration) -> (f64, f64, f64) {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let uri = uri.to_string();
+            tokio::spawn(async move {
+                let mut client = flight_client(&uri).await;
+                let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+                let mut n = c as i64;
+                while started.elapsed() < duration {
+                    let t = Instant::now();
+                    let sql = format!("SELECT * FROM items WHERE id = {}", n * 7919 % LOOKUP_ROWS);
+                    assert_eq!(flight_rows(&mut client, &sql).await, 1);
+                    histogram.record(t.elapsed().as_micros() as u64).unwrap();
+                    n += clients as i64;
+                }
+                histogram
+            })
+        })
+        .collect();
+    throughput(tasks, started).await
 }
 
 /// The comma-separated values of `var`, else `all`.
@@ -310,6 +418,14 @@ async fn lookups(base: &str, clients: usize, duration: Duration) -> (f64, f64, f
             })
         })
         .collect();
+    throughput(tasks, started).await
+}
+
+/// Requests per second, p50 and p99 (ms) of the clients' latency histograms.
+async fn throughput(
+    tasks: Vec<tokio::task::JoinHandle<hdrhistogram::Histogram<u64>>>,
+    started: Instant,
+) -> (f64, f64, f64) {
     let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
     for task in tasks {
         all.add(task.await.unwrap()).unwrap();

@@ -33,6 +33,7 @@ const ENV_SECTIONS: &[(&str, &str)] = &[
     ("INGEST_", "ingest"),
     ("MAINTENANCE_", "maintenance"),
     ("JOBS_", "jobs"),
+    ("FLIGHT_", "flight"),
 ];
 
 /// Top-level keys read from environment variables of the same name.
@@ -60,6 +61,34 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub maintenance: MaintenanceConfig,
     pub jobs: JobsConfig,
+    pub flight: FlightConfig,
+}
+
+/// Arrow Flight SQL beside the HTTP API, on `server.host`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlightConfig {
+    pub enabled: bool,
+    /// Its own port (0: any free one).
+    pub port: u16,
+    /// PEM certificate chain and private key: both set serves TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How long a statement started by `GetFlightInfo` waits for its
+    /// `DoGet` (its connection is held meanwhile), milliseconds.
+    pub ticket_ttl_ms: u64,
+}
+
+impl Default for FlightConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 8815,
+            tls_cert: None,
+            tls_key: None,
+            ticket_ttl_ms: 30_000,
+        }
+    }
 }
 
 /// Loading files into tables (`POST /api/v1/tables/{schema}/{table}/data`).
@@ -306,6 +335,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             maintenance: MaintenanceConfig::default(),
             jobs: JobsConfig::default(),
+            flight: FlightConfig::default(),
         }
     }
 }
@@ -834,6 +864,29 @@ impl Config {
             );
         }
         check(
+            self.flight.tls_cert.is_some() == self.flight.tls_key.is_some(),
+            "flight.tls_key",
+            if self.flight.tls_key.is_some() {
+                "set"
+            } else {
+                "unset"
+            }
+            .into(),
+            "set together with flight.tls_cert (FLIGHT_TLS_CERT and FLIGHT_TLS_KEY)",
+        );
+        check(
+            !self.flight.enabled || self.flight.port == 0 || self.flight.port != self.server.port,
+            "flight.port",
+            self.flight.port.to_string(),
+            "a port other than server.port",
+        );
+        check(
+            self.flight.ticket_ttl_ms >= 100,
+            "flight.ticket_ttl_ms",
+            self.flight.ticket_ttl_ms.to_string(),
+            "at least 100",
+        );
+        check(
             self.server.max_body_bytes >= 1024,
             "server.max_body_bytes",
             self.server.max_body_bytes.to_string(),
@@ -1099,6 +1152,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
     let ingest = section(figment, Some("ingest"), problems);
     let maintenance = section(figment, Some("maintenance"), problems);
     let jobs = section(figment, Some("jobs"), problems);
+    let flight = section(figment, Some("flight"), problems);
     let general = general?;
     Some(Config {
         environment: Environment::parse(&general.environment).unwrap_or_else(|| {
@@ -1123,6 +1177,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
         ingest: ingest?,
         maintenance: maintenance?,
         jobs: jobs?,
+        flight: flight?,
     })
 }
 

@@ -4,8 +4,9 @@
 //! [`config`], the domain [`error`], our own tables ([`store`]) and the
 //! object store ([`bucket`]), the DuckDB [`engine`] and its result
 //! [`format`]s, the services over it ([`auth`], [`audit`], [`jobs`],
-//! [`maintenance`]), and at the top the transports: the HTTP [`api`] and the
-//! command-line [`client`]. [`startup`] wires them together. A module only
+//! [`maintenance`]) with what they share ([`services`], [`meter`]), and at
+//! the top the transports: the HTTP [`api`], Arrow Flight SQL ([`flight`])
+//! and the command-line [`client`]. [`startup`] wires them together. A module only
 //! imports from the layers below it (`scripts/module-cycles.py` checks).
 
 pub mod api;
@@ -17,14 +18,17 @@ pub mod config;
 pub mod digest;
 pub mod engine;
 pub mod error;
+pub mod flight;
 pub mod format;
 pub mod instance;
 pub mod jobs;
 pub mod maintenance;
+pub mod meter;
 pub mod metrics;
 pub mod performance;
 pub mod retry;
 pub mod role;
+pub mod services;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

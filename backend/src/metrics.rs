@@ -34,6 +34,9 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub maintenance_rounds: IntCounterVec,
     pub ingest_rows: IntCounter,
+    /// Flight SQL calls by method (their queries count in `queries_total`
+    /// like the HTTP API's).
+    pub flight_calls: IntCounterVec,
     pub ingest_bytes: IntCounter,
     pub jobs: IntGaugeVec,
     pub audit_written: IntCounter,
@@ -116,6 +119,11 @@ impl Metrics {
                 &["outcome"],
             )
             .unwrap(),
+            flight_calls: IntCounterVec::new(
+                opts("flight_calls_total", "Arrow Flight SQL calls, by method (statement_query, do_get, prepare, get_tables ...)."),
+                &["method"],
+            )
+            .unwrap(),
             ingest_rows: IntCounter::with_opts(opts("ingest_rows_total", "Rows loaded into tables by ingest.")).unwrap(),
             ingest_bytes: IntCounter::with_opts(opts("ingest_bytes_total", "Bytes uploaded to ingest.")).unwrap(),
             jobs: IntGaugeVec::new(
@@ -145,6 +153,7 @@ impl Metrics {
             Box::new(metrics.catalog_connections.clone()),
             Box::new(metrics.maintenance_rounds.clone()),
             Box::new(metrics.ingest_rows.clone()),
+            Box::new(metrics.flight_calls.clone()),
             Box::new(metrics.ingest_bytes.clone()),
             Box::new(metrics.dependency_up.clone()),
             Box::new(metrics.dependency_check_seconds.clone()),
@@ -161,6 +170,11 @@ impl Metrics {
                 .expect("unique metric names");
         }
         metrics
+    }
+
+    /// Counts one Flight SQL call (`method` from the edge's closed list).
+    pub fn flight_call(&self, method: &'static str) {
+        self.flight_calls.with_label_values(&[method]).inc();
     }
 
     /// The text exposition format.

@@ -32,6 +32,8 @@ pub enum StartupError {
     Bucket(#[from] bucket::BucketError),
     #[error("authentication: {0}")]
     Auth(String),
+    #[error("Flight SQL: {0}")]
+    Flight(String),
 }
 
 /// Opens our own store and checks its schema: applies pending migrations when
@@ -86,6 +88,9 @@ pub struct Application {
     engine: Arc<Engine>,
     draining: Arc<std::sync::atomic::AtomicBool>,
     grace: Duration,
+    flight_port: Option<u16>,
+    flight_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    flight_task: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
 /// How long an idle keep-alive connection stays open.
@@ -164,7 +169,11 @@ impl Application {
             Arc::clone(&draining),
         ));
         maintenance.spawn_rounds();
-        let state = web::Data::new(AppState {
+        let flight = match config.flight.enabled {
+            false => None,
+            true => Some(bind_flight(&config)?),
+        };
+        let services = Arc::new(AppState {
             engine: Arc::clone(&engine),
             config: Arc::clone(&config),
             store: store.clone(),
@@ -177,7 +186,28 @@ impl Application {
             jobs: Arc::new(jobs),
             audit: audit.clone(),
             maintenance,
+            flight: flight.as_ref().map(|(_, _, listener)| listener.clone()),
         });
+        let state = web::Data::from(Arc::clone(&services));
+        let flight_port = services.flight.as_ref().map(|f| f.address.port());
+        let (flight_stop, flight_task) = match flight {
+            None => (None, None),
+            Some((listener, tls, info)) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                tracing::info!(address = %info.address, tls = tls.is_some(), "Flight SQL listening");
+                let task = tokio::spawn(crate::flight::serve(
+                    Arc::clone(&services),
+                    listener,
+                    tls,
+                    Arc::clone(&info.serving),
+                    async move {
+                        let _ = stopped.await;
+                    },
+                ));
+                (Some(stop), Some(task))
+            }
+        };
+        drop(services);
         let max_body = config.server.max_body_bytes;
         let guard = web::Data::new(api::guard::Guard::from_config(&config));
         let mut server = HttpServer::new(move || {
@@ -213,6 +243,7 @@ impl Application {
             })?
             .run();
         tracing::info!(host = %config.server.host, port, "listening");
+
         Ok(Self {
             server,
             port,
@@ -220,11 +251,19 @@ impl Application {
             engine,
             draining,
             grace: Duration::from_millis(config.server.shutdown_grace_ms),
+            flight_port,
+            flight_stop,
+            flight_task,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The Flight SQL port, when Flight SQL is on.
+    pub fn flight_port(&self) -> Option<u16> {
+        self.flight_port
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -251,11 +290,62 @@ impl Application {
         });
         let result = self.server.await;
         on_signal.abort();
+        stop_flight(self.flight_stop, self.flight_task).await;
         // What was recorded before the server stopped goes into the log.
         self.audit.flush(Duration::from_secs(5)).await;
         close(self.engine).await;
         result
     }
+}
+
+/// Stops the Flight SQL server with the HTTP one: its open calls get a
+/// moment to end, then it is aborted (an idle driver connection would
+/// otherwise hold it open).
+async fn stop_flight(
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+) {
+    if let Some(stop) = stop {
+        let _ = stop.send(());
+    }
+    let Some(mut task) = task else { return };
+    match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+        Ok(Ok(Err(err))) => tracing::error!(error = %err, "Flight SQL server"),
+        Ok(_) => {}
+        Err(_) => task.abort(),
+    }
+}
+
+/// Binds the Flight SQL listener on `server.host` and reads its TLS
+/// identity: both fail the start rather than serve without them.
+fn bind_flight(
+    config: &Config,
+) -> Result<
+    (
+        tokio::net::TcpListener,
+        Option<tonic::transport::ServerTlsConfig>,
+        crate::services::FlightListener,
+    ),
+    StartupError,
+> {
+    let address = format!("{}:{}", config.server.host, config.flight.port);
+    let bind_error = |source| StartupError::Bind {
+        address: address.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(&address).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+    let tls = crate::flight::tls(&config.flight).map_err(StartupError::Flight)?;
+    Ok((
+        listener,
+        tls,
+        crate::services::FlightListener {
+            address: local,
+            serving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        },
+    ))
 }
 
 /// After the server stopped: closes DuckDB here, once the server's workers

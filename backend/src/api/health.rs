@@ -84,7 +84,7 @@ where
 
 /// Readiness: 200 when every dependency is up, else 503; the body names each.
 #[utoipa::path(get, path = "/ready", tag = "ops", security(()), responses(
-    (status = 200, description = "`{status: ready, components: {catalog, storage, lake}}`, each with status and latency_ms", content_type = "application/json"),
+    (status = 200, description = "`{status: ready, components: {catalog, storage, lake, flight}}`, each with status and latency_ms (flight while Flight SQL is on)", content_type = "application/json"),
     (status = 503, description = "`{status: not_ready, components: ...}`: at least one component is down", content_type = "application/json")
 ))]
 pub async fn ready(_: Open, state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
@@ -94,9 +94,11 @@ pub async fn ready(_: Open, state: web::Data<AppState>, req: HttpRequest) -> Htt
             "components": {},
         }));
     }
-    let [catalog, storage, lake_component] = check_all(&state).await;
+    let ([catalog, storage, lake_component], flight) =
+        tokio::join!(check_all(&state), check_flight(&state));
     let ready = [&catalog, &storage, &lake_component]
-        .iter()
+        .into_iter()
+        .chain(flight.as_ref())
         .all(|c| c.status == "up");
     let detailed = admin_asks(&state, &req).await;
     let view = |c: Component| {
@@ -109,7 +111,7 @@ pub async fn ready(_: Open, state: web::Data<AppState>, req: HttpRequest) -> Htt
         }
         brief
     };
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "components": {
             "catalog": view(catalog),
@@ -117,6 +119,9 @@ pub async fn ready(_: Open, state: web::Data<AppState>, req: HttpRequest) -> Htt
             "lake": view(lake_component),
         },
     });
+    if let Some(flight) = flight {
+        body["components"]["flight"] = view(flight);
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {
@@ -138,6 +143,34 @@ async fn admin_asks(state: &AppState, req: &HttpRequest) -> bool {
     matches!(
         state.auth.authenticate(header).await,
         Ok(caller) if caller.role == crate::role::Role::Admin
+    )
+}
+
+/// The Flight SQL listener, when it is on: its server task still serves,
+/// and its port accepts a connection.
+async fn check_flight(state: &AppState) -> Option<Component> {
+    let listener = state.flight.as_ref()?;
+    let timeout = Duration::from_millis(state.config.server.ready_timeout_ms);
+    Some(
+        check(timeout, async {
+            if !listener.serving.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Unavailable(
+                    "the Flight SQL server is not serving".into(),
+                ));
+            }
+            let mut address = listener.address;
+            if address.ip().is_unspecified() {
+                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            tokio::net::TcpStream::connect(address).await.map_err(|e| {
+                Error::Unavailable(format!("the Flight SQL port {address} refuses: {e}"))
+            })?;
+            Ok(json!({
+                "port": listener.address.port(),
+                "tls": state.config.flight.tls_cert.is_some(),
+            }))
+        })
+        .await,
     )
 }
 

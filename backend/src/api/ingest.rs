@@ -78,7 +78,7 @@ pub struct IngestResult {
         (status = 422, description = "invalid_data: the file cannot be loaded (DuckDB's reason); invalid_parameters", body = crate::api::error::ErrorResponse),
     ))]
 pub async fn ingest(
-    caller: Authorized<Writer>,
+    _caller: Authorized<Writer>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -126,50 +126,21 @@ pub async fn ingest(
             (location, bytes, Some(upload))
         }
     };
-    let timeout = std::time::Duration::from_millis(state.config.ingest.timeout_ms);
-    let source = params.url.clone();
-    let loaded = engine
-        .load_file(
-            schema.clone(),
-            table.clone(),
-            location,
-            format,
-            params.mode,
-            timeout,
+    let trail = crate::api::trail::trail(&req);
+    let loaded = state
+        .load(
+            trail.as_ref(),
+            crate::services::Load {
+                schema: &schema,
+                table: &table,
+                location,
+                format,
+                mode: params.mode,
+                bytes,
+                source: params.url.as_deref(),
+            },
         )
-        .await;
-    if let Some(trail) = crate::api::trail::trail(&req) {
-        let outcome = match &loaded {
-            Ok(_) => crate::audit::Outcome::Ok,
-            Err(_) => crate::audit::Outcome::Failed,
-        };
-        let mut event = trail
-            .event("ingest", outcome)
-            .target(format!("{schema}.{table}"))
-            .detail("mode", params.mode)
-            .detail("format", format)
-            .detail("bytes", bytes)
-            .detail("url", &source);
-        event = match &loaded {
-            Ok(loaded) => event
-                .snapshot(Some(loaded.snapshot))
-                .detail("rows_loaded", loaded.rows_loaded),
-            Err(err) => event.detail("error", err.code()),
-        };
-        trail.record(event);
-    }
-    let loaded = loaded?;
-    if state.config.features.enable_prometheus_metrics {
-        state.metrics.ingest_rows.inc_by(loaded.rows_loaded);
-        state.metrics.ingest_bytes.inc_by(bytes);
-    }
-    tracing::info!(
-        key = %caller.prefix,
-        rows = loaded.rows_loaded,
-        bytes,
-        snapshot = loaded.snapshot,
-        "file loaded"
-    );
+        .await?;
     let result = IngestResult {
         schema,
         table,

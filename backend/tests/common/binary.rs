@@ -12,8 +12,8 @@ use super::free_port;
 /// The service's binary, as Cargo built it for the tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ducklake-backend");
 
-/// The binary with a clean environment: `PATH`, `HOME`, `ENVIRONMENT=test`
-/// and the DuckDB extension directory the tests were given, nothing else
+/// The binary with a clean environment: `PATH`, `HOME`, `ENVIRONMENT=test`,
+/// `FLIGHT_PORT=0` and the DuckDB extension directory the tests were given, nothing else
 /// (so a variable of the developer's shell cannot change a test). Every
 /// test that runs the service's command line starts from here.
 pub fn service_command() -> Command {
@@ -21,7 +21,9 @@ pub fn service_command() -> Command {
     cmd.env_clear()
         .env("HOME", std::env::var("HOME").unwrap_or_default())
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ENVIRONMENT", "test");
+        .env("ENVIRONMENT", "test")
+        // Parallel replicas must not all take Flight SQL's default port.
+        .env("FLIGHT_PORT", "0");
     if let Ok(dir) = std::env::var("DUCKDB_EXTENSION_DIRECTORY") {
         cmd.env("DUCKDB_EXTENSION_DIRECTORY", dir);
     }

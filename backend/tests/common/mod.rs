@@ -15,6 +15,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
+    /// The Flight SQL port, when it is on.
+    pub flight_port: Option<u16>,
     handle: actix_web::dev::ServerHandle,
     /// The service's task; done once its engine is closed.
     running: std::sync::Mutex<Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>>,
@@ -39,6 +41,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.environment = ducklake_backend::config::Environment::Test;
     config.data_dir = data_dir.to_path_buf();
     config.server.port = 0;
+    config.flight.port = 0;
     config.server.workers = 2;
     if let Ok(dir) = std::env::var("DUCKDB_EXTENSION_DIRECTORY") {
         config.duckdb.extension_directory = Some(dir.into());
@@ -57,6 +60,7 @@ pub async fn spawn_with(config: Config, dir: Option<tempfile::TempDir>) -> TestA
     let app = Application::build(config).await.expect("the app starts");
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
+    let flight_port = app.flight_port();
     let engine = std::sync::Arc::downgrade(app.engine());
     let running = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
@@ -66,6 +70,7 @@ pub async fn spawn_with(config: Config, dir: Option<tempfile::TempDir>) -> TestA
             .pool_idle_timeout(ducklake_backend::KEEP_ALIVE / 2)
             .build()
             .expect("a client"),
+        flight_port,
         data_dir,
         handle,
         running: std::sync::Mutex::new(Some(running)),
@@ -121,6 +126,11 @@ impl TestApp {
         let (status, body) = self.post_query(json!({ "sql": sql })).await;
         assert_eq!(status, 200, "{sql} -> {body}");
         body
+    }
+
+    /// The running service's engine.
+    pub fn engine(&self) -> std::sync::Arc<ducklake_backend::engine::Engine> {
+        self.engine.upgrade().expect("the service runs")
     }
 
     /// Stops the server and waits until the service closed its engine, so

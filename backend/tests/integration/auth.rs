@@ -59,7 +59,7 @@ async fn make_key(app: &common::TestApp, role: &str, expires_at: Option<&str>) -
 
 /// A service with authentication on, a table `t`, and a read, a write and
 /// an admin key.
-async fn app_with_a_key_per_role() -> (common::TestApp, [String; 3]) {
+pub(crate) async fn app_with_a_key_per_role() -> (common::TestApp, [String; 3]) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.auth.enabled = true;

@@ -12,6 +12,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod container;
+mod flight;
 mod formats;
 mod ingest;
 mod jobs;

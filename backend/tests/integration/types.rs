@@ -6,7 +6,7 @@ use common::spawn_app;
 use serde_json::{json, Value};
 
 /// (SQL expression, DuckDB type name reported, JSON value expected)
-fn cases() -> Vec<(&'static str, &'static str, Value)> {
+pub(crate) fn cases() -> Vec<(&'static str, &'static str, Value)> {
     vec![
         ("true", "BOOLEAN", json!(true)),
         ("(-128)::TINYINT", "TINYINT", json!(-128)),

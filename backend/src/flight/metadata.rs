@@ -1,0 +1,89 @@
+//! What a driver's object browser asks: the lake's catalog, schemas and
+//! tables (with their Arrow schemas), read from DuckDB's own catalog
+//! functions on a pooled connection, so both protocols list the same lake.
+
+use std::{sync::Arc, time::Duration};
+
+use arrow_schema::Schema;
+
+use crate::{
+    engine::{lake::quote_identifier, query::query_vec, Engine},
+    error::Error,
+};
+
+/// One table or view of the lake.
+pub struct TableEntry {
+    pub schema: String,
+    pub name: String,
+    /// `TABLE` or `VIEW`.
+    pub kind: &'static str,
+    /// Its columns as Arrow fields (when asked for).
+    pub arrow: Option<Schema>,
+}
+
+/// The table types the lake has.
+pub const TABLE_TYPES: [&str; 2] = ["TABLE", "VIEW"];
+
+/// The lake's schemas, by name.
+pub async fn schemas(engine: &Engine, timeout: Duration) -> Result<Vec<String>, Error> {
+    let lake = engine.lake().name.clone();
+    engine
+        .run_blocking(timeout, move |conn| {
+            query_vec(
+                conn,
+                "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ? \
+                 AND NOT internal ORDER BY 1",
+                [&lake],
+                |row| row.get(0),
+            )
+            .map_err(Error::from_duckdb)
+        })
+        .await
+}
+
+/// The lake's tables and views, by schema and name; with `arrow`, each
+/// one's columns as the Arrow schema a `SELECT *` of it answers with.
+pub async fn tables(
+    engine: &Arc<Engine>,
+    timeout: Duration,
+    arrow: bool,
+) -> Result<Vec<TableEntry>, Error> {
+    let lake = engine.lake().name.clone();
+    engine
+        .run_blocking(timeout, move |conn| {
+            let rows: Vec<(String, String, bool)> = query_vec(
+                conn,
+                "SELECT schema_name, table_name, false FROM duckdb_tables() \
+                 WHERE database_name = $1 AND NOT internal \
+                 UNION ALL SELECT schema_name, view_name, true FROM duckdb_views() \
+                 WHERE database_name = $1 AND NOT internal ORDER BY 1, 2",
+                [&lake],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .map_err(Error::from_duckdb)?;
+            rows.into_iter()
+                .map(|(schema, name, view)| {
+                    let arrow = arrow
+                        .then(|| {
+                            let sql = format!(
+                                "SELECT * FROM {}.{}.{} LIMIT 0",
+                                quote_identifier(&lake),
+                                quote_identifier(&schema),
+                                quote_identifier(&name)
+                            );
+                            let mut stmt = conn.prepare(&sql).map_err(Error::from_duckdb)?;
+                            let arrow = stmt.query_arrow([]).map_err(Error::from_duckdb)?;
+                            Ok::<_, Error>(arrow.get_schema().as_ref().clone())
+                        })
+                        .transpose()?;
+                    Ok(TableEntry {
+                        schema,
+                        name,
+                        kind: TABLE_TYPES[usize::from(view)],
+                        arrow,
+                    })
+                })
+                .collect()
+        })
+        .await
+}

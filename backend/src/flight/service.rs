@@ -1,0 +1,514 @@
+//! The Flight SQL protocol's calls, each a few lines over [`LakeFlight`]:
+//! who is calling, which statement, then the core.
+
+use std::{pin::Pin, sync::Arc};
+
+use arrow_array::RecordBatch;
+use arrow_flight::{
+    encode::FlightDataEncoderBuilder,
+    flight_service_server::FlightService,
+    sql::{
+        metadata::{SqlInfoData, SqlInfoDataBuilder},
+        server::{FlightSqlService, PeekableFlightDataStream},
+        ActionBeginTransactionRequest, ActionBeginTransactionResult, ActionCancelQueryRequest,
+        ActionCancelQueryResult, ActionClosePreparedStatementRequest,
+        ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+        ActionEndTransactionRequest, CommandGetCatalogs, CommandGetDbSchemas,
+        CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+        CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
+        CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult,
+        ProstMessageExt, SqlInfo, SqlSupportedTransaction, TicketStatementQuery,
+    },
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
+    FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
+};
+use futures_util::{Stream, TryStreamExt};
+use prost::Message as _;
+use tonic::{metadata::MetadataValue, Request, Response, Status, Streaming};
+
+use super::{
+    basic_password, metadata, no_transactions, status, FlightStream, Handle, LakeFlight, WithCode,
+};
+use crate::{error::Error, services::Services};
+
+pub(super) fn sql_info(services: &Services) -> SqlInfoData {
+    let mut builder = SqlInfoDataBuilder::new();
+    builder.append(SqlInfo::FlightSqlServerName, "ducklake-backend");
+    builder.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    builder.append(SqlInfo::FlightSqlServerArrowVersion, "58");
+    builder.append(SqlInfo::FlightSqlServerReadOnly, false);
+    builder.append(SqlInfo::FlightSqlServerSql, true);
+    builder.append(SqlInfo::FlightSqlServerSubstrait, false);
+    builder.append(
+        SqlInfo::FlightSqlServerTransaction,
+        SqlSupportedTransaction::None as i32,
+    );
+    builder.append(SqlInfo::FlightSqlServerCancel, true);
+    builder.append(SqlInfo::FlightSqlServerBulkIngestion, true);
+    builder.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
+    builder.append(
+        SqlInfo::FlightSqlServerStatementTimeout,
+        services.config.query.max_timeout_ms.min(i32::MAX as u64) as i32,
+    );
+    builder.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    builder.append(SqlInfo::SqlDdlCatalog, false);
+    builder.append(SqlInfo::SqlDdlSchema, true);
+    builder.append(SqlInfo::SqlDdlTable, true);
+    builder.append(SqlInfo::SqlIdentifierCase, 3_i32); // case-insensitive
+    builder.append(SqlInfo::SqlQuotedIdentifierCase, 3_i32);
+    builder
+        .build()
+        .expect("the server's SqlInfo is a fixed, valid set")
+}
+
+/// One metadata result as a Flight stream.
+fn batch_stream(
+    schema: arrow_schema::SchemaRef,
+    batch: Result<RecordBatch, arrow_flight::error::FlightError>,
+) -> Response<FlightStream> {
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures_util::stream::once(async move { batch }))
+        .map_err(Status::from);
+    Response::new(Box::pin(stream))
+}
+
+/// The `FlightInfo` of a metadata command: its ticket is the command.
+fn command_info(
+    command: impl ProstMessageExt,
+    schema: &arrow_schema::Schema,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let ticket = Ticket {
+        ticket: command.as_any().encode_to_vec().into(),
+    };
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+fn primary_keys_schema() -> arrow_schema::SchemaRef {
+    use arrow_schema::{DataType, Field, Schema};
+    Arc::new(Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ]))
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for LakeFlight {
+    type FlightService = LakeFlight;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        let caller = self.caller(&request, "handshake").await?;
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let token = header
+            .map(|value| match basic_password(value) {
+                Some(password) => password,
+                None => value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                    .unwrap_or(value)
+                    .trim()
+                    .to_string(),
+            })
+            .unwrap_or_default();
+        tracing::info!(key = %caller.prefix, "Flight handshake");
+        let output = futures_util::stream::iter(vec![Ok(HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        })]);
+        let mut response: Response<
+            Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>,
+        > = Response::new(Box::pin(output));
+        if !token.is_empty() {
+            let value = MetadataValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| status::status(Error::Unauthorized("the key is not text".into())))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let caller = self.caller(&request, "statement_query").await?;
+        if query.transaction_id.is_some() {
+            return Err(status::status(no_transactions()));
+        }
+        let handle = Handle {
+            sql: query.query,
+            ..Default::default()
+        }
+        .with_call_headers(&request)?;
+        self.flight_info(caller, handle, request.into_inner()).await
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let caller = self.caller(&request, "prepared_query").await?;
+        let handle =
+            Handle::decode(&query.prepared_statement_handle)?.with_call_headers(&request)?;
+        self.flight_info(caller, handle, request.into_inner()).await
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(&request, "do_get").await?;
+        let handle = Handle::decode(&ticket.statement_handle)?;
+        self.fetch(caller, handle).await
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(&request, "do_get").await?;
+        let handle =
+            Handle::decode(&query.prepared_statement_handle)?.with_call_headers(&request)?;
+        self.fetch(caller, handle).await
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let caller = self.caller(&request, "statement_update").await?;
+        if command.transaction_id.is_some() {
+            return Err(status::status(no_transactions()));
+        }
+        let handle = Handle {
+            sql: command.query,
+            ..Default::default()
+        }
+        .with_call_headers(&request)?;
+        self.update(&caller, &handle).await
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let caller = self.caller(&request, "statement_ingest").await?;
+        self.ingest(&caller, command, request.into_inner())
+            .await
+            .map_err(status::status)
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        self.caller(&request, "bind_parameters").await?;
+        let mut handle = Handle::decode(&query.prepared_statement_handle)?;
+        let rows = Self::parameter_rows(request.into_inner()).await?;
+        match rows.as_slice() {
+            [] => {}
+            [row] => handle.params = Some(row.to_json_text()),
+            _ => {
+                return Err(status::status(Error::InvalidParameters(format!(
+                    "a query binds one row of parameters; {} rows were sent",
+                    rows.len()
+                ))))
+            }
+        }
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.encode()),
+        })
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let caller = self.caller(&request, "prepared_update").await?;
+        let handle =
+            Handle::decode(&query.prepared_statement_handle)?.with_call_headers(&request)?;
+        let rows = Self::parameter_rows(request.into_inner()).await?;
+        if rows.is_empty() {
+            return self.update(&caller, &handle).await;
+        }
+        // One execution per row of parameters, in order; the first failure
+        // stops the rest (rows before it stay committed, as each statement
+        // commits on its own).
+        let mut total = 0;
+        for row in rows {
+            let bound = Handle {
+                params: Some(row.to_json_text()),
+                ..handle.clone()
+            };
+            let count = self.update(&caller, &bound).await?;
+            total += count.max(0);
+        }
+        Ok(total)
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        self.caller(&request, "prepare").await?;
+        if query.transaction_id.is_some() {
+            return Err(status::status(no_transactions()));
+        }
+        self.services
+            .engine
+            .check_sql_text(&query.query)
+            .map_err(status::status)?;
+        let handle = Handle {
+            sql: query.query,
+            ..Default::default()
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.encode(),
+            dataset_schema: Default::default(),
+            parameter_schema: Default::default(),
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        // A handle holds its statement: nothing is kept to close.
+        self.caller(&request, "close_prepared").await?;
+        Ok(())
+    }
+
+    async fn do_action_begin_transaction(
+        &self,
+        _query: ActionBeginTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
+        self.caller(&request, "begin_transaction").await?;
+        Err(status::status(no_transactions()).with_code(tonic::Code::Unimplemented))
+    }
+
+    async fn do_action_end_transaction(
+        &self,
+        _query: ActionEndTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.caller(&request, "end_transaction").await?;
+        Err(status::status(no_transactions()).with_code(tonic::Code::Unimplemented))
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        let caller = self.caller(&request, "cancel").await?;
+        let info = FlightInfo::decode(query.info).ok();
+        let outcome = self.cancel(&caller, info).await?;
+        // The legacy action's enum: 1 cancelled, 3 not cancellable.
+        let result = match outcome {
+            CancelStatus::Cancelled => 1,
+            _ => 3,
+        };
+        Ok(ActionCancelQueryResult { result })
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        if request.get_ref().r#type != "CancelFlightInfo" {
+            return Err(Status::invalid_argument(format!(
+                "unknown action {:?}",
+                request.get_ref().r#type
+            )));
+        }
+        let caller = self.caller(&request, "cancel").await?;
+        let body = CancelFlightInfoRequest::decode(request.get_ref().body.clone())
+            .map_err(|e| Status::invalid_argument(format!("not a CancelFlightInfoRequest: {e}")))?;
+        let outcome = self.cancel(&caller, body.info).await?;
+        let result = CancelFlightInfoResult {
+            status: outcome as i32,
+        };
+        Ok(Response::new(Box::pin(futures_util::stream::iter(vec![
+            Ok(arrow_flight::Result {
+                body: result.encode_to_vec().into(),
+            }),
+        ]))))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request, "get_catalogs").await?;
+        let schema = query.into_builder().schema();
+        command_info(query, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request, "get_db_schemas").await?;
+        let schema = query.clone().into_builder().schema();
+        command_info(query, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request, "get_tables").await?;
+        let schema = query.clone().into_builder().schema();
+        command_info(query, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request, "get_table_types").await?;
+        let schema = query.into_builder().schema();
+        command_info(query, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request, "get_sql_info").await?;
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        command_info(query, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request, "get_primary_keys").await?;
+        command_info(query, &primary_keys_schema(), request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request, "do_get").await?;
+        let mut builder = query.into_builder();
+        builder.append(&self.services.engine.lake().name);
+        Ok(batch_stream(builder.schema(), builder.build()))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request, "do_get").await?;
+        let engine = &self.services.engine;
+        let schemas = metadata::schemas(engine, engine.timeout_for(None)).await?;
+        let mut builder = query.into_builder();
+        for schema in schemas {
+            builder.append(&engine.lake().name, schema);
+        }
+        Ok(batch_stream(builder.schema(), builder.build()))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request, "do_get").await?;
+        let engine = &self.services.engine;
+        let lake = engine.lake().name.clone();
+        let mut builder = query.into_builder();
+        let tables =
+            metadata::tables(engine, engine.timeout_for(None), builder.include_schema()).await?;
+        let empty = arrow_schema::Schema::empty();
+        for table in tables {
+            builder
+                .append(
+                    &lake,
+                    &table.schema,
+                    &table.name,
+                    table.kind,
+                    table.arrow.as_ref().unwrap_or(&empty),
+                )
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        Ok(batch_stream(builder.schema(), builder.build()))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request, "do_get").await?;
+        let mut builder = query.into_builder();
+        for kind in metadata::TABLE_TYPES {
+            builder.append(kind);
+        }
+        Ok(batch_stream(builder.schema(), builder.build()))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request, "do_get").await?;
+        let builder = query.into_builder(&self.sql_info);
+        Ok(batch_stream(builder.schema(), builder.build()))
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        // DuckLake tables have no primary keys.
+        self.caller(&request, "do_get").await?;
+        let schema = primary_keys_schema();
+        let batch = RecordBatch::new_empty(Arc::clone(&schema));
+        Ok(batch_stream(schema, Ok(batch)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,702 @@
+//! Arrow Flight SQL, with arrow-rs's own Flight SQL client: the same lake,
+//! sandbox, roles and answers as the HTTP API (Python's ADBC driver and
+//! pyarrow.flight are tried by `scripts/flight-clients.py`, run from
+//! `python_drivers_read_write_and_are_refused_as_http_is`).
+
+use crate::common;
+
+use std::{sync::Arc, time::Duration};
+
+use arrow_flight::{
+    sql::{client::FlightSqlServiceClient, CommandGetDbSchemas, CommandGetTables},
+    FlightInfo,
+};
+use common::{spawn_app, TestApp};
+use duckdb::arrow::array::RecordBatch;
+use futures_util::TryStreamExt;
+use serde_json::{json, Value};
+use tonic::{transport::Channel, Code};
+
+async fn client(app: &TestApp) -> FlightSqlServiceClient<Channel> {
+    let port = app.flight_port.expect("Flight SQL is on by default");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the Flight SQL port answers");
+    FlightSqlServiceClient::new(channel)
+}
+
+/// Every endpoint of `info`, fetched: the batches and the first stream's
+/// response headers.
+async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Result<(Vec<RecordBatch>, tonic::metadata::MetadataMap), arrow_flight::error::FlightError> {
+    let mut batches = Vec::new();
+    let mut headers = None;
+    for endpoint in info.endpoint {
+        let stream = client.do_get(endpoint.ticket.unwrap()).await?;
+        headers.get_or_insert_with(|| stream.headers().clone());
+        batches.extend(stream.try_collect::<Vec<_>>().await?);
+    }
+    Ok((batches, headers.unwrap_or_default()))
+}
+
+async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
+    let info = client.execute(sql.to_string(), None).await.expect(sql);
+    fetch(client, info).await.expect(sql).0
+}
+
+/// The HTTP API's Arrow answer to `sql`.
+async fn http_arrow(app: &TestApp, sql: &str) -> Vec<RecordBatch> {
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .json(&json!({"sql": sql, "format": "arrow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{sql}");
+    let bytes = res.bytes().await.unwrap();
+    arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The rows of `batches` as one batch (streams may cut them differently).
+fn whole(batches: &[RecordBatch]) -> RecordBatch {
+    let schema = batches[0].schema();
+    duckdb::arrow::compute::concat_batches(&schema, batches).unwrap()
+}
+
+fn flight_error_status(err: &arrow_flight::error::FlightError) -> (Code, String) {
+    match err {
+        arrow_flight::error::FlightError::Tonic(status) => {
+            (status.code(), status.message().to_string())
+        }
+        other => panic!("not a status: {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn every_type_reads_over_flight_as_over_http_arrow() {
+    let app = spawn_app().await;
+    let mut flight = client(&app).await;
+    let mut failures = Vec::new();
+    for (i, (expr, _, _)) in crate::types::cases().iter().enumerate() {
+        let sql = format!("SELECT {expr} AS c{i}");
+        let over_http = http_arrow(&app, &sql).await;
+        let info = flight.execute(sql.clone(), None).await.expect(&sql);
+        // The FlightInfo carries the result's real schema.
+        let announced = arrow_schema::Schema::try_from(info.clone()).unwrap();
+        let (over_flight, _) = fetch(&mut flight, info).await.expect(&sql);
+        if announced != *over_http[0].schema() {
+            failures.push(format!("{expr}: FlightInfo schema {announced:?}"));
+        }
+        if whole(&over_flight) != whole(&over_http) {
+            failures.push(format!("{expr}: {over_flight:?} over HTTP {over_http:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn statements_updates_prepared_statements_metadata_and_ingest() {
+    let app = spawn_app().await;
+    let mut flight = client(&app).await;
+
+    // DDL and writes through DoPut: the row count of each write.
+    assert_eq!(
+        flight
+            .execute_update("CREATE TABLE t (id BIGINT, name VARCHAR)".into(), None)
+            .await
+            .unwrap(),
+        -1
+    );
+    let inserted = flight
+        .execute_update(
+            "INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, NULL)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 3);
+    let http = app.sql("SELECT id, name FROM t ORDER BY id").await;
+    assert_eq!(http["rows"], json!([[1, "one"], [2, "two"], [3, null]]));
+
+    // A statement that is refused fails at GetFlightInfo, with its code.
+    let err = flight
+        .execute("SELECT * FROM nowhere".into(), None)
+        .await
+        .unwrap_err();
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::NotFound, "{message}");
+    assert!(message.starts_with("[not_found]"), "{message}");
+
+    // A prepared statement with parameters, bound by DuckDB.
+    let mut prepared = flight
+        .prepare("SELECT name FROM t WHERE id = ? OR name = ?".into(), None)
+        .await
+        .unwrap();
+    let params = RecordBatch::try_from_iter([
+        (
+            "0",
+            Arc::new(arrow_array::Int64Array::from(vec![2])) as arrow_array::ArrayRef,
+        ),
+        (
+            "1",
+            Arc::new(arrow_array::StringArray::from(vec!["one"])) as arrow_array::ArrayRef,
+        ),
+    ])
+    .unwrap();
+    prepared.set_parameters(params).unwrap();
+    let info = prepared.execute().await.unwrap();
+    let (batches, _) = fetch(&mut flight, info).await.unwrap();
+    let names = whole(&batches);
+    let names = names
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow_array::StringArray>()
+        .unwrap();
+    let mut names: Vec<&str> = names.iter().map(Option::unwrap).collect();
+    names.sort();
+    assert_eq!(names, ["one", "two"]);
+
+    // A prepared write, once per row of parameters.
+    let mut insert = flight
+        .prepare("INSERT INTO t VALUES (?, ?)".into(), None)
+        .await
+        .unwrap();
+    insert
+        .set_parameters(
+            RecordBatch::try_from_iter([
+                (
+                    "0",
+                    Arc::new(arrow_array::Int64Array::from(vec![4])) as arrow_array::ArrayRef,
+                ),
+                (
+                    "1",
+                    Arc::new(arrow_array::StringArray::from(vec!["it's four"]))
+                        as arrow_array::ArrayRef,
+                ),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(insert.execute_update().await.unwrap(), 1);
+    let http = app.sql("SELECT name FROM t WHERE id = 4").await;
+    assert_eq!(http["rows"], json!([["it's four"]]));
+
+    // The object browser: the lake's catalog, schemas and tables.
+    let info = flight.get_catalogs().await.unwrap();
+    let catalogs = whole(&fetch(&mut flight, info).await.unwrap().0);
+    assert_eq!(catalogs.num_rows(), 1);
+    let info = flight
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: None,
+            db_schema_filter_pattern: None,
+        })
+        .await
+        .unwrap();
+    let schemas = whole(&fetch(&mut flight, info).await.unwrap().0);
+    let schema_names = arrow_cast::display::array_value_to_string(schemas.column(1), 0).unwrap();
+    assert_eq!(schema_names, "main");
+    let info = flight
+        .get_tables(CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: None,
+            table_name_filter_pattern: Some("t".into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let tables = whole(&fetch(&mut flight, info).await.unwrap().0);
+    assert_eq!(tables.num_rows(), 1, "{tables:?}");
+    let schema_bytes = tables
+        .column(4)
+        .as_any()
+        .downcast_ref::<arrow_array::BinaryArray>()
+        .unwrap()
+        .value(0)
+        .to_vec();
+    let table_schema =
+        arrow_schema::Schema::try_from(arrow_flight::IpcMessage(schema_bytes.into())).unwrap();
+    let fields: Vec<&str> = table_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(fields, ["id", "name"]);
+
+    // Bulk ingest: created in one commit, then read back over HTTP.
+    use arrow_flight::sql::{
+        CommandStatementIngest, TableDefinitionOptions, TableExistsOption, TableNotExistOption,
+    };
+    let rows: Vec<i64> = (0..5000).collect();
+    let batches: Vec<RecordBatch> = rows
+        .chunks(1000)
+        .map(|chunk| {
+            RecordBatch::try_from_iter([(
+                "n",
+                Arc::new(arrow_array::Int64Array::from(chunk.to_vec())) as arrow_array::ArrayRef,
+            )])
+            .unwrap()
+        })
+        .collect();
+    let ingest =
+        |if_not_exist: TableNotExistOption, if_exists: TableExistsOption| CommandStatementIngest {
+            table_definition_options: Some(TableDefinitionOptions {
+                if_not_exist: if_not_exist as i32,
+                if_exists: if_exists as i32,
+            }),
+            table: "ingested".into(),
+            schema: None,
+            catalog: None,
+            temporary: false,
+            transaction_id: None,
+            options: Default::default(),
+        };
+    let loaded = flight
+        .execute_ingest(
+            ingest(TableNotExistOption::Create, TableExistsOption::Fail),
+            futures_util::stream::iter(batches.clone().into_iter().map(Ok)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(loaded, 5000);
+    let http = app
+        .sql("SELECT count(*), sum(n), count(DISTINCT n) FROM ingested")
+        .await;
+    assert_eq!(http["rows"], json!([[5000, 12497500, 5000]]));
+    // Create again fails and leaves the table as it was; append adds.
+    let err = flight
+        .execute_ingest(
+            ingest(TableNotExistOption::Create, TableExistsOption::Fail),
+            futures_util::stream::iter(batches.clone().into_iter().map(Ok)),
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("already_exists"), "{err:?}");
+    let appended = flight
+        .execute_ingest(
+            ingest(TableNotExistOption::Fail, TableExistsOption::Append),
+            futures_util::stream::iter(batches.into_iter().take(1).map(Ok)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended, 1000);
+    let http = app.sql("SELECT count(*) FROM ingested").await;
+    assert_eq!(http["rows"], json!([[6000]]));
+
+    // Transactions are refused plainly, not half-done.
+    let err = flight.begin_transaction().await.unwrap_err();
+    let (code, _) = flight_error_status(&err);
+    assert_eq!(code, Code::Unimplemented);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_pinned_read_returns_the_old_rows_and_names_its_snapshot() {
+    let app = spawn_app().await;
+    let mut flight = client(&app).await;
+    app.sql("CREATE TABLE p AS SELECT 1 AS v").await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .json(&json!({"sql": "SELECT * FROM p"}))
+        .send()
+        .await
+        .unwrap();
+    let old: i64 = res.headers()["x-ducklake-snapshot"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    app.sql("INSERT INTO p VALUES (2)").await;
+
+    let info = flight
+        .execute("SELECT count(*) AS n FROM p".into(), None)
+        .await
+        .unwrap();
+    let (now, headers) = fetch(&mut flight, info).await.unwrap();
+    assert_eq!(
+        arrow_cast::display::array_value_to_string(whole(&now).column(0), 0).unwrap(),
+        "2"
+    );
+    let current: i64 = headers
+        .get(ducklake_backend::flight::SNAPSHOT_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(current > old);
+
+    flight.set_header(ducklake_backend::flight::SNAPSHOT_HEADER, old.to_string());
+    let info = flight
+        .execute("SELECT count(*) AS n FROM p".into(), None)
+        .await
+        .unwrap();
+    let (then, headers) = fetch(&mut flight, info).await.unwrap();
+    assert_eq!(
+        arrow_cast::display::array_value_to_string(whole(&then).column(0), 0).unwrap(),
+        "1"
+    );
+    assert_eq!(
+        headers
+            .get(ducklake_backend::flight::SNAPSHOT_HEADER)
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        old.to_string()
+    );
+    // A pinned write is refused, as over HTTP.
+    let err = flight
+        .execute_update("INSERT INTO p VALUES (3)".into(), None)
+        .await
+        .unwrap_err();
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn keys_roles_and_the_sandbox_hold_over_flight() {
+    let (app, [read, write, _admin]) = crate::auth::app_with_a_key_per_role().await;
+    let mut flight = client(&app).await;
+
+    // No key, a wrong key: unauthenticated.
+    let err = flight.execute("SELECT 1".into(), None).await.unwrap_err();
+    assert_eq!(flight_error_status(&err).0, Code::Unauthenticated);
+    flight.set_token("dlk_not_a_key_at_all_0000000000".into());
+    let err = flight.execute("SELECT 1".into(), None).await.unwrap_err();
+    assert_eq!(flight_error_status(&err).0, Code::Unauthenticated);
+    let err = flight.handshake("anyone", "wrong").await.unwrap_err();
+    assert!(format!("{err:?}").contains("[unauthorized]"), "{err:?}");
+
+    // The Basic handshake drivers use: the key as the password, the bearer
+    // token back in the `authorization` header.
+    flight.clear_token();
+    flight.handshake("anyone", &read).await.unwrap();
+    assert_eq!(flight.token(), Some(&read));
+    assert_eq!(query(&mut flight, "SELECT a FROM t").await[0].num_rows(), 1);
+
+    // A read key cannot write; the sandbox refuses what it refuses over HTTP.
+    let err = flight
+        .execute_update("INSERT INTO t VALUES (2)".into(), None)
+        .await
+        .unwrap_err();
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::PermissionDenied, "{message}");
+    assert!(message.starts_with("[insufficient_role]"), "{message}");
+    flight.set_token(write.clone());
+    for attack in [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "COPY (SELECT 1) TO '/tmp/leak.csv'",
+        "SELECT * FROM __ducklake_metadata_lake.main.ducklake_snapshot",
+        "INSTALL httpfs",
+    ] {
+        let err = flight.execute(attack.into(), None).await.unwrap_err();
+        let (code, message) = flight_error_status(&err);
+        assert_eq!(code, Code::PermissionDenied, "{attack}: {message}");
+        assert!(message.starts_with("[forbidden"), "{attack}: {message}");
+    }
+    // An ingest needs the write role.
+    flight.set_token(read.clone());
+    let err = flight
+        .execute_ingest(
+            arrow_flight::sql::CommandStatementIngest {
+                table_definition_options: None,
+                table: "t".into(),
+                schema: None,
+                catalog: None,
+                temporary: false,
+                transaction_id: None,
+                options: Default::default(),
+            },
+            futures_util::stream::iter(vec![Ok(RecordBatch::try_from_iter([(
+                "a",
+                Arc::new(arrow_array::Int32Array::from(vec![1])) as arrow_array::ArrayRef,
+            )])
+            .unwrap())]),
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("insufficient_role"), "{err:?}");
+    app.stop().await;
+}
+
+/// The queries running now, as `/metrics` counts them.
+async fn active_queries(app: &TestApp) -> f64 {
+    let text = app.get_text("/metrics").await;
+    common::sample(&text, "ducklake_queries_active")
+}
+
+/// Waits until no query holds a connection: DuckDB stopped the statement
+/// and its connection is back in the pool.
+async fn until_no_query_runs(app: &TestApp) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let engine = app.engine();
+    while engine.in_flight() > 0 || active_queries(app).await > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cancelled query still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn cancel_and_a_dropped_stream_stop_the_query() {
+    let app = spawn_app().await;
+    let mut flight = client(&app).await;
+    // Endless results: they only end by being stopped.
+    let endless_rows = "SELECT range AS n, repeat('x', 100) AS pad FROM range(1000000000000)";
+    let endless_count = "SELECT count(*) FROM range(1000000000000) a WHERE a.range % 7 = 3";
+
+    // CancelFlightInfo on a started statement, before its DoGet.
+    let info = flight.execute(endless_rows.into(), None).await.unwrap();
+    assert_eq!(active_queries(&app).await, 1.0);
+    let cancel = arrow_flight::CancelFlightInfoRequest {
+        info: Some(info.clone()),
+    };
+    let mut results = flight
+        .do_action(arrow_flight::Action {
+            r#type: "CancelFlightInfo".into(),
+            body: prost::Message::encode_to_vec(&cancel).into(),
+        })
+        .await
+        .unwrap();
+    let result = results.message().await.unwrap().unwrap();
+    let result: arrow_flight::CancelFlightInfoResult = prost::Message::decode(result.body).unwrap();
+    assert_eq!(result.status, arrow_flight::CancelStatus::Cancelled as i32);
+    until_no_query_runs(&app).await;
+    // Its ticket then answers with a fresh read-only run, not the old stream.
+    drop(results);
+
+    // A GetFlightInfo abandoned while DuckDB computes (a driver's cancel
+    // drops the call): the aggregation stops.
+    let mut abandoned = client(&app).await;
+    let call = tokio::spawn(async move { abandoned.execute(endless_count.into(), None).await });
+    let engine = app.engine();
+    while engine.in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    call.abort();
+    drop(engine);
+    until_no_query_runs(&app).await;
+
+    // A stream dropped after its first batch: DuckDB stops.
+    let info = flight.execute(endless_rows.into(), None).await.unwrap();
+    let mut stream = flight
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap();
+    let first = stream.try_next().await.unwrap().unwrap();
+    assert!(first.num_rows() > 0);
+    assert_eq!(active_queries(&app).await, 1.0);
+    drop(stream);
+    until_no_query_runs(&app).await;
+    // The service still answers.
+    assert_eq!(query(&mut flight, "SELECT 42").await[0].num_rows(), 1);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn ready_and_metrics_cover_flight() {
+    let app = spawn_app().await;
+    let (status, body): (u16, Value) = app.get_json("/ready").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["components"]["flight"]["status"], "up", "{body}");
+    let mut flight = client(&app).await;
+    query(&mut flight, "SELECT 1").await;
+    let metrics = app.get_text("/metrics").await;
+    assert!(
+        common::sample(
+            &metrics,
+            "ducklake_flight_calls_total{method=\"statement_query\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn python_drivers_read_write_and_are_refused_as_http_is() {
+    let (app, [read, write, _admin]) = crate::auth::app_with_a_key_per_role().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/flight-clients.py");
+    let uri = format!("grpc://127.0.0.1:{}", app.flight_port.unwrap());
+    let out = tokio::process::Command::new("python3")
+        .args([script, &uri, &app.base, &read, &write])
+        .output()
+        .await
+        .expect("python3 runs (./build.sh setup installs the ADBC driver)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for check in [
+        "ok pyarrow.flight basic handshake",
+        "ok adbc username/password",
+        "types equal to the HTTP API's Arrow",
+        "ok statements, parameters, executemany",
+        "ok adbc_ingest create, append, replace",
+        "ok adbc_get_objects lists the lake",
+        "ok wrong key, read key writing, sandbox attacks refused",
+        "ok pinned read returns the old rows",
+        "ok cancel stops the query",
+    ] {
+        assert!(
+            stdout.contains(check),
+            "{check} missing:\n{stdout}\n{stderr}"
+        );
+    }
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn limits_expiry_and_the_replayed_ticket_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.query.max_rows = 1000;
+    let app = common::spawn_with(config, Some(dir)).await;
+    let mut flight = client(&app).await;
+
+    // Beyond the server's row limit an Arrow stream cannot say it was cut:
+    // it ends with an error status, never as a short result.
+    let info = flight
+        .execute("SELECT range AS n FROM range(5000)".into(), None)
+        .await;
+    let err = match info {
+        Err(err) => err,
+        Ok(info) => fetch(&mut flight, info).await.unwrap_err(),
+    };
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::OutOfRange, "{message}");
+    assert!(message.starts_with("[result_too_large]"), "{message}");
+
+    // A ticket whose stream is not here (another replica's, or expired)
+    // runs its statement again read-only: a write never runs twice.
+    app.sql("CREATE TABLE once (n INT)").await;
+    let info = flight
+        .execute("INSERT INTO once VALUES (1)".into(), None)
+        .await
+        .unwrap();
+    fetch(&mut flight, info).await.unwrap();
+    let replayed = arrow_flight::sql::TicketStatementQuery {
+        statement_handle: serde_json::to_vec(&json!({"sql": "INSERT INTO once VALUES (1)"}))
+            .unwrap()
+            .into(),
+    };
+    let ticket = arrow_flight::Ticket {
+        ticket: prost::Message::encode_to_vec(&arrow_flight::sql::ProstMessageExt::as_any(
+            &replayed,
+        ))
+        .into(),
+    };
+    let err = match flight.do_get(ticket).await {
+        Err(err) => err,
+        Ok(stream) => stream.try_collect::<Vec<_>>().await.unwrap_err(),
+    };
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::PermissionDenied, "{message}");
+    assert!(message.starts_with("[read_only]"), "{message}");
+    let count = app.sql("SELECT count(*) FROM once").await;
+    assert_eq!(count["rows"], json!([[1]]));
+    // A ticket that is not one of ours is a clear error.
+    let err = flight
+        .do_get(arrow_flight::Ticket {
+            ticket: prost::Message::encode_to_vec(&arrow_flight::sql::ProstMessageExt::as_any(
+                &arrow_flight::sql::TicketStatementQuery {
+                    statement_handle: "not json".into(),
+                },
+            ))
+            .into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(flight_error_status(&err).0, Code::InvalidArgument);
+    app.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.duckdb.connections = 1;
+    config.query.max_queued = 0;
+    config.flight.ticket_ttl_ms = 2000;
+    let held = common::spawn_with(config, Some(dir)).await;
+    let mut held_flight = client(&held).await;
+    // A started statement holds its connection: with none left and no
+    // queue, the next one is turned away, as HTTP answers 429.
+    let endless = "SELECT range AS n, repeat('x', 100) AS pad FROM range(1000000000000)";
+    let waiting = held_flight.execute(endless.into(), None).await.unwrap();
+    let err = held_flight
+        .execute("SELECT 1".into(), None)
+        .await
+        .unwrap_err();
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::ResourceExhausted, "{message}");
+    // Not fetched within flight.ticket_ttl_ms, it is stopped and its
+    // connection comes back.
+    until_no_query_runs(&held).await;
+    assert_eq!(query(&mut held_flight, "SELECT 1").await[0].num_rows(), 1);
+    drop(waiting);
+    held.stop().await;
+}
+
+#[actix_web::test]
+async fn tls_serves_only_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    // A CA of the test's own, and a certificate for localhost signed by it.
+    let made = std::process::Command::new("sh")
+        .current_dir(dir.path())
+        .arg("-ec")
+        .arg(
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca \
+               -keyout ca.key -out ca.pem 2>/dev/null
+             openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
+               -keyout key.pem -out leaf.csr 2>/dev/null
+             printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' > leaf.ext
+             openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+               -days 1 -extfile leaf.ext -out cert.pem 2>/dev/null",
+        )
+        .output()
+        .expect("openssl runs (./build.sh setup installs it)");
+    assert!(made.status.success(), "{made:?}");
+    let mut config = common::test_config(&dir.path().join("data"));
+    config.flight.tls_cert = Some(cert.clone());
+    config.flight.tls_key = Some(key);
+    let app = common::spawn_with(config, Some(dir)).await;
+    let port = app.flight_port.unwrap();
+
+    let ca = tonic::transport::Certificate::from_pem(
+        std::fs::read(cert.with_file_name("ca.pem")).unwrap(),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(ca)
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .expect("a TLS connection");
+    let mut flight = FlightSqlServiceClient::new(channel);
+    assert_eq!(query(&mut flight, "SELECT 1").await[0].num_rows(), 1);
+
+    // Plain HTTP/2 to the same port gets no answer.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let mut plain = FlightSqlServiceClient::new(channel);
+        assert!(plain.execute("SELECT 1".into(), None).await.is_err());
+    }
+    app.stop().await;
+}
