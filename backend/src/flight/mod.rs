@@ -218,11 +218,14 @@ impl LakeFlight {
             Some(password) => format!("Bearer {password}"),
             None => value.to_string(),
         });
-        self.services
+        let caller = self
+            .services
             .auth
             .authenticate(bearer.as_deref())
             .await
-            .map_err(status::status)
+            .map_err(status::status)?;
+        tracing::info!(key = %caller.prefix, call = method, "flight call");
+        Ok(caller)
     }
 
     fn trail(&self, caller: &Caller) -> crate::audit::Trail {
@@ -624,7 +627,16 @@ pub async fn serve(
     serving: Arc<std::sync::atomic::AtomicBool>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let mut builder = tonic::transport::Server::builder();
+    // One span per call, as the HTTP API has one per request: every line
+    // logged for it (its query's too) names the protocol and the method.
+    let mut builder = tonic::transport::Server::builder().trace_fn(|request| {
+        tracing::info_span!(
+            "call",
+            protocol = "flight",
+            method = %request.uri().path(),
+            request_id = %Uuid::new_v4(),
+        )
+    });
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)

@@ -700,3 +700,43 @@ async fn tls_serves_only_tls() {
     }
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn each_flight_call_logs_its_protocol_method_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let flight_port = common::free_port();
+    let mut replica = common::binary::Replica::start(
+        dir.path(),
+        &[
+            ("FLIGHT_PORT", flight_port.to_string()),
+            ("LOG_LEVEL", "info".to_string()),
+        ],
+    )
+    .await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{flight_port}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut flight = FlightSqlServiceClient::new(channel);
+    assert_eq!(
+        query(&mut flight, "SELECT 7 AS seven").await[0].num_rows(),
+        1
+    );
+    replica.kill();
+    let port = replica.base.rsplit(':').next().unwrap().to_string();
+    let log = std::fs::read_to_string(dir.path().join(format!("service-{port}.log"))).unwrap();
+    let call = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["message"] == "flight call" && line["call"] == "statement_query")
+        .unwrap_or_else(|| panic!("no flight call line:\n{log}"));
+    let text = call.to_string();
+    assert!(text.contains("\"protocol\":\"flight\""), "{text}");
+    assert!(
+        text.contains("/arrow.flight.protocol.FlightService/GetFlightInfo"),
+        "{text}"
+    );
+    assert!(text.contains("\"key\":\"anonymous\""), "{text}");
+}
