@@ -78,10 +78,10 @@ def until(condition, what, bound=60):
         time.sleep(0.05)
 
 
-def connect(key=WRITE, **options):
+def connect(key=WRITE, autocommit=True, **options):
     kwargs = {"adbc.flight.sql.authorization_header": f"Bearer {key}"}
     kwargs.update(options)
-    return flightsql.connect(URI, db_kwargs=kwargs)
+    return flightsql.connect(URI, db_kwargs=kwargs, autocommit=autocommit)
 
 
 def refused(connection, sql, code):
@@ -133,6 +133,24 @@ with connect() as conn:
     assert rows == [[1, "one"], [2, "two"], [3, "three"], [4, "it's four"]], rows
     ok("statements, parameters, executemany")
 
+# DB-API's default: a transaction, committed or rolled back as a whole.
+with connect(autocommit=False) as tx:
+    with tx.cursor() as cur:
+        cur.execute("INSERT INTO py_t VALUES (5, 'five')")
+        cur.execute("SELECT count(*) FROM py_t")
+        assert cur.fetchall() == [(5,)]
+    assert http_rows("SELECT count(*) FROM py_t")[0] == [[4]]
+    tx.commit()
+    assert http_rows("SELECT count(*) FROM py_t")[0] == [[5]]
+    with tx.cursor() as cur:
+        cur.execute("DELETE FROM py_t")
+    tx.rollback()
+    assert http_rows("SELECT count(*) FROM py_t")[0] == [[5]]
+with connect() as conn, conn.cursor() as cur:
+    cur.execute("DELETE FROM py_t WHERE id = 5")
+ok("transactions commit and roll back")
+
+with connect() as conn:
     table = pa.table({"n": pa.array(range(10_000), pa.int64()), "s": [f"v{i}" for i in range(10_000)]})
     with conn.cursor() as cur:
         loaded = cur.adbc_ingest("py_ingested", table, mode="create")

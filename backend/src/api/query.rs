@@ -94,6 +94,7 @@ impl QueryBody {
             progress: None,
             audit: crate::api::trail::trail(req),
             timetz_as_text: false,
+            session: None,
         })
     }
 }

@@ -115,6 +115,9 @@ pub struct QueryRequest {
     /// offset) in every format, Arrow too: a job's spooled result, which
     /// is read later in any format. Text formats always do.
     pub timetz_as_text: bool,
+    /// The open transaction this request runs in (with
+    /// `TransactionMode::Session`).
+    pub session: Option<Arc<stream::Session>>,
 }
 
 impl Engine {

@@ -70,6 +70,119 @@ pub enum TransactionMode {
     Single,
     /// One read-only transaction: any write fails (the GET form).
     ReadOnly,
+    /// Inside a transaction held open across requests ([`Session`]): no
+    /// BEGIN, no COMMIT; the session's end commits or rolls back.
+    Session,
+}
+
+/// A transaction held open across requests (Flight SQL's
+/// `BeginTransaction`): its connection between statements, and the writes
+/// waiting for its end to be audited as committed or not.
+pub struct Session {
+    conn: parking_lot::Mutex<Option<crate::engine::pool::PooledConnection>>,
+    writes: parking_lot::Mutex<Vec<Write>>,
+    audit: Option<Trail>,
+    /// A statement failed: the transaction can only be rolled back (DuckDB
+    /// keeps some transactions usable after an error; we never commit what
+    /// a failed statement may have left half-done).
+    failed: AtomicBool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("idle", &self.conn.lock().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The connection, for one statement at a time.
+    fn take(&self) -> Result<crate::engine::pool::PooledConnection, Error> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(Error::InvalidRequest(
+                "a statement of this transaction failed: roll it back".into(),
+            ));
+        }
+        self.conn.lock().take().ok_or_else(|| {
+            Error::InvalidRequest(
+                "a statement of this transaction is still running or streaming: read its \
+                 result to the end first"
+                    .into(),
+            )
+        })
+    }
+
+    fn put_back(&self, conn: crate::engine::pool::PooledConnection) {
+        *self.conn.lock() = Some(conn);
+    }
+}
+
+impl Engine {
+    /// Opens a transaction on a connection of its own (waiting for one like
+    /// any request, under admission control).
+    pub async fn begin_session(&self, audit: Option<Trail>) -> Result<Arc<Session>, Error> {
+        let conn = self.acquire().await?;
+        let conn = tokio::task::spawn_blocking(move || {
+            conn.execute_batch("BEGIN TRANSACTION")
+                .map(|()| conn)
+                .map_err(Error::from_duckdb)
+        })
+        .await
+        .map_err(Error::internal)??;
+        Ok(Arc::new(Session {
+            conn: parking_lot::Mutex::new(Some(conn)),
+            writes: Default::default(),
+            audit,
+            failed: AtomicBool::new(false),
+        }))
+    }
+
+    /// Ends a session: COMMIT (answering the snapshot it created, if it
+    /// wrote) or ROLLBACK; its connection goes back to the pool either way
+    /// and its writes are audited with how they ended.
+    pub async fn end_session(&self, session: &Session, commit: bool) -> Result<Option<i64>, Error> {
+        let failed = session.failed.swap(false, Ordering::SeqCst);
+        let conn = session.take().inspect_err(|_| {
+            session.failed.store(failed, Ordering::SeqCst);
+        })?;
+        let refused = commit && failed;
+        let commit = commit && !failed;
+        let writes = std::mem::take(&mut *session.writes.lock());
+        let lake = self.lake.name.clone();
+        let audit = session.audit.clone();
+        tokio::task::spawn_blocking(move || {
+            let ended = if commit {
+                conn.execute_batch("COMMIT")
+                    .map_err(Error::from_duckdb)
+                    .and_then(|()| match writes.is_empty() {
+                        true => Ok(None),
+                        false => last_committed(&conn, &lake).map(Some),
+                    })
+            } else {
+                conn.execute_batch("ROLLBACK")
+                    .map(|()| None)
+                    .map_err(Error::from_duckdb)
+            };
+            if let Some(trail) = &audit {
+                let outcome = match (&ended, commit) {
+                    (Ok(_), true) => Outcome::Ok,
+                    _ => Outcome::Failed,
+                };
+                let snapshot = ended.as_ref().ok().copied().flatten();
+                record_writes(trail, writes, outcome, snapshot, ended.as_ref().err());
+            }
+            drop(conn);
+            match refused {
+                true => Err(Error::InvalidRequest(
+                    "a statement of this transaction failed: it was rolled back".into(),
+                )),
+                false => ended,
+            }
+        })
+        .await
+        .map_err(Error::internal)?
+    }
 }
 
 /// What one result may take.
@@ -153,7 +266,16 @@ impl Engine {
             max_rows,
             max_bytes,
         } = limits;
-        let conn = self.acquire().await?;
+        let session = request.session.clone();
+        if session.is_some() != (mode == TransactionMode::Session) {
+            return Err(Error::internal(anyhow::anyhow!(
+                "a session request must run in session mode, and only it"
+            )));
+        }
+        let conn = match &session {
+            Some(session) => session.take()?,
+            None => self.acquire().await?,
+        };
         let stop = Stop::new(conn.interrupt_handle());
         let timed_out = Arc::new(AtomicBool::new(false));
         let watchdog = {
@@ -226,6 +348,9 @@ impl Engine {
                 producer.hold = producer.hold.take().map(|held| Held::new(held.dir));
                 outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             }
+            if let (Err(_), Some(session)) = (&outcome, &session) {
+                session.failed.store(true, Ordering::SeqCst);
+            }
             if let Err(err) = outcome {
                 // What did not commit is recorded as failed.
                 producer.audit_writes(Outcome::Failed, None, Some(&err));
@@ -235,7 +360,12 @@ impl Engine {
                 probe.detach();
             }
             stop.release();
-            drop(conn);
+            if let Some(session) = &session {
+                session.writes.lock().append(&mut producer.writes);
+                session.put_back(conn);
+            } else {
+                drop(conn);
+            }
         });
         match head_rx.await {
             Ok(Ok(head)) => Ok(QueryStream {
@@ -389,7 +519,9 @@ impl Producer {
             role: request.role,
             read_only,
         };
-        conn.execute_batch(begin).map_err(|e| self.duck(e))?;
+        if mode != TransactionMode::Session {
+            conn.execute_batch(begin).map_err(|e| self.duck(e))?;
+        }
         let pieces = match &request.pin {
             Some(pin) => {
                 let (snapshot, clause) = timetravel::resolve(conn, &self.lake, pin)?;
@@ -567,11 +699,19 @@ impl Producer {
             }
         }
         drop(stmt);
-        conn.execute_batch("COMMIT").map_err(|e| self.duck(e))?;
-        if self.reads.wrote {
-            self.versions.snapshot = Some(last_committed(conn, &self.lake)?);
+        if mode == TransactionMode::Session {
+            // Nothing is committed yet: no snapshot to name for a write,
+            // and its writes wait for the session's end (see above).
+            if self.reads.wrote {
+                self.versions.snapshot = None;
+            }
+        } else {
+            conn.execute_batch("COMMIT").map_err(|e| self.duck(e))?;
+            if self.reads.wrote {
+                self.versions.snapshot = Some(last_committed(conn, &self.lake)?);
+            }
+            self.audit_writes(Outcome::Ok, self.versions.snapshot, None);
         }
-        self.audit_writes(Outcome::Ok, self.versions.snapshot, None);
         summary.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         encoder.finish(&summary)?;
         let rest = encoder.take();
@@ -725,23 +865,8 @@ impl Producer {
     /// Records the pending writes with how they ended.
     fn audit_writes(&mut self, outcome: Outcome, snapshot: Option<i64>, err: Option<&Error>) {
         let writes = std::mem::take(&mut self.writes);
-        let Some(trail) = &self.audit else {
-            return;
-        };
-        for write in writes {
-            let mut event = trail
-                .event("statement", outcome)
-                .snapshot(snapshot.filter(|_| outcome == Outcome::Ok))
-                .detail("kind", &write.kind)
-                .detail("tables", &write.tables)
-                .sql(&write.sql);
-            if let [table] = write.tables.as_slice() {
-                event = event.target(table.clone());
-            }
-            if let Some(err) = err {
-                event = event.detail("error", err.code());
-            }
-            trail.record(event);
+        if let Some(trail) = &self.audit {
+            record_writes(trail, writes, outcome, snapshot, err);
         }
     }
 
@@ -873,6 +998,31 @@ impl Producer {
         } else {
             Error::from_duckdb(err)
         }
+    }
+}
+
+/// Records writes in the audit trail with how they ended.
+fn record_writes(
+    trail: &Trail,
+    writes: Vec<Write>,
+    outcome: Outcome,
+    snapshot: Option<i64>,
+    err: Option<&Error>,
+) {
+    for write in writes {
+        let mut event = trail
+            .event("statement", outcome)
+            .snapshot(snapshot.filter(|_| outcome == Outcome::Ok))
+            .detail("kind", &write.kind)
+            .detail("tables", &write.tables)
+            .sql(&write.sql);
+        if let [table] = write.tables.as_slice() {
+            event = event.target(table.clone());
+        }
+        if let Some(err) = err {
+            event = event.detail("error", err.code());
+        }
+        trail.record(event);
     }
 }
 

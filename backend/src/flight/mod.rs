@@ -79,6 +79,9 @@ struct Handle {
     as_of: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     timeout_ms: Option<u64>,
+    /// The open transaction it runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transaction: Option<Uuid>,
 }
 
 impl Handle {
@@ -167,6 +170,8 @@ struct Waiting {
 /// statement started or streaming.
 #[derive(Default)]
 struct Registry {
+    /// Open transactions, by id, with the key that opened each.
+    transactions: HashMap<Uuid, (Option<Uuid>, Arc<crate::engine::stream::Session>)>,
     waiting: HashMap<Uuid, Waiting>,
     cancels: HashMap<Uuid, (Option<Uuid>, tokio::sync::oneshot::Sender<()>)>,
 }
@@ -243,7 +248,16 @@ impl LakeFlight {
         handle: &Handle,
         mode: TransactionMode,
     ) -> Result<Started, Error> {
+        let session = match handle.transaction {
+            Some(id) => Some(self.session(caller, id)?),
+            None => None,
+        };
+        let mode = match session {
+            Some(_) => TransactionMode::Session,
+            None => mode,
+        };
         let request = QueryRequest {
+            session,
             sql: handle.sql.clone(),
             params: handle.params()?,
             timeout_ms: handle.timeout_ms,
@@ -383,6 +397,13 @@ impl LakeFlight {
                     snapshot: w.snapshot,
                 },
             ),
+            None if handle.transaction.is_some() => {
+                return Err(status::status(Error::InvalidRequest(
+                    "this statement of a transaction is no longer waiting for its DoGet \
+                     (flight.ticket_ttl_ms): run it again"
+                        .into(),
+                )))
+            }
             None => {
                 let started = self
                     .start(&caller, &handle, TransactionMode::ReadOnly)
@@ -487,6 +508,70 @@ impl LakeFlight {
     }
 }
 
+impl LakeFlight {
+    /// The caller's open transaction `id`.
+    fn session(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> Result<Arc<crate::engine::stream::Session>, Error> {
+        match self.registry.lock().transactions.get(&id) {
+            Some((key, session)) if *key == caller.key_id => Ok(Arc::clone(session)),
+            _ => Err(Error::NotFound(format!(
+                "no open transaction {id}: it ended, expired, or is another key's"
+            ))),
+        }
+    }
+
+    /// A transaction id as the client sends it back.
+    fn transaction_id(bytes: &[u8]) -> Result<Uuid, Error> {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| Uuid::parse_str(text).ok())
+            .ok_or_else(|| Error::InvalidRequest("not a transaction id of this service".into()))
+    }
+
+    /// `BeginTransaction`: a connection of its own holds the transaction
+    /// open; one left open longer than `query.max_timeout_ms` is rolled back.
+    async fn begin(&self, caller: &Caller) -> Result<Uuid, Error> {
+        let session = self
+            .services
+            .engine
+            .begin_session(Some(self.trail(caller)))
+            .await?;
+        let id = Uuid::new_v4();
+        self.registry
+            .lock()
+            .transactions
+            .insert(id, (caller.key_id, session));
+        let services = Arc::downgrade(&self.services);
+        let registry = Arc::downgrade(&self.registry);
+        let lifetime = Duration::from_millis(self.services.config.query.max_timeout_ms);
+        tokio::spawn(async move {
+            tokio::time::sleep(lifetime).await;
+            let (Some(services), Some(registry)) = (services.upgrade(), registry.upgrade()) else {
+                return;
+            };
+            let abandoned = registry.lock().transactions.remove(&id);
+            if let Some((_, session)) = abandoned {
+                tracing::warn!(%id, "a Flight SQL transaction was left open: rolled back");
+                let _ = services.engine.end_session(&session, false).await;
+            }
+        });
+        tracing::info!(%id, key = %caller.prefix, "transaction begun");
+        Ok(id)
+    }
+
+    /// `EndTransaction`: commit or roll back.
+    async fn end(&self, caller: &Caller, id: Uuid, commit: bool) -> Result<(), Error> {
+        let session = self.session(caller, id)?;
+        self.registry.lock().transactions.remove(&id);
+        let snapshot = self.services.engine.end_session(&session, commit).await?;
+        tracing::info!(%id, commit, ?snapshot, "transaction ended");
+        Ok(())
+    }
+}
+
 /// A `Basic` header's password (the key), if it is one.
 fn basic_password(header: &str) -> Option<String> {
     let encoded = header
@@ -502,9 +587,7 @@ fn basic_password(header: &str) -> Option<String> {
 
 fn no_transactions() -> Error {
     Error::InvalidRequest(
-        "Flight SQL transactions are not supported yet: each statement commits on its own; \
-         send several statements in one call to run them in one transaction"
-            .into(),
+        "a bulk ingest is a transaction of its own: send it without a transaction id".into(),
     )
 }
 

@@ -26,10 +26,15 @@ use futures_util::{Stream, TryStreamExt};
 use prost::Message as _;
 use tonic::{metadata::MetadataValue, Request, Response, Status, Streaming};
 
-use super::{
-    basic_password, metadata, no_transactions, status, FlightStream, Handle, LakeFlight, WithCode,
-};
+use super::{basic_password, metadata, status, FlightStream, Handle, LakeFlight};
 use crate::{error::Error, services::Services};
+
+/// The transaction a command names, if any.
+fn transaction(id: Option<&[u8]>) -> Result<Option<uuid::Uuid>, Status> {
+    id.map(LakeFlight::transaction_id)
+        .transpose()
+        .map_err(status::status)
+}
 
 pub(super) fn sql_info(services: &Services) -> SqlInfoData {
     let mut builder = SqlInfoDataBuilder::new();
@@ -41,7 +46,7 @@ pub(super) fn sql_info(services: &Services) -> SqlInfoData {
     builder.append(SqlInfo::FlightSqlServerSubstrait, false);
     builder.append(
         SqlInfo::FlightSqlServerTransaction,
-        SqlSupportedTransaction::None as i32,
+        SqlSupportedTransaction::Transaction as i32,
     );
     builder.append(SqlInfo::FlightSqlServerCancel, true);
     builder.append(SqlInfo::FlightSqlServerBulkIngestion, true);
@@ -151,11 +156,9 @@ impl FlightSqlService for LakeFlight {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request, "statement_query").await?;
-        if query.transaction_id.is_some() {
-            return Err(status::status(no_transactions()));
-        }
         let handle = Handle {
             sql: query.query,
+            transaction: transaction(query.transaction_id.as_deref())?,
             ..Default::default()
         }
         .with_call_headers(&request)?;
@@ -200,11 +203,9 @@ impl FlightSqlService for LakeFlight {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let caller = self.caller(&request, "statement_update").await?;
-        if command.transaction_id.is_some() {
-            return Err(status::status(no_transactions()));
-        }
         let handle = Handle {
             sql: command.query,
+            transaction: transaction(command.transaction_id.as_deref())?,
             ..Default::default()
         }
         .with_call_headers(&request)?;
@@ -278,15 +279,14 @@ impl FlightSqlService for LakeFlight {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         self.caller(&request, "prepare").await?;
-        if query.transaction_id.is_some() {
-            return Err(status::status(no_transactions()));
-        }
+        let transaction = transaction(query.transaction_id.as_deref())?;
         self.services
             .engine
             .check_sql_text(&query.query)
             .map_err(status::status)?;
         let handle = Handle {
             sql: query.query,
+            transaction,
             ..Default::default()
         };
         Ok(ActionCreatePreparedStatementResult {
@@ -311,17 +311,32 @@ impl FlightSqlService for LakeFlight {
         _query: ActionBeginTransactionRequest,
         request: Request<Action>,
     ) -> Result<ActionBeginTransactionResult, Status> {
-        self.caller(&request, "begin_transaction").await?;
-        Err(status::status(no_transactions()).with_code(tonic::Code::Unimplemented))
+        let caller = self.caller(&request, "begin_transaction").await?;
+        let id = self.begin(&caller).await?;
+        Ok(ActionBeginTransactionResult {
+            transaction_id: id.to_string().into_bytes().into(),
+        })
     }
 
     async fn do_action_end_transaction(
         &self,
-        _query: ActionEndTransactionRequest,
+        query: ActionEndTransactionRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        self.caller(&request, "end_transaction").await?;
-        Err(status::status(no_transactions()).with_code(tonic::Code::Unimplemented))
+        use arrow_flight::sql::EndTransaction;
+        let caller = self.caller(&request, "end_transaction").await?;
+        let id = LakeFlight::transaction_id(&query.transaction_id)?;
+        let commit = match query.action() {
+            EndTransaction::Commit => true,
+            EndTransaction::Rollback => false,
+            EndTransaction::Unspecified => {
+                return Err(status::status(Error::InvalidParameters(
+                    "EndTransaction needs COMMIT or ROLLBACK".into(),
+                )))
+            }
+        };
+        self.end(&caller, id, commit).await?;
+        Ok(())
     }
 
     async fn do_action_cancel_query(

@@ -205,6 +205,7 @@ impl Inner {
             if_none_match: None,
             audit: job.audit.clone(),
             timetz_as_text: true,
+            session: None,
         };
         let limits = Limits {
             timeout: Duration::from_millis(timeout_ms),

@@ -292,10 +292,93 @@ async fn statements_updates_prepared_statements_metadata_and_ingest() {
     let http = app.sql("SELECT count(*) FROM ingested").await;
     assert_eq!(http["rows"], json!([[6000]]));
 
-    // Transactions are refused plainly, not half-done.
-    let err = flight.begin_transaction().await.unwrap_err();
-    let (code, _) = flight_error_status(&err);
-    assert_eq!(code, Code::Unimplemented);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn transactions_commit_all_or_roll_back_all() {
+    use arrow_flight::sql::EndTransaction;
+    let app = spawn_app().await;
+    let mut flight = client(&app).await;
+    app.sql("CREATE TABLE acct (id INT, balance INT); INSERT INTO acct VALUES (1, 100), (2, 0)")
+        .await;
+    let balances = |body: Value| body["rows"].clone();
+
+    // Two writes in one transaction: invisible to others until the commit,
+    // visible to the transaction's own reads.
+    let txn = flight.begin_transaction().await.unwrap();
+    for sql in [
+        "UPDATE acct SET balance = balance - 30 WHERE id = 1",
+        "UPDATE acct SET balance = balance + 30 WHERE id = 2",
+    ] {
+        assert_eq!(
+            flight
+                .execute_update(sql.into(), Some(txn.clone()))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+    let inside = flight
+        .execute(
+            "SELECT sum(balance) FILTER (id = 2) AS b FROM acct".into(),
+            Some(txn.clone()),
+        )
+        .await
+        .unwrap();
+    let (rows, _) = fetch(&mut flight, inside).await.unwrap();
+    assert_eq!(
+        arrow_cast::display::array_value_to_string(whole(&rows).column(0), 0).unwrap(),
+        "30"
+    );
+    let outside = app.sql("SELECT balance FROM acct ORDER BY id").await;
+    assert_eq!(balances(outside), json!([[100], [0]]));
+    flight
+        .end_transaction(txn.clone(), EndTransaction::Commit)
+        .await
+        .unwrap();
+    let after = app.sql("SELECT balance FROM acct ORDER BY id").await;
+    assert_eq!(balances(after), json!([[70], [30]]));
+    // An ended transaction is gone.
+    let err = flight
+        .execute_update("DELETE FROM acct".into(), Some(txn))
+        .await
+        .unwrap_err();
+    assert_eq!(flight_error_status(&err).0, Code::NotFound);
+
+    // Rolled back: nothing of it stays.
+    let txn = flight.begin_transaction().await.unwrap();
+    flight
+        .execute_update("DELETE FROM acct".into(), Some(txn.clone()))
+        .await
+        .unwrap();
+    flight
+        .end_transaction(txn, EndTransaction::Rollback)
+        .await
+        .unwrap();
+    let after = app.sql("SELECT balance FROM acct ORDER BY id").await;
+    assert_eq!(balances(after), json!([[70], [30]]));
+
+    // A failed statement dooms the transaction: its commit fails and
+    // leaves nothing half-written.
+    let txn = flight.begin_transaction().await.unwrap();
+    flight
+        .execute_update(
+            "UPDATE acct SET balance = 0 WHERE id = 1".into(),
+            Some(txn.clone()),
+        )
+        .await
+        .unwrap();
+    flight
+        .execute_update("INSERT INTO nowhere VALUES (1)".into(), Some(txn.clone()))
+        .await
+        .unwrap_err();
+    let committed = flight.end_transaction(txn, EndTransaction::Commit).await;
+    assert!(committed.is_err(), "a doomed transaction committed");
+    let after = app.sql("SELECT balance FROM acct ORDER BY id").await;
+    assert_eq!(balances(after), json!([[70], [30]]));
+    // Its connection came back to the pool.
+    assert_eq!(app.engine().in_flight(), 0);
     app.stop().await;
 }
 
@@ -739,4 +822,32 @@ async fn each_flight_call_logs_its_protocol_method_and_key() {
         "{text}"
     );
     assert!(text.contains("\"key\":\"anonymous\""), "{text}");
+}
+
+#[actix_web::test]
+async fn a_transaction_left_open_is_rolled_back() {
+    use arrow_flight::sql::EndTransaction;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.query.timeout_ms = 500;
+    config.query.max_timeout_ms = 500;
+    let app = common::spawn_with(config, Some(dir)).await;
+    let mut flight = client(&app).await;
+    app.sql("CREATE TABLE kept (n INT); INSERT INTO kept VALUES (1)")
+        .await;
+    let txn = flight.begin_transaction().await.unwrap();
+    flight
+        .execute_update("DELETE FROM kept".into(), Some(txn.clone()))
+        .await
+        .unwrap();
+    // Its connection is held until the transaction's lifetime is over.
+    until_no_query_runs(&app).await;
+    let err = flight
+        .end_transaction(txn, EndTransaction::Commit)
+        .await
+        .unwrap_err();
+    assert_eq!(flight_error_status(&err).0, Code::NotFound);
+    let rows = app.sql("SELECT count(*) FROM kept").await;
+    assert_eq!(rows["rows"], json!([[1]]));
+    app.stop().await;
 }
