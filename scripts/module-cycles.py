@@ -39,7 +39,7 @@ def resolve(path: tuple) -> tuple:
 def strip(text: str) -> str:
     # unit tests (the file's `#[cfg(test)] mod tests`, last by habit) are
     # not the module's dependencies
-    text = text.split("#[cfg(test)]\nmod tests")[0]
+    text = re.split(r"#\[cfg\(test\)\]\s*(?:#\[[^\]]*\]\s*)*mod tests", text)[0]
     text = re.sub(r"//[^\n]*", "", text)
     text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
     return text

@@ -13,8 +13,8 @@ use duckdb::{params_from_iter, types::Value, Connection};
 use serde::Serialize;
 
 use super::{
+    database::Engine,
     lake::{quote_identifier, quote_literal},
-    Engine,
 };
 use crate::{engine::query::query_vec, error::Error};
 

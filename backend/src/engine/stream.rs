@@ -40,12 +40,13 @@ use crate::{
     audit::{Outcome, Trail},
     engine::{
         catalog::{current_snapshot, last_change, last_committed, same_schema},
+        database::Engine,
         lake::quote_identifier,
         parse_tree,
         query::{bind_values, Params},
         sandbox::{self, Verdict},
         stop::Stop,
-        timetravel, Engine, QueryRequest,
+        timetravel,
     },
     error::Error,
     format::encode::{Format, Pipelined, ResultHead, Summary},
@@ -79,7 +80,7 @@ pub enum TransactionMode {
 /// `BeginTransaction`): its connection between statements, and the writes
 /// waiting for its end to be audited as committed or not.
 pub struct Session {
-    conn: parking_lot::Mutex<Option<crate::engine::pool::PooledConnection>>,
+    conn: parking_lot::Mutex<Option<super::pool::PooledConnection>>,
     writes: parking_lot::Mutex<Vec<Write>>,
     audit: Option<Trail>,
     /// A statement failed: the transaction can only be rolled back (DuckDB
@@ -98,7 +99,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// The connection, for one statement at a time.
-    fn take(&self) -> Result<crate::engine::pool::PooledConnection, Error> {
+    fn take(&self) -> Result<super::pool::PooledConnection, Error> {
         if self.failed.load(Ordering::SeqCst) {
             return Err(Error::InvalidRequest(
                 "a statement of this transaction failed: roll it back".into(),
@@ -113,7 +114,7 @@ impl Session {
         })
     }
 
-    fn put_back(&self, conn: crate::engine::pool::PooledConnection) {
+    fn put_back(&self, conn: super::pool::PooledConnection) {
         *self.conn.lock() = Some(conn);
     }
 }
@@ -183,6 +184,33 @@ impl Engine {
         .await
         .map_err(Error::internal)?
     }
+}
+
+/// One SQL request as the engine sees it.
+#[derive(Debug, Clone, Default)]
+pub struct QueryRequest {
+    pub sql: String,
+    pub params: Params,
+    pub timeout_ms: Option<u64>,
+    pub max_rows: Option<u64>,
+    /// What the caller may do; the sandbox refuses anything beyond it.
+    pub role: crate::role::Role,
+    /// Read the lake as of this snapshot (SELECT statements only).
+    pub pin: Option<timetravel::Pin>,
+    /// The client's `If-None-Match`: a matching, still valid ETag answers
+    /// "not modified" instead of the result.
+    pub if_none_match: Option<String>,
+    /// Set to read DuckDB's progress estimate while the request runs.
+    pub progress: Option<super::progress::ProgressProbe>,
+    /// Where the request's writes and refused statements are recorded.
+    pub audit: Option<crate::audit::Trail>,
+    /// Carry a TIME WITH TIME ZONE as DuckDB's text (which keeps its
+    /// offset) in every format, Arrow too: a job's spooled result, which
+    /// is read later in any format. Text formats always do.
+    pub timetz_as_text: bool,
+    /// The open transaction this request runs in (with
+    /// `TransactionMode::Session`).
+    pub session: Option<Arc<Session>>,
 }
 
 /// What one result may take.

@@ -4,12 +4,48 @@
 
 use std::{sync::Arc, time::Duration};
 
+use arrow_flight::sql::{
+    metadata::{SqlInfoData, SqlInfoDataBuilder},
+    SqlInfo, SqlSupportedTransaction,
+};
 use arrow_schema::Schema;
 
 use crate::{
     engine::{lake::quote_identifier, query::query_vec, Engine},
     error::Error,
+    services::Services,
 };
+
+/// What this server supports, answered to `GetSqlInfo`.
+pub(super) fn sql_info(services: &Services) -> SqlInfoData {
+    let mut builder = SqlInfoDataBuilder::new();
+    builder.append(SqlInfo::FlightSqlServerName, "ducklake-backend");
+    builder.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    builder.append(SqlInfo::FlightSqlServerArrowVersion, "58");
+    builder.append(SqlInfo::FlightSqlServerReadOnly, false);
+    builder.append(SqlInfo::FlightSqlServerSql, true);
+    builder.append(SqlInfo::FlightSqlServerSubstrait, false);
+    builder.append(
+        SqlInfo::FlightSqlServerTransaction,
+        SqlSupportedTransaction::Transaction as i32,
+    );
+    builder.append(SqlInfo::FlightSqlServerCancel, true);
+    builder.append(SqlInfo::FlightSqlServerBulkIngestion, true);
+    builder.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
+    builder.append(
+        SqlInfo::FlightSqlServerStatementTimeout,
+        services.config.query.max_timeout_ms.min(i32::MAX as u64) as i32,
+    );
+    builder.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    builder.append(SqlInfo::SqlDdlCatalog, false);
+    builder.append(SqlInfo::SqlDdlSchema, true);
+    builder.append(SqlInfo::SqlDdlTable, true);
+    builder.append(SqlInfo::SqlIdentifierCase, 3_i32); // case-insensitive
+    builder.append(SqlInfo::SqlQuotedIdentifierCase, 3_i32);
+    builder
+        .build()
+        .expect("the server's SqlInfo is a fixed, valid set")
+}
 
 /// One table or view of the lake.
 pub struct TableEntry {

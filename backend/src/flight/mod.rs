@@ -195,7 +195,7 @@ impl LakeFlight {
     pub fn new(services: Arc<Services>) -> Self {
         let ticket_ttl = Duration::from_millis(services.config.flight.ticket_ttl_ms);
         Self {
-            sql_info: service::sql_info(&services),
+            sql_info: metadata::sql_info(&services),
             services,
             registry: Default::default(),
             ticket_ttl,

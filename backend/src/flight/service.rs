@@ -8,7 +8,6 @@ use arrow_flight::{
     encode::FlightDataEncoderBuilder,
     flight_service_server::FlightService,
     sql::{
-        metadata::{SqlInfoData, SqlInfoDataBuilder},
         server::{FlightSqlService, PeekableFlightDataStream},
         ActionBeginTransactionRequest, ActionBeginTransactionResult, ActionCancelQueryRequest,
         ActionCancelQueryResult, ActionClosePreparedStatementRequest,
@@ -17,7 +16,7 @@ use arrow_flight::{
         CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
         CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
         CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult,
-        ProstMessageExt, SqlInfo, SqlSupportedTransaction, TicketStatementQuery,
+        ProstMessageExt, SqlInfo, TicketStatementQuery,
     },
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
     FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
@@ -27,43 +26,13 @@ use prost::Message as _;
 use tonic::{metadata::MetadataValue, Request, Response, Status, Streaming};
 
 use super::{basic_password, metadata, status, FlightStream, Handle, LakeFlight};
-use crate::{error::Error, services::Services};
+use crate::error::Error;
 
 /// The transaction a command names, if any.
 fn transaction(id: Option<&[u8]>) -> Result<Option<uuid::Uuid>, Status> {
     id.map(LakeFlight::transaction_id)
         .transpose()
         .map_err(status::status)
-}
-
-pub(super) fn sql_info(services: &Services) -> SqlInfoData {
-    let mut builder = SqlInfoDataBuilder::new();
-    builder.append(SqlInfo::FlightSqlServerName, "ducklake-backend");
-    builder.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-    builder.append(SqlInfo::FlightSqlServerArrowVersion, "58");
-    builder.append(SqlInfo::FlightSqlServerReadOnly, false);
-    builder.append(SqlInfo::FlightSqlServerSql, true);
-    builder.append(SqlInfo::FlightSqlServerSubstrait, false);
-    builder.append(
-        SqlInfo::FlightSqlServerTransaction,
-        SqlSupportedTransaction::Transaction as i32,
-    );
-    builder.append(SqlInfo::FlightSqlServerCancel, true);
-    builder.append(SqlInfo::FlightSqlServerBulkIngestion, true);
-    builder.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
-    builder.append(
-        SqlInfo::FlightSqlServerStatementTimeout,
-        services.config.query.max_timeout_ms.min(i32::MAX as u64) as i32,
-    );
-    builder.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    builder.append(SqlInfo::SqlDdlCatalog, false);
-    builder.append(SqlInfo::SqlDdlSchema, true);
-    builder.append(SqlInfo::SqlDdlTable, true);
-    builder.append(SqlInfo::SqlIdentifierCase, 3_i32); // case-insensitive
-    builder.append(SqlInfo::SqlQuotedIdentifierCase, 3_i32);
-    builder
-        .build()
-        .expect("the server's SqlInfo is a fixed, valid set")
 }
 
 /// One metadata result as a Flight stream.

@@ -16,6 +16,7 @@
 //! Knows no HTTP: [`crate::api::jobs`] is the thin layer over this.
 
 mod record;
+mod replica;
 mod run;
 pub mod spool;
 
@@ -23,10 +24,7 @@ pub use record::{Job, JobError};
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Weak,
-    },
+    sync::{atomic::AtomicBool, Arc},
     time::Duration,
 };
 
@@ -46,6 +44,7 @@ use crate::{
         Store,
     },
 };
+use replica::{spawn_loop, Inner, LocalJob};
 
 /// What a client submits.
 #[derive(Debug, Clone)]
@@ -59,37 +58,8 @@ pub struct Submission {
     pub audit: Option<crate::audit::Trail>,
 }
 
-/// A job this replica runs or will run.
-struct LocalJob {
-    cancel: watch::Sender<bool>,
-    /// The key that submitted it (none with authentication off): checked at
-    /// every heartbeat, so a revoked or expired key's jobs stop.
-    key_id: Option<Uuid>,
-    /// Set when the job was stopped because its key no longer works.
-    key_gone: Arc<AtomicBool>,
-    /// DuckDB's progress estimate of the job's query while it runs.
-    probe: ProgressProbe,
-    rows: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
-    running: Arc<AtomicBool>,
-}
-
 pub struct Jobs {
     inner: Arc<Inner>,
-}
-
-struct Inner {
-    engine: Arc<Engine>,
-    store: Store,
-    spool: SideStore,
-    config: JobsConfig,
-    /// This replica's name in job records (unique per start, so a restarted
-    /// process never mistakes an old record for its own).
-    instance: String,
-    slots: Arc<Semaphore>,
-    local: parking_lot::Mutex<HashMap<Uuid, LocalJob>>,
-    /// Set on SIGTERM: queued jobs no longer start.
-    draining: Arc<AtomicBool>,
 }
 
 impl Jobs {
@@ -300,133 +270,4 @@ impl Jobs {
 /// With authentication on, a non-admin key sees only its owner's jobs.
 fn visible(caller: &Caller, owner: &str) -> bool {
     caller.role >= Role::Admin || caller.owner == owner
-}
-
-impl Inner {
-    /// Records this replica's jobs as alive with their progress, and stops
-    /// those whose cancellation another replica recorded.
-    async fn heartbeat(&self) {
-        type Beat = (Uuid, i64, i64, Option<i64>);
-        let (ids, progress): (Vec<Uuid>, Vec<Beat>) = {
-            let local = self.local.lock();
-            let ids = local.keys().copied().collect();
-            let progress = local
-                .iter()
-                .filter(|(_, j)| j.running.load(Ordering::Relaxed))
-                .map(|(id, j)| {
-                    let rows = j.rows.load(Ordering::Relaxed) as i64;
-                    let basis_points = j.probe.percent().map(|p| (p * 100.0).round() as i64);
-                    (
-                        *id,
-                        rows,
-                        j.bytes.load(Ordering::Relaxed) as i64,
-                        basis_points,
-                    )
-                })
-                .collect();
-            (ids, progress)
-        };
-        if ids.is_empty() {
-            return;
-        }
-        self.stop_jobs_of_lost_keys().await;
-        match self.store.heartbeat_jobs(&ids, &progress).await {
-            Ok(cancelled) => {
-                let local = self.local.lock();
-                for id in cancelled {
-                    if let Some(job) = local.get(&id) {
-                        let _ = job.cancel.send(true);
-                    }
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "could not record the jobs' heartbeat"),
-        }
-    }
-
-    /// Stops this replica's queued and running jobs whose key was revoked or
-    /// has expired since they were submitted.
-    async fn stop_jobs_of_lost_keys(&self) {
-        let keys: std::collections::BTreeSet<Uuid> = self
-            .local
-            .lock()
-            .values()
-            .filter_map(|job| job.key_id)
-            .collect();
-        for key in keys {
-            let valid = match self.store.key_is_valid(key).await {
-                Ok(valid) => valid,
-                Err(err) => {
-                    // Unknown for now: checked again at the next heartbeat.
-                    tracing::warn!(error = %err, "could not check a job's key");
-                    continue;
-                }
-            };
-            if valid {
-                continue;
-            }
-            for (id, job) in self.local.lock().iter() {
-                if job.key_id == Some(key) && !job.key_gone.swap(true, Ordering::SeqCst) {
-                    tracing::warn!(job = %id, "the job's key was revoked or expired: stopping it");
-                    let _ = job.cancel.send(true);
-                }
-            }
-        }
-    }
-
-    /// Fails jobs whose replica stopped beating; deletes expired jobs and
-    /// their results. Any replica may do it; doing it twice is harmless.
-    async fn sweep(&self) {
-        let stale = self.config.stale_after_ms;
-        let message = format!(
-            "the replica running this job stopped (no heartbeat for {} s); submit it again",
-            stale / 1000
-        );
-        match self
-            .store
-            .fail_orphaned_jobs(Some(stale), &message, self.config.retention_secs)
-            .await
-        {
-            Ok(0) => {}
-            Ok(failed) => tracing::warn!(failed, "jobs of a stopped replica marked failed"),
-            Err(err) => tracing::warn!(error = %err, "could not sweep stale jobs"),
-        }
-        match self.store.expired_jobs().await {
-            Ok(expired) => {
-                for row in expired {
-                    if let Err(err) = self.delete(&row).await {
-                        tracing::warn!(job = %row.id, error = %err, "could not delete an expired job");
-                    }
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "could not list expired jobs"),
-        }
-    }
-
-    /// Deletes a finished job's result, then its record.
-    async fn delete(&self, row: &JobRow) -> Result<(), Error> {
-        if let Some(location) = &row.result_location {
-            spool::delete(&self.spool, location).await?;
-        }
-        self.store.delete_job(row.id).await?;
-        Ok(())
-    }
-}
-
-/// Runs `tick` every `every_ms` for as long as the jobs service lives.
-fn spawn_loop<F, Fut>(inner: Weak<Inner>, every_ms: u64, tick: F)
-where
-    F: Fn(Arc<Inner>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_millis(every_ms));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            let Some(inner) = inner.upgrade() else {
-                break;
-            };
-            tick(inner).await;
-        }
-    });
 }

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{spool, Inner};
+use super::{replica::Inner, spool};
 use crate::{
     engine::{
         progress::ProgressProbe,

@@ -4,10 +4,6 @@
 
 use std::sync::Arc;
 
-use chrono::DateTime;
-use uuid::Uuid;
-
-use super::jobs::{JobRow, JobStatus};
 use crate::store::{blocking, pg_error, pool_error, Store, StoreError};
 
 /// A statement parameter both stores can bind.
@@ -55,21 +51,6 @@ impl Store {
         }
     }
 
-    fn job_columns(&self) -> String {
-        let t = |c: &str| self.micros(c);
-        format!(
-            "CAST(id AS VARCHAR), owner, key_prefix, sql_text, params, format, status, {}, {}, \
-             {}, {}, {}, rows_produced, result_bytes, result_location, result_columns, \
-             error_code, error_message, instance, coalesce(cancel_requested, false), \
-             progress_basis_points",
-            t("submitted_at"),
-            t("started_at"),
-            t("finished_at"),
-            t("expires_at"),
-            t("heartbeat_at"),
-        )
-    }
-
     /// Runs a statement; returns the rows it changed.
     pub(in crate::store) async fn execute(
         &self,
@@ -93,16 +74,6 @@ impl Store {
                 .await
             }
         }
-    }
-
-    /// Runs a statement returning job rows; `sql` gets this store's column list.
-    pub(in crate::store) async fn jobs_select(
-        &self,
-        sql: impl FnOnce(&str) -> String,
-        args: Vec<Arg>,
-    ) -> Result<Vec<JobRow>, StoreError> {
-        let sql = sql(&self.job_columns());
-        self.select(sql, args, job_row).await
     }
 
     /// Runs a statement in either store and reads each row with `read`,
@@ -157,39 +128,6 @@ pub(in crate::store) struct Cell {
     pub text: Option<String>,
     pub int: Option<i64>,
     pub flag: Option<bool>,
-}
-
-fn job_row(cell: &dyn Fn(usize) -> Cell) -> Result<JobRow, StoreError> {
-    let text = |i| cell(i).text;
-    let time = |i| cell(i).int.and_then(DateTime::from_timestamp_micros);
-    let id = text(0).unwrap_or_default();
-    Ok(JobRow {
-        id: Uuid::parse_str(&id).map_err(|e| StoreError::Failed(format!("job id {id}: {e}")))?,
-        owner: text(1).unwrap_or_default(),
-        key_prefix: text(2),
-        sql: text(3).unwrap_or_default(),
-        params: text(4),
-        format: text(5).unwrap_or_else(|| "json".into()),
-        status: {
-            let status = text(6).unwrap_or_default();
-            JobStatus::parse(&status)
-                .ok_or_else(|| StoreError::Failed(format!("job {id}: unknown status {status:?}")))?
-        },
-        submitted_at: time(7).unwrap_or_default(),
-        started_at: time(8),
-        finished_at: time(9),
-        expires_at: time(10),
-        heartbeat_at: time(11),
-        rows_produced: cell(12).int,
-        result_bytes: cell(13).int,
-        result_location: text(14),
-        result_columns: text(15),
-        error_code: text(16),
-        error_message: text(17),
-        instance: text(18),
-        cancel_requested: cell(19).flag.unwrap_or(false),
-        progress_basis_points: cell(20).int,
-    })
 }
 
 fn pg_params(args: &[Arg]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {

@@ -1,7 +1,7 @@
 //! The closed lists of the sandbox: which table functions each role may
 //! call, and which scalar functions nobody may. Anything not listed is refused.
 
-use super::Role;
+use crate::role::Role;
 
 /// Table functions whose rows depend on their arguments (and on the plan
 /// beneath them) alone, never on the state of the lake or the database: a

@@ -12,7 +12,7 @@ use sqlparser::{
 };
 
 use crate::{
-    engine::{query::Param, Params},
+    engine::query::{Param, Params},
     error::Error,
 };
 
