@@ -4,6 +4,7 @@
 //! Everything here that touches DuckDB runs on blocking threads
 //! (`spawn_blocking`); the async API only awaits it. The engine knows no HTTP.
 
+pub mod body;
 pub mod catalog;
 pub mod database;
 pub mod extensions;
@@ -15,9 +16,11 @@ pub mod pool;
 pub mod progress;
 pub mod query;
 pub mod sandbox;
+pub mod session;
 pub mod stop;
 pub mod stream;
 pub mod timetravel;
+mod timetz;
 
 pub use database::{Engine, EngineError, EngineInfo};
 pub use query::Params;

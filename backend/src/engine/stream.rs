@@ -22,31 +22,30 @@
 //! connection goes back to the pool.
 
 use std::{
-    pin::Pin,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use duckdb::arrow::array::RecordBatch;
-use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     audit::{Outcome, Trail},
     engine::{
+        body::StreamGuard,
         catalog::{current_snapshot, last_change, last_committed, same_schema},
         database::Engine,
-        lake::quote_identifier,
         parse_tree,
         query::{bind_values, Params},
         sandbox::{self, Verdict},
+        session::{record_writes, Write},
         stop::Stop,
         timetravel,
+        timetz::timetz_as_text,
     },
     error::Error,
     format::encode::{Format, Pipelined, ResultHead, Summary},
@@ -61,130 +60,10 @@ pub const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks waiting in the channel at most.
 const CHANNEL_CHUNKS: usize = 8;
 
-/// How the statements of a request are wrapped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TransactionMode {
-    /// Each statement commits on its own (DuckDB's auto-commit).
-    #[default]
-    AutoCommit,
-    /// All statements in one transaction: all or nothing.
-    Single,
-    /// One read-only transaction: any write fails (the GET form).
-    ReadOnly,
-    /// Inside a transaction held open across requests ([`Session`]): no
-    /// BEGIN, no COMMIT; the session's end commits or rolls back.
-    Session,
-}
-
-/// A transaction held open across requests (Flight SQL's
-/// `BeginTransaction`): its connection between statements, and the writes
-/// waiting for its end to be audited as committed or not.
-pub struct Session {
-    conn: parking_lot::Mutex<Option<super::pool::PooledConnection>>,
-    writes: parking_lot::Mutex<Vec<Write>>,
-    audit: Option<Trail>,
-    /// A statement failed: the transaction can only be rolled back (DuckDB
-    /// keeps some transactions usable after an error; we never commit what
-    /// a failed statement may have left half-done).
-    failed: AtomicBool,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("idle", &self.conn.lock().is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Session {
-    /// The connection, for one statement at a time.
-    fn take(&self) -> Result<super::pool::PooledConnection, Error> {
-        if self.failed.load(Ordering::SeqCst) {
-            return Err(Error::InvalidRequest(
-                "a statement of this transaction failed: roll it back".into(),
-            ));
-        }
-        self.conn.lock().take().ok_or_else(|| {
-            Error::InvalidRequest(
-                "a statement of this transaction is still running or streaming: read its \
-                 result to the end first"
-                    .into(),
-            )
-        })
-    }
-
-    fn put_back(&self, conn: super::pool::PooledConnection) {
-        *self.conn.lock() = Some(conn);
-    }
-}
-
-impl Engine {
-    /// Opens a transaction on a connection of its own (waiting for one like
-    /// any request, under admission control).
-    pub async fn begin_session(&self, audit: Option<Trail>) -> Result<Arc<Session>, Error> {
-        let conn = self.acquire().await?;
-        let conn = tokio::task::spawn_blocking(move || {
-            conn.execute_batch("BEGIN TRANSACTION")
-                .map(|()| conn)
-                .map_err(Error::from_duckdb)
-        })
-        .await
-        .map_err(Error::internal)??;
-        Ok(Arc::new(Session {
-            conn: parking_lot::Mutex::new(Some(conn)),
-            writes: Default::default(),
-            audit,
-            failed: AtomicBool::new(false),
-        }))
-    }
-
-    /// Ends a session: COMMIT (answering the snapshot it created, if it
-    /// wrote) or ROLLBACK; its connection goes back to the pool either way
-    /// and its writes are audited with how they ended.
-    pub async fn end_session(&self, session: &Session, commit: bool) -> Result<Option<i64>, Error> {
-        let failed = session.failed.swap(false, Ordering::SeqCst);
-        let conn = session.take().inspect_err(|_| {
-            session.failed.store(failed, Ordering::SeqCst);
-        })?;
-        let refused = commit && failed;
-        let commit = commit && !failed;
-        let writes = std::mem::take(&mut *session.writes.lock());
-        let lake = self.lake.name.clone();
-        let audit = session.audit.clone();
-        tokio::task::spawn_blocking(move || {
-            let ended = if commit {
-                conn.execute_batch("COMMIT")
-                    .map_err(Error::from_duckdb)
-                    .and_then(|()| match writes.is_empty() {
-                        true => Ok(None),
-                        false => last_committed(&conn, &lake).map(Some),
-                    })
-            } else {
-                conn.execute_batch("ROLLBACK")
-                    .map(|()| None)
-                    .map_err(Error::from_duckdb)
-            };
-            if let Some(trail) = &audit {
-                let outcome = match (&ended, commit) {
-                    (Ok(_), true) => Outcome::Ok,
-                    _ => Outcome::Failed,
-                };
-                let snapshot = ended.as_ref().ok().copied().flatten();
-                record_writes(trail, writes, outcome, snapshot, ended.as_ref().err());
-            }
-            drop(conn);
-            match refused {
-                true => Err(Error::InvalidRequest(
-                    "a statement of this transaction failed: it was rolled back".into(),
-                )),
-                false => ended,
-            }
-        })
-        .await
-        .map_err(Error::internal)?
-    }
-}
+pub use super::{
+    body::BodyStream,
+    session::{Session, TransactionMode},
+};
 
 /// One SQL request as the engine sees it.
 #[derive(Debug, Clone, Default)]
@@ -453,13 +332,6 @@ struct Producer {
     audit: Option<Trail>,
     /// Write statements checked and run but not yet committed.
     writes: Vec<Write>,
-}
-
-/// A write statement, for the audit trail once its fate is known.
-struct Write {
-    sql: String,
-    kind: Vec<String>,
-    tables: Vec<String>,
 }
 
 /// A result held back until its end: the first window in memory, the rest
@@ -1027,175 +899,6 @@ impl Producer {
             Error::from_duckdb(err)
         }
     }
-}
-
-/// Records writes in the audit trail with how they ended.
-fn record_writes(
-    trail: &Trail,
-    writes: Vec<Write>,
-    outcome: Outcome,
-    snapshot: Option<i64>,
-    err: Option<&Error>,
-) {
-    for write in writes {
-        let mut event = trail
-            .event("statement", outcome)
-            .snapshot(snapshot.filter(|_| outcome == Outcome::Ok))
-            .detail("kind", &write.kind)
-            .detail("tables", &write.tables)
-            .sql(&write.sql);
-        if let [table] = write.tables.as_slice() {
-            event = event.target(table.clone());
-        }
-        if let Some(err) = err {
-            event = event.detail("error", err.code());
-        }
-        trail.record(event);
-    }
-}
-
-/// Stops the request's statements if the body is dropped before it ended,
-/// and the timeout watchdog either way.
-struct StreamGuard {
-    stop: Option<Stop>,
-    watchdog: tokio::task::AbortHandle,
-}
-
-impl StreamGuard {
-    fn disarm(&mut self) {
-        self.stop = None;
-        self.watchdog.abort();
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.watchdog.abort();
-        if let Some(stop) = self.stop.take() {
-            stop.stop();
-        }
-    }
-}
-
-/// The response body: the held-back window, then the chunks as they come.
-pub struct BodyStream {
-    prefix: Option<Bytes>,
-    rx: mpsc::Receiver<Result<Bytes, Error>>,
-    guard: StreamGuard,
-    rows: Arc<AtomicU64>,
-}
-
-impl BodyStream {
-    /// Rows encoded so far.
-    pub fn rows(&self) -> u64 {
-        self.rows.load(Ordering::Relaxed)
-    }
-
-    /// Collects the whole body (for tests and small internal uses).
-    pub async fn collect(mut self) -> Result<Vec<u8>, Error> {
-        use futures_util::StreamExt;
-        let mut out = Vec::new();
-        while let Some(chunk) = self.next().await {
-            out.extend_from_slice(&chunk?);
-        }
-        Ok(out)
-    }
-}
-
-impl Stream for BodyStream {
-    type Item = Result<Bytes, Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(prefix) = self.prefix.take() {
-            if !prefix.is_empty() {
-                return Poll::Ready(Some(Ok(prefix)));
-            }
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(None) => {
-                self.guard.disarm();
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(err))) => {
-                self.guard.disarm();
-                Poll::Ready(Some(Err(err)))
-            }
-            other => other,
-        }
-    }
-}
-
-/// `sql` with each column that holds a TIME WITH TIME ZONE (at the top or
-/// nested in a LIST, ARRAY, STRUCT, MAP or UNION) cast to the same type with
-/// VARCHAR in its place, by position and under its own name; `None` when
-/// there is no such column.
-fn timetz_as_text(sql: &str, types: &[DuckType], stmt: &duckdb::Statement) -> Option<String> {
-    let casts: Vec<Option<String>> = types.iter().map(timetz_as_varchar).collect();
-    if casts.iter().all(Option::is_none) {
-        return None;
-    }
-    let columns: Vec<String> = casts
-        .iter()
-        .enumerate()
-        .map(|(i, cast)| {
-            let name = stmt.column_name(i).cloned().unwrap_or_default();
-            let alias = quote_identifier(&name);
-            match cast {
-                Some(to) => format!("CAST(#{} AS {to}) AS {alias}", i + 1),
-                None => format!("#{} AS {alias}", i + 1),
-            }
-        })
-        .collect();
-    let inner = sql.trim().trim_end_matches(';');
-    Some(format!(
-        "SELECT {} FROM ({inner}\n) AS __timetz",
-        columns.join(", ")
-    ))
-}
-
-/// `ty` in SQL with every TIME WITH TIME ZONE in it replaced by VARCHAR;
-/// `None` when it has none. (A type DuckDB cannot cast to from its name
-/// alone, such as an ENUM beside it in a STRUCT, makes the cast fail, and
-/// the read then keeps DuckDB's Arrow rendering.)
-fn timetz_as_varchar(ty: &DuckType) -> Option<String> {
-    use duckdb::core::LogicalTypeId as Id;
-    let child = |i: usize| -> String {
-        ty.child(i)
-            .map(|c| timetz_as_varchar(c).unwrap_or_else(|| c.name.clone()))
-            .unwrap_or_default()
-    };
-    let fields = || {
-        ty.children
-            .iter()
-            .map(|(name, c)| {
-                let sql = timetz_as_varchar(c).unwrap_or_else(|| c.name.clone());
-                format!("{} {sql}", quote_identifier(name))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if ty.id == Id::TimeTZ {
-        return Some("VARCHAR".into());
-    }
-    if !ty
-        .children
-        .iter()
-        .any(|(_, c)| timetz_as_varchar(c).is_some())
-    {
-        return None;
-    }
-    Some(match ty.id {
-        Id::List => format!("{}[]", child(0)),
-        // DuckDB spells an array `CHILD[size]`: keep the size.
-        Id::Array => {
-            let size = ty.name.rsplit('[').next().unwrap_or("]");
-            format!("{}[{size}", child(0))
-        }
-        Id::Map => format!("MAP({}, {})", child(0), child(1)),
-        Id::Struct => format!("STRUCT({})", fields()),
-        Id::Union => format!("UNION({})", fields()),
-        _ => return None,
-    })
 }
 
 /// What makes two requests the same for their ETag.
