@@ -19,7 +19,7 @@ use reqwest::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{de::DeserializeOwned, Deserialize};
 
-use super::Failure;
+use super::failure::Failure;
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8000";
 

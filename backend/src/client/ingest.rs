@@ -16,8 +16,9 @@ use serde_json::Value;
 
 use super::{
     connection::read_json,
+    connection::Api,
+    failure::Failure,
     output::{print_json, print_text, show_waiting, Progress},
-    Api, Failure,
 };
 use crate::{engine::ingest::FileFormat, format::encode::Format};
 

@@ -11,10 +11,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::{
+    connection::Api,
+    failure::Failure,
     lake::{collect_pages, print_list, ListArgs},
     output::{cell, print_json, print_text, OutputArgs, Progress},
     query::SqlSource,
-    Api, Failure,
 };
 
 #[derive(Debug, Subcommand)]

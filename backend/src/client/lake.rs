@@ -9,10 +9,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::{
+    connection::Api,
     connection::{check, read_json},
+    failure::Failure,
     ingest::split_table,
     output::{cell, print_json, print_text, table},
-    Api, Failure,
 };
 
 /// Paging and output flags of the listings.

@@ -9,17 +9,19 @@
 //! a terminal; results go to stdout or `--output`.
 
 mod connection;
+mod failure;
 mod ingest;
 mod jobs;
 mod lake;
 mod output;
 mod query;
 
-use std::{fmt, path::Path, process::ExitCode};
+use std::{path::Path, process::ExitCode};
 
 use clap::{Args, Subcommand};
 
 pub use connection::Api;
+pub use failure::Failure;
 
 /// `ducklake-backend client`: flags shared by every client command.
 #[derive(Debug, Args)]
@@ -62,49 +64,6 @@ pub enum ClientCommand {
     /// The audit trail, newest first: writes, ingests, key changes,
     /// maintenance and refused statements (admin key).
     Audit(lake::AuditArgs),
-}
-
-/// Why a client command failed, and so its exit code.
-#[derive(Debug)]
-pub enum Failure {
-    /// The API answered 4xx: exit 1.
-    Api { code: String, message: String },
-    /// Bad arguments or configuration, or a local file that cannot be read
-    /// or written: exit 2 (as clap's own usage errors).
-    Usage(String),
-    /// The service cannot be reached, answered 5xx, or its response broke
-    /// off: exit 3.
-    Service(String),
-    /// The API answered 5xx with an error body: exit 3.
-    ServiceError { code: String, message: String },
-    /// A job ended failed or cancelled: exit 4.
-    Job { code: String, message: String },
-}
-
-impl Failure {
-    pub fn usage(message: impl Into<String>) -> Self {
-        Self::Usage(message.into())
-    }
-
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Api { .. } => 1,
-            Self::Usage(_) => 2,
-            Self::Service(_) | Self::ServiceError { .. } => 3,
-            Self::Job { .. } => 4,
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Api { code, message }
-            | Self::ServiceError { code, message }
-            | Self::Job { code, message } => write!(f, "{code}: {message}"),
-            Self::Usage(message) | Self::Service(message) => f.write_str(message),
-        }
-    }
 }
 
 /// Runs one client command; `config` is the global `--config` flag, which

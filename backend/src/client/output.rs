@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::blocking::Response;
 use serde_json::Value;
 
-use super::{connection::read_json, Failure};
+use super::{connection::read_json, failure::Failure};
 use crate::format::encode::{Format, FORMATS};
 
 /// A result's format: a table rendered here from the API's JSON, or one of

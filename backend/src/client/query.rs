@@ -12,8 +12,9 @@ use reqwest::Method;
 use serde::Serialize;
 
 use super::{
+    connection::Api,
+    failure::Failure,
     output::{OutputArgs, ResultFormat},
-    Api, Failure,
 };
 
 /// Where the SQL comes from.

@@ -1,0 +1,332 @@
+//! Loading: figment layers defaults < TOML file < environment, the mapping of
+//! the origin deployment's environment names onto keys, the per-section
+//! extraction that reports every type error, and [`LoadedConfig`] with the
+//! source of each value.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use figment::{
+    providers::{Format, Serialized, Toml},
+    Figment,
+};
+use serde::{de::DeserializeOwned, Deserialize};
+
+use super::{
+    enums::Environment,
+    lenient,
+    problem::{ConfigError, ConfigProblem},
+    sections::Config,
+    settings::settings,
+};
+
+/// Environment variable naming the TOML file when `--config` is not given.
+pub const CONFIG_FILE_ENV: &str = "DUCKLAKE_CONFIG";
+
+/// Prefixes of the environment variables, and the config section each feeds.
+const ENV_SECTIONS: &[(&str, &str)] = &[
+    ("DB_POSTGRES_", "postgres"),
+    ("DB_DUCKLAKE_", "ducklake"),
+    ("STORAGE_", "storage"),
+    ("FEATURE_", "features"),
+    ("SERVER_", "server"),
+    ("DUCKDB_", "duckdb"),
+    ("QUERY_", "query"),
+    ("AUTH_", "auth"),
+    ("INGEST_", "ingest"),
+    ("MAINTENANCE_", "maintenance"),
+    ("JOBS_", "jobs"),
+    ("FLIGHT_", "flight"),
+];
+
+/// Top-level keys read from environment variables of the same name.
+const ENV_TOP_LEVEL: &[&str] = &["ENVIRONMENT", "DEBUG", "LOG_LEVEL", "DATA_DIR"];
+
+/// The loaded configuration and where each value came from.
+pub struct LoadedConfig {
+    pub config: Config,
+    /// dotted key → "default" | "file <path>" | "environment VAR"
+    pub sources: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or `$DUCKLAKE_CONFIG`), then the process environment.
+    pub fn load(file: Option<PathBuf>) -> Result<LoadedConfig, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &vars)
+    }
+
+    /// Like [`Config::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<PathBuf>,
+        vars: &[(String, String)],
+    ) -> Result<LoadedConfig, ConfigError> {
+        let defaults = Config::default();
+        // The keys we accept: every leaf of the default configuration.
+        let known: Vec<String> = settings(&defaults, &BTreeMap::new())
+            .into_iter()
+            .map(|setting| setting.key)
+            .collect();
+        let file = file.or_else(|| {
+            vars.iter()
+                .find(|(k, _)| k == CONFIG_FILE_ENV)
+                .map(|(_, v)| PathBuf::from(v))
+        });
+
+        let mut figment = Figment::from(Serialized::defaults(&defaults));
+        let mut sources: BTreeMap<String, String> = known
+            .iter()
+            .map(|k| (k.clone(), "default".to_string()))
+            .collect();
+        let mut problems = Vec::new();
+        if let Some(path) = &file {
+            if !path.is_file() {
+                problems.push(ConfigProblem {
+                    key: "config file".into(),
+                    value: path.display().to_string(),
+                    expected: "a readable TOML file".into(),
+                });
+            } else {
+                let layer = Figment::from(Toml::file_exact(path));
+                for key in &known {
+                    if layer.find_value(key).is_ok() {
+                        sources.insert(key.clone(), format!("file {}", path.display()));
+                    }
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+        }
+        // The environment layer is built from `vars` (the process environment in
+        // production), parsed the way figment's Env provider parses values.
+        for (name, value) in vars {
+            if let Some(key) = env_key(name).filter(|k| known.contains(k)) {
+                let parsed = value
+                    .parse::<figment::value::Value>()
+                    .unwrap_or_else(|_| value.as_str().into());
+                figment = figment.merge(Serialized::default(&key, parsed));
+                sources.insert(key, format!("environment {name}"));
+            }
+        }
+
+        let config = extract_sections(&figment, &mut problems);
+        if let Some(config) = &config {
+            problems.extend(config.validate());
+        }
+        match config {
+            Some(config) if problems.is_empty() => Ok(LoadedConfig { config, sources }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+}
+
+/// Maps an environment variable name to a dotted config key, if it is one of ours.
+fn env_key(name: &str) -> Option<String> {
+    if ENV_TOP_LEVEL.contains(&name) {
+        return Some(name.to_ascii_lowercase());
+    }
+    ENV_SECTIONS.iter().find_map(|(prefix, section)| {
+        name.strip_prefix(prefix)
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| format!("{section}.{}", rest.to_ascii_lowercase()))
+    })
+}
+
+/// Extracts each section on its own so every type error is reported, not just the first.
+fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Option<Config> {
+    #[derive(Deserialize)]
+    struct General {
+        #[serde(deserialize_with = "lenient::string")]
+        environment: String,
+        debug: bool,
+        #[serde(deserialize_with = "lenient::string")]
+        log_level: String,
+        data_dir: PathBuf,
+    }
+    fn section<T: DeserializeOwned>(
+        figment: &Figment,
+        key: Option<&str>,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> Option<T> {
+        let result = match key {
+            Some(key) => figment.extract_inner::<T>(key),
+            None => figment.extract::<T>(),
+        };
+        result
+            .map_err(|errors| {
+                for e in errors {
+                    // figment's path holds the section and the field, in no order we rely on.
+                    let field: Vec<&str> = e
+                        .path
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|p| Some(*p) != key)
+                        .collect();
+                    let key = match key {
+                        Some(section) if field.is_empty() => section.to_string(),
+                        Some(section) => format!("{section}.{}", field.join(".")),
+                        None => field.join("."),
+                    };
+                    let (value, expected) = describe_kind(&e.kind);
+                    problems.push(ConfigProblem {
+                        key,
+                        value,
+                        expected,
+                    });
+                }
+            })
+            .ok()
+    }
+    let general = section::<General>(figment, None, problems);
+    let server = section(figment, Some("server"), problems);
+    let duckdb = section(figment, Some("duckdb"), problems);
+    let query = section(figment, Some("query"), problems);
+    let postgres = section(figment, Some("postgres"), problems);
+    let ducklake = section(figment, Some("ducklake"), problems);
+    let storage = section(figment, Some("storage"), problems);
+    let features = section(figment, Some("features"), problems);
+    let auth = section(figment, Some("auth"), problems);
+    let ingest = section(figment, Some("ingest"), problems);
+    let maintenance = section(figment, Some("maintenance"), problems);
+    let jobs = section(figment, Some("jobs"), problems);
+    let flight = section(figment, Some("flight"), problems);
+    let general = general?;
+    Some(Config {
+        environment: Environment::parse(&general.environment).unwrap_or_else(|| {
+            problems.push(ConfigProblem {
+                key: "environment".into(),
+                value: general.environment.clone(),
+                expected: format!("one of {}", Environment::NAMES.join(", ")),
+            });
+            Environment::Development
+        }),
+        debug: general.debug,
+        log_level: general.log_level,
+        data_dir: general.data_dir,
+        server: server?,
+        duckdb: duckdb?,
+        query: query?,
+        postgres: postgres?,
+        ducklake: ducklake?,
+        storage: storage?,
+        features: features?,
+        auth: auth?,
+        ingest: ingest?,
+        maintenance: maintenance?,
+        jobs: jobs?,
+        flight: flight?,
+    })
+}
+
+fn describe_kind(kind: &figment::error::Kind) -> (String, String) {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(actual, expected) => (actual.to_string(), expected.clone()),
+        Kind::InvalidValue(actual, expected) => (actual.to_string(), expected.clone()),
+        Kind::InvalidLength(len, expected) => (format!("length {len}"), expected.clone()),
+        Kind::UnknownVariant(v, expected) => (v.clone(), format!("one of {}", expected.join(", "))),
+        other => (String::from("?"), other.to_string()),
+    }
+}
+
+/// Environment variables from pairs, for the tests of every config file.
+#[cfg(test)]
+pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn defaults_are_the_embedded_lake_on_loopback() {
+        let loaded = Config::load_from(None, &[]).expect("defaults are valid");
+        assert_eq!(loaded.config.server.host, "127.0.0.1");
+        assert_eq!(loaded.config.server.port, 8000);
+        assert!(loaded.config.postgres.host.is_none());
+        assert!(loaded.config.storage.minio_endpoint.is_none());
+        assert_eq!(loaded.sources["server.port"], "default");
+    }
+
+    #[test]
+    fn origin_environment_names_map_onto_keys() {
+        let loaded = Config::load_from(
+            None,
+            &env(&[
+                ("DB_POSTGRES_HOST", "pg.internal"),
+                ("DB_POSTGRES_PASSWORD", "12345"),
+                ("DB_DUCKLAKE_DATA_INLINING_ROW_LIMIT", "1000"),
+                ("DB_DUCKLAKE_CONNECTION_TIMEOUT", "30.0"),
+                ("STORAGE_MINIO_ENDPOINT", "minio:9000"),
+                ("STORAGE_MINIO_ACCESS_KEY", "ak"),
+                ("STORAGE_MINIO_SECRET_KEY", "sk"),
+                ("FEATURE_ENABLE_S3_ENCRYPTION", "true"),
+                ("STORAGE_KMS_KEY_ID", "alias/lake"),
+                ("LOG_LEVEL", "INFO"),
+                ("SERVER_PORT", "9100"),
+                ("SOME_UNRELATED_VAR", "x"),
+            ]),
+        )
+        .expect("valid");
+        let c = loaded.config;
+        assert_eq!(c.postgres.host.as_deref(), Some("pg.internal"));
+        assert_eq!(
+            c.postgres.password.as_ref().map(Secret::expose),
+            Some("12345")
+        );
+        assert_eq!(c.ducklake.data_inlining_row_limit, Some(1000));
+        assert!(c.features.enable_s3_encryption);
+        assert_eq!(c.storage.kms_key_id.as_deref(), Some("alias/lake"));
+        assert_eq!(c.server.port, 9100);
+        assert_eq!(loaded.sources["server.port"], "environment SERVER_PORT");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_key_value_and_expectation() {
+        let err = Config::load_from(
+            None,
+            &env(&[
+                ("SERVER_PORT", "eighty"),
+                ("LOG_LEVEL", "loud"),
+                ("DUCKDB_MEMORY_LIMIT", "lots"),
+            ]),
+        )
+        .err()
+        .expect("invalid");
+        let text = err.to_string();
+        assert!(text.contains("server.port = "), "{text}");
+        assert!(text.contains("eighty"), "{text}");
+        // The server section failed to parse, so semantic checks do not run;
+        // the other sections' type errors are still all there.
+        let err = Config::load_from(
+            None,
+            &env(&[("LOG_LEVEL", "loud"), ("DUCKDB_MEMORY_LIMIT", "lots")]),
+        )
+        .err()
+        .expect("invalid");
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err
+            .to_string()
+            .contains("log_level = loud: expected one of trace"));
+        assert!(err.to_string().contains("duckdb.memory_limit = lots"));
+    }
+
+    #[test]
+    fn toml_file_sits_between_defaults_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[auth]\nenabled = true\n",
+        )
+        .unwrap();
+        let loaded =
+            Config::load_from(Some(path.clone()), &env(&[("SERVER_PORT", "9001")])).unwrap();
+        assert_eq!(loaded.config.server.host, "0.0.0.0");
+        assert_eq!(loaded.config.server.port, 9001);
+        assert!(loaded.sources["server.host"].starts_with("file "));
+    }
+}
