@@ -17,7 +17,7 @@ pub struct Services {
     /// The lake's data path as an object store.
     pub bucket: Arc<Bucket>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// dotted config key → "default" | "file <path>" | "environment VAR"
+    /// dotted config key → "default" | "file `<path>`" | "environment VAR"
     pub config_sources: Arc<std::collections::BTreeMap<String, String>>,
     pub performance: Arc<crate::performance::Tracker>,
     pub auth: Arc<crate::auth::Authenticator>,

@@ -44,7 +44,7 @@ const ENV_TOP_LEVEL: &[&str] = &["ENVIRONMENT", "DEBUG", "LOG_LEVEL", "DATA_DIR"
 /// The loaded configuration and where each value came from.
 pub struct LoadedConfig {
     pub config: Config,
-    /// dotted key → "default" | "file <path>" | "environment VAR"
+    /// dotted key → "default" | "file `<path>`" | "environment VAR"
     pub sources: BTreeMap<String, String>,
 }
 

@@ -18,7 +18,7 @@ pub struct Setting {
 }
 
 /// Every setting of `config`, in key order, with its source from `sources`
-/// (dotted key → "file <path>" | "environment VAR"): the one rendering that
+/// (dotted key → "file `<path>`" | "environment VAR"): the one rendering that
 /// `/config/summary` and `check-config` show.
 pub fn settings(config: &Config, sources: &BTreeMap<String, String>) -> Vec<Setting> {
     fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {

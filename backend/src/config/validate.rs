@@ -240,7 +240,7 @@ impl Config {
                 !data.is_empty(),
                 "storage.prefix",
                 format!("{:?}", self.storage.prefix),
-                "a non-empty prefix: job results (<prefix>-jobs) and ingest files must live                  outside the data path, which DuckLake's orphan cleanup empties of unknown files",
+                "a non-empty prefix: job results (<prefix>-jobs) and ingest files must live outside the data path, which DuckLake's orphan cleanup empties of unknown files",
             );
             let ingest = self.storage.ingest_prefix();
             check(
