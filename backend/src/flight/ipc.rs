@@ -48,17 +48,26 @@ impl Message {
     }
 }
 
-/// Cuts messages off the bytes pushed so far.
+/// Cuts messages off the bytes pushed so far. The engine sends whole
+/// messages in each chunk, so a message is a slice of its chunk (no copy);
+/// only a message cut across chunks is copied together.
 #[derive(Default)]
 pub struct Splitter {
-    buffer: BytesMut,
+    buffer: Bytes,
     /// The end-of-stream marker was read.
     ended: bool,
 }
 
 impl Splitter {
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buffer.extend_from_slice(bytes);
+    pub fn push(&mut self, bytes: Bytes) {
+        if self.buffer.is_empty() {
+            self.buffer = bytes;
+        } else {
+            let mut joined = BytesMut::with_capacity(self.buffer.len() + bytes.len());
+            joined.extend_from_slice(&self.buffer);
+            joined.extend_from_slice(&bytes);
+            self.buffer = joined.freeze();
+        }
     }
 
     /// The next whole message, `None` while it has not all arrived (or
@@ -92,8 +101,8 @@ impl Splitter {
             return Ok(None);
         }
         self.buffer.advance(skip);
-        let header = self.buffer.split_to(length).freeze();
-        let body = self.buffer.split_to(body_length).freeze();
+        let header = self.buffer.split_to(length);
+        let body = self.buffer.split_to(body_length);
         Ok(Some(Message { header, body }))
     }
 
@@ -147,7 +156,7 @@ where
             };
             match Pin::new(bytes).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => self.splitter.push(&chunk),
+                Poll::Ready(Some(Ok(chunk))) => self.splitter.push(chunk),
                 Poll::Ready(Some(Err(err))) => {
                     self.bytes = None;
                     return Poll::Ready(Some(Err(err)));
