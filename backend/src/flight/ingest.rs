@@ -13,7 +13,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use super::{no_transactions, LakeFlight};
 use crate::{
     auth::Caller,
-    engine::ingest::{FileFormat, LoadMode},
+    engine::ingest::{FileFormat, LoadMode, Loaded},
     error::Error,
     role::Role,
     services::Services,
@@ -25,7 +25,7 @@ impl LakeFlight {
         caller: &Caller,
         command: CommandStatementIngest,
         stream: PeekableFlightDataStream,
-    ) -> Result<i64, Error> {
+    ) -> Result<Loaded, Error> {
         caller.require(Role::Write)?;
         if command.transaction_id.is_some() {
             return Err(no_transactions());
@@ -84,8 +84,7 @@ impl LakeFlight {
                 .load(Some(&trail), load(LoadMode::Create))
                 .await;
         }
-        let loaded = loaded?;
-        Ok(loaded.rows_loaded as i64)
+        loaded
     }
 }
 

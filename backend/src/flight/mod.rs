@@ -14,6 +14,7 @@
 //! `CancelFlightInfo`, interrupts DuckDB. A stream that ends early ends with
 //! an error status, never as a short result.
 
+mod answered;
 mod ingest;
 pub mod ipc;
 pub mod metadata;
@@ -51,6 +52,7 @@ use crate::{
     meter::{Metered, QueryMeter},
     services::Services,
 };
+use answered::SnapshotSlot;
 use ipc::{Message, Messages};
 
 /// Call headers that pin every read, as the HTTP `snapshot`/`as_of` do.
@@ -434,10 +436,16 @@ impl LakeFlight {
 
     /// Runs a statement for its effect and answers its row count: DuckDB's
     /// `Count` for INSERT, UPDATE and DELETE, -1 where it has none.
-    async fn update(&self, caller: &Caller, handle: &Handle) -> Result<i64, Status> {
+    async fn update(
+        &self,
+        caller: &Caller,
+        handle: &Handle,
+        answered: &SnapshotSlot,
+    ) -> Result<i64, Status> {
         let started = self
             .start(caller, handle, TransactionMode::AutoCommit)
             .await?;
+        answered.fill(started.snapshot);
         let mut data = vec![started.schema.into_flight_data()];
         let mut rest = started.rest;
         while let Some(message) = rest.next().await {
@@ -729,6 +737,7 @@ pub async fn serve(
     let service = FlightServiceServer::new(LakeFlight::new(Arc::clone(&services)))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
+    let service = answered::WithSnapshotHeader(service);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     serving.store(true, Ordering::SeqCst);
     let outcome = builder

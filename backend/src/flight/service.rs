@@ -25,7 +25,9 @@ use futures_util::{Stream, TryStreamExt};
 use prost::Message as _;
 use tonic::{metadata::MetadataValue, Request, Response, Status, Streaming};
 
-use super::{basic_password, metadata, status, FlightStream, Handle, LakeFlight};
+use super::{
+    answered::SnapshotSlot, basic_password, metadata, status, FlightStream, Handle, LakeFlight,
+};
 use crate::error::Error;
 
 /// The transaction a command names, if any.
@@ -178,7 +180,8 @@ impl FlightSqlService for LakeFlight {
             ..Default::default()
         }
         .with_call_headers(&request)?;
-        self.update(&caller, &handle).await
+        self.update(&caller, &handle, &SnapshotSlot::of(&request))
+            .await
     }
 
     async fn do_put_statement_ingest(
@@ -187,9 +190,13 @@ impl FlightSqlService for LakeFlight {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let caller = self.caller(&request, "statement_ingest").await?;
-        self.ingest(&caller, command, request.into_inner())
+        let answered = SnapshotSlot::of(&request);
+        let loaded = self
+            .ingest(&caller, command, request.into_inner())
             .await
-            .map_err(status::status)
+            .map_err(status::status)?;
+        answered.fill(Some(loaded.snapshot));
+        Ok(loaded.rows_loaded as i64)
     }
 
     async fn do_put_prepared_statement_query(
@@ -223,9 +230,10 @@ impl FlightSqlService for LakeFlight {
         let caller = self.caller(&request, "prepared_update").await?;
         let handle =
             Handle::decode(&query.prepared_statement_handle)?.with_call_headers(&request)?;
+        let answered = SnapshotSlot::of(&request);
         let rows = Self::parameter_rows(request.into_inner()).await?;
         if rows.is_empty() {
-            return self.update(&caller, &handle).await;
+            return self.update(&caller, &handle, &answered).await;
         }
         // One execution per row of parameters, in order; the first failure
         // stops the rest (rows before it stay committed, as each statement
@@ -236,7 +244,7 @@ impl FlightSqlService for LakeFlight {
                 params: Some(row.to_json_text()),
                 ..handle.clone()
             };
-            let count = self.update(&caller, &bound).await?;
+            let count = self.update(&caller, &bound, &answered).await?;
             total += count.max(0);
         }
         Ok(total)

@@ -447,6 +447,120 @@ async fn a_pinned_read_returns_the_old_rows_and_names_its_snapshot() {
     app.stop().await;
 }
 
+/// The snapshot the lake reads now, from the HTTP API's answer header.
+async fn snapshot_over_http(app: &TestApp, sql: &str) -> i64 {
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .json(&json!({"sql": sql}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.headers()["x-ducklake-snapshot"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `DoPut` of `command` with `batches`; the answer's snapshot header.
+async fn put(
+    raw: &mut arrow_flight::flight_service_client::FlightServiceClient<Channel>,
+    command: arrow_flight::sql::Any,
+    batches: Vec<RecordBatch>,
+) -> Option<i64> {
+    use arrow_flight::{encode::FlightDataEncoderBuilder, FlightData, FlightDescriptor};
+    use prost::Message as _;
+    let descriptor = FlightDescriptor::new_cmd(command.encode_to_vec());
+    let data: Vec<FlightData> = if batches.is_empty() {
+        vec![FlightData {
+            flight_descriptor: Some(descriptor),
+            ..Default::default()
+        }]
+    } else {
+        FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(descriptor))
+            .build(futures_util::stream::iter(batches.into_iter().map(Ok)))
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    let response = raw
+        .do_put(futures_util::stream::iter(data))
+        .await
+        .expect("the write is answered");
+    let header = response
+        .metadata()
+        .get(ducklake_backend::flight::SNAPSHOT_HEADER)
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let results: Vec<_> = response.into_inner().try_collect().await.unwrap();
+    assert_eq!(results.len(), 1, "one row count");
+    header
+}
+
+#[actix_web::test]
+async fn every_write_names_the_snapshot_it_created() {
+    use arrow_flight::sql::{
+        CommandStatementIngest, CommandStatementUpdate, ProstMessageExt, TableDefinitionOptions,
+        TableExistsOption, TableNotExistOption,
+    };
+    let app = spawn_app().await;
+    let port = app.flight_port.expect("Flight SQL is on by default");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the Flight SQL port answers");
+    let mut raw = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
+    let update = |sql: &str| {
+        CommandStatementUpdate {
+            query: sql.into(),
+            transaction_id: None,
+        }
+        .as_any()
+    };
+
+    let created = put(&mut raw, update("CREATE TABLE w AS SELECT 1 AS v"), vec![])
+        .await
+        .expect("a write over DoPut names its snapshot");
+    assert_eq!(snapshot_over_http(&app, "SELECT * FROM w").await, created);
+    let inserted = put(&mut raw, update("INSERT INTO w VALUES (2)"), vec![])
+        .await
+        .expect("every write names its snapshot");
+    assert!(inserted > created, "{inserted} after {created}");
+    assert_eq!(snapshot_over_http(&app, "SELECT * FROM w").await, inserted);
+
+    let batch = RecordBatch::try_from_iter([(
+        "v",
+        Arc::new(arrow_array::Int32Array::from(vec![3, 4])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let ingest = CommandStatementIngest {
+        table_definition_options: Some(TableDefinitionOptions {
+            if_not_exist: TableNotExistOption::Fail as i32,
+            if_exists: TableExistsOption::Append as i32,
+        }),
+        table: "w".into(),
+        schema: None,
+        catalog: None,
+        temporary: false,
+        transaction_id: None,
+        options: Default::default(),
+    };
+    let ingested = put(&mut raw, ingest.as_any(), vec![batch])
+        .await
+        .expect("an ingest names its snapshot");
+    assert!(ingested > inserted, "{ingested} after {inserted}");
+    assert_eq!(
+        snapshot_over_http(&app, "SELECT count(*) FROM w").await,
+        ingested
+    );
+    let http = app.sql("SELECT count(*) FROM w").await;
+    assert_eq!(http["rows"], json!([[4]]));
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn keys_roles_and_the_sandbox_hold_over_flight() {
     let (app, [read, write, _admin]) = crate::auth::app_with_a_key_per_role().await;

@@ -1,0 +1,85 @@
+//! The snapshot a call wrote, as a response header on every call.
+//!
+//! `GetFlightInfo` and `DoGet` set `x-ducklake-snapshot` on their response
+//! themselves; a `DoPut` (update, prepared update, ingest) cannot: arrow-rs
+//! builds its response after the handler returns a row count. So every call
+//! carries a [`SnapshotSlot`] in its extensions, the handler fills it, and
+//! [`WithSnapshotHeader`] (wrapped around the whole Flight service) turns
+//! it into the header once the handler's response exists, before anything
+//! is sent.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tonic::{
+    codegen::{http, Service},
+    server::NamedService,
+};
+
+use super::SNAPSHOT_HEADER;
+
+/// Where a handler leaves the snapshot its call created.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SnapshotSlot(Arc<parking_lot::Mutex<Option<i64>>>);
+
+impl SnapshotSlot {
+    /// The slot of `request`'s call (a detached one outside the wrapper).
+    pub(super) fn of<T>(request: &tonic::Request<T>) -> Self {
+        request
+            .extensions()
+            .get::<Self>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Records the snapshot a write of the call created (the last one wins).
+    pub(super) fn fill(&self, snapshot: Option<i64>) {
+        if snapshot.is_some() {
+            *self.0.lock() = snapshot;
+        }
+    }
+}
+
+/// The Flight service, answering each call's [`SnapshotSlot`] as the
+/// `x-ducklake-snapshot` header (unless the handler set it itself).
+#[derive(Debug, Clone)]
+pub(super) struct WithSnapshotHeader<S>(pub(super) S);
+
+impl<S: NamedService> NamedService for WithSnapshotHeader<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B, R> Service<http::Request<B>> for WithSnapshotHeader<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let slot = SnapshotSlot::default();
+        request.extensions_mut().insert(slot.clone());
+        let answer = self.0.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            let snapshot = *slot.0.lock();
+            if let Some(snapshot) = snapshot {
+                response
+                    .headers_mut()
+                    .entry(SNAPSHOT_HEADER)
+                    .or_insert_with(|| http::HeaderValue::from(snapshot));
+            }
+            Ok(response)
+        })
+    }
+}
