@@ -17,14 +17,17 @@ use futures_util::TryStreamExt;
 use serde_json::{json, Value};
 use tonic::{transport::Channel, Code};
 
-async fn client(app: &TestApp) -> FlightSqlServiceClient<Channel> {
+async fn channel(app: &TestApp) -> Channel {
     let port = app.flight_port.expect("Flight SQL is on by default");
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
         .connect()
         .await
-        .expect("the Flight SQL port answers");
-    FlightSqlServiceClient::new(channel)
+        .expect("the Flight SQL port answers")
+}
+
+async fn client(app: &TestApp) -> FlightSqlServiceClient<Channel> {
+    FlightSqlServiceClient::new(channel(app).await)
 }
 
 /// Every endpoint of `info`, fetched: the batches and the first stream's
@@ -506,13 +509,8 @@ async fn every_write_names_the_snapshot_it_created() {
         TableExistsOption, TableNotExistOption,
     };
     let app = spawn_app().await;
-    let port = app.flight_port.expect("Flight SQL is on by default");
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("the Flight SQL port answers");
-    let mut raw = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
+    let mut raw =
+        arrow_flight::flight_service_client::FlightServiceClient::new(channel(&app).await);
     let update = |sql: &str| {
         CommandStatementUpdate {
             query: sql.into(),
