@@ -1,12 +1,12 @@
-//! The snapshot a call wrote, as a response header on every call.
+//! The snapshot a call read or wrote, as its `x-ducklake-snapshot`
+//! response header.
 //!
-//! `GetFlightInfo` and `DoGet` set `x-ducklake-snapshot` on their response
-//! themselves; a `DoPut` (update, prepared update, ingest) cannot: arrow-rs
-//! builds its response after the handler returns a row count. So every call
-//! carries a [`SnapshotSlot`] in its extensions, the handler fills it, and
-//! [`WithSnapshotHeader`] (wrapped around the whole Flight service) turns
-//! it into the header once the handler's response exists, before anything
-//! is sent.
+//! arrow-rs builds a `DoPut`'s response after the handler returns a row
+//! count, so no handler can set a header there. Instead every call carries
+//! a [`SnapshotSlot`] in its extensions, its handler (`GetFlightInfo`,
+//! `DoGet`, `DoPut`) fills it, and [`WithSnapshotHeader`] (wrapped around
+//! the whole Flight service) turns it into the header once the handler's
+//! response exists, before anything is sent.
 
 use std::{
     future::Future,
@@ -22,7 +22,7 @@ use tonic::{
 
 use super::SNAPSHOT_HEADER;
 
-/// Where a handler leaves the snapshot its call created.
+/// Where a handler leaves the snapshot its call read or created.
 #[derive(Debug, Clone, Default)]
 pub(super) struct SnapshotSlot(Arc<parking_lot::Mutex<Option<i64>>>);
 
@@ -36,7 +36,7 @@ impl SnapshotSlot {
             .unwrap_or_default()
     }
 
-    /// Records the snapshot a write of the call created (the last one wins).
+    /// Records the snapshot the call read or created (the last one wins).
     pub(super) fn fill(&self, snapshot: Option<i64>) {
         if snapshot.is_some() {
             *self.0.lock() = snapshot;
@@ -45,7 +45,7 @@ impl SnapshotSlot {
 }
 
 /// The Flight service, answering each call's [`SnapshotSlot`] as the
-/// `x-ducklake-snapshot` header (unless the handler set it itself).
+/// `x-ducklake-snapshot` header.
 #[derive(Debug, Clone)]
 pub(super) struct WithSnapshotHeader<S>(pub(super) S);
 
@@ -76,8 +76,7 @@ where
             if let Some(snapshot) = snapshot {
                 response
                     .headers_mut()
-                    .entry(SNAPSHOT_HEADER)
-                    .or_insert_with(|| http::HeaderValue::from(snapshot));
+                    .insert(SNAPSHOT_HEADER, http::HeaderValue::from(snapshot));
             }
             Ok(response)
         })

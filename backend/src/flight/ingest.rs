@@ -10,7 +10,7 @@ use arrow_flight::{
 };
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{no_transactions, LakeFlight};
+use super::{ingest_in_a_transaction, LakeFlight};
 use crate::{
     auth::Caller,
     engine::ingest::{FileFormat, LoadMode, Loaded},
@@ -28,7 +28,7 @@ impl LakeFlight {
     ) -> Result<Loaded, Error> {
         caller.require(Role::Write)?;
         if command.transaction_id.is_some() {
-            return Err(no_transactions());
+            return Err(ingest_in_a_transaction());
         }
         if command.temporary {
             return Err(Error::InvalidParameters(

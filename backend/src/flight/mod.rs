@@ -41,7 +41,7 @@ use base64::Engine as _;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
-use tonic::{metadata::MetadataValue, Request, Response, Status};
+use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
@@ -304,6 +304,7 @@ impl LakeFlight {
         &self,
         caller: Caller,
         mut handle: Handle,
+        answered: &SnapshotSlot,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
         if handle.sql.trim().is_empty() {
@@ -346,9 +347,8 @@ impl LakeFlight {
             .with_total_records(-1)
             .with_total_bytes(-1);
         info.schema = schema;
-        let mut response = Response::new(info);
-        snapshot_header(&mut response, snapshot);
-        Ok(response)
+        answered.fill(snapshot);
+        Ok(Response::new(info))
     }
 
     /// Drops a waiting statement (which interrupts it) when it is cancelled
@@ -382,6 +382,7 @@ impl LakeFlight {
         &self,
         caller: Caller,
         handle: Handle,
+        answered: &SnapshotSlot,
     ) -> Result<Response<FlightStream>, Status> {
         let waiting = handle.id.and_then(|id| {
             let mut registry = self.registry.lock();
@@ -429,9 +430,8 @@ impl LakeFlight {
             cancelled,
             registry: Arc::clone(&self.registry),
         };
-        let mut response = Response::new(Box::pin(body) as FlightStream);
-        snapshot_header(&mut response, snapshot);
-        Ok(response)
+        answered.fill(snapshot);
+        Ok(Response::new(Box::pin(body) as FlightStream))
     }
 
     /// Runs a statement for its effect and answers its row count: DuckDB's
@@ -525,9 +525,7 @@ impl LakeFlight {
     ) -> Result<Arc<crate::engine::stream::Session>, Error> {
         match self.registry.lock().transactions.get(&id) {
             Some((key, session)) if *key == caller.key_id => Ok(Arc::clone(session)),
-            _ => Err(Error::NotFound(format!(
-                "no open transaction {id}: it ended, expired, or is another key's"
-            ))),
+            _ => Err(no_transaction(id)),
         }
     }
 
@@ -573,7 +571,12 @@ impl LakeFlight {
     /// `EndTransaction`: commit or roll back.
     async fn end(&self, caller: &Caller, id: Uuid, commit: bool) -> Result<(), Error> {
         let session = self.session(caller, id)?;
-        self.registry.lock().transactions.remove(&id);
+        // Only the call that takes it out ends it (two ends may race).
+        self.registry
+            .lock()
+            .transactions
+            .remove(&id)
+            .ok_or_else(|| no_transaction(id))?;
         let snapshot = self.services.engine.end_session(&session, commit).await?;
         tracing::info!(%id, commit, ?snapshot, "transaction ended");
         Ok(())
@@ -593,18 +596,16 @@ fn basic_password(header: &str) -> Option<String> {
     Some(password.to_string())
 }
 
-fn no_transactions() -> Error {
+fn no_transaction(id: Uuid) -> Error {
+    Error::NotFound(format!(
+        "no open transaction {id}: it ended, expired, or is another key's"
+    ))
+}
+
+fn ingest_in_a_transaction() -> Error {
     Error::InvalidRequest(
         "a bulk ingest is a transaction of its own: send it without a transaction id".into(),
     )
-}
-
-fn snapshot_header<T>(response: &mut Response<T>, snapshot: Option<i64>) {
-    if let Some(snapshot) = snapshot {
-        if let Ok(value) = MetadataValue::try_from(snapshot.to_string()) {
-            response.metadata_mut().insert(SNAPSHOT_HEADER, value);
-        }
-    }
 }
 
 /// DuckDB answers a write with one `Count` column and one row.

@@ -133,7 +133,9 @@ impl FlightSqlService for LakeFlight {
             ..Default::default()
         }
         .with_call_headers(&request)?;
-        self.flight_info(caller, handle, request.into_inner()).await
+        let answered = SnapshotSlot::of(&request);
+        self.flight_info(caller, handle, &answered, request.into_inner())
+            .await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -144,7 +146,9 @@ impl FlightSqlService for LakeFlight {
         let caller = self.caller(&request, "prepared_query").await?;
         let handle =
             Handle::decode(&query.prepared_statement_handle)?.with_call_headers(&request)?;
-        self.flight_info(caller, handle, request.into_inner()).await
+        let answered = SnapshotSlot::of(&request);
+        self.flight_info(caller, handle, &answered, request.into_inner())
+            .await
     }
 
     async fn do_get_statement(
@@ -154,7 +158,8 @@ impl FlightSqlService for LakeFlight {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request, "do_get").await?;
         let handle = Handle::decode(&ticket.statement_handle)?;
-        self.fetch(caller, handle).await
+        self.fetch(caller, handle, &SnapshotSlot::of(&request))
+            .await
     }
 
     async fn do_get_prepared_statement(
@@ -165,7 +170,8 @@ impl FlightSqlService for LakeFlight {
         let caller = self.caller(&request, "do_get").await?;
         let handle =
             Handle::decode(&query.prepared_statement_handle)?.with_call_headers(&request)?;
-        self.fetch(caller, handle).await
+        self.fetch(caller, handle, &SnapshotSlot::of(&request))
+            .await
     }
 
     async fn do_put_statement_update(
