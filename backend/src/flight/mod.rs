@@ -75,6 +75,10 @@ struct Handle {
     /// Bound parameters, as the HTTP API's JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     params: Option<String>,
+    /// Several rows of parameters bound at once: for an update, which runs
+    /// once per row; a query refuses them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    param_rows: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     snapshot: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +106,12 @@ impl Handle {
     }
 
     fn params(&self) -> Result<Params, Error> {
+        if !self.param_rows.is_empty() {
+            return Err(Error::InvalidParameters(format!(
+                "a query binds one row of parameters; {} rows were bound",
+                self.param_rows.len()
+            )));
+        }
         match &self.params {
             None => Ok(Params::None),
             Some(text) => Params::parse(text),
@@ -568,8 +578,9 @@ impl LakeFlight {
         Ok(id)
     }
 
-    /// `EndTransaction`: commit or roll back.
-    async fn end(&self, caller: &Caller, id: Uuid, commit: bool) -> Result<(), Error> {
+    /// `EndTransaction`: commit or roll back; the snapshot a commit created
+    /// (none when it wrote nothing).
+    async fn end(&self, caller: &Caller, id: Uuid, commit: bool) -> Result<Option<i64>, Error> {
         let session = self.session(caller, id)?;
         // Only the call that takes it out ends it (two ends may race).
         self.registry
@@ -579,7 +590,7 @@ impl LakeFlight {
             .ok_or_else(|| no_transaction(id))?;
         let snapshot = self.services.engine.end_session(&session, commit).await?;
         tracing::info!(%id, commit, ?snapshot, "transaction ended");
-        Ok(())
+        Ok(snapshot)
     }
 }
 

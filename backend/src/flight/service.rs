@@ -28,7 +28,7 @@ use tonic::{metadata::MetadataValue, Request, Response, Status, Streaming};
 use super::{
     answered::SnapshotSlot, basic_password, metadata, status, FlightStream, Handle, LakeFlight,
 };
-use crate::error::Error;
+use crate::{engine::Params, error::Error};
 
 /// The transaction a command names, if any.
 fn transaction(id: Option<&[u8]>) -> Result<Option<uuid::Uuid>, Status> {
@@ -213,14 +213,15 @@ impl FlightSqlService for LakeFlight {
         self.caller(&request, "bind_parameters").await?;
         let mut handle = Handle::decode(&query.prepared_statement_handle)?;
         let rows = Self::parameter_rows(request.into_inner()).await?;
+        // A client binds before it knows whether the statement will be
+        // queried or run as an update: several rows are kept for an update
+        // (a query refuses them when it runs).
         match rows.as_slice() {
             [] => {}
             [row] => handle.params = Some(row.to_json_text()),
             _ => {
-                return Err(status::status(Error::InvalidParameters(format!(
-                    "a query binds one row of parameters; {} rows were sent",
-                    rows.len()
-                ))))
+                handle.params = None;
+                handle.param_rows = rows.iter().map(Params::to_json_text).collect();
             }
         }
         Ok(DoPutPreparedStatementResult {
@@ -234,24 +235,52 @@ impl FlightSqlService for LakeFlight {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let caller = self.caller(&request, "prepared_update").await?;
-        let handle =
+        let mut handle =
             Handle::decode(&query.prepared_statement_handle)?.with_call_headers(&request)?;
         let answered = SnapshotSlot::of(&request);
-        let rows = Self::parameter_rows(request.into_inner()).await?;
+        let sent: Vec<String> = Self::parameter_rows(request.into_inner())
+            .await?
+            .iter()
+            .map(Params::to_json_text)
+            .collect();
+        // Rows sent with the call, else the rows bound before it.
+        let rows = if sent.is_empty() {
+            std::mem::take(&mut handle.param_rows)
+        } else {
+            sent
+        };
         if rows.is_empty() {
             return self.update(&caller, &handle, &answered).await;
         }
-        // One execution per row of parameters, in order; the first failure
-        // stops the rest (rows before it stay committed, as each statement
-        // commits on its own).
+        // One execution per row of parameters, in order, all in one
+        // transaction: the caller's, or one of their own that commits only
+        // when every row ran (the first failure rolls all of them back).
+        let own = match handle.transaction {
+            Some(_) => None,
+            None => Some(self.begin(&caller).await?),
+        };
+        let in_transaction = Handle {
+            transaction: handle.transaction.or(own),
+            ..handle
+        };
         let mut total = 0;
         for row in rows {
             let bound = Handle {
-                params: Some(row.to_json_text()),
-                ..handle.clone()
+                params: Some(row),
+                ..in_transaction.clone()
             };
-            let count = self.update(&caller, &bound, &answered).await?;
-            total += count.max(0);
+            match self.update(&caller, &bound, &answered).await {
+                Ok(count) => total += count.max(0),
+                Err(err) => {
+                    if let Some(id) = own {
+                        let _ = self.end(&caller, id, false).await;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        if let Some(id) = own {
+            answered.fill(self.end(&caller, id, true).await?);
         }
         Ok(total)
     }
@@ -318,7 +347,8 @@ impl FlightSqlService for LakeFlight {
                 )))
             }
         };
-        self.end(&caller, id, commit).await?;
+        // A commit names the snapshot it created, as every write does.
+        SnapshotSlot::of(&request).fill(self.end(&caller, id, commit).await?);
         Ok(())
     }
 

@@ -193,6 +193,53 @@ async fn statements_updates_prepared_statements_metadata_and_ingest() {
     let http = app.sql("SELECT name FROM t WHERE id = 4").await;
     assert_eq!(http["rows"], json!([["it's four"]]));
 
+    // Several rows of parameters: all of them, or (when one fails) none.
+    let rows = |ids: Vec<&str>| {
+        let names: Vec<String> = ids.iter().map(|id| format!("n{id}")).collect();
+        RecordBatch::try_from_iter([
+            (
+                "0",
+                Arc::new(arrow_array::StringArray::from(ids)) as arrow_array::ArrayRef,
+            ),
+            (
+                "1",
+                Arc::new(arrow_array::StringArray::from(names)) as arrow_array::ArrayRef,
+            ),
+        ])
+        .unwrap()
+    };
+    let mut insert = flight
+        .prepare("INSERT INTO t VALUES (CAST(? AS BIGINT), ?)".into(), None)
+        .await
+        .unwrap();
+    insert.set_parameters(rows(vec!["5", "6", "7"])).unwrap();
+    assert_eq!(insert.execute_update().await.unwrap(), 3);
+    insert
+        .set_parameters(rows(vec!["8", "not a number", "9"]))
+        .unwrap();
+    let err = insert.execute_update().await.unwrap_err();
+    assert_eq!(
+        flight_error_status(&err).0,
+        Code::InvalidArgument,
+        "{err:?}"
+    );
+    let http = app.sql("SELECT id FROM t WHERE id >= 5 ORDER BY id").await;
+    assert_eq!(
+        http["rows"],
+        json!([[5], [6], [7]]),
+        "the failed call left none of its rows"
+    );
+    // A query answers one row of parameters, not several.
+    let mut select = flight
+        .prepare("SELECT CAST(? AS BIGINT) AS id, ? AS name".into(), None)
+        .await
+        .unwrap();
+    select.set_parameters(rows(vec!["1", "2"])).unwrap();
+    let err = select.execute().await.unwrap_err();
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+    assert!(message.contains("2 rows were bound"), "{message}");
+
     // The object browser: the lake's catalog, schemas and tables.
     let info = flight.get_catalogs().await.unwrap();
     let catalogs = whole(&fetch(&mut flight, info).await.unwrap().0);
@@ -556,6 +603,46 @@ async fn every_write_names_the_snapshot_it_created() {
     );
     let http = app.sql("SELECT count(*) FROM w").await;
     assert_eq!(http["rows"], json!([[4]]));
+
+    // Inside a transaction a write creates no snapshot until the commit:
+    // its answer names none (not the one it read), and the commit does.
+    let mut flight = client(&app).await;
+    let txn = flight.begin_transaction().await.unwrap();
+    let pending = CommandStatementUpdate {
+        query: "INSERT INTO w VALUES (5)".into(),
+        transaction_id: Some(txn.clone()),
+    };
+    assert_eq!(put(&mut raw, pending.as_any(), vec![]).await, None);
+    assert_eq!(
+        snapshot_over_http(&app, "SELECT count(*) FROM w").await,
+        ingested,
+        "nothing is committed yet"
+    );
+    let end = arrow_flight::sql::ActionEndTransactionRequest {
+        transaction_id: txn,
+        action: arrow_flight::sql::EndTransaction::Commit as i32,
+    };
+    let response = raw
+        .do_action(arrow_flight::Action {
+            r#type: "EndTransaction".into(),
+            body: prost::Message::encode_to_vec(&end.as_any()).into(),
+        })
+        .await
+        .expect("the commit is answered");
+    let named: i64 = response
+        .metadata()
+        .get(ducklake_backend::flight::SNAPSHOT_HEADER)
+        .expect("a commit names its snapshot")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _: Vec<_> = response.into_inner().try_collect().await.unwrap();
+    let committed = snapshot_over_http(&app, "SELECT count(*) FROM w").await;
+    assert!(committed > ingested, "{committed} after {ingested}");
+    assert_eq!(named, committed, "the commit names the snapshot it created");
+    let http = app.sql("SELECT count(*) FROM w").await;
+    assert_eq!(http["rows"], json!([[5]]));
     app.stop().await;
 }
 
