@@ -24,9 +24,8 @@ use crate::error::Error;
 /// included (the caller decides what a refusal means).
 pub fn serialize(conn: &Connection, sql: &str) -> Result<Value, Error> {
     let text: String = conn
-        .query_row("SELECT json_serialize_sql(?::VARCHAR)", [sql], |row| {
-            row.get(0)
-        })
+        .prepare_cached("SELECT json_serialize_sql(?::VARCHAR)")
+        .and_then(|mut stmt| stmt.query_row([sql], |row| row.get(0)))
         .map_err(Error::from_duckdb)?;
     serde_json::from_str(&text)
         .map_err(|e| Error::internal(anyhow::anyhow!("unreadable parse tree: {e}")))
@@ -34,12 +33,9 @@ pub fn serialize(conn: &Connection, sql: &str) -> Result<Value, Error> {
 
 /// The SQL DuckDB writes for `tree`.
 pub fn deserialize(conn: &Connection, tree: &Value) -> Result<String, Error> {
-    conn.query_row(
-        "SELECT json_deserialize_sql(?::JSON)",
-        [tree.to_string()],
-        |row| row.get(0),
-    )
-    .map_err(Error::from_duckdb)
+    conn.prepare_cached("SELECT json_deserialize_sql(?::JSON)")
+        .and_then(|mut stmt| stmt.query_row([tree.to_string()], |row| row.get(0)))
+        .map_err(Error::from_duckdb)
 }
 
 /// `sql` with its parameters' values in place, as DuckDB parses them;
@@ -49,12 +45,32 @@ pub fn with_values(conn: &Connection, sql: &str, params: &Params) -> Result<Opti
     if tree["error"].as_bool() != Some(false) {
         return Ok(None);
     }
-    let mut missing = None;
-    replace(conn, &mut tree, params, &mut missing)?;
-    if let Some(name) = missing {
-        return Err(Error::InvalidParameters(format!(
-            "no value given for parameter {name}"
-        )));
+    let mut names = Vec::new();
+    placeholders(&tree, &mut names);
+    if !names.is_empty() {
+        // Every value's literal, parsed by DuckDB in one statement: one
+        // select item each (a count that differs is refused below).
+        let literals = names
+            .iter()
+            .map(|name| match value_of(params, name) {
+                Some(param) => Ok(sql_literal(param)),
+                None => Err(Error::InvalidParameters(format!(
+                    "no value given for parameter {name}"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let parsed = serialize(conn, &format!("SELECT {}", literals.join(", ")))?;
+        let items = parsed["statements"][0]["node"]["select_list"]
+            .as_array()
+            .filter(|items| items.len() == names.len())
+            .ok_or_else(|| {
+                Error::internal(anyhow::anyhow!(
+                    "DuckDB did not parse one expression per parameter value"
+                ))
+            })?;
+        let values: std::collections::HashMap<&str, &Value> =
+            names.iter().map(String::as_str).zip(items).collect();
+        replace(&mut tree, &values);
     }
     if let Some(statements) = tree["statements"].as_array_mut() {
         for statement in statements {
@@ -75,40 +91,41 @@ fn value_of<'a>(params: &'a Params, identifier: &str) -> Option<&'a Param> {
     }
 }
 
-fn replace(
-    conn: &Connection,
-    node: &mut Value,
-    params: &Params,
-    missing: &mut Option<String>,
-) -> Result<(), Error> {
+fn is_placeholder(map: &serde_json::Map<String, Value>) -> bool {
+    map.get("class").and_then(Value::as_str) == Some("PARAMETER")
+}
+
+/// The identifiers of the tree's placeholders, each once, in order.
+fn placeholders(node: &Value, names: &mut Vec<String>) {
     match node {
-        Value::Object(map) => {
-            if map.get("class").and_then(Value::as_str) == Some("PARAMETER") {
-                let identifier = map["identifier"].as_str().unwrap_or("").to_string();
-                let Some(param) = value_of(params, &identifier) else {
-                    *missing = Some(identifier);
-                    return Ok(());
-                };
-                let literal = serialize(conn, &format!("SELECT {}", sql_literal(param)))?;
-                let mut expression = literal["statements"][0]["node"]["select_list"][0].clone();
-                if expression.is_null() {
-                    return Err(Error::internal(anyhow::anyhow!(
-                        "DuckDB did not parse the literal of parameter {identifier}"
-                    )));
-                }
-                expression["alias"] = map.get("alias").cloned().unwrap_or_default();
-                *node = expression;
-                return Ok(());
+        Value::Object(map) if is_placeholder(map) => {
+            let identifier = map["identifier"].as_str().unwrap_or("").to_string();
+            if !names.contains(&identifier) {
+                names.push(identifier);
             }
-            for child in map.values_mut() {
-                replace(conn, child, params, missing)?;
-            }
-            Ok(())
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .try_for_each(|child| replace(conn, child, params, missing)),
-        _ => Ok(()),
+        Value::Object(map) => map.values().for_each(|child| placeholders(child, names)),
+        Value::Array(items) => items.iter().for_each(|child| placeholders(child, names)),
+        _ => {}
+    }
+}
+
+/// Puts each placeholder's value expression in its place (keeping the
+/// placeholder's alias).
+fn replace(node: &mut Value, values: &std::collections::HashMap<&str, &Value>) {
+    match node {
+        Value::Object(map) if is_placeholder(map) => {
+            let identifier = map["identifier"].as_str().unwrap_or("");
+            let alias = map.get("alias").cloned().unwrap_or_default();
+            if let Some(value) = values.get(identifier) {
+                let mut expression = (*value).clone();
+                expression["alias"] = alias;
+                *node = expression;
+            }
+        }
+        Value::Object(map) => map.values_mut().for_each(|child| replace(child, values)),
+        Value::Array(items) => items.iter_mut().for_each(|child| replace(child, values)),
+        _ => {}
     }
 }
 
