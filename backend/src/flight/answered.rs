@@ -20,7 +20,9 @@ use tonic::{
     server::NamedService,
 };
 
-use super::SNAPSHOT_HEADER;
+/// The call and response header naming a snapshot: on a call it pins
+/// every read; on an answer it names the snapshot read or created.
+pub const SNAPSHOT_HEADER: &str = "x-ducklake-snapshot";
 
 /// Where a handler leaves the snapshot its call read or created.
 #[derive(Debug, Clone, Default)]

@@ -56,7 +56,7 @@ use answered::SnapshotSlot;
 use ipc::{Message, Messages};
 
 /// Call headers that pin every read, as the HTTP `snapshot`/`as_of` do.
-pub const SNAPSHOT_HEADER: &str = "x-ducklake-snapshot";
+pub use answered::SNAPSHOT_HEADER;
 pub const AS_OF_HEADER: &str = "x-ducklake-as-of";
 /// A call header with the statement's timeout, milliseconds (capped by the
 /// server's `query.max_timeout_ms`, as the HTTP `timeout_ms` is).
@@ -282,12 +282,7 @@ impl LakeFlight {
             timetz_as_text: false,
         };
         let meter = QueryMeter::start(&self.services, &request.sql, &caller.prefix);
-        let stream = match self
-            .services
-            .engine
-            .stream(request, Format::Arrow, mode)
-            .await
-        {
+        let stream = match self.services.query(request, Format::Arrow, mode).await {
             Ok(stream) => stream,
             Err(err) => {
                 meter.finish(err.code(), 0, 0);
