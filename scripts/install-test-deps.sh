@@ -70,3 +70,8 @@ fi
 if [ "$(python3 -c 'import pyarrow; print(pyarrow.__version__)' 2>/dev/null)" != "26.0.1" ]; then
   python3 -m pip install --quiet 'pyarrow==26.0.1'
 fi
+# The readers that fetch a query result by range (scripts/range-readers.py,
+# tests of the result cache): polars, and fsspec's HTTP filesystem for pyarrow.
+if [ "$(python3 -c 'import polars, fsspec, aiohttp; print(polars.__version__, fsspec.__version__, aiohttp.__version__)' 2>/dev/null)" != "2.1.0 2026.9.0 3.14.5" ]; then
+  python3 -m pip install --quiet 'polars==2.1.0' 'polars-runtime-32==2.1.0' 'fsspec==2026.9.0' 'aiohttp==3.14.5'
+fi

@@ -13,6 +13,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod bucket;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod digest;

@@ -41,6 +41,16 @@ pub struct Metrics {
     pub jobs: IntGaugeVec,
     pub audit_written: IntCounter,
     pub audit_dropped: IntCounter,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub cache_bypass: IntCounter,
+    pub cache_evictions: IntCounter,
+    pub cache_invalidations: IntCounter,
+    pub cache_bytes: IntGauge,
+    pub cache_entries: IntGauge,
+    /// The check before each cache hit: the lake's latest snapshot, and
+    /// when the lake moved, whether the answer's tables changed.
+    pub cache_check_duration: prometheus::Histogram,
 }
 
 const NS: &str = "ducklake";
@@ -133,6 +143,19 @@ impl Metrics {
             .unwrap(),
             audit_written: IntCounter::with_opts(opts("audit_events_written_total", "Audit events written to the audit log.")).unwrap(),
             audit_dropped: IntCounter::with_opts(opts("audit_events_dropped_total", "Audit events dropped: the queue was full or the store refused their batch.")).unwrap(),
+            cache_hits: IntCounter::with_opts(opts("cache_hits_total", "Reads answered from the result cache after their check.")).unwrap(),
+            cache_misses: IntCounter::with_opts(opts("cache_misses_total", "Cacheable reads not in the result cache (run, and kept if they fit).")).unwrap(),
+            cache_bypass: IntCounter::with_opts(opts("cache_bypass_total", "Requests not for the result cache: writes, volatile or unversioned reads, transactions, or the cache off.")).unwrap(),
+            cache_evictions: IntCounter::with_opts(opts("cache_evictions_total", "Kept answers evicted to make room.")).unwrap(),
+            cache_invalidations: IntCounter::with_opts(opts("cache_invalidations_total", "Kept answers dropped because the lake changed under them.")).unwrap(),
+            cache_bytes: IntGauge::with_opts(opts("cache_bytes", "Bytes of kept answers in the result cache.")).unwrap(),
+            cache_entries: IntGauge::with_opts(opts("cache_entries", "Answers kept in the result cache.")).unwrap(),
+            cache_check_duration: prometheus::Histogram::with_opts(
+                HistogramOpts::new("cache_check_duration_seconds", "The check that a kept answer is current, before each hit.")
+                    .namespace(NS)
+                    .buckets(exponential_buckets(0.00005, 2.5, 14).expect("valid buckets")),
+            )
+            .unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -162,6 +185,14 @@ impl Metrics {
             Box::new(metrics.jobs.clone()),
             Box::new(metrics.audit_written.clone()),
             Box::new(metrics.audit_dropped.clone()),
+            Box::new(metrics.cache_hits.clone()),
+            Box::new(metrics.cache_misses.clone()),
+            Box::new(metrics.cache_bypass.clone()),
+            Box::new(metrics.cache_evictions.clone()),
+            Box::new(metrics.cache_invalidations.clone()),
+            Box::new(metrics.cache_bytes.clone()),
+            Box::new(metrics.cache_entries.clone()),
+            Box::new(metrics.cache_check_duration.clone()),
         ];
         for collector in collectors {
             metrics
@@ -205,6 +236,21 @@ impl Metrics {
         crate::audit::AuditCounters {
             written: self.audit_written.clone(),
             dropped: self.audit_dropped.clone(),
+        }
+    }
+}
+
+impl Metrics {
+    /// The result cache's counters.
+    pub fn cache_counters(&self) -> crate::cache::CacheCounters {
+        crate::cache::CacheCounters {
+            hits: self.cache_hits.clone(),
+            misses: self.cache_misses.clone(),
+            bypass: self.cache_bypass.clone(),
+            evictions: self.cache_evictions.clone(),
+            invalidations: self.cache_invalidations.clone(),
+            bytes: self.cache_bytes.clone(),
+            entries: self.cache_entries.clone(),
         }
     }
 }

@@ -6,7 +6,20 @@
 
 use std::sync::{atomic::AtomicBool, Arc};
 
-use crate::{bucket::Bucket, config::Config, engine::Engine, store::Store};
+use crate::{
+    bucket::Bucket,
+    cache::{CacheStatus, Capture, Entry, Key, KeyParts, ResultCache},
+    config::Config,
+    engine::{
+        freshness::{self, LakeHead, Since, SnapshotChanges},
+        stream::{QueryStream, TransactionMode},
+        timetravel::Pin,
+        Engine, QueryRequest,
+    },
+    error::Error,
+    format::encode::Format,
+    store::Store,
+};
 
 /// Everything the transports share.
 pub struct Services {
@@ -31,6 +44,8 @@ pub struct Services {
     pub maintenance: Arc<crate::maintenance::Maintenance>,
     /// The Flight SQL listener, when it is on.
     pub flight: Option<FlightListener>,
+    /// Answers to repeated reads (see [`Services::query`]).
+    pub cache: Arc<ResultCache>,
 }
 
 /// Where the Flight SQL edge listens, and whether it still serves (its
@@ -109,4 +124,227 @@ impl Services {
         );
         Ok(loaded)
     }
+}
+
+impl Services {
+    /// Runs one SQL request for a transport, through the result cache: a
+    /// kept answer is served once it is checked current (the lake's
+    /// latest snapshot, and when that moved, the answer's tables and the
+    /// schema); anything else runs on the engine, and a cacheable answer
+    /// that arrives whole is kept on its way to the client.
+    pub async fn query(
+        &self,
+        request: QueryRequest,
+        format: Format,
+        mode: TransactionMode,
+    ) -> Result<QueryStream, Error> {
+        let Some(key) = self.cache_key(&request, format, mode) else {
+            let stream = self.engine.stream(request, format, mode).await?;
+            self.cache.counters().bypass.inc();
+            return Ok(stream);
+        };
+        if let Some(entry) = self.cache.get(&key) {
+            match self.current_at(&entry).await {
+                Ok(Some(snapshot)) => {
+                    let not_modified = request
+                        .if_none_match
+                        .as_deref()
+                        .zip(entry.answer.etag.as_deref())
+                        .is_some_and(|(held, etag)| held.split(',').any(|tag| tag.trim() == etag));
+                    self.cache.served(&key);
+                    self.cache.counters().hits.inc();
+                    return Ok(Engine::kept(&entry, snapshot, not_modified));
+                }
+                Ok(None) => self.cache.invalidate(&key, &entry),
+                // The query itself will meet the outage and say so.
+                Err(err) => {
+                    tracing::warn!(error = %err, "the result cache could not check an entry")
+                }
+            }
+        }
+        let capture = Capture::new(Arc::clone(&self.cache), key);
+        let stream = self
+            .engine
+            .stream_capturing(request, format, mode, capture)
+            .await?;
+        match stream.versions.cache {
+            CacheStatus::Miss => self.cache.counters().misses.inc(),
+            _ => self.cache.counters().bypass.inc(),
+        }
+        Ok(stream)
+    }
+
+    /// The cache key of a request that may be cached; `None` for what
+    /// never is: the cache off, a transaction, a pin by time (which moves
+    /// with new snapshots), a job's or a session's run.
+    fn cache_key(
+        &self,
+        request: &QueryRequest,
+        format: Format,
+        mode: TransactionMode,
+    ) -> Option<Key> {
+        if !self.cache.enabled()
+            || !matches!(
+                mode,
+                TransactionMode::AutoCommit | TransactionMode::ReadOnly
+            )
+            || request.session.is_some()
+            || request.progress.is_some()
+            || request.timetz_as_text
+            || matches!(request.pin, Some(Pin::Time(_)))
+        {
+            return None;
+        }
+        let params = request.params.to_json_text();
+        Some(Key::of(&KeyParts {
+            sql: &request.sql,
+            params: &params,
+            format: format.name(),
+            max_rows: self.engine.max_rows_for(request.max_rows),
+            client_max_rows: request.max_rows.is_some(),
+            max_result_bytes: self.engine.max_result_bytes,
+            pin: match request.pin {
+                Some(Pin::Version(version)) => Some(version),
+                _ => None,
+            },
+            role: request.role,
+            read_only: mode == TransactionMode::ReadOnly,
+        }))
+    }
+
+    /// The snapshot at which `entry` is the answer now, or `None` when the
+    /// lake changed under it. Timed into `ducklake_cache_check_duration_seconds`.
+    async fn current_at(&self, entry: &Entry) -> Result<Option<i64>, Error> {
+        let _timer = self.metrics.cache_check_duration.start_timer();
+        let answer = &entry.answer;
+        let head = self.lake_head(answer.pinned).await?;
+        if let Some(pinned) = answer.pinned {
+            // A pinned answer never changes, while its snapshot exists.
+            return Ok(head.pinned_exists.then_some(pinned));
+        }
+        let known = entry.validated_at();
+        if head.latest == known {
+            return Ok(Some(known));
+        }
+        if head.latest < known {
+            // The catalog went back (it was replaced): nothing holds.
+            return Ok(None);
+        }
+        // The lake moved: what did the snapshots since change?
+        let ids = match entry.table_ids() {
+            Some(ids) => ids.to_vec(),
+            None => match self.table_ids(answer.snapshot, &answer.tables).await? {
+                Some(ids) => {
+                    entry.set_table_ids(ids.clone());
+                    ids
+                }
+                None => return Ok(None),
+            },
+        };
+        let rows = self
+            .snapshot_changes(answer.snapshot, known, head.latest)
+            .await?;
+        let now = match freshness::since(answer.snapshot, known, head.latest, &rows, &ids) {
+            Since::Unchanged => Some(head.latest),
+            Since::Changed => None,
+            Since::Unknown => {
+                self.engine
+                    .unchanged_since(answer.snapshot, answer.tables.clone())
+                    .await?
+            }
+        };
+        if let Some(now) = now {
+            entry.validated(now);
+        }
+        Ok(now)
+    }
+
+    /// The catalog database as the service's own pool reaches it, when it
+    /// is PostgreSQL (DuckLake's tables in its `public` schema).
+    fn catalog_pool(&self) -> Option<&deadpool_postgres::Pool> {
+        match &self.store {
+            Store::Postgres(pool) if !self.engine.catalog_is_local() => Some(pool),
+            _ => None,
+        }
+    }
+
+    /// The lake's latest snapshot: with a PostgreSQL catalog one query on
+    /// our own pool (two primary-key lookups in `ducklake_snapshot`), with
+    /// the local catalog file a read through DuckDB.
+    pub async fn lake_head(&self, pinned: Option<i64>) -> Result<LakeHead, Error> {
+        let Some(pool) = self.catalog_pool() else {
+            return self.engine.lake_head(pinned).await;
+        };
+        let rows = catalog_query(
+            pool,
+            &freshness::sql::head("public."),
+            &[&pinned.unwrap_or(-1)],
+        )
+        .await?;
+        let row = rows.first().ok_or_else(|| unavailable("no answer"))?;
+        Ok(LakeHead {
+            latest: row.get::<_, Option<i64>>(0).unwrap_or(0),
+            pinned_exists: row.get(1),
+        })
+    }
+
+    async fn snapshot_changes(
+        &self,
+        read: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<SnapshotChanges>, Error> {
+        let Some(pool) = self.catalog_pool() else {
+            return self.engine.snapshot_changes(read, from, to).await;
+        };
+        let rows = catalog_query(
+            pool,
+            &freshness::sql::changes("public."),
+            &[&read, &from, &to],
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| SnapshotChanges {
+                id: row.get(0),
+                schema_version: row.get(1),
+                changes: row.get(2),
+            })
+            .collect())
+    }
+
+    async fn table_ids(
+        &self,
+        at: i64,
+        tables: &[(String, String)],
+    ) -> Result<Option<Vec<i64>>, Error> {
+        let Some(pool) = self.catalog_pool() else {
+            return self.engine.table_ids(at, tables.to_vec()).await;
+        };
+        let sql = freshness::sql::table_id("public.");
+        let mut ids = Vec::new();
+        for (schema, table) in tables {
+            let rows = catalog_query(pool, &sql, &[schema, table, &at]).await?;
+            match rows[..] {
+                [ref row] => ids.push(row.get(0)),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(ids))
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::CatalogUnavailable(format!("the catalog database did not answer: {e}"))
+}
+
+/// One statement on the catalog database through the service's own pool.
+async fn catalog_query(
+    pool: &deadpool_postgres::Pool,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, Error> {
+    let client = pool.get().await.map_err(unavailable)?;
+    let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+    client.query(&statement, params).await.map_err(unavailable)
 }

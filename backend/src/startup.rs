@@ -173,6 +173,24 @@ impl Application {
             false => None,
             true => Some(bind_flight(&config)?),
         };
+        let (cache_bytes, cache_entry_bytes) = config.cache.budget(
+            engine
+                .memory_limit_bytes()
+                .await
+                .unwrap_or(1024 * 1024 * 1024),
+        );
+        let cache = Arc::new(crate::cache::ResultCache::new(
+            config.cache.enabled,
+            cache_bytes,
+            cache_entry_bytes,
+            metrics.cache_counters(),
+        ));
+        tracing::info!(
+            enabled = cache.enabled(),
+            max_bytes = cache_bytes,
+            max_entry_bytes = cache_entry_bytes,
+            "result cache"
+        );
         let services = Arc::new(AppState {
             engine: Arc::clone(&engine),
             config: Arc::clone(&config),
@@ -187,6 +205,7 @@ impl Application {
             audit: audit.clone(),
             maintenance,
             flight: flight.as_ref().map(|(_, _, listener)| listener.clone()),
+            cache,
         });
         let state = web::Data::from(Arc::clone(&services));
         let flight_port = services.flight.as_ref().map(|f| f.address.port());

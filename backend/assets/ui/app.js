@@ -90,6 +90,7 @@ async function run() {
     parts.push(`${summary.elapsed_ms.toFixed(1)} ms in DuckDB`);
     parts.push(`${Math.round(performance.now() - started)} ms total`);
     if (summary.snapshot) parts.push(`snapshot ${summary.snapshot}`);
+    if (summary.cache === "hit") parts.push("from the result cache");
     grid.flush();
     setStatus(parts.join(" · "));
     if (/^\s*(create|drop|alter|insert|update|delete|copy|merge)\b/im.test(sql)) {

@@ -21,6 +21,7 @@ export class MetricsPanel {
     this.latencyText = el("span", { class: "value", text: "–" });
     this.memoryNote = el("p", { class: "note muted", hidden: true });
     this.latencyNote = el("p", { class: "note muted", hidden: true });
+    this.cacheText = el("span", { class: "value", text: "–" });
     container.replaceChildren(
       el(
         "div",
@@ -35,6 +36,11 @@ export class MetricsPanel {
         el("div", { class: "metric-head" }, el("span", { text: "Query p50 / p99 (1 min)" }), this.latencyText),
         this.latency.svg,
         this.latencyNote,
+      ),
+      el(
+        "div",
+        { class: "metric", "data-metric": "cache" },
+        el("div", { class: "metric-head" }, el("span", { text: "Result cache" }), this.cacheText),
       ),
     );
   }
@@ -85,6 +91,7 @@ export class MetricsPanel {
         this.latencyText.textContent = "no queries";
       }
       this.latencyNote.hidden = true;
+      this.cacheText.textContent = describeCache(report.cache);
     } catch (err) {
       this.unavailable(this.latencyNote, err);
     }
@@ -96,6 +103,14 @@ export class MetricsPanel {
     note.replaceChildren(el("code", { text: code }), ` ${why}${message}`);
     note.hidden = false;
   }
+}
+
+/** "83% hits · 12 answers, 1.2 MB" from /metrics/performance's cache. */
+export function describeCache(cache) {
+  if (!cache) return "–";
+  if (!cache.enabled) return "off";
+  const ratio = cache.hit_ratio === null ? "no reads yet" : `${Math.round(cache.hit_ratio * 100)}% hits`;
+  return `${ratio} · ${formatCount(cache.entries)} kept, ${formatBytes(cache.bytes)}`;
 }
 
 function fmtMs(ms) {

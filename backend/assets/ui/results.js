@@ -135,7 +135,7 @@ export async function streamQuery({ sql, snapshot, maxRows, signal, onColumns, o
     if (rows.length) onRows(rows);
   }
   const summary = scanner.finish();
-  return { ...summary, snapshot: res.headers.get("X-DuckLake-Snapshot") };
+  return { ...summary, snapshot: res.headers.get("X-DuckLake-Snapshot"), cache: res.headers.get("X-Cache") };
 }
 
 const EXTENSIONS = { csv: "csv", parquet: "parquet", arrow: "arrow" };

@@ -220,6 +220,7 @@ mod tests {
                 "POST" => item.post.as_ref(),
                 "DELETE" => item.delete.as_ref(),
                 "PUT" => item.put.as_ref(),
+                "HEAD" => item.head.as_ref(),
                 _ => None,
             });
             match (route.operation.is_some(), operation) {
@@ -251,7 +252,7 @@ mod tests {
             .paths
             .values()
             .map(|item| {
-                [&item.get, &item.post, &item.delete, &item.put]
+                [&item.get, &item.post, &item.delete, &item.put, &item.head]
                     .iter()
                     .filter(|o| o.is_some())
                     .count()

@@ -15,8 +15,9 @@ use serde::Deserialize;
 use crate::{
     api::state::AppState,
     auth::Caller,
+    cache::CacheStatus,
     engine::{
-        stream::{TransactionMode, Versions},
+        stream::{QueryStream, TransactionMode, Versions},
         timetravel::Pin,
         Params, QueryRequest,
     },
@@ -100,6 +101,79 @@ impl QueryBody {
 }
 
 pub const STREAMED_HEADER: &str = "x-result-streamed";
+/// What the result cache did: `hit`, `miss` or `bypass`.
+pub const CACHE_HEADER: &str = "x-cache";
+
+/// How the GET form reads like a file: `HEAD` for the length, `Range` for
+/// a part (served from a kept answer).
+#[derive(Debug, Default)]
+pub(crate) struct FileRead {
+    /// The GET form (or its HEAD): ranges are served.
+    pub form: bool,
+    /// A `HEAD` request: the headers and length, no body.
+    pub head: bool,
+    /// The `Range` header, when its `If-Range` (if any) still matches.
+    pub range: Option<String>,
+}
+
+impl FileRead {
+    fn of(req: &HttpRequest) -> Self {
+        let text = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Self {
+            form: true,
+            head: req.method() == actix_web::http::Method::HEAD,
+            range: text(header::RANGE),
+        }
+        .if_range(text(header::IF_RANGE))
+    }
+
+    /// Keeps the range only while `If-Range` names the answer's current
+    /// ETag (checked once the answer is known; see [`FileRead::part`]).
+    fn if_range(mut self, if_range: Option<String>) -> Self {
+        if let (Some(range), Some(tag)) = (&self.range, if_range) {
+            self.range = Some(format!("{tag}\n{range}"));
+        }
+        self
+    }
+
+    /// The byte range to answer of a body of `length` bytes with `etag`:
+    /// `None` for the whole body (no Range, a stale If-Range, several
+    /// ranges, or a header that does not parse, which HTTP says to
+    /// ignore), `Err` for a range past the end (416).
+    fn part(&self, length: u64, etag: Option<&str>) -> Result<Option<(u64, u64)>, ()> {
+        let Some(range) = &self.range else {
+            return Ok(None);
+        };
+        let range = match range.split_once('\n') {
+            Some((tag, range)) if Some(tag.trim()) == etag => range,
+            Some(_) => return Ok(None),
+            None => range,
+        };
+        // A suffix longer than the answer is all of it (RFC 9110 14.1.3):
+        // polars asks for the last 256 KiB of whatever it reads.
+        if let Some(suffix) = range
+            .strip_prefix("bytes=-")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            if suffix >= length && length > 0 {
+                return Ok(Some((0, length - 1)));
+            }
+        }
+        let Ok(parsed) = http_range_header::parse_range_header(range) else {
+            return Ok(None);
+        };
+        match parsed.validate(length) {
+            Ok(ranges) if ranges.len() == 1 => Ok(Some((*ranges[0].start(), *ranges[0].end()))),
+            Ok(_) => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+}
 
 /// Run SQL: the result streams in the format asked for.
 #[utoipa::path(post, path = "/api/v1/query", tag = "query", request_body = QueryBody, responses(crate::api::answer::QueryResponses))]
@@ -176,14 +250,37 @@ pub async fn query_get(
         snapshot: form.snapshot,
         as_of: form.as_of,
     };
-    run(
+    let file = FileRead::of(&req);
+    let request = body.into_request(&caller, &req)?;
+    run_read(
         &state,
         &caller,
-        body.into_request(&caller, &req)?,
+        request,
         format,
         TransactionMode::ReadOnly,
+        file,
     )
     .await
+}
+
+/// `HEAD` of the GET form: the headers a GET would answer, with the
+/// result's exact `Content-Length`, and no body. The result runs (and is
+/// kept by the cache when it can be, so the ranges a reader asks next are
+/// served from it).
+#[utoipa::path(
+    head,
+    path = "/api/v1/query",
+    tag = "query",
+    params(QueryParams),
+    responses(crate::api::answer::QueryResponses)
+)]
+pub async fn query_head(
+    caller: Authorized<Reader>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    params: web::Query<QueryParams>,
+) -> Result<HttpResponse, Error> {
+    query_get(caller, state, req, params).await
 }
 
 /// `format` wins over `Accept`.
@@ -204,8 +301,19 @@ pub(crate) async fn run(
     format: Format,
     mode: TransactionMode,
 ) -> Result<HttpResponse, Error> {
+    run_read(state, caller, request, format, mode, FileRead::default()).await
+}
+
+async fn run_read(
+    state: &AppState,
+    caller: &Caller,
+    request: QueryRequest,
+    format: Format,
+    mode: TransactionMode,
+    file: FileRead,
+) -> Result<HttpResponse, Error> {
     let meter = QueryMeter::start(state, &request.sql, &caller.prefix);
-    let stream = match state.engine.stream(request, format, mode).await {
+    let stream = match state.query(request, format, mode).await {
         Ok(stream) => stream,
         Err(err) => {
             meter.finish(err.code(), 0, 0);
@@ -235,6 +343,57 @@ pub(crate) async fn run(
             format!("attachment; filename=\"{name}\""),
         ));
     }
+    if file.head {
+        // The length is the body's: count it (the query runs to its end,
+        // and the cache keeps what it can).
+        let length = match (stream.complete, stream.held_length) {
+            (Some(_), Some(length)) => length,
+            _ => {
+                use futures_util::StreamExt;
+                let mut body = stream.body;
+                let mut length = 0;
+                while let Some(chunk) = body.next().await {
+                    length += chunk?.len() as u64;
+                }
+                length
+            }
+        };
+        meter.finish("ok", 0, 0);
+        if ranges_served(state, &versions, length) {
+            response.insert_header((header::ACCEPT_RANGES, "bytes"));
+        }
+        response.insert_header((header::CONTENT_ENCODING, "identity"));
+        // The body's declared size is what a HEAD answer's length says;
+        // actix writes no body for HEAD.
+        let nothing = futures_util::stream::empty::<Result<bytes::Bytes, Error>>();
+        return Ok(response.body(actix_web::body::SizedStream::new(length, nothing)));
+    }
+    if file.form && versions.cache == CacheStatus::Hit {
+        response.insert_header((header::ACCEPT_RANGES, "bytes"));
+    }
+    if let (true, Some(summary)) = (file.range.is_some(), stream.complete) {
+        response
+            .insert_header((ROW_COUNT_HEADER, summary.row_count.to_string()))
+            .insert_header((TRUNCATED_HEADER, summary.truncated.to_string()));
+    }
+    // Only an answer that is the same on every run (one the cache may keep)
+    // is served in parts: parts of different runs would not make one file.
+    let stream = if file.range.is_some() && versions.cache != CacheStatus::Bypass {
+        // A range is a slice of the whole answer: a kept one is whole in
+        // memory already; another is read whole when it fits the cache's
+        // entry limit (the cache keeps it meanwhile), else the whole
+        // answer streams with 200, as HTTP allows.
+        match stream
+            .body
+            .read_up_to(state.cache.max_entry_bytes())
+            .await?
+        {
+            Ok(body) => return Ok(ranged(response, body, &file, &versions, meter)),
+            Err(body) => QueryStream { body, ..stream },
+        }
+    } else {
+        stream
+    };
     let Some(summary) = stream.complete else {
         tracing::info!("query streaming");
         return Ok(response
@@ -268,7 +427,56 @@ pub(crate) async fn run(
 /// `X-DuckLake-Snapshot`, and for reads `ETag` with `Cache-Control:
 /// no-cache` (caches keep the result but ask again, and get 304 while the
 /// tables it read are unchanged).
+/// The part of a whole answer that `file` asks for: 206 with its
+/// `Content-Range`, 416 past the end, or the whole answer with 200. Never
+/// compressed: a range is of the bytes as they are.
+fn ranged(
+    mut response: actix_web::HttpResponseBuilder,
+    body: bytes::Bytes,
+    file: &FileRead,
+    versions: &Versions,
+    meter: QueryMeter,
+) -> HttpResponse {
+    let length = body.len() as u64;
+    response
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CONTENT_ENCODING, "identity"));
+    match file.part(length, versions.etag.as_deref()) {
+        Ok(None) => {
+            meter.finish("ok", 0, length);
+            response.body(body)
+        }
+        Ok(Some((first, last))) => {
+            meter.finish("ok", 0, last - first + 1);
+            response
+                .status(actix_web::http::StatusCode::PARTIAL_CONTENT)
+                .insert_header((
+                    header::CONTENT_RANGE,
+                    format!("bytes {first}-{last}/{length}"),
+                ))
+                .body(body.slice(first as usize..=last as usize))
+        }
+        Err(()) => {
+            meter.finish("ok", 0, 0);
+            HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{length}")))
+                .finish()
+        }
+    }
+}
+
+/// Whether a range of this answer will be served from the cache: it was
+/// served from it, or was just kept by it.
+fn ranges_served(state: &AppState, versions: &Versions, length: u64) -> bool {
+    match versions.cache {
+        CacheStatus::Hit => true,
+        CacheStatus::Miss => length + 512 <= state.cache.max_entry_bytes(),
+        CacheStatus::Bypass => false,
+    }
+}
+
 fn version_headers(response: &mut actix_web::HttpResponseBuilder, versions: &Versions) {
+    response.insert_header((CACHE_HEADER, versions.cache.as_str()));
     if let Some(snapshot) = versions.snapshot {
         response.insert_header((crate::api::answer::SNAPSHOT_HEADER, snapshot.to_string()));
     }
@@ -281,5 +489,41 @@ fn version_headers(response: &mut actix_web::HttpResponseBuilder, versions: &Ver
 
 /// The routes of this module.
 pub fn configure(routes: &mut Routes) {
-    serve!(routes, query, query_get);
+    serve!(routes, query, query_get, query_head);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileRead;
+
+    fn asking(range: &str, if_range: Option<&str>) -> FileRead {
+        FileRead {
+            form: true,
+            head: false,
+            range: Some(range.to_string()),
+        }
+        .if_range(if_range.map(str::to_string))
+    }
+
+    #[test]
+    fn ranges_are_read_as_parquet_readers_send_them() {
+        let part = |range: &str| asking(range, None).part(1000, Some("W/\"s1-a\""));
+        assert_eq!(part("bytes=0-99"), Ok(Some((0, 99))));
+        assert_eq!(part("bytes=990-"), Ok(Some((990, 999))));
+        // polars asks for the last 256 KiB of any file: all of a smaller one.
+        assert_eq!(part("bytes=-262144"), Ok(Some((0, 999))));
+        assert_eq!(part("bytes=-8"), Ok(Some((992, 999))));
+        // An end past the file is cut to it; a start past it is 416.
+        assert_eq!(part("bytes=900-5000"), Ok(Some((900, 999))));
+        assert_eq!(part("bytes=1000-"), Err(()));
+        // Several ranges, or a header that does not parse: the whole answer.
+        assert_eq!(part("bytes=0-1,5-6"), Ok(None));
+        assert_eq!(part("lines=0-1"), Ok(None));
+        // If-Range: the part while the validator is the answer's, else all.
+        let tagged = |tag: &str| asking("bytes=0-9", Some(tag)).part(1000, Some("W/\"s1-a\""));
+        assert_eq!(tagged("W/\"s1-a\""), Ok(Some((0, 9))));
+        assert_eq!(tagged("W/\"s0-a\""), Ok(None));
+        let none = FileRead::default();
+        assert_eq!(none.part(1000, None), Ok(None));
+    }
 }

@@ -36,6 +36,7 @@ const ENV_SECTIONS: &[(&str, &str)] = &[
     ("MAINTENANCE_", "maintenance"),
     ("JOBS_", "jobs"),
     ("FLIGHT_", "flight"),
+    ("CACHE_", "cache"),
 ];
 
 /// Top-level keys read from environment variables of the same name.
@@ -188,6 +189,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
     let maintenance = section(figment, Some("maintenance"), problems);
     let jobs = section(figment, Some("jobs"), problems);
     let flight = section(figment, Some("flight"), problems);
+    let cache = section(figment, Some("cache"), problems);
     let general = general?;
     Some(Config {
         environment: Environment::parse(&general.environment).unwrap_or_else(|| {
@@ -213,6 +215,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
         maintenance: maintenance?,
         jobs: jobs?,
         flight: flight?,
+        cache: cache?,
     })
 }
 

@@ -36,6 +36,7 @@ pub struct Config {
     pub maintenance: MaintenanceConfig,
     pub jobs: JobsConfig,
     pub flight: FlightConfig,
+    pub cache: CacheConfig,
 }
 
 impl Default for Config {
@@ -57,6 +58,7 @@ impl Default for Config {
             maintenance: MaintenanceConfig::default(),
             jobs: JobsConfig::default(),
             flight: FlightConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -331,6 +333,39 @@ impl Default for FlightConfig {
             tls_key: None,
             ticket_ttl_ms: 30_000,
         }
+    }
+}
+
+/// The result cache of repeated reads (see [`crate::cache`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Bytes of kept answers at most; unset: a sixteenth of DuckDB's
+    /// memory limit.
+    pub max_bytes: Option<u64>,
+    /// A larger answer is not kept; unset: a sixteenth of `max_bytes` (so
+    /// answers being collected by the connections at once stay within
+    /// half the budget beside it).
+    pub max_entry_bytes: Option<u64>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: None,
+            max_entry_bytes: None,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The budget and the per-entry limit, given DuckDB's memory limit.
+    pub fn budget(&self, memory_limit_bytes: u64) -> (u64, u64) {
+        let max = self.max_bytes.unwrap_or(memory_limit_bytes / 16);
+        let entry = self.max_entry_bytes.unwrap_or(max / 16).min(max);
+        (max, entry)
     }
 }
 

@@ -22,19 +22,23 @@ use crate::error::Error;
 /// and the timeout watchdog either way.
 pub(super) struct StreamGuard {
     pub(super) stop: Option<Stop>,
-    pub(super) watchdog: tokio::task::AbortHandle,
+    pub(super) watchdog: Option<tokio::task::AbortHandle>,
 }
 
 impl StreamGuard {
     pub(super) fn disarm(&mut self) {
         self.stop = None;
-        self.watchdog.abort();
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
+        }
     }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.watchdog.abort();
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
+        }
         if let Some(stop) = self.stop.take() {
             stop.stop();
         }
@@ -50,9 +54,39 @@ pub struct BodyStream {
 }
 
 impl BodyStream {
+    /// A body that is already whole (a kept answer): nothing runs behind it.
+    pub fn whole(bytes: Bytes, rows: u64) -> Self {
+        let (_, rx) = mpsc::channel(1);
+        Self {
+            prefix: Some(bytes),
+            rx,
+            guard: StreamGuard {
+                stop: None,
+                watchdog: None,
+            },
+            rows: Arc::new(AtomicU64::new(rows)),
+        }
+    }
+
     /// Rows encoded so far.
     pub fn rows(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Reads the body into memory while it stays within `cap` bytes: the
+    /// whole body (`Ok(Ok(bytes))`), or, past the cap, the body again with
+    /// what was read put back in front (`Ok(Err(body))`).
+    pub async fn read_up_to(mut self, cap: u64) -> Result<Result<Bytes, Self>, Error> {
+        use futures_util::StreamExt;
+        let mut read = Vec::new();
+        while let Some(chunk) = self.next().await {
+            read.extend_from_slice(&chunk?);
+            if read.len() as u64 > cap {
+                self.prefix = Some(Bytes::from(read));
+                return Ok(Err(self));
+            }
+        }
+        Ok(Ok(Bytes::from(read)))
     }
 
     /// Collects the whole body (for tests and small internal uses).

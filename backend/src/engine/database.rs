@@ -371,7 +371,7 @@ impl Engine {
     /// Runs `work` on the probe connection on a blocking thread (the
     /// connection of readiness and state checks, never of user SQL); any
     /// transaction it opened is rolled back.
-    fn on_probe<T, F>(&self, work: F) -> tokio::task::JoinHandle<Result<T, Error>>
+    pub(super) fn on_probe<T, F>(&self, work: F) -> tokio::task::JoinHandle<Result<T, Error>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
@@ -383,6 +383,20 @@ impl Engine {
             let _ = conn.execute_batch("ROLLBACK");
             result
         })
+    }
+
+    /// DuckDB's configured memory limit in bytes.
+    pub async fn memory_limit_bytes(&self) -> Result<u64, Error> {
+        self.on_probe(|conn| {
+            conn.query_row(
+                "SELECT parse_formatted_bytes(current_setting('memory_limit'))",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(Error::from_duckdb)
+        })
+        .await
+        .map_err(Error::internal)?
     }
 
     /// DuckDB's configured memory limit, as DuckDB prints it.

@@ -8,6 +8,7 @@ pub mod body;
 pub mod catalog;
 pub mod database;
 pub mod extensions;
+pub mod freshness;
 pub mod ingest;
 pub mod lake;
 pub mod maintenance;

@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     audit::{Outcome, Trail},
+    cache::{Answer, CacheStatus, Capture},
     engine::{
         body::StreamGuard,
         catalog::{current_snapshot, last_change, last_committed, same_schema},
@@ -129,6 +130,8 @@ pub struct Versions {
     pub etag: Option<String>,
     /// The client's ETag still holds: answer 304, no body.
     pub not_modified: bool,
+    /// What the result cache did (`X-Cache`).
+    pub cache: CacheStatus,
 }
 
 struct Head {
@@ -149,12 +152,56 @@ impl Engine {
         format: Format,
         mode: TransactionMode,
     ) -> Result<QueryStream, Error> {
-        let limits = Limits {
+        let limits = self.limits_for(&request);
+        self.stream_with(request, format, mode, limits).await
+    }
+
+    /// What a request may take: its timeout and row limit within the
+    /// server's, and the server's byte limit.
+    fn limits_for(&self, request: &QueryRequest) -> Limits {
+        Limits {
             timeout: self.timeout_for(request.timeout_ms),
             max_rows: self.max_rows_for(request.max_rows),
             max_bytes: self.max_result_bytes,
+        }
+    }
+
+    /// [`Engine::stream`] whose answer goes into the result cache if it
+    /// turns out cacheable (a read that gets an ETag) and arrives whole.
+    pub async fn stream_capturing(
+        &self,
+        request: QueryRequest,
+        format: Format,
+        mode: TransactionMode,
+        capture: Capture,
+    ) -> Result<QueryStream, Error> {
+        let limits = self.limits_for(&request);
+        self.run_stream(request, format, mode, limits, Some(capture))
+            .await
+    }
+
+    /// The answer kept by the cache, as a stream. `snapshot` is the one it
+    /// was checked current at.
+    pub fn kept(entry: &crate::cache::Entry, snapshot: i64, not_modified: bool) -> QueryStream {
+        let body = if not_modified {
+            Bytes::new()
+        } else {
+            entry.body.clone()
         };
-        self.stream_with(request, format, mode, limits).await
+        let answer = &entry.answer;
+        QueryStream {
+            columns: answer.columns.clone(),
+            types: answer.types.clone(),
+            complete: Some(answer.summary),
+            held_length: None,
+            body: BodyStream::whole(body, answer.summary.row_count),
+            versions: Versions {
+                snapshot: Some(snapshot),
+                etag: answer.etag.clone(),
+                not_modified,
+                cache: CacheStatus::Hit,
+            },
+        }
     }
 
     /// [`Engine::stream`] under limits of the caller's choosing (async
@@ -165,6 +212,17 @@ impl Engine {
         format: Format,
         mode: TransactionMode,
         limits: Limits,
+    ) -> Result<QueryStream, Error> {
+        self.run_stream(request, format, mode, limits, None).await
+    }
+
+    async fn run_stream(
+        &self,
+        request: QueryRequest,
+        format: Format,
+        mode: TransactionMode,
+        limits: Limits,
+        capture: Option<Capture>,
     ) -> Result<QueryStream, Error> {
         let started = Instant::now();
         self.check_sql_text(&request.sql)?;
@@ -196,7 +254,7 @@ impl Engine {
         };
         let mut guard = StreamGuard {
             stop: Some(stop.clone()),
-            watchdog: watchdog.abort_handle(),
+            watchdog: Some(watchdog.abort_handle()),
         };
         let (head_tx, head_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
@@ -234,6 +292,7 @@ impl Engine {
                 hold,
                 audit: request.audit.clone(),
                 writes: Vec::new(),
+                capture,
             };
             let mut outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             // A single auto-commit statement that lost a commit race (after
@@ -332,6 +391,8 @@ struct Producer {
     audit: Option<Trail>,
     /// Write statements checked and run but not yet committed.
     writes: Vec<Write>,
+    /// Where a cacheable answer goes, as it is encoded.
+    capture: Option<Capture>,
 }
 
 /// A result held back until its end: the first window in memory, the rest
@@ -474,6 +535,10 @@ impl Producer {
         // An ETag only for what can be revalidated exactly: a read of lake
         // tables (and fixed sources) alone, whose last change is known.
         if !self.reads.wrote && !self.reads.volatile && !self.reads.unversioned {
+            // The same rule decides what the result cache may keep.
+            if self.capture.is_some() {
+                self.versions.cache = CacheStatus::Miss;
+            }
             let hash = request_hash(request, format, max_rows);
             let read = self.versions.snapshot.unwrap_or_default();
             if let Some(held) = &request.if_none_match {
@@ -577,6 +642,7 @@ impl Producer {
             let threshold = if window { WINDOW_BYTES } else { CHUNK_BYTES };
             if encoder.pending() >= threshold {
                 let bytes = encoder.take();
+                self.capture(&bytes);
                 if let Some(hold) = &mut self.hold {
                     self.sent_bytes += bytes.len() as u64;
                     hold.push(bytes)?;
@@ -615,6 +681,8 @@ impl Producer {
         summary.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         encoder.finish(&summary)?;
         let rest = encoder.take();
+        self.capture(&rest);
+        self.keep(request, &columns, summary);
         match self.hold.take() {
             Some(held) => self.send_held(&columns, held, rest, summary),
             None => {
@@ -622,6 +690,37 @@ impl Producer {
                 Ok(())
             }
         }
+    }
+
+    /// Hands encoded bytes to the cache's capture, for a cacheable read.
+    fn capture(&mut self, bytes: &[u8]) {
+        if self.versions.cache == CacheStatus::Miss {
+            if let Some(capture) = &mut self.capture {
+                capture.push(bytes);
+            }
+        }
+    }
+
+    /// The whole answer is encoded: the cache keeps it.
+    fn keep(&mut self, request: &QueryRequest, columns: &[Column], summary: Summary) {
+        if self.versions.cache != CacheStatus::Miss {
+            return;
+        }
+        let Some(capture) = self.capture.take() else {
+            return;
+        };
+        capture.keep(Answer {
+            columns: columns.to_vec(),
+            types: self.types.clone(),
+            summary,
+            etag: self.versions.etag.clone(),
+            snapshot: self.versions.snapshot.unwrap_or_default(),
+            pinned: match &request.pin {
+                Some(timetravel::Pin::Version(version)) => Some(*version),
+                _ => None,
+            },
+            tables: self.reads.tables.clone(),
+        });
     }
 
     /// A result cut by the server's own limit (not a `max_rows` the client

@@ -227,3 +227,32 @@ pub fn sample_opt(text: &str, series: &str) -> Option<f64> {
                 .unwrap_or_else(|_| panic!("{series}: not a number: {v}"))
         })
 }
+
+/// A seeded xorshift64* sequence for the property tests: they print their
+/// seed, and replaying it replays the run step for step.
+pub struct Steps(pub u64);
+
+impl Steps {
+    /// The seed from `var`, else one from the clock (printed by the test).
+    pub fn seeded(var: &str) -> Self {
+        Self(
+            std::env::var(var)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_nanos() as u64
+                        | 1
+                }),
+        )
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}

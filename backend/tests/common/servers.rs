@@ -322,3 +322,25 @@ pub fn stack_env(
         ("STORAGE_PREFIX", prefix.to_string()),
     ]
 }
+
+/// The start of a Python script in which stock DuckDB 1.5.5 (the PyPI
+/// package) attaches the lake on PostgreSQL database `db` and S3 bucket
+/// `bucket` under `prefix` as `lake`, as `con`.
+pub fn stock_duckdb_attach(pg: &Postgres, db: &str, s3: &S3, bucket: &str, prefix: &str) -> String {
+    format!(
+        r#"
+import duckdb, os
+config = {{"autoinstall_known_extensions": False, "autoload_known_extensions": False}}
+if os.environ.get("DUCKDB_EXTENSION_DIRECTORY"):
+    config["extension_directory"] = os.environ["DUCKDB_EXTENSION_DIRECTORY"]
+con = duckdb.connect(config=config)
+for name in ("ducklake", "postgres_scanner", "httpfs"):
+    con.execute(f"LOAD {{name}}")
+con.execute("CREATE SECRET (TYPE postgres, PASSWORD '{PG_PASSWORD}')")
+con.execute("CREATE SECRET (TYPE s3, KEY_ID '{S3_ACCESS_KEY}', SECRET '{S3_SECRET_KEY}', ENDPOINT '127.0.0.1:{s3_port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')")
+con.execute("ATTACH 'ducklake:postgres:host=127.0.0.1 port={pg_port} dbname={db} user=postgres' AS lake (DATA_PATH 's3://{bucket}/{prefix}/')")
+"#,
+        s3_port = s3.port,
+        pg_port = pg.port,
+    )
+}

@@ -807,6 +807,39 @@ async fn ready_and_metrics_cover_flight() {
     app.stop().await;
 }
 
+/// The result cache is the core's: a statement repeated over Flight is
+/// answered from it (and from what HTTP kept in the same format), and a
+/// write over Flight ends the kept answer.
+#[actix_web::test]
+async fn a_repeated_statement_is_served_from_the_result_cache() {
+    let app = spawn_app().await;
+    app.sql("CREATE TABLE t AS SELECT range AS id FROM range(100)")
+        .await;
+    async fn hits(app: &TestApp) -> f64 {
+        common::sample(&app.get_text("/metrics").await, "ducklake_cache_hits_total")
+    }
+    let mut flight = client(&app).await;
+    let sql = "SELECT count(*) AS n, sum(id) AS s FROM t";
+    let first = whole(&query(&mut flight, sql).await);
+    let before = hits(&app).await;
+    let again = whole(&query(&mut flight, sql).await);
+    assert_eq!(again, first);
+    assert_eq!(hits(&app).await, before + 1.0);
+    // HTTP's Arrow answer of the same request is the same entry.
+    let over_http = whole(&http_arrow(&app, sql).await);
+    assert_eq!(over_http, first);
+    assert_eq!(hits(&app).await, before + 2.0);
+    // A write over Flight: the next read runs again and sees it.
+    flight
+        .execute_update("INSERT INTO t VALUES (1000)".to_string(), None)
+        .await
+        .unwrap();
+    let after = whole(&query(&mut flight, sql).await);
+    assert_eq!(hits(&app).await, before + 2.0);
+    assert_ne!(after, first);
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn python_drivers_read_write_and_are_refused_as_http_is() {
     let (app, [read, write, _admin]) = crate::auth::app_with_a_key_per_role().await;

@@ -695,19 +695,6 @@ async fn etags_revalidate_until_the_tables_read_change() {
     app.stop().await;
 }
 
-/// A seeded xorshift64* sequence: the property test below prints its seed,
-/// and `ETAG_SEED=<seed>` replays a failing run step for step.
-struct Steps(u64);
-
-impl Steps {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
-}
-
 /// What a JSON answer says, without its timing.
 fn answer_of(body: &Value) -> Value {
     json!({"columns": body["columns"], "rows": body["rows"], "truncated": body["truncated"]})
@@ -719,23 +706,19 @@ fn answer_of(body: &Value) -> Value {
 /// answer said. Zero stale answers in 2,000 steps (`ETAG_STEPS` for more).
 #[actix_web::test]
 async fn every_304_matches_a_fresh_run_over_random_steps() {
-    let app = spawn_app().await;
-    let seed = std::env::var("ETAG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    // The fresh runs are the truth: none of them from the result cache
+    // (tests/integration/cache.rs holds the cache to the same standard).
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.cache.enabled = false;
+    let app = common::spawn_with(config, Some(dir)).await;
+    let mut rng = common::Steps::seeded("ETAG_SEED");
+    let seed = rng.0;
     let steps: usize = std::env::var("ETAG_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
     println!("ETAG_SEED={seed}");
-    let mut rng = Steps(seed);
     for sql in [
         "CREATE TABLE a (id INT, v VARCHAR)",
         "CREATE TABLE b (id INT, w INT)",

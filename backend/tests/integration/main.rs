@@ -10,6 +10,7 @@ mod common;
 mod api;
 mod auth;
 mod bad_input;
+mod cache;
 mod cli;
 mod container;
 mod flight;

@@ -841,24 +841,11 @@ async fn stock_duckdb_shares_the_lake() {
     )
     .await;
 
-    let script = format!(
-        r#"
-import duckdb, os
-config = {{"autoinstall_known_extensions": False, "autoload_known_extensions": False}}
-if os.environ.get("DUCKDB_EXTENSION_DIRECTORY"):
-    config["extension_directory"] = os.environ["DUCKDB_EXTENSION_DIRECTORY"]
-con = duckdb.connect(config=config)
-for name in ("ducklake", "postgres_scanner", "httpfs"):
-    con.execute(f"LOAD {{name}}")
-con.execute("CREATE SECRET (TYPE postgres, PASSWORD '{PG_PASSWORD}')")
-con.execute("CREATE SECRET (TYPE s3, KEY_ID '{S3_ACCESS_KEY}', SECRET '{S3_SECRET_KEY}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')")
-con.execute("ATTACH 'ducklake:postgres:host=127.0.0.1 port={pg_port} dbname=interop user=postgres' AS lake (DATA_PATH 's3://interop/shared/')")
+    let script = common::servers::stock_duckdb_attach(&pg, "interop", &s3, "interop", "shared")
+        + r#"
 print(con.execute("SELECT count(*), sum(n), max(label) FROM lake.from_service").fetchone())
 con.execute("CREATE TABLE lake.from_stock AS SELECT range * 2 AS doubled FROM range(3000)")
-"#,
-        port = s3.port,
-        pg_port = pg.port
-    );
+"#;
     let out = Command::new("python3")
         .arg("-c")
         .arg(&script)

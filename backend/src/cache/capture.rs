@@ -1,0 +1,54 @@
+//! A miss on its way into the cache: the encoded bytes as they are
+//! produced, kept only if the whole answer arrives and fits.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{
+    entries::{Answer, Entry, ResultCache},
+    key::Key,
+};
+
+/// Collects a result's bytes for the cache. Dropped without
+/// [`Capture::keep`] (the client went away, the query failed, the result
+/// was not cacheable), it keeps nothing.
+pub struct Capture {
+    cache: Arc<ResultCache>,
+    key: Key,
+    bytes: Vec<u8>,
+    /// Past the per-entry limit: collecting stopped.
+    over: bool,
+}
+
+impl Capture {
+    pub fn new(cache: Arc<ResultCache>, key: Key) -> Self {
+        Self {
+            cache,
+            key,
+            bytes: Vec::new(),
+            over: false,
+        }
+    }
+
+    /// Appends encoded bytes, in order.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.over {
+            return;
+        }
+        if (self.bytes.len() + bytes.len()) as u64 > self.cache.max_entry_bytes() {
+            self.over = true;
+            self.bytes = Vec::new();
+            return;
+        }
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Keeps the collected answer.
+    pub fn keep(self, answer: Answer) {
+        if !self.over {
+            self.cache
+                .insert(self.key, Entry::new(Bytes::from(self.bytes), answer));
+        }
+    }
+}
