@@ -72,6 +72,10 @@ pub struct Engine {
     /// The last successful lake check: when it started, and the snapshot it
     /// read. Concurrent checks wait for the running one and share its answer.
     pub(super) last_probe: tokio::sync::Mutex<Option<(std::time::Instant, i64)>>,
+    /// A connection of its own for the result cache's reads of the
+    /// catalog's tables, outside the lake (its default database is the
+    /// in-memory one: a query there starts no DuckLake transaction).
+    pub(super) catalog_reader: Arc<parking_lot::Mutex<Connection>>,
     /// Functions whose result can differ between runs of the same query
     /// (`random`, `now` ...): a query calling one gets no ETag.
     pub(super) volatile_functions: Arc<std::collections::HashSet<String>>,
@@ -194,6 +198,10 @@ impl Engine {
             })
             .collect::<duckdb::Result<Vec<_>>>()
             .map_err(setup("opening pool connections"))?;
+        let catalog_reader = root
+            .try_clone()
+            .and_then(|conn| conn.execute_batch("USE memory").map(|()| conn))
+            .map_err(setup("opening the catalog reader connection"))?;
         let probe = root
             .try_clone()
             .and_then(|conn| conn.execute_batch(&use_lake).map(|()| conn))
@@ -240,6 +248,7 @@ impl Engine {
             queue_timeout: Duration::from_millis(config.query.queue_timeout_ms),
             queued: AtomicUsize::new(0),
             write_conflicts: std::sync::atomic::AtomicU64::new(0),
+            catalog_reader: Arc::new(parking_lot::Mutex::new(catalog_reader)),
             probe_interrupt: probe.interrupt_handle(),
             probe: Arc::new(parking_lot::Mutex::new(probe)),
             last_probe: tokio::sync::Mutex::new(None),
@@ -371,7 +380,7 @@ impl Engine {
     /// Runs `work` on the probe connection on a blocking thread (the
     /// connection of readiness and state checks, never of user SQL); any
     /// transaction it opened is rolled back.
-    pub(super) fn on_probe<T, F>(&self, work: F) -> tokio::task::JoinHandle<Result<T, Error>>
+    fn on_probe<T, F>(&self, work: F) -> tokio::task::JoinHandle<Result<T, Error>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,

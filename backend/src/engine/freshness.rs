@@ -132,12 +132,25 @@ impl Engine {
         )
     }
 
+    /// Runs a read of the catalog's own tables on the connection kept for
+    /// it, off the async executor.
+    async fn read_catalog_tables<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&duckdb::Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let reader = std::sync::Arc::clone(&self.catalog_reader);
+        tokio::task::spawn_blocking(move || work(&reader.lock()))
+            .await
+            .map_err(Error::internal)?
+    }
+
     /// [`LakeHead`] read through DuckDB, from the catalog database it
     /// attached (a plain read of the metadata table: no DuckLake
     /// transaction).
     pub async fn lake_head(&self, pinned: Option<i64>) -> Result<LakeHead, Error> {
         let sql = sql::head(&self.metadata_prefix());
-        self.on_probe(move |conn| {
+        self.read_catalog_tables(move |conn| {
             conn.prepare_cached(&sql)
                 .and_then(|mut stmt| {
                     stmt.query_row([pinned.unwrap_or(-1)], |row| {
@@ -150,7 +163,6 @@ impl Engine {
                 .map_err(Error::from_duckdb)
         })
         .await
-        .map_err(Error::internal)?
     }
 
     /// [`sql::changes`] read through DuckDB.
@@ -161,7 +173,7 @@ impl Engine {
         to: i64,
     ) -> Result<Vec<SnapshotChanges>, Error> {
         let sql = sql::changes(&self.metadata_prefix());
-        self.on_probe(move |conn| {
+        self.read_catalog_tables(move |conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(Error::from_duckdb)?;
             let rows = stmt
                 .query_map([read, from, to], |row| {
@@ -176,7 +188,6 @@ impl Engine {
             Ok(rows)
         })
         .await
-        .map_err(Error::internal)?
     }
 
     /// The ids of `tables` at snapshot `at`, through DuckDB; `None` when
@@ -187,7 +198,7 @@ impl Engine {
         tables: Vec<(String, String)>,
     ) -> Result<Option<Vec<i64>>, Error> {
         let sql = sql::table_id(&self.metadata_prefix());
-        self.on_probe(move |conn| {
+        self.read_catalog_tables(move |conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(Error::from_duckdb)?;
             let mut ids = Vec::new();
             for (schema, table) in &tables {
@@ -205,7 +216,6 @@ impl Engine {
             Ok(Some(ids))
         })
         .await
-        .map_err(Error::internal)?
     }
 
     /// The snapshot the lake is at now, if since `read` the lake's schema
