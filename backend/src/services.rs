@@ -275,12 +275,13 @@ impl Services {
         let Some(pool) = self.catalog_pool() else {
             return self.engine.lake_head(pinned).await;
         };
-        let rows = catalog_query(
-            pool,
-            &freshness::sql::head("public."),
-            &[&pinned.unwrap_or(-1)],
-        )
-        .await?;
+        let pin = pinned.unwrap_or(-1);
+        let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = match pinned {
+            Some(_) => &[&pin],
+            None => &[],
+        };
+        let sql = freshness::sql::head_for("public.", pinned);
+        let rows = catalog_query(pool, &sql, params).await?;
         let row = rows.first().ok_or_else(|| unavailable("no answer"))?;
         Ok(LakeHead {
             latest: row.get::<_, Option<i64>>(0).unwrap_or(0),

@@ -42,12 +42,25 @@ pub enum Since {
 /// The catalog's tables under `prefix` (`public.` on PostgreSQL, the
 /// metadata database's name and a dot through DuckDB).
 pub mod sql {
-    /// `$1`: a pinned snapshot (or -1).
-    pub fn head(prefix: &str) -> String {
+    /// The latest snapshot, and whether `$1` (a pinned snapshot) exists.
+    pub fn head_pinned(prefix: &str) -> String {
         format!(
             "SELECT (SELECT max(snapshot_id) FROM {prefix}ducklake_snapshot), \
              EXISTS (SELECT 1 FROM {prefix}ducklake_snapshot WHERE snapshot_id = $1)"
         )
+    }
+
+    /// The latest snapshot alone (half the work of [`head_pinned`]).
+    pub fn head(prefix: &str) -> String {
+        format!("SELECT max(snapshot_id), true FROM {prefix}ducklake_snapshot")
+    }
+
+    /// [`head_pinned`] when there is a pin, else [`head`].
+    pub fn head_for(prefix: &str, pinned: Option<i64>) -> String {
+        match pinned {
+            Some(_) => head_pinned(prefix),
+            None => head(prefix),
+        }
     }
 
     /// `$1`: the snapshot an answer read; `$2`..`$3`: the snapshots after
@@ -149,11 +162,12 @@ impl Engine {
     /// attached (a plain read of the metadata table: no DuckLake
     /// transaction).
     pub async fn lake_head(&self, pinned: Option<i64>) -> Result<LakeHead, Error> {
-        let sql = sql::head(&self.metadata_prefix());
+        let sql = sql::head_for(&self.metadata_prefix(), pinned);
         self.read_catalog_tables(move |conn| {
             conn.prepare_cached(&sql)
                 .and_then(|mut stmt| {
-                    stmt.query_row([pinned.unwrap_or(-1)], |row| {
+                    let params: Vec<i64> = pinned.into_iter().collect();
+                    stmt.query_row(duckdb::params_from_iter(params), |row| {
                         Ok(LakeHead {
                             latest: row.get::<_, Option<i64>>(0)?.unwrap_or(0),
                             pinned_exists: row.get(1)?,
