@@ -5,21 +5,42 @@
 //!   DuckDB producing the same result in process as Arrow batches (the floor);
 //! - the same large results over Arrow Flight SQL (`GetFlightInfo` +
 //!   `DoGet`), against the floor and against HTTP's Arrow;
-//! - point-lookup throughput and latency at 1, 16 and 64 concurrent clients,
-//!   against the same lookups on a DuckLake table on one in-process connection,
-//!   and over Flight SQL against HTTP at 1 and 16 clients;
 //! - the service's peak resident memory while it streams the 10M-row results,
-//!   against its resident memory when idle.
+//!   against its resident memory when idle;
+//! - point lookups (`SELECT * FROM items WHERE id = ?` on a 100k-row DuckLake
+//!   table) at 1 and 32 concurrent clients, 5 s a figure, throughput and
+//!   p50/p99 latency (issue 19):
+//!   - uncached: every request a different id (the keys walked with a stride,
+//!     distinct across clients and figures, never repeated within a run), for
+//!     the service (HTTP JSON, the id a parameter), the FastAPI + DuckDB stack
+//!     of origin document 004 (`scripts/fastapi-baseline.py`, same query and
+//!     parameter, its own lake of the same shape) and DuckDB in process (one
+//!     connection at 1 client; at 32, one thread per core, each with its own
+//!     connection and the statement prepared);
+//!   - repeated: the same 100 ids cycled, the service against in process,
+//!     with the share of responses that carried `X-Cache: hit`;
+//!   - the uncached lookups over Flight SQL, against HTTP.
 //!
 //! Run: `./build.sh bench`. To rerun a part: `BENCH_FORMATS=arrow,json`
 //! (large results in these formats only), `BENCH_ROWS=10000000` (these row
-//! counts only), `BENCH_LOOKUPS=0` (no point lookups).
+//! counts only), `BENCH_LARGE=0` (no large results, no memory figure),
+//! `BENCH_LOOKUPS=0` (no point lookups). The service's own settings pass
+//! through (`CACHE_ENABLED=false ./build.sh bench`).
 //! The service is the real binary, started as a child process on an embedded
-//! lake in a temporary directory.
+//! lake in a temporary directory. The FastAPI baseline runs in a virtual
+//! environment of its own (`BENCH_FASTAPI_VENV`, default
+//! `~/.cache/ducklake-backend/fastapi-baseline-venv`), where the benchmark
+//! pip-installs the script's pinned versions when `--check` finds them
+//! missing; it is a child process too, killed when the benchmark ends or
+//! panics.
 
 use std::{
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -27,6 +48,19 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ducklake-backend");
 const LOOKUP_ROWS: i64 = 100_000;
+const LOOKUP_SQL: &str = "SELECT * FROM items WHERE id = ?";
+/// Uncached lookups take key `k * STRIDE % LOOKUP_ROWS` for the k-th request:
+/// a prime not dividing 100 000, so the first 100 000 requests all differ.
+const STRIDE: u64 = 7919;
+/// Distinct ids the repeated lookups cycle through.
+const REPEATED: u64 = 100;
+/// Length of each point-lookup figure.
+const FIGURE: Duration = Duration::from_secs(5);
+const CLIENTS: [usize; 2] = [1, 32];
+const FASTAPI_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../scripts/fastapi-baseline.py"
+);
 /// Runs of each large-result measurement, the best one counting: the same
 /// for the floor and for every format, so that a noisy moment on a shared
 /// machine weighs on neither side.
@@ -46,20 +80,30 @@ struct Service {
     _dir: tempfile::TempDir,
 }
 
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[path = "support/check.rs"]
+mod check;
+
 impl Service {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The service with `env` added to the benchmark's settings.
+    fn start_with(env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let flight_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
+        let flight_port = free_port();
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.env("DATA_DIR", dir.path())
             .env("SERVER_PORT", port.to_string())
             .env("FLIGHT_PORT", flight_port.to_string())
@@ -220,6 +264,30 @@ fn main() {
             )
             .unwrap_or_default()
     );
+    if !off("BENCH_LARGE") {
+        large_results(&service, &client, &runtime, idle_rss_kb);
+    }
+    if !off("BENCH_LOOKUPS") {
+        point_lookups(&service, &client, &runtime);
+    }
+    if !off("BENCH_CACHE_CHECK") {
+        check::check_cost(&client);
+    }
+}
+
+/// Whether `var` is set to `0`.
+fn off(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "0")
+}
+
+/// Large results over HTTP in every format and over Flight, against the
+/// floor; then the service's memory.
+fn large_results(
+    service: &Service,
+    client: &reqwest::blocking::Client,
+    runtime: &tokio::runtime::Runtime,
+    idle_rss_kb: u64,
+) {
     println!();
     println!("## Large results: HTTP end to end vs. DuckDB in process (Arrow batches)");
     println!();
@@ -247,7 +315,7 @@ fn main() {
         println!("| {rows} | floor (in process) | {floor:.3} | | | 1.00 |");
         let mut arrow_seconds = None;
         for format in &formats {
-            let (seconds, bytes) = http_seconds(&client, &service.base, &sql, format);
+            let (seconds, bytes) = http_seconds(client, &service.base, &sql, format);
             let mb = bytes as f64 / 1e6;
             if format == "arrow" {
                 arrow_seconds = Some((seconds, mb));
@@ -258,7 +326,7 @@ fn main() {
                 seconds / floor
             );
         }
-        let seconds = flight_seconds(&runtime, &service.flight, &sql, rows);
+        let seconds = flight_seconds(runtime, &service.flight, &sql, rows);
         let versus_http = arrow_seconds
             .map(|(http, _)| format!(" ({:.2}× HTTP arrow)", seconds / http))
             .unwrap_or_default();
@@ -280,104 +348,6 @@ fn main() {
         peak_rss_kb as f64 / idle_rss_kb.max(1) as f64,
         peak_rss_kb.saturating_sub(idle_rss_kb) / 1024
     );
-
-    if std::env::var("BENCH_LOOKUPS").is_ok_and(|v| v == "0") {
-        return;
-    }
-    // Point lookups.
-    let setup = client
-        .post(format!("{}/api/v1/query", service.base))
-        .json(&json!({"sql": format!(
-            "CREATE TABLE items AS SELECT range AS id, 'item-' || range AS name, range * 0.5 AS price FROM range({LOOKUP_ROWS})")}))
-        .send()
-        .unwrap();
-    assert_eq!(setup.status(), 200);
-    // The floor: the same lookups on a DuckLake table in process (DuckLake
-    // reads the catalog and the Parquet file on every query, like the service).
-    let lake_dir = tempfile::tempdir().unwrap();
-    let in_process_rps = {
-        let config = duckdb::Config::default()
-            .enable_autoload_extension(false)
-            .unwrap();
-        let conn = duckdb::Connection::open_in_memory_with_flags(config).unwrap();
-        conn.execute_batch(&format!(
-            "LOAD ducklake; ATTACH 'ducklake:{dir}/catalog.ducklake' AS lake (DATA_PATH '{dir}/data/'); USE lake; \
-             CREATE TABLE items AS SELECT range AS id, 'item-' || range AS name, range * 0.5 AS price FROM range({LOOKUP_ROWS})",
-            dir = lake_dir.path().display()
-        ))
-        .unwrap();
-        let mut stmt = conn.prepare("SELECT * FROM items WHERE id = ?").unwrap();
-        let started = Instant::now();
-        let mut n = 0u64;
-        while started.elapsed() < Duration::from_secs(3) {
-            let id = (n * 7919) as i64 % LOOKUP_ROWS;
-            let rows: usize = stmt.query_arrow([id]).unwrap().map(|b| b.num_rows()).sum();
-            assert_eq!(rows, 1);
-            n += 1;
-        }
-        n as f64 / started.elapsed().as_secs_f64()
-    };
-    println!();
-    println!("## Point lookups (`SELECT * FROM items WHERE id = ?`, JSON)");
-    println!();
-    println!(
-        "in-process baseline: {in_process_rps:.0} lookups/s on one connection to a DuckLake table"
-    );
-    println!();
-    println!("| clients | requests/s | × in-process | p50 ms | p99 ms |");
-    println!("|---:|---:|---:|---:|---:|");
-    let mut http_rps = std::collections::HashMap::new();
-    for clients in [1usize, 16, 64] {
-        let (rps, p50, p99) =
-            runtime.block_on(lookups(&service.base, clients, Duration::from_secs(5)));
-        println!(
-            "| {clients} | {rps:.0} | {:.2} | {p50:.2} | {p99:.2} |",
-            rps / in_process_rps
-        );
-        http_rps.insert(clients, rps);
-    }
-    println!();
-    println!("## Point lookups over Flight SQL (`GetFlightInfo` + `DoGet` per lookup)");
-    println!();
-    println!("| clients | lookups/s | × HTTP JSON | × in-process | p50 ms | p99 ms |");
-    println!("|---:|---:|---:|---:|---:|---:|");
-    for clients in [1usize, 16] {
-        let (rps, p50, p99) = runtime.block_on(flight_lookups(
-            &service.flight,
-            clients,
-            Duration::from_secs(5),
-        ));
-        println!(
-            "| {clients} | {rps:.0} | {:.2} | {:.2} | {p50:.2} | {p99:.2} |",
-            rps / http_rps[&clients],
-            rps / in_process_rps
-        );
-    }
-}
-
-/// Point lookups over Flight SQL: each client on its own connection, as a
-/// driver holds one.
-async fn flight_lookups(uri: &str, clients: usize, duration: Duration) -> (f64, f64, f64) {
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let uri = uri.to_string();
-            tokio::spawn(async move {
-                let mut client = flight_client(&uri).await;
-                let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-                let mut n = c as i64;
-                while started.elapsed() < duration {
-                    let t = Instant::now();
-                    let sql = format!("SELECT * FROM items WHERE id = {}", n * 7919 % LOOKUP_ROWS);
-                    assert_eq!(flight_rows(&mut client, &sql).await, 1);
-                    histogram.record(t.elapsed().as_micros() as u64).unwrap();
-                    n += clients as i64;
-                }
-                histogram
-            })
-        })
-        .collect();
-    throughput(tasks, started).await
 }
 
 /// The comma-separated values of `var`, else `all`.
@@ -390,50 +360,535 @@ fn chosen(var: &str, all: &[&str]) -> Vec<String> {
     }
 }
 
-async fn lookups(base: &str, clients: usize, duration: Duration) -> (f64, f64, f64) {
+/// The ids one target's lookups take, shared by its clients (and, for the
+/// service, by its HTTP and Flight figures).
+#[derive(Clone)]
+enum Keys {
+    /// Every request a key not asked before in this run.
+    Walk(Arc<AtomicU64>),
+    /// The same [`REPEATED`] ids over and over.
+    Cycle(Arc<AtomicU64>),
+}
+
+impl Keys {
+    fn walk() -> Self {
+        Keys::Walk(Arc::default())
+    }
+
+    fn cycle() -> Self {
+        Keys::Cycle(Arc::default())
+    }
+
+    fn next(&self) -> i64 {
+        match self {
+            Keys::Walk(n) => {
+                (n.fetch_add(1, Ordering::Relaxed) * STRIDE % LOOKUP_ROWS as u64) as i64
+            }
+            Keys::Cycle(n) => {
+                let k = n.fetch_add(1, Ordering::Relaxed) % REPEATED;
+                (k * (LOOKUP_ROWS as u64 / REPEATED) + 17) as i64
+            }
+        }
+    }
+
+    /// Requests that took a key already asked in this run.
+    fn repeats(&self) -> u64 {
+        match self {
+            Keys::Walk(n) => n.load(Ordering::Relaxed).saturating_sub(LOOKUP_ROWS as u64),
+            Keys::Cycle(n) => n.load(Ordering::Relaxed).saturating_sub(REPEATED),
+        }
+    }
+}
+
+/// One measured figure: throughput, latency, and the `X-Cache` headers seen.
+#[derive(Default)]
+struct Figure {
+    requests: u64,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Responses with `X-Cache: hit`.
+    hits: u64,
+    /// Responses with any `X-Cache` header.
+    tagged: u64,
+}
+
+impl Figure {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn from_parts(parts: Vec<(hdrhistogram::Histogram<u64>, u64, u64)>, started: Instant) -> Self {
+        let seconds = started.elapsed().as_secs_f64();
+        let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        let (mut hits, mut tagged) = (0, 0);
+        for (histogram, h, t) in parts {
+            all.add(histogram).unwrap();
+            hits += h;
+            tagged += t;
+        }
+        Figure {
+            requests: all.len(),
+            seconds,
+            p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
+            hits,
+            tagged,
+        }
+    }
+
+    /// The share of `X-Cache: hit` responses, or why there is none.
+    fn hit_share(&self) -> String {
+        if self.tagged == 0 {
+            "no header".into()
+        } else {
+            format!(
+                "{:.1}%",
+                100.0 * self.hits as f64 / self.requests.max(1) as f64
+            )
+        }
+    }
+}
+
+/// `clients` concurrent HTTP clients posting the lookup for [`FIGURE`], each
+/// waiting for its answer before the next request (one connection each).
+async fn http_lookups(url: &str, clients: usize, keys: &Keys) -> Figure {
     let client = reqwest::Client::new();
-    let url = Arc::new(format!("{base}/api/v1/query"));
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let client = client.clone();
-            let url = Arc::clone(&url);
+        .map(|_| {
+            let (client, url, keys) = (client.clone(), url.to_string(), keys.clone());
             tokio::spawn(async move {
                 let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-                let mut n = c as i64;
-                while started.elapsed() < duration {
+                let (mut hits, mut tagged) = (0, 0);
+                while started.elapsed() < FIGURE {
                     let t = Instant::now();
                     let res = client
-                        .post(url.as_str())
-                        .json(&json!({"sql": "SELECT * FROM items WHERE id = ?", "params": [n * 7919 % LOOKUP_ROWS]}))
+                        .post(&url)
+                        .json(&json!({"sql": LOOKUP_SQL, "params": [keys.next()]}))
                         .send()
                         .await
                         .unwrap();
                     assert_eq!(res.status(), 200);
+                    if let Some(cache) = res.headers().get("x-cache") {
+                        tagged += 1;
+                        hits += u64::from(cache.as_bytes().eq_ignore_ascii_case(b"hit"));
+                    }
                     res.bytes().await.unwrap();
                     histogram.record(t.elapsed().as_micros() as u64).unwrap();
-                    n += clients as i64;
                 }
-                histogram
+                (histogram, hits, tagged)
             })
         })
         .collect();
-    throughput(tasks, started).await
+    let mut parts = Vec::new();
+    for task in tasks {
+        parts.push(task.await.unwrap());
+    }
+    Figure::from_parts(parts, started)
 }
 
-/// Requests per second, p50 and p99 (ms) of the clients' latency histograms.
-async fn throughput(
-    tasks: Vec<tokio::task::JoinHandle<hdrhistogram::Histogram<u64>>>,
-    started: Instant,
-) -> (f64, f64, f64) {
-    let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+/// The lookups in process for [`FIGURE`]: `threads` threads, each with its
+/// own connection to `db`'s lake and the statement prepared.
+fn in_process_lookups(db: &duckdb::Connection, threads: usize, keys: &Keys) -> Figure {
+    let connections: Vec<_> = (0..threads).map(|_| db.try_clone().unwrap()).collect();
+    let started = Instant::now();
+    let parts = std::thread::scope(|scope| {
+        let handles: Vec<_> = connections
+            .into_iter()
+            .map(|conn| {
+                let keys = keys.clone();
+                scope.spawn(move || {
+                    conn.execute_batch("USE lake.main").unwrap();
+                    let mut stmt = conn.prepare(LOOKUP_SQL).unwrap();
+                    let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+                    while started.elapsed() < FIGURE {
+                        let t = Instant::now();
+                        let rows: usize = stmt
+                            .query_arrow([keys.next()])
+                            .unwrap()
+                            .map(|b| b.num_rows())
+                            .sum();
+                        assert_eq!(rows, 1);
+                        histogram.record(t.elapsed().as_micros() as u64).unwrap();
+                    }
+                    (histogram, 0, 0)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    Figure::from_parts(parts, started)
+}
+
+/// Point lookups over Flight SQL (`GetFlightInfo` + `DoGet`, the id a
+/// literal): each client on its own connection, as a driver holds one.
+async fn flight_lookups(uri: &str, clients: usize, keys: &Keys) -> Figure {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (uri, keys) = (uri.to_string(), keys.clone());
+            tokio::spawn(async move {
+                let mut client = flight_client(&uri).await;
+                let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+                while started.elapsed() < FIGURE {
+                    let t = Instant::now();
+                    let sql = format!("SELECT * FROM items WHERE id = {}", keys.next());
+                    assert_eq!(flight_rows(&mut client, &sql).await, 1);
+                    histogram.record(t.elapsed().as_micros() as u64).unwrap();
+                }
+                (histogram, 0, 0)
+            })
+        })
+        .collect();
+    let mut parts = Vec::new();
     for task in tasks {
-        all.add(task.await.unwrap()).unwrap();
+        parts.push(task.await.unwrap());
     }
-    let seconds = started.elapsed().as_secs_f64();
-    (
-        all.len() as f64 / seconds,
-        all.value_at_quantile(0.5) as f64 / 1000.0,
-        all.value_at_quantile(0.99) as f64 / 1000.0,
-    )
+    Figure::from_parts(parts, started)
+}
+
+/// The FastAPI + DuckDB baseline (`scripts/fastapi-baseline.py`) under
+/// uvicorn, on a lake of its own in a temporary directory. Dropping it
+/// (at the end, or while a panic unwinds) kills the process.
+struct FastApi {
+    child: Child,
+    base: String,
+    /// The pinned packages, for the report.
+    versions: String,
+    _dir: tempfile::TempDir,
+}
+
+impl FastApi {
+    fn start() -> Self {
+        let python = fastapi_python();
+        let versions = String::from_utf8(
+            Command::new(&python)
+                .args([FASTAPI_SCRIPT, "--requirements"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(", ");
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&python)
+            .arg(FASTAPI_SCRIPT)
+            .env("LAKE_DIR", dir.path())
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the FastAPI baseline starts");
+        let mut baseline = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            versions,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(res) = reqwest::blocking::get(format!("{}/health", baseline.base)) {
+                if res.status() == 200 {
+                    break;
+                }
+            }
+            if let Some(status) = baseline.child.try_wait().unwrap() {
+                panic!("the FastAPI baseline exited at start: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the FastAPI baseline did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        baseline
+    }
+}
+
+impl Drop for FastApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Python of the baseline's virtual environment, made and filled with the
+/// script's pinned packages when its `--check` fails.
+fn fastapi_python() -> PathBuf {
+    let venv = std::env::var_os("BENCH_FASTAPI_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/ducklake-backend/fastapi-baseline-venv")
+        });
+    let python = venv.join("bin/python");
+    let run = |program: &Path, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !python.exists() {
+        eprintln!("fastapi baseline: creating {}", venv.display());
+        assert!(
+            run(
+                Path::new("python3"),
+                &["-m", "venv", venv.to_str().unwrap()]
+            ),
+            "python3 -m venv {} failed",
+            venv.display()
+        );
+    }
+    if !run(&python, &[FASTAPI_SCRIPT, "--check"]) {
+        let requirements = String::from_utf8(
+            Command::new(&python)
+                .args([FASTAPI_SCRIPT, "--requirements"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let requirements: Vec<&str> = requirements.split_whitespace().collect();
+        eprintln!("fastapi baseline: pip install {}", requirements.join(" "));
+        let mut args = vec![
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ];
+        args.extend(&requirements);
+        assert!(
+            run(&python, &args),
+            "pip install of the FastAPI baseline failed"
+        );
+        assert!(
+            run(&python, &[FASTAPI_SCRIPT, "--check"]),
+            "the FastAPI baseline's pinned packages are still not installed"
+        );
+    }
+    python
+}
+
+/// Checks that `base` answers the lookup with the one row asked for.
+fn check_lookup(client: &reqwest::blocking::Client, base: &str, name: &str) {
+    let res = client
+        .post(format!("{base}/api/v1/query"))
+        .json(&json!({"sql": LOOKUP_SQL, "params": [4242]}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200, "{name}");
+    let body: serde_json::Value = res.json().unwrap();
+    let rows = body["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{name}: {body}");
+    assert_eq!(rows[0][0], 4242, "{name}: {body}");
+}
+
+/// `service × other`, and whether it reaches `goal`.
+fn versus(service: &Figure, other: &Figure, goal: f64) -> (f64, &'static str) {
+    let ratio = service.rps() / other.rps();
+    (ratio, if ratio >= goal { "met" } else { "NOT met" })
+}
+
+fn row(clients: usize, target: &str, figure: &Figure, hits: &str, ratio: f64) {
+    println!(
+        "| {clients} | {target} | {:.0} | {:.2} | {:.2} | {hits} | {ratio:.2} |",
+        figure.rps(),
+        figure.p50_ms,
+        figure.p99_ms
+    );
+}
+
+fn point_lookups(
+    service: &Service,
+    client: &reqwest::blocking::Client,
+    runtime: &tokio::runtime::Runtime,
+) {
+    let items = format!(
+        "CREATE TABLE items AS SELECT range AS id, 'item-' || range AS name, \
+         range * 0.5 AS price FROM range({LOOKUP_ROWS})"
+    );
+    let setup = client
+        .post(format!("{}/api/v1/query", service.base))
+        .json(&json!({ "sql": items }))
+        .send()
+        .unwrap();
+    assert_eq!(setup.status(), 200);
+    // In process: the same table in a DuckLake of its own (DuckLake reads the
+    // catalog and the Parquet file on every query, as in the service).
+    let lake_dir = tempfile::tempdir().unwrap();
+    let config = duckdb::Config::default()
+        .enable_autoload_extension(false)
+        .unwrap();
+    let db = duckdb::Connection::open_in_memory_with_flags(config).unwrap();
+    db.execute_batch(&format!(
+        "LOAD ducklake; ATTACH 'ducklake:{dir}/catalog.ducklake' AS lake (DATA_PATH '{dir}/data/'); \
+         USE lake; {items}",
+        dir = lake_dir.path().display()
+    ))
+    .unwrap();
+    let fastapi = FastApi::start();
+    let service_url = format!("{}/api/v1/query", service.base);
+    let fastapi_url = format!("{}/api/v1/query", fastapi.base);
+    check_lookup(client, &service.base, "service");
+    check_lookup(client, &fastapi.base, "FastAPI baseline");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let threads = |clients: usize| clients.min(cores);
+
+    // Uncached: each target walks the keys on its own, from its first figure
+    // to its last, after a few warm-up lookups off the same walk.
+    let (service_keys, fastapi_keys, local_keys) = (Keys::walk(), Keys::walk(), Keys::walk());
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        for _ in 0..20 {
+            for (url, keys) in [(&service_url, &service_keys), (&fastapi_url, &fastapi_keys)] {
+                let res = client
+                    .post(url.as_str())
+                    .json(&json!({"sql": LOOKUP_SQL, "params": [keys.next()]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+                res.bytes().await.unwrap();
+            }
+        }
+    });
+    println!();
+    println!("## Point lookups, uncached (`{LOOKUP_SQL}`, a different id each request)");
+    println!();
+    println!(
+        "{LOOKUP_ROWS}-row DuckLake table, {} s a figure; ids walk the keys (stride {STRIDE}), \
+         none repeated within a run. HTTP: JSON, the id a parameter. FastAPI + DuckDB: \
+         scripts/fastapi-baseline.py ({}; uvicorn, 1 worker), a cursor per request, its own lake. \
+         In process: 1 connection at 1 client, else {cores} threads ({cores} cores), a connection each.",
+        FIGURE.as_secs(),
+        fastapi.versions
+    );
+    println!();
+    println!("| clients | target | requests/s | p50 ms | p99 ms | X-Cache hit | service × |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    let mut uncached = Vec::new();
+    let mut verdicts = Vec::new();
+    for clients in CLIENTS {
+        let ours = runtime.block_on(http_lookups(&service_url, clients, &service_keys));
+        let theirs = runtime.block_on(http_lookups(&fastapi_url, clients, &fastapi_keys));
+        let local = in_process_lookups(&db, threads(clients), &local_keys);
+        row(
+            clients,
+            "service (HTTP JSON)",
+            &ours,
+            &ours.hit_share(),
+            1.0,
+        );
+        let (vs_fastapi, fastapi_ok) = versus(&ours, &theirs, 1.2);
+        row(
+            clients,
+            "FastAPI + DuckDB (HTTP JSON)",
+            &theirs,
+            "",
+            vs_fastapi,
+        );
+        let (vs_local, local_ok) = versus(&ours, &local, 1.0);
+        let name = format!("in process ({} connection(s))", threads(clients));
+        row(clients, &name, &local, "", vs_local);
+        verdicts.push(format!(
+            "{clients} client(s): {vs_local:.2}× in process ({local_ok}), {vs_fastapi:.2}× FastAPI ({fastapi_ok})"
+        ));
+        uncached.push((clients, ours, local));
+    }
+    println!();
+    println!(
+        "target (issue 19): service ≥ 1.00× in process and ≥ 1.20× FastAPI; {}",
+        verdicts.join("; ")
+    );
+
+    // Repeated: the same 100 ids, one cycle first (not counted) so that the
+    // figures are the steady state.
+    let (service_cycle, local_cycle) = (Keys::cycle(), Keys::cycle());
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        for _ in 0..REPEATED {
+            let res = client
+                .post(service_url.as_str())
+                .json(&json!({"sql": LOOKUP_SQL, "params": [service_cycle.next()]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            res.bytes().await.unwrap();
+        }
+    });
+    println!();
+    println!("## Point lookups, repeated (the same {REPEATED} ids cycled)");
+    println!();
+    println!(
+        "After one cycle of warm-up; {} s a figure; in process as above.",
+        FIGURE.as_secs()
+    );
+    println!();
+    println!("| clients | target | requests/s | p50 ms | p99 ms | X-Cache hit | service × |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    let mut verdicts = Vec::new();
+    for clients in CLIENTS {
+        let ours = runtime.block_on(http_lookups(&service_url, clients, &service_cycle));
+        let local = in_process_lookups(&db, threads(clients), &local_cycle);
+        row(
+            clients,
+            "service (HTTP JSON)",
+            &ours,
+            &ours.hit_share(),
+            1.0,
+        );
+        let (vs_local, local_ok) = versus(&ours, &local, 3.0);
+        let name = format!("in process ({} connection(s))", threads(clients));
+        row(clients, &name, &local, "", vs_local);
+        verdicts.push(format!("{clients} client(s): {vs_local:.2}× ({local_ok})"));
+    }
+    println!();
+    println!(
+        "target (issue 19): service ≥ 3× in process; {}",
+        verdicts.join("; ")
+    );
+    drop(fastapi);
+
+    println!();
+    println!("## Point lookups over Flight SQL (`GetFlightInfo` + `DoGet` per lookup, uncached)");
+    println!();
+    println!("| clients | lookups/s | × HTTP JSON | × in-process | p50 ms | p99 ms |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for (clients, http, local) in &uncached {
+        let flight = runtime.block_on(flight_lookups(&service.flight, *clients, &service_keys));
+        println!(
+            "| {clients} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            flight.rps(),
+            flight.rps() / http.rps(),
+            flight.rps() / local.rps(),
+            flight.p50_ms,
+            flight.p99_ms
+        );
+    }
+    for (name, keys) in [
+        ("service", &service_keys),
+        ("FastAPI", &fastapi_keys),
+        ("in process", &local_keys),
+    ] {
+        if keys.repeats() > 0 {
+            println!();
+            println!(
+                "note: {} of the {name}'s uncached lookups repeated a key (more than {LOOKUP_ROWS} in the run)",
+                keys.repeats()
+            );
+        }
+    }
 }
