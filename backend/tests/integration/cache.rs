@@ -331,6 +331,22 @@ async fn head_and_ranges_read_a_kept_answer_like_a_file() {
     app.stop().await;
 }
 
+/// Runs scripts/range-readers.py (polars, DuckDB, pyarrow) on `url`.
+fn run_readers(url: &str, expected: &Value, headers: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new("python3");
+    command
+        .arg(common::servers::scripts().join("range-readers.py"))
+        .args(["--url", url, "--expect", &expected.to_string()]);
+    for header in headers {
+        command.args(["--header", header]);
+    }
+    // Where the service's own extensions are (scripts/fetch-extensions.sh).
+    let extensions = std::env::var("DUCKDB_EXTENSION_DIRECTORY")
+        .unwrap_or_else(|_| format!("{}/.duckdb/extensions", std::env::var("HOME").unwrap()));
+    command.args(["--extension-dir", &extensions]);
+    common::servers::off_runtime(move || command.output().unwrap())
+}
+
 /// polars, DuckDB's httpfs and pyarrow (through fsspec) read a query's URL
 /// as a Parquet file (scripts/range-readers.py).
 #[actix_web::test]
@@ -343,15 +359,7 @@ async fn parquet_readers_read_a_query_url() {
         "columns": ["id", "name"],
         "rows": (0..3000).filter(|i| i % 3 == 0).map(|i| json!([i, format!("name {i}")])).collect::<Vec<_>>(),
     });
-    let mut command = std::process::Command::new("python3");
-    command
-        .arg(common::servers::scripts().join("range-readers.py"))
-        .args(["--url", &url, "--expect", &expected.to_string()]);
-    // Where the service's own extensions are (scripts/fetch-extensions.sh).
-    let extensions = std::env::var("DUCKDB_EXTENSION_DIRECTORY")
-        .unwrap_or_else(|_| format!("{}/.duckdb/extensions", std::env::var("HOME").unwrap()));
-    command.args(["--extension-dir", &extensions]);
-    let out = common::servers::off_runtime(move || command.output().unwrap());
+    let out = run_readers(&url, &expected, &[]);
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -369,6 +377,33 @@ async fn parquet_readers_read_a_query_url() {
     }
     // They were served from the kept answer.
     assert!(metric(&app, "ducklake_cache_hits_total").await >= 3.0);
+    app.stop().await;
+}
+
+/// With authentication on, DuckDB and fsspec send the key and read the
+/// URL; polars sends no header to an http URL, and is refused.
+#[actix_web::test]
+async fn parquet_readers_with_a_key_when_authentication_is_on() {
+    let (app, [read, _write, _admin]) = crate::auth::app_with_a_key_per_role().await;
+    let url = parquet_url(&app, "SELECT a FROM t");
+    let expected = json!({"columns": ["a"], "rows": [[1]]});
+    let out = run_readers(&url, &expected, &[&format!("Authorization: Bearer {read}")]);
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    let outcome = |reader: &str| {
+        report
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line["reader"] == reader)
+            .unwrap_or_else(|| panic!("no line for {reader}: {report}"))
+    };
+    assert_eq!(outcome("duckdb")["ok"], true, "{report}");
+    assert_eq!(outcome("pyarrow")["ok"], true, "{report}");
+    let polars = outcome("polars");
+    assert_eq!(polars["ok"], false, "{report}");
+    assert!(
+        polars["error"].as_str().unwrap().contains("401"),
+        "{report}"
+    );
     app.stop().await;
 }
 
