@@ -43,6 +43,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.server.port = 0;
     config.flight.port = 0;
     config.server.workers = 2;
+    // Many apps share a test process: each keeps a few answers at most
+    // (tests that need more set their own budget).
+    config.cache.max_bytes = Some(32 * 1024 * 1024);
     if let Ok(dir) = std::env::var("DUCKDB_EXTENSION_DIRECTORY") {
         config.duckdb.extension_directory = Some(dir.into());
     }
