@@ -328,6 +328,18 @@ async fn head_and_ranges_read_a_kept_answer_like_a_file() {
         .unwrap();
     assert_eq!(fresh.status(), 206);
     assert_eq!(&fresh.bytes().await.unwrap()[..], b"PAR1");
+    // An answer that differs between runs is never served in parts: parts
+    // of two runs would not make one file.
+    let volatile = app
+        .client
+        .get(parquet_url(&app, "SELECT random() AS r FROM range(10)"))
+        .header("range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(volatile.status(), 200);
+    assert_eq!(x_cache(volatile.headers()), "bypass");
+    assert!(volatile.headers().get("accept-ranges").is_none());
     app.stop().await;
 }
 
