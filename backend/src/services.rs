@@ -268,9 +268,9 @@ impl Services {
         }
     }
 
-    /// The lake's latest snapshot: with a PostgreSQL catalog one query on
-    /// our own pool (two primary-key lookups in `ducklake_snapshot`), with
-    /// the local catalog file a read through DuckDB.
+    /// The lake's latest snapshot (and whether `pinned` still exists): with
+    /// a PostgreSQL catalog one query on our own pool, with the local
+    /// catalog file the same read through DuckDB.
     pub async fn lake_head(&self, pinned: Option<i64>) -> Result<LakeHead, Error> {
         let Some(pool) = self.catalog_pool() else {
             return self.engine.lake_head(pinned).await;

@@ -424,9 +424,6 @@ async fn run_read(
     }
 }
 
-/// `X-DuckLake-Snapshot`, and for reads `ETag` with `Cache-Control:
-/// no-cache` (caches keep the result but ask again, and get 304 while the
-/// tables it read are unchanged).
 /// The part of a whole answer that `file` asks for: 206 with its
 /// `Content-Range`, 416 past the end, or the whole answer with 200. Never
 /// compressed: a range is of the bytes as they are.
@@ -470,11 +467,14 @@ fn ranged(
 fn ranges_served(state: &AppState, versions: &Versions, length: u64) -> bool {
     match versions.cache {
         CacheStatus::Hit => true,
-        CacheStatus::Miss => length + 512 <= state.cache.max_entry_bytes(),
+        CacheStatus::Miss => state.cache.fits(length),
         CacheStatus::Bypass => false,
     }
 }
 
+/// `X-DuckLake-Snapshot`, and for reads `ETag` with `Cache-Control:
+/// no-cache` (caches keep the result but ask again, and get 304 while the
+/// tables it read are unchanged), and what the result cache did.
 fn version_headers(response: &mut actix_web::HttpResponseBuilder, versions: &Versions) {
     response.insert_header((CACHE_HEADER, versions.cache.as_str()));
     if let Some(snapshot) = versions.snapshot {

@@ -36,7 +36,7 @@ impl Capture {
         if self.over {
             return;
         }
-        if (self.bytes.len() + bytes.len()) as u64 > self.cache.max_entry_bytes() {
+        if !self.cache.fits((self.bytes.len() + bytes.len()) as u64) {
             self.over = true;
             self.bytes = Vec::new();
             return;

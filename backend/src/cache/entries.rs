@@ -86,11 +86,15 @@ impl Entry {
         self.validated_at.fetch_max(snapshot, Ordering::SeqCst);
     }
 
-    /// Bytes it holds against the budget (the body, and a fixed share for
-    /// the rest).
     fn weight(&self) -> u64 {
-        self.body.len() as u64 + 512
+        weight_of(self.body.len() as u64)
     }
+}
+
+/// Bytes an answer with a body of `body` bytes holds against the budget
+/// (the body, and a fixed share for the rest).
+fn weight_of(body: u64) -> u64 {
+    body + 512
 }
 
 /// The cache's Prometheus counters (`ducklake_cache_*`).
@@ -207,6 +211,11 @@ impl ResultCache {
         self.max_entry_bytes
     }
 
+    /// Whether an answer with a body of `body` bytes may be kept.
+    pub fn fits(&self, body: u64) -> bool {
+        self.enabled && weight_of(body) <= self.max_entry_bytes
+    }
+
     pub fn counters(&self) -> &CacheCounters {
         &self.counters
     }
@@ -256,7 +265,7 @@ impl ResultCache {
     /// Keeps `entry` under `key`, evicting the least valuable entries to
     /// make room. An entry over the per-entry limit is not kept.
     pub fn insert(&self, key: Key, entry: Entry) {
-        if !self.enabled || entry.weight() > self.max_entry_bytes {
+        if !self.fits(entry.body.len() as u64) {
             return;
         }
         let entry = Arc::new(entry);

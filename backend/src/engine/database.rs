@@ -396,13 +396,18 @@ impl Engine {
 
     /// DuckDB's configured memory limit in bytes.
     pub async fn memory_limit_bytes(&self) -> Result<u64, Error> {
-        self.on_probe(|conn| {
-            conn.query_row(
-                "SELECT parse_formatted_bytes(current_setting('memory_limit'))",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(Error::from_duckdb)
+        self.probe_value("SELECT parse_formatted_bytes(current_setting('memory_limit'))")
+            .await
+    }
+
+    /// The one value `sql` answers, on the probe connection.
+    async fn probe_value<T: duckdb::types::FromSql + Send + 'static>(
+        &self,
+        sql: &'static str,
+    ) -> Result<T, Error> {
+        self.on_probe(move |conn| {
+            conn.query_row(sql, [], |row| row.get(0))
+                .map_err(Error::from_duckdb)
         })
         .await
         .map_err(Error::internal)?
@@ -410,14 +415,8 @@ impl Engine {
 
     /// DuckDB's configured memory limit, as DuckDB prints it.
     pub async fn memory_limit(&self) -> Result<String, Error> {
-        self.on_probe(|conn| {
-            conn.query_row("SELECT current_setting('memory_limit')", [], |row| {
-                row.get(0)
-            })
-            .map_err(Error::from_duckdb)
-        })
-        .await
-        .map_err(Error::internal)?
+        self.probe_value("SELECT current_setting('memory_limit')")
+            .await
     }
 
     /// Requests that ended in `write_conflict` since start.
