@@ -454,6 +454,18 @@ impl Figure {
     }
 }
 
+/// One lookup of `id` posted to `url`, answered 200.
+async fn lookup(client: &reqwest::Client, url: &str, id: i64) -> reqwest::Response {
+    let res = client
+        .post(url)
+        .json(&json!({"sql": LOOKUP_SQL, "params": [id]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res
+}
+
 /// `clients` concurrent HTTP clients posting the lookup for [`FIGURE`], each
 /// waiting for its answer before the next request (one connection each).
 async fn http_lookups(url: &str, clients: usize, keys: &Keys) -> Figure {
@@ -467,13 +479,7 @@ async fn http_lookups(url: &str, clients: usize, keys: &Keys) -> Figure {
                 let (mut hits, mut tagged) = (0, 0);
                 while started.elapsed() < FIGURE {
                     let t = Instant::now();
-                    let res = client
-                        .post(&url)
-                        .json(&json!({"sql": LOOKUP_SQL, "params": [keys.next()]}))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(res.status(), 200);
+                    let res = lookup(&client, &url, keys.next()).await;
                     if let Some(cache) = res.headers().get("x-cache") {
                         tagged += 1;
                         hits += u64::from(cache.as_bytes().eq_ignore_ascii_case(b"hit"));
@@ -757,14 +763,11 @@ fn point_lookups(
         let client = reqwest::Client::new();
         for _ in 0..20 {
             for (url, keys) in [(&service_url, &service_keys), (&fastapi_url, &fastapi_keys)] {
-                let res = client
-                    .post(url.as_str())
-                    .json(&json!({"sql": LOOKUP_SQL, "params": [keys.next()]}))
-                    .send()
+                lookup(&client, url, keys.next())
+                    .await
+                    .bytes()
                     .await
                     .unwrap();
-                assert_eq!(res.status(), 200);
-                res.bytes().await.unwrap();
             }
         }
     });
@@ -823,14 +826,11 @@ fn point_lookups(
     runtime.block_on(async {
         let client = reqwest::Client::new();
         for _ in 0..REPEATED {
-            let res = client
-                .post(service_url.as_str())
-                .json(&json!({"sql": LOOKUP_SQL, "params": [service_cycle.next()]}))
-                .send()
+            lookup(&client, &service_url, service_cycle.next())
+                .await
+                .bytes()
                 .await
                 .unwrap();
-            assert_eq!(res.status(), 200);
-            res.bytes().await.unwrap();
         }
     });
     println!();
