@@ -259,3 +259,31 @@ impl Steps {
         (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
     }
 }
+
+/// The lake the property tests (ETag revalidation, the result cache)
+/// start from.
+pub const PROPERTY_SETUP: [&str; 5] = [
+    "CREATE TABLE a (id INT, v VARCHAR)",
+    "CREATE TABLE b (id INT, w INT)",
+    "INSERT INTO a VALUES (1, 'x'), (2, 'y')",
+    "INSERT INTO b VALUES (1, 10), (2, 20)",
+    "CREATE VIEW va AS SELECT * FROM a WHERE id % 2 = 0",
+];
+
+/// The writes and DDL the property tests' random steps choose from: data
+/// in `a` and `b`, a view redefined, a table made and dropped, a column
+/// added and dropped.
+pub const PROPERTY_WRITES: [&str; 12] = [
+    "INSERT INTO a SELECT max(id) + 1, 'n' || (max(id) + 1) FROM a",
+    "DELETE FROM a WHERE id = (SELECT min(id) FROM a)",
+    "UPDATE a SET v = v || '.' WHERE id = (SELECT max(id) FROM a)",
+    "INSERT INTO b (id, w) SELECT coalesce(max(id), 0) + 1, 7 FROM b",
+    "UPDATE b SET w = w + 1",
+    "DELETE FROM b WHERE id = (SELECT max(id) FROM b)",
+    "CREATE OR REPLACE VIEW va AS SELECT * FROM a WHERE id % 2 = 0",
+    "CREATE OR REPLACE VIEW va AS SELECT * FROM a WHERE id % 2 = 1",
+    "CREATE TABLE IF NOT EXISTS c (k INT)",
+    "DROP TABLE IF EXISTS c",
+    "ALTER TABLE b ADD COLUMN IF NOT EXISTS extra INT DEFAULT 5",
+    "ALTER TABLE b DROP COLUMN IF EXISTS extra",
+];

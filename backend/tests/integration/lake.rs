@@ -719,29 +719,10 @@ async fn every_304_matches_a_fresh_run_over_random_steps() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
     println!("ETAG_SEED={seed}");
-    for sql in [
-        "CREATE TABLE a (id INT, v VARCHAR)",
-        "CREATE TABLE b (id INT, w INT)",
-        "INSERT INTO a VALUES (1, 'x'), (2, 'y')",
-        "INSERT INTO b VALUES (1, 10), (2, 20)",
-        "CREATE VIEW va AS SELECT * FROM a WHERE id % 2 = 0",
-    ] {
+    for sql in common::PROPERTY_SETUP {
         app.sql(sql).await;
     }
-    let writes = [
-        "INSERT INTO a SELECT max(id) + 1, 'n' || (max(id) + 1) FROM a",
-        "DELETE FROM a WHERE id = (SELECT min(id) FROM a)",
-        "UPDATE a SET v = v || '.' WHERE id = (SELECT max(id) FROM a)",
-        "INSERT INTO b (id, w) SELECT coalesce(max(id), 0) + 1, 7 FROM b",
-        "UPDATE b SET w = w + 1",
-        "DELETE FROM b WHERE id = (SELECT max(id) FROM b)",
-        "CREATE OR REPLACE VIEW va AS SELECT * FROM a WHERE id % 2 = 0",
-        "CREATE OR REPLACE VIEW va AS SELECT * FROM a WHERE id % 2 = 1",
-        "CREATE TABLE IF NOT EXISTS c (k INT)",
-        "DROP TABLE IF EXISTS c",
-        "ALTER TABLE b ADD COLUMN IF NOT EXISTS extra INT DEFAULT 5",
-        "ALTER TABLE b DROP COLUMN IF EXISTS extra",
-    ];
+    let writes = common::PROPERTY_WRITES;
     let reads = [
         "SELECT * FROM a ORDER BY id",
         "SELECT count(*), sum(w) FROM b",
