@@ -150,7 +150,9 @@ impl Services {
                         .if_none_match
                         .as_deref()
                         .zip(entry.answer.etag.as_deref())
-                        .is_some_and(|(held, etag)| held.split(',').any(|tag| tag.trim() == etag));
+                        .is_some_and(|(held, etag)| {
+                            crate::engine::timetravel::names_version(held, etag)
+                        });
                     self.cache.served(&key);
                     self.cache.counters().hits.inc();
                     return Ok(Engine::kept(&entry, snapshot, not_modified));

@@ -18,7 +18,7 @@ use crate::{
     cache::CacheStatus,
     engine::{
         stream::{QueryStream, TransactionMode, Versions},
-        timetravel::Pin,
+        timetravel::{self, Pin},
         Params, QueryRequest,
     },
     error::Error,
@@ -150,7 +150,10 @@ impl FileRead {
             return Ok(None);
         };
         let range = match range.split_once('\n') {
-            Some((tag, range)) if Some(tag.trim()) == etag => range,
+            // Compared strongly: a weak validator never matches.
+            Some((tag, range)) if Some(tag.trim()) == etag && !tag.trim().starts_with("W/") => {
+                range
+            }
             Some(_) => return Ok(None),
             None => range,
         };
@@ -345,19 +348,29 @@ async fn run_read(
     }
     if file.head {
         // The length is the body's: count it (the query runs to its end,
-        // and the cache keeps what it can).
-        let length = match (stream.complete, stream.held_length) {
-            (Some(_), Some(length)) => length,
-            _ => {
-                use futures_util::StreamExt;
-                let mut body = stream.body;
-                let mut length = 0;
-                while let Some(chunk) = body.next().await {
-                    length += chunk?.len() as u64;
+        // and the cache keeps what it can), and its digest for the ETag.
+        let (length, digest) = {
+            use futures_util::StreamExt;
+            use sha2::Digest;
+            let mut body = stream.body;
+            let mut length = 0;
+            let mut hash = sha2::Sha256::new();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                length += chunk.len() as u64;
+                if versions.digest.is_none() {
+                    hash.update(&chunk);
                 }
-                length
             }
+            let digest = versions
+                .digest
+                .clone()
+                .unwrap_or_else(|| crate::digest::hex(&hash.finalize()));
+            (length, digest)
         };
+        if let Some(tag) = content_tag(&versions, &digest) {
+            response.insert_header((header::ETAG, tag));
+        }
         meter.finish("ok", 0, 0);
         if ranges_served(state, &versions, length) {
             response.insert_header((header::ACCEPT_RANGES, "bytes"));
@@ -438,7 +451,15 @@ fn ranged(
     response
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_ENCODING, "identity"));
-    match file.part(length, versions.etag.as_deref()) {
+    let digest = versions
+        .digest
+        .clone()
+        .unwrap_or_else(|| crate::digest::sha256_hex(&body));
+    let tag = content_tag(versions, &digest);
+    if let Some(tag) = &tag {
+        response.insert_header((header::ETAG, tag.as_str()));
+    }
+    match file.part(length, tag.as_deref()) {
         Ok(None) => {
             meter.finish("ok", 0, length);
             response.body(body)
@@ -460,6 +481,15 @@ fn ranged(
                 .finish()
         }
     }
+}
+
+/// The strong ETag of a whole answer served as a file (HEAD, ranges): its
+/// version and the digest of its bytes (see [`timetravel::content_etag`]).
+fn content_tag(versions: &Versions, digest: &str) -> Option<String> {
+    versions
+        .etag
+        .as_deref()
+        .and_then(|etag| timetravel::content_etag(etag, digest))
 }
 
 /// Whether a range of this answer will be served from the cache: it was
@@ -507,7 +537,7 @@ mod tests {
 
     #[test]
     fn ranges_are_read_as_parquet_readers_send_them() {
-        let part = |range: &str| asking(range, None).part(1000, Some("W/\"s1-a\""));
+        let part = |range: &str| asking(range, None).part(1000, Some("\"s1-a.0f\""));
         assert_eq!(part("bytes=0-99"), Ok(Some((0, 99))));
         assert_eq!(part("bytes=990-"), Ok(Some((990, 999))));
         // polars asks for the last 256 KiB of any file: all of a smaller one.
@@ -520,9 +550,11 @@ mod tests {
         assert_eq!(part("bytes=0-1,5-6"), Ok(None));
         assert_eq!(part("lines=0-1"), Ok(None));
         // If-Range: the part while the validator is the answer's, else all.
-        let tagged = |tag: &str| asking("bytes=0-9", Some(tag)).part(1000, Some("W/\"s1-a\""));
-        assert_eq!(tagged("W/\"s1-a\""), Ok(Some((0, 9))));
-        assert_eq!(tagged("W/\"s0-a\""), Ok(None));
+        let tagged = |tag: &str, etag: &str| asking("bytes=0-9", Some(tag)).part(1000, Some(etag));
+        assert_eq!(tagged("\"s1-a.0f\"", "\"s1-a.0f\""), Ok(Some((0, 9))));
+        assert_eq!(tagged("\"s1-a.1e\"", "\"s1-a.0f\""), Ok(None));
+        // Weak validators are compared strongly (RFC 9110 13.1.5): never.
+        assert_eq!(tagged("W/\"s1-a\"", "W/\"s1-a\""), Ok(None));
         let none = FileRead::default();
         assert_eq!(none.part(1000, None), Ok(None));
     }

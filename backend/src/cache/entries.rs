@@ -52,6 +52,8 @@ pub struct Entry {
     validated_at: AtomicI64,
     /// The catalog's ids of its tables, once looked up.
     table_ids: std::sync::OnceLock<Vec<i64>>,
+    /// The SHA-256 of `body` in hex, once asked for.
+    digest: std::sync::OnceLock<String>,
 }
 
 impl Entry {
@@ -63,7 +65,14 @@ impl Entry {
             validated_at: AtomicI64::new(answer.snapshot),
             answer,
             table_ids: std::sync::OnceLock::new(),
+            digest: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The SHA-256 of the body in hex (computed once).
+    pub fn digest(&self) -> &str {
+        self.digest
+            .get_or_init(|| crate::digest::sha256_hex(&self.body))
     }
 
     /// The catalog's ids of its tables, if looked up already.

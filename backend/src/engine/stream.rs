@@ -132,6 +132,9 @@ pub struct Versions {
     pub not_modified: bool,
     /// What the result cache did (`X-Cache`).
     pub cache: CacheStatus,
+    /// The SHA-256 (hex) of the whole body, when it is known before the
+    /// body is read (a kept answer's).
+    pub digest: Option<String>,
 }
 
 struct Head {
@@ -200,6 +203,7 @@ impl Engine {
                 etag: answer.etag.clone(),
                 not_modified,
                 cache: CacheStatus::Hit,
+                digest: Some(entry.digest().to_string()),
             },
         }
     }

@@ -187,17 +187,48 @@ pub fn etag(snapshot: i64, request_hash: &str) -> String {
     format!("W/\"s{snapshot}-{request_hash}\"")
 }
 
+/// The strong ETag of one answer's exact bytes: its version tag's
+/// `s<snapshot>-<hash>` and the first 128 bits of the bytes' SHA-256. The
+/// GET form's file reads (HEAD, ranges) carry it: `If-Range` may name only
+/// a strong validator (RFC 9110 13.1.5), and a reader that compares the
+/// ETag of each part (DuckDB's httpfs) sees a change even where the
+/// version is the same (an unordered answer run again at one snapshot can
+/// come in another order).
+pub fn content_etag(version_etag: &str, digest: &str) -> Option<String> {
+    let (snapshot, hash) = version_of(version_etag)?;
+    Some(format!(
+        "\"s{snapshot}-{hash}.{}\"",
+        &digest[..digest.len().min(32)]
+    ))
+}
+
+/// The snapshot and request hash an ETag names, weak or strong, with or
+/// without the digest of [`content_etag`].
+fn version_of(tag: &str) -> Option<(i64, &str)> {
+    let tag = tag.trim();
+    let inner = tag.strip_prefix("W/").unwrap_or(tag);
+    let inner = inner.strip_prefix('"')?.strip_suffix('"')?;
+    let (snapshot, rest) = inner.strip_prefix('s')?.split_once('-')?;
+    let hash = rest.split_once('.').map_or(rest, |(hash, _)| hash);
+    Some((snapshot.parse().ok()?, hash))
+}
+
+/// Whether an `If-None-Match` value names the version `etag` names (by
+/// its version tag or a content tag of it).
+pub fn names_version(if_none_match: &str, etag: &str) -> bool {
+    version_of(etag).is_some_and(|version| {
+        if_none_match
+            .split(',')
+            .any(|tag| version_of(tag) == Some(version))
+    })
+}
+
 /// The snapshots in an `If-None-Match` value whose hash is `request_hash`.
 pub fn matching_snapshots(if_none_match: &str, request_hash: &str) -> Vec<i64> {
     if_none_match
         .split(',')
-        .filter_map(|tag| {
-            let tag = tag.trim();
-            let inner = tag.strip_prefix("W/").unwrap_or(tag);
-            let inner = inner.strip_prefix('"')?.strip_suffix('"')?;
-            let (snapshot, hash) = inner.strip_prefix('s')?.split_once('-')?;
-            (hash == request_hash).then(|| snapshot.parse().ok())?
-        })
+        .filter_map(version_of)
+        .filter_map(|(snapshot, hash)| (hash == request_hash).then_some(snapshot))
         .collect()
 }
 
@@ -217,5 +248,13 @@ mod tests {
         );
         assert!(matching_snapshots("*", "abcd").is_empty());
         assert!(matching_snapshots("W/\"sx-abcd\"", "abcd").is_empty());
+        // A content tag names its version too.
+        let strong = content_etag(&tag, &"0f".repeat(32)).unwrap();
+        assert_eq!(strong, format!("\"s42-abcd.{}\"", "0f".repeat(16)));
+        assert_eq!(matching_snapshots(&strong, "abcd"), vec![42]);
+        assert!(names_version(&format!("\"x\", {strong}"), &tag));
+        assert!(names_version(&tag, &strong));
+        assert!(!names_version(&etag(43, "abcd"), &tag));
+        assert!(!names_version("*", &tag));
     }
 }

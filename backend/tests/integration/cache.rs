@@ -268,9 +268,15 @@ async fn head_and_ranges_read_a_kept_answer_like_a_file() {
 
     let whole = app.client.get(&url).send().await.unwrap();
     assert_eq!(x_cache(whole.headers()), "hit");
+    let version = whole.headers()["etag"].to_str().unwrap().to_string();
     let whole = whole.bytes().await.unwrap();
     assert_eq!(whole.len(), length);
     assert_eq!(&whole[..4], b"PAR1");
+    // A file read's ETag is strong and names these very bytes: the
+    // answer's version (what a plain GET carries, weak) and their digest.
+    let digest = ducklake_backend::digest::sha256_hex(&whole);
+    let version = version.strip_prefix("W/").unwrap().trim_matches('"');
+    assert_eq!(etag, format!("\"{version}.{}\"", &digest[..32]));
 
     // Parts, as a Parquet reader asks for them: the footer, then a span.
     let part = |range: String| {
@@ -291,6 +297,7 @@ async fn head_and_ranges_read_a_kept_answer_like_a_file() {
     };
     let (status, h, tail) = part("bytes=-8".into()).await;
     assert_eq!(status, 206);
+    assert_eq!(h["etag"], etag.as_str());
     assert_eq!(
         h["content-range"],
         format!("bytes {}-{}/{length}", length - 8, length - 1).as_str()
@@ -317,6 +324,25 @@ async fn head_and_ranges_read_a_kept_answer_like_a_file() {
         .unwrap();
     assert_eq!(stale.status(), 200);
     assert_eq!(stale.bytes().await.unwrap().len(), length);
+    // The weak version tag is no validator for a range (RFC 9110 13.1.5).
+    let weak = app
+        .client
+        .get(&url)
+        .header("range", "bytes=0-3")
+        .header("if-range", format!("W/\"{version}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(weak.status(), 200);
+    // If-None-Match with the strong tag revalidates as the weak one does.
+    let unchanged = app
+        .client
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), 304);
     let fresh = app
         .client
         .get(&url)
