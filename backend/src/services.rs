@@ -8,7 +8,7 @@ use std::sync::{atomic::AtomicBool, Arc};
 
 use crate::{
     bucket::Bucket,
-    cache::{CacheStatus, Capture, Entry, Key, KeyParts, ResultCache},
+    cache::{CacheStatus, Capture, Entry, Key, KeyParts, ResultCache, Turn},
     config::Config,
     engine::{
         freshness::{self, LakeHead, Since, SnapshotChanges},
@@ -143,28 +143,54 @@ impl Services {
             self.cache.counters().bypass.inc();
             return Ok(stream);
         };
-        if let Some(entry) = self.cache.get(&key) {
-            match self.current_at(&entry).await {
-                Ok(Some(snapshot)) => {
-                    let not_modified = request
-                        .if_none_match
-                        .as_deref()
-                        .zip(entry.answer.etag.as_deref())
-                        .is_some_and(|(held, etag)| {
-                            crate::engine::timetravel::names_version(held, etag)
-                        });
-                    self.cache.served(&key);
-                    self.cache.counters().hits.inc();
-                    return Ok(Engine::kept(&entry, snapshot, not_modified));
-                }
-                Ok(None) => self.cache.invalidate(&key, &entry),
-                // The query itself will meet the outage and say so.
-                Err(err) => {
-                    tracing::warn!(error = %err, "the result cache could not check an entry")
+        let mut request = request;
+        let mut followed = false;
+        let lead = loop {
+            if let Some(entry) = self.cache.get(&key) {
+                match self.current_at(&entry).await {
+                    Ok(Some(snapshot)) => {
+                        let not_modified = request
+                            .if_none_match
+                            .as_deref()
+                            .zip(entry.answer.etag.as_deref())
+                            .is_some_and(|(held, etag)| {
+                                crate::engine::timetravel::names_version(held, etag)
+                            });
+                        self.cache.served(&key);
+                        self.cache.counters().hits.inc();
+                        return Ok(Engine::kept(&entry, snapshot, not_modified));
+                    }
+                    Ok(None) => self.cache.invalidate(&key, &entry),
+                    // The query itself will meet the outage and say so.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the result cache could not check an entry")
+                    }
                 }
             }
-        }
-        let capture = Capture::new(Arc::clone(&self.cache), key);
+            match self.cache.turn(key) {
+                Turn::Lead(lead) => break Some(lead),
+                // The same answer is being made: wait for it (within the
+                // request's timeout, which the wait uses up), then look
+                // again, once.
+                Turn::Follow(following) if !followed => {
+                    followed = true;
+                    let timeout = self.engine.timeout_for(request.timeout_ms);
+                    let started = std::time::Instant::now();
+                    let _ = tokio::time::timeout(timeout, following.done()).await;
+                    let left = timeout.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        return Err(Error::QueryTimeout(format!(
+                            "the same query, run for another request, did not end within \
+                             this request's timeout of {} ms",
+                            timeout.as_millis()
+                        )));
+                    }
+                    request.timeout_ms = Some(left.as_millis().max(1) as u64);
+                }
+                Turn::Follow(_) => break None,
+            }
+        };
+        let capture = Capture::new(Arc::clone(&self.cache), key, lead);
         let stream = self
             .engine
             .stream_capturing(request, format, mode, capture)

@@ -8,26 +8,31 @@ use bytes::Bytes;
 use super::{
     entries::{Answer, Entry, ResultCache},
     key::Key,
+    leader::Leading,
 };
 
 /// Collects a result's bytes for the cache. Dropped without
 /// [`Capture::keep`] (the client went away, the query failed, the result
-/// was not cacheable), it keeps nothing.
+/// was not cacheable), it keeps nothing. Its end, either way, ends the
+/// leader's turn it holds.
 pub struct Capture {
     cache: Arc<ResultCache>,
     key: Key,
     bytes: Vec<u8>,
     /// Past the per-entry limit: collecting stopped.
     over: bool,
+    /// This run's turn (none for a follower that runs after all).
+    _lead: Option<Leading>,
 }
 
 impl Capture {
-    pub fn new(cache: Arc<ResultCache>, key: Key) -> Self {
+    pub fn new(cache: Arc<ResultCache>, key: Key, lead: Option<Leading>) -> Self {
         Self {
             cache,
             key,
             bytes: Vec::new(),
             over: false,
+            _lead: lead,
         }
     }
 
@@ -44,7 +49,8 @@ impl Capture {
         self.bytes.extend_from_slice(bytes);
     }
 
-    /// Keeps the collected answer.
+    /// Keeps the collected answer (and then ends the turn: followers find
+    /// it).
     pub fn keep(self, answer: Answer) {
         if !self.over {
             self.cache

@@ -193,6 +193,7 @@ pub struct ResultCache {
     max_entry_bytes: u64,
     inner: Mutex<Inner>,
     counters: CacheCounters,
+    running: super::leader::Running,
 }
 
 impl ResultCache {
@@ -208,7 +209,13 @@ impl ResultCache {
             max_entry_bytes: max_entry_bytes.min(max_bytes),
             inner: Mutex::new(Inner::default()),
             counters,
+            running: Default::default(),
         }
+    }
+
+    /// The keys being run now (see [`super::Turn`]).
+    pub(super) fn running(&self) -> &super::leader::Running {
+        &self.running
     }
 
     pub fn enabled(&self) -> bool {

@@ -17,10 +17,12 @@
 mod capture;
 mod entries;
 mod key;
+mod leader;
 
 pub use capture::Capture;
 pub use entries::{Answer, CacheCounters, CacheStats, Entry, ResultCache};
 pub use key::{Key, KeyParts};
+pub use leader::{Following, Leading, Turn};
 
 /// What the cache did for one response (`X-Cache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -569,6 +569,11 @@ impl Producer {
             }
             self.versions.etag = Some(timetravel::etag(read, &hash));
         }
+        if self.versions.cache != CacheStatus::Miss {
+            // Not for the cache after all: requests waiting for this run's
+            // answer run their own now.
+            self.capture = None;
+        }
         // Prepares `text`, binds the request's parameters and starts it.
         let execute = |text: &str| -> Result<(duckdb::Statement<'_>, _), Error> {
             let mut stmt = conn.prepare(text).map_err(|e| self.duck(e))?;

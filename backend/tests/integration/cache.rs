@@ -40,6 +40,42 @@ async fn metric(app: &TestApp, series: &str) -> f64 {
     sample(&app.get_text("/metrics").await, series)
 }
 
+/// Identical misses at once run once: the first leads, the others wait for
+/// its answer and are served it from the cache. Requests for a query that
+/// is not cacheable each run their own.
+#[actix_web::test]
+async fn identical_misses_at_once_run_once() {
+    let app = spawn_app().await;
+    app.sql("CREATE TABLE t AS SELECT range AS a FROM range(2000000)")
+        .await;
+    // About a second of work: the requests below overlap it.
+    let slow = json!({"sql": "SELECT sum(hash(a, b) % 7) AS s FROM t, range(12) r(b)"});
+    let answers = futures_util::future::join_all((0..6).map(|_| post(&app, slow.clone()))).await;
+    let mut said: Vec<&str> = answers.iter().map(|(_, h, _)| x_cache(h)).collect();
+    said.sort();
+    assert_eq!(said, ["hit", "hit", "hit", "hit", "hit", "miss"]);
+    for (status, _, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(rows(body), rows(&answers[0].2));
+    }
+    assert_eq!(metric(&app, "ducklake_cache_misses_total").await, 1.0);
+
+    // Volatile: not for the cache, so nobody is served another's run.
+    let volatile =
+        json!({"sql": "SELECT sum(hash(a, b) % 7) + random() AS s FROM t, range(12) r(b)"});
+    let answers =
+        futures_util::future::join_all((0..3).map(|_| post(&app, volatile.clone()))).await;
+    for (status, h, body) in &answers {
+        assert_eq!((*status, x_cache(h)), (200, "bypass"), "{body}");
+    }
+    let distinct: std::collections::HashSet<_> = answers
+        .iter()
+        .map(|(_, _, body)| rows(body).to_string())
+        .collect();
+    assert_eq!(distinct.len(), 3, "three runs of random()");
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn a_repeated_read_is_served_until_its_tables_change() {
     let app = spawn_app().await;
