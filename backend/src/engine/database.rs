@@ -15,7 +15,7 @@ use duckdb::{Config as DuckConfig, Connection};
 use super::{
     extensions::{self, ExtensionSet},
     lake::{self, quote_identifier, LakeSpec},
-    pool::{ConnectionPool, PooledConnection, Slot},
+    pool::{ConnectionPool, PooledConnection},
     query, stop,
 };
 use crate::{config::Config, error::Error};
@@ -184,24 +184,17 @@ impl Engine {
         // Catalog and schema both: `USE lake` alone is ambiguous once the
         // lake holds a schema named like itself.
         let use_lake = format!("USE {}.main", quote_identifier(&lake.name));
-        let connection = |settings: &str| -> duckdb::Result<Connection> {
-            let conn = root.try_clone()?;
-            conn.execute_batch(&use_lake)?;
-            conn.execute_batch(settings)?;
-            Ok(conn)
-        };
-        let slots = (0..config.duckdb.connections)
+        let connections = (0..config.duckdb.connections)
             .map(|_| {
-                Ok(Slot {
-                    quiet: connection("SET enable_progress_bar = false")?,
-                    // DuckDB's progress estimate (async jobs read it),
-                    // computed after half a second of a query's run and
-                    // never printed.
-                    tracked: connection(
-                        "SET enable_progress_bar = true; SET enable_progress_bar_print = false; \
-                         SET progress_bar_time = 500",
-                    )?,
-                })
+                let conn = root.try_clone()?;
+                conn.execute_batch(&use_lake)?;
+                // DuckDB's progress estimate (async jobs read it), computed
+                // after half a second of a query's run and never printed.
+                conn.execute_batch(
+                    "SET enable_progress_bar = true; SET enable_progress_bar_print = false; \
+                     SET progress_bar_time = 500",
+                )?;
+                Ok(conn)
             })
             .collect::<duckdb::Result<Vec<_>>>()
             .map_err(setup("opening pool connections"))?;
@@ -231,17 +224,16 @@ impl Engine {
         tracing::info!(
             catalog = %lake.catalog_display(),
             data_path = %lake.data_path(),
-            connections = slots.len(),
+            connections = connections.len(),
             duckdb = %info.duckdb_version,
             "lake attached"
         );
-        let interrupts = slots
+        let interrupts = connections
             .iter()
-            .flat_map(|slot| [&slot.quiet, &slot.tracked])
             .map(Connection::interrupt_handle)
             .collect();
         Ok(Self {
-            pool: Arc::new(ConnectionPool::new(slots, use_lake)),
+            pool: Arc::new(ConnectionPool::new(connections, use_lake)),
             interrupts,
             shutting_down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             lake,

@@ -241,13 +241,10 @@ impl Engine {
                 "a session request must run in session mode, and only it"
             )));
         }
-        let mut conn = match &session {
+        let conn = match &session {
             Some(session) => session.take()?,
             None => self.acquire().await?,
         };
-        if request.progress.is_some() && session.is_none() {
-            conn.track_progress();
-        }
         let stop = Stop::new(conn.interrupt_handle());
         let timed_out = Arc::new(AtomicBool::new(false));
         let watchdog = {

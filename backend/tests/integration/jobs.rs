@@ -652,30 +652,3 @@ async fn a_revoked_or_expired_keys_jobs_stop() {
     .await;
     app.stop().await;
 }
-
-/// Only the connection a job runs on keeps DuckDB's progress estimate: the
-/// interactive requests' connections do not pay for it (the estimate costs
-/// a point lookup about a tenth of its time).
-#[actix_web::test]
-async fn only_a_jobs_connection_keeps_the_progress_estimate() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::test_config(dir.path());
-    let engine = tokio::task::spawn_blocking(move || {
-        ducklake_backend::engine::Engine::open(&config).expect("engine opens")
-    })
-    .await
-    .unwrap();
-    let setting = |conn: &duckdb::Connection| -> bool {
-        conn.query_row("SELECT current_setting('enable_progress_bar')", [], |row| {
-            row.get(0)
-        })
-        .unwrap()
-    };
-    let mut conn = engine.acquire().await.unwrap();
-    assert!(!setting(&conn), "an interactive request's connection");
-    conn.track_progress();
-    assert!(setting(&conn), "a job's connection");
-    drop(conn);
-    // The loan ends on the quiet one again.
-    assert!(!setting(&engine.acquire().await.unwrap()));
-}
