@@ -43,6 +43,7 @@ impl ConnectionPool {
             .expect("a permit guarantees an idle connection");
         PooledConnection {
             conn: Some(conn),
+            settled: false,
             pool: Arc::clone(self),
             _permit: permit,
         }
@@ -58,6 +59,7 @@ impl ConnectionPool {
             .expect("a permit guarantees an idle connection");
         Some(PooledConnection {
             conn: Some(conn),
+            settled: false,
             pool: Arc::clone(self),
             _permit: permit,
         })
@@ -70,13 +72,32 @@ impl ConnectionPool {
     pub fn available(&self) -> usize {
         self.permits.available_permits()
     }
+
+    /// What puts a connection back in its clean state: the lake as its
+    /// default database.
+    pub fn reset_sql(&self) -> &str {
+        &self.reset_sql
+    }
 }
 
-/// A connection on loan; returns itself to the pool when dropped.
+/// A connection on loan; returns itself to the pool when dropped, reset
+/// unless [`PooledConnection::settled`] says it is clean already.
 pub struct PooledConnection {
     conn: Option<Connection>,
+    settled: bool,
     pool: Arc<ConnectionPool>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl PooledConnection {
+    /// The loan ended clean: its last statement ran [`ConnectionPool::reset_sql`]
+    /// inside the transaction it then committed, so no transaction is open
+    /// and the lake is the default database. The reset is skipped: run on
+    /// its own it costs a DuckLake transaction (about a millisecond of
+    /// catalog reads), which every response waited for.
+    pub fn settled(&mut self) {
+        self.settled = true;
+    }
 }
 
 impl std::ops::Deref for PooledConnection {
@@ -89,6 +110,10 @@ impl std::ops::Deref for PooledConnection {
 impl Drop for PooledConnection {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
+            if self.settled {
+                self.pool.idle.lock().push(conn);
+                return;
+            }
             // ROLLBACK fails harmlessly when no transaction is open.
             let _ = conn.execute_batch("ROLLBACK");
             if let Err(err) = conn.execute_batch(&self.pool.reset_sql) {

@@ -241,7 +241,7 @@ impl Engine {
                 "a session request must run in session mode, and only it"
             )));
         }
-        let conn = match &session {
+        let mut conn = match &session {
             Some(session) => session.take()?,
             None => self.acquire().await?,
         };
@@ -268,6 +268,7 @@ impl Engine {
         let lake = self.lake.name.clone();
         let shutting_down = Arc::clone(&self.shutting_down);
         let volatile = Arc::clone(&self.volatile_functions);
+        let commit_sql = format!("{}; COMMIT", self.pool.reset_sql());
         let hold = request
             .max_rows
             .is_some()
@@ -282,6 +283,8 @@ impl Engine {
             let mut producer = Producer {
                 shutting_down,
                 volatile,
+                commit_sql,
+                settled: false,
                 reads: Reads::default(),
                 versions: Versions::default(),
                 lake,
@@ -334,6 +337,12 @@ impl Engine {
                 session.writes.lock().append(&mut producer.writes);
                 session.put_back(conn);
             } else {
+                if producer.settled {
+                    conn.settled();
+                }
+                // The response ends with the producer (its channel); the
+                // connection's reset, if any, comes after.
+                drop(producer);
                 drop(conn);
             }
         });
@@ -369,6 +378,11 @@ impl Engine {
 struct Producer {
     shutting_down: Arc<AtomicBool>,
     volatile: Arc<std::collections::HashSet<String>>,
+    /// The commit that ends a request, with the pool's reset before it.
+    commit_sql: String,
+    /// The request committed with [`Producer::commit_sql`]: the connection
+    /// needs no reset.
+    settled: bool,
     /// What the statements checked so far read and did.
     reads: Reads,
     /// Sent with the head.
@@ -681,7 +695,11 @@ impl Producer {
                 self.versions.snapshot = None;
             }
         } else {
-            conn.execute_batch("COMMIT").map_err(|e| self.duck(e))?;
+            // The pool's reset rides in the transaction (a default database
+            // is no transactional state: it holds after the commit).
+            conn.execute_batch(&self.commit_sql)
+                .map_err(|e| self.duck(e))?;
+            self.settled = true;
             if self.reads.wrote {
                 self.versions.snapshot = Some(last_committed(conn, &self.lake)?);
             }

@@ -812,3 +812,91 @@ async fn every_304_matches_a_fresh_run_over_random_steps() {
     );
     app.stop().await;
 }
+
+/// Every request gives its connection back clean: no transaction open and
+/// the lake the default database. One that commits carries the pool's reset
+/// inside its transaction (a reset of its own would cost a DuckLake
+/// transaction); one that fails, or leaves a transaction open, is reset on
+/// its way back.
+#[actix_web::test]
+async fn a_connection_comes_back_clean_from_every_request() {
+    use ducklake_backend::{
+        engine::{stream::TransactionMode, Engine, QueryRequest},
+        format::encode::Format,
+        role::Role,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    // One connection: every request below takes the one checked after it.
+    config.duckdb.connections = 1;
+    let engine = tokio::task::spawn_blocking(move || Engine::open(&config).unwrap())
+        .await
+        .unwrap();
+    let run = |sql: &str, mode| {
+        let request = QueryRequest {
+            sql: sql.to_string(),
+            role: Role::Admin,
+            ..Default::default()
+        };
+        let engine = &engine;
+        async move {
+            match engine.stream(request, Format::Json, mode).await {
+                Ok(stream) => stream.body.collect().await,
+                Err(err) => Err(err),
+            }
+        }
+    };
+    let clean = || async {
+        let conn = engine.acquire().await.unwrap();
+        // BEGIN fails inside an open transaction.
+        conn.execute_batch("BEGIN TRANSACTION; ROLLBACK")
+            .expect("no transaction left open");
+        let path: String = conn
+            .query_row("SELECT current_setting('search_path')", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(path, "lake.main");
+    };
+    run(
+        "CREATE TABLE t AS SELECT 1 AS a",
+        TransactionMode::AutoCommit,
+    )
+    .await
+    .unwrap();
+    clean().await;
+    run("SELECT * FROM t", TransactionMode::ReadOnly)
+        .await
+        .unwrap();
+    clean().await;
+    run("SELECT * FROM t WHERE a = 1", TransactionMode::Single)
+        .await
+        .unwrap();
+    clean().await;
+    // Failures: at the check, at execution, and in a transaction with a
+    // statement run already.
+    assert!(run("SELECT * FROM missing", TransactionMode::AutoCommit)
+        .await
+        .is_err());
+    clean().await;
+    assert!(run(
+        "SELECT 1 / 0::INT, error('no')",
+        TransactionMode::AutoCommit
+    )
+    .await
+    .is_err());
+    clean().await;
+    assert!(run(
+        "INSERT INTO t VALUES (2); SELECT * FROM missing",
+        TransactionMode::Single
+    )
+    .await
+    .is_err());
+    clean().await;
+    // The failed transaction's insert is gone with it.
+    let count = run("SELECT count(*) AS n FROM t", TransactionMode::ReadOnly)
+        .await
+        .unwrap();
+    let count: Value = serde_json::from_slice(&count).unwrap();
+    assert_eq!(count["rows"], json!([[1]]));
+}
