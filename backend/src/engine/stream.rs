@@ -327,6 +327,7 @@ impl Engine {
                 session.failed.store(true, Ordering::SeqCst);
             }
             if let Err(err) = outcome {
+                let err = producer.overruled(err);
                 // What did not commit is recorded as failed.
                 producer.audit_writes(Outcome::Failed, None, Some(&err));
                 producer.fail(err);
@@ -1014,6 +1015,13 @@ impl Producer {
     /// A DuckDB error, or the timeout when the watchdog interrupted it, or
     /// the end of the shutdown grace period.
     fn duck(&self, err: duckdb::Error) -> Error {
+        self.overruled(Error::from_duckdb(err))
+    }
+
+    /// `err`, unless the request was stopped by its timeout or the end of
+    /// the shutdown grace period: then that, whichever statement (or read of
+    /// ours) the interrupt met.
+    fn overruled(&self, err: Error) -> Error {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Error::ShuttingDown(
                 "the service is shutting down and stopped this query; retry on another replica"
@@ -1026,7 +1034,7 @@ impl Producer {
                 self.timeout.as_millis()
             ))
         } else {
-            Error::from_duckdb(err)
+            err
         }
     }
 }

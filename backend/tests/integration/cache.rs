@@ -76,6 +76,48 @@ async fn identical_misses_at_once_run_once() {
     app.stop().await;
 }
 
+/// A request that waits for the same query's run ends within its own
+/// timeout when that run times out: 504 `query_timeout`, like the run's.
+#[actix_web::test]
+async fn a_request_waiting_for_a_run_that_times_out_times_out() {
+    let app = spawn_app().await;
+    let endless = json!({"sql": "SELECT count(*) FROM range(2000000000000) a", "timeout_ms": 500});
+    let leader = actix_web::rt::spawn({
+        let (client, url, body) = (
+            app.client.clone(),
+            app.url("/api/v1/query"),
+            endless.clone(),
+        );
+        async move {
+            let res = client.post(url).json(&body).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while metric(&app, "ducklake_queries_active").await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never started"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (status, _, body) = post(&app, endless).await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, common::error_code(&body)),
+        (504, "query_timeout"),
+        "{body}"
+    );
+    let (status, body) = leader.await.unwrap();
+    assert_eq!(
+        (status, common::error_code(&body)),
+        (504, "query_timeout"),
+        "{body}"
+    );
+    assert_eq!(metric(&app, "ducklake_cache_hits_total").await, 0.0);
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn a_repeated_read_is_served_until_its_tables_change() {
     let app = spawn_app().await;
