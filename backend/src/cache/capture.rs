@@ -21,7 +21,8 @@ pub struct Capture {
     bytes: Vec<u8>,
     /// Past the per-entry limit: collecting stopped.
     over: bool,
-    /// This run's turn (none for a follower that runs after all).
+    /// This run's turn (none for a follower that runs after all, or once
+    /// the answer outgrew what may be kept).
     _lead: Option<Leading>,
 }
 
@@ -44,6 +45,9 @@ impl Capture {
         if !self.cache.fits((self.bytes.len() + bytes.len()) as u64) {
             self.over = true;
             self.bytes = Vec::new();
+            // Nothing will be kept: requests waiting for this answer run
+            // their own now rather than after this one's end.
+            self._lead = None;
             return;
         }
         self.bytes.extend_from_slice(bytes);

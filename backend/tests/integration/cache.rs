@@ -76,6 +76,36 @@ async fn identical_misses_at_once_run_once() {
     app.stop().await;
 }
 
+/// An answer that outgrows what the cache keeps lets the requests waiting
+/// for it go at once: each runs its own, rather than waiting for the first
+/// one's end (here never: its client reads nothing).
+#[actix_web::test]
+async fn a_run_too_large_to_keep_lets_its_waiters_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.cache.max_entry_bytes = Some(64 * 1024);
+    let app = spawn_with(config, Some(dir)).await;
+    let large = json!({
+        "sql": "SELECT range AS id, repeat('x', 100) AS pad FROM range(90000)",
+        "format": "csv",
+        "timeout_ms": 60000,
+    });
+    // Its headers come with the first window; its body is never read.
+    let stalled = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .json(&large)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(x_cache(stalled.headers()), "miss");
+    let (status, h, body) = post(&app, large).await;
+    assert_eq!((status, x_cache(&h)), (200, "miss"), "{body}");
+    assert_eq!(body.lines().count(), 90_001);
+    drop(stalled);
+    app.stop().await;
+}
+
 /// A request that waits for the same query's run ends within its own
 /// timeout when that run times out: 504 `query_timeout`, like the run's.
 #[actix_web::test]
