@@ -352,20 +352,21 @@ async fn run_read(
         let (length, digest) = {
             use futures_util::StreamExt;
             use sha2::Digest;
+            let kept = versions
+                .kept
+                .as_ref()
+                .map(|entry| entry.digest().to_string());
             let mut body = stream.body;
             let mut length = 0;
             let mut hash = sha2::Sha256::new();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
                 length += chunk.len() as u64;
-                if versions.digest.is_none() {
+                if kept.is_none() {
                     hash.update(&chunk);
                 }
             }
-            let digest = versions
-                .digest
-                .clone()
-                .unwrap_or_else(|| crate::digest::hex(&hash.finalize()));
+            let digest = kept.unwrap_or_else(|| crate::digest::hex(&hash.finalize()));
             (length, digest)
         };
         if let Some(tag) = content_tag(&versions, &digest) {
@@ -451,10 +452,10 @@ fn ranged(
     response
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_ENCODING, "identity"));
-    let digest = versions
-        .digest
-        .clone()
-        .unwrap_or_else(|| crate::digest::sha256_hex(&body));
+    let digest = match &versions.kept {
+        Some(entry) => entry.digest().to_string(),
+        None => crate::digest::sha256_hex(&body),
+    };
     let tag = content_tag(versions, &digest);
     if let Some(tag) = &tag {
         response.insert_header((header::ETAG, tag.as_str()));

@@ -132,9 +132,9 @@ pub struct Versions {
     pub not_modified: bool,
     /// What the result cache did (`X-Cache`).
     pub cache: CacheStatus,
-    /// The SHA-256 (hex) of the whole body, when it is known before the
-    /// body is read (a kept answer's).
-    pub digest: Option<String>,
+    /// The kept answer a hit is served from (whose digest a file read's
+    /// ETag names, computed once when first asked for).
+    pub kept: Option<Arc<crate::cache::Entry>>,
 }
 
 struct Head {
@@ -185,7 +185,11 @@ impl Engine {
 
     /// The answer kept by the cache, as a stream. `snapshot` is the one it
     /// was checked current at.
-    pub fn kept(entry: &crate::cache::Entry, snapshot: i64, not_modified: bool) -> QueryStream {
+    pub fn kept(
+        entry: &Arc<crate::cache::Entry>,
+        snapshot: i64,
+        not_modified: bool,
+    ) -> QueryStream {
         let body = if not_modified {
             Bytes::new()
         } else {
@@ -203,7 +207,7 @@ impl Engine {
                 etag: answer.etag.clone(),
                 not_modified,
                 cache: CacheStatus::Hit,
-                digest: Some(entry.digest().to_string()),
+                kept: Some(Arc::clone(entry)),
             },
         }
     }
