@@ -112,38 +112,26 @@ async fn a_run_too_large_to_keep_lets_its_waiters_go() {
 async fn a_request_waiting_for_a_run_that_times_out_times_out() {
     let app = spawn_app().await;
     let endless = json!({"sql": "SELECT count(*) FROM range(2000000000000) a", "timeout_ms": 500});
-    let leader = actix_web::rt::spawn({
-        let (client, url, body) = (
-            app.client.clone(),
-            app.url("/api/v1/query"),
-            endless.clone(),
-        );
-        async move {
-            let res = client.post(url).json(&body).send().await.unwrap();
-            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+    let follower = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while metric(&app, "ducklake_queries_active").await < 1.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first run never started"
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while metric(&app, "ducklake_queries_active").await < 1.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first run never started"
+        post(&app, endless.clone()).await
+    };
+    let (leader, follower) = futures_util::join!(post(&app, endless.clone()), follower);
+    for (status, _, body) in [leader, follower] {
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (status, common::error_code(&body)),
+            (504, "query_timeout"),
+            "{body}"
         );
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let (status, _, body) = post(&app, endless).await;
-    let body: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        (status, common::error_code(&body)),
-        (504, "query_timeout"),
-        "{body}"
-    );
-    let (status, body) = leader.await.unwrap();
-    assert_eq!(
-        (status, common::error_code(&body)),
-        (504, "query_timeout"),
-        "{body}"
-    );
     assert_eq!(metric(&app, "ducklake_cache_hits_total").await, 0.0);
     app.stop().await;
 }
