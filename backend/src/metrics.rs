@@ -46,6 +46,7 @@ pub struct Metrics {
     pub cache_bypass: IntCounter,
     pub cache_evictions: IntCounter,
     pub cache_invalidations: IntCounter,
+    pub cache_waits: IntCounter,
     pub cache_bytes: IntGauge,
     pub cache_entries: IntGauge,
     /// The check before each cache hit: the lake's latest snapshot, and
@@ -148,6 +149,7 @@ impl Metrics {
             cache_bypass: IntCounter::with_opts(opts("cache_bypass_total", "Requests not for the result cache: writes, volatile or unversioned reads, transactions, or the cache off.")).unwrap(),
             cache_evictions: IntCounter::with_opts(opts("cache_evictions_total", "Kept answers evicted to make room.")).unwrap(),
             cache_invalidations: IntCounter::with_opts(opts("cache_invalidations_total", "Kept answers dropped because the lake changed under them.")).unwrap(),
+            cache_waits: IntCounter::with_opts(opts("cache_waits_total", "Reads that waited for the same query's run in another request instead of running it.")).unwrap(),
             cache_bytes: IntGauge::with_opts(opts("cache_bytes", "Bytes of kept answers in the result cache.")).unwrap(),
             cache_entries: IntGauge::with_opts(opts("cache_entries", "Answers kept in the result cache.")).unwrap(),
             cache_check_duration: prometheus::Histogram::with_opts(
@@ -190,6 +192,7 @@ impl Metrics {
             Box::new(metrics.cache_bypass.clone()),
             Box::new(metrics.cache_evictions.clone()),
             Box::new(metrics.cache_invalidations.clone()),
+            Box::new(metrics.cache_waits.clone()),
             Box::new(metrics.cache_bytes.clone()),
             Box::new(metrics.cache_entries.clone()),
             Box::new(metrics.cache_check_duration.clone()),
@@ -249,6 +252,7 @@ impl Metrics {
             bypass: self.cache_bypass.clone(),
             evictions: self.cache_evictions.clone(),
             invalidations: self.cache_invalidations.clone(),
+            waits: self.cache_waits.clone(),
             bytes: self.cache_bytes.clone(),
             entries: self.cache_entries.clone(),
         }

@@ -174,6 +174,7 @@ impl Services {
                 // again, once.
                 Turn::Follow(following) if !followed => {
                     followed = true;
+                    self.cache.counters().waits.inc();
                     let timeout = self.engine.timeout_for(request.timeout_ms);
                     let started = std::time::Instant::now();
                     let _ = tokio::time::timeout(timeout, following.done()).await;

@@ -114,6 +114,8 @@ pub struct CacheCounters {
     pub bypass: IntCounter,
     pub evictions: IntCounter,
     pub invalidations: IntCounter,
+    /// Requests that waited for another request's run of the same query.
+    pub waits: IntCounter,
     pub bytes: IntGauge,
     pub entries: IntGauge,
 }
@@ -129,6 +131,7 @@ impl CacheCounters {
             bypass: counter("bypass"),
             evictions: counter("evictions"),
             invalidations: counter("invalidations"),
+            waits: counter("waits"),
             bytes: gauge("bytes"),
             entries: gauge("entries"),
         }

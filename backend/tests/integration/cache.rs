@@ -59,6 +59,7 @@ async fn identical_misses_at_once_run_once() {
         assert_eq!(rows(body), rows(&answers[0].2));
     }
     assert_eq!(metric(&app, "ducklake_cache_misses_total").await, 1.0);
+    assert_eq!(metric(&app, "ducklake_cache_waits_total").await, 5.0);
 
     // Volatile: not for the cache, so nobody is served another's run.
     let volatile =
