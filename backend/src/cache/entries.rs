@@ -151,6 +151,8 @@ pub struct CacheStats {
     pub bypass: u64,
     pub evictions: u64,
     pub invalidations: u64,
+    /// Reads that waited for another request's run of the same query.
+    pub waits: u64,
     /// hits / (hits + misses), when there were any.
     pub hit_ratio: Option<f64>,
 }
@@ -335,6 +337,7 @@ impl ResultCache {
             bypass: c.bypass.get(),
             evictions: c.evictions.get(),
             invalidations: c.invalidations.get(),
+            waits: c.waits.get(),
             hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
         }
     }

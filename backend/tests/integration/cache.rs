@@ -60,6 +60,8 @@ async fn identical_misses_at_once_run_once() {
     }
     assert_eq!(metric(&app, "ducklake_cache_misses_total").await, 1.0);
     assert_eq!(metric(&app, "ducklake_cache_waits_total").await, 5.0);
+    let (_, report) = app.get_json("/metrics/performance").await;
+    assert_eq!(report["cache"]["waits"], 5, "{report}");
 
     // Volatile: not for the cache, so nobody is served another's run.
     let volatile =
