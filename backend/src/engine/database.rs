@@ -79,8 +79,6 @@ pub struct Engine {
     /// Functions whose result can differ between runs of the same query
     /// (`random`, `now` ...): a query calling one gets no ETag.
     pub(super) volatile_functions: Arc<std::collections::HashSet<String>>,
-    /// Parse trees of parameterised statements, by text.
-    pub(super) templates: Arc<super::parse_tree::Templates>,
     /// Keeps the database open for as long as the engine lives.
     pub(super) _root: parking_lot::Mutex<Connection>,
 }
@@ -255,7 +253,6 @@ impl Engine {
             probe: Arc::new(parking_lot::Mutex::new(probe)),
             last_probe: tokio::sync::Mutex::new(None),
             volatile_functions: Arc::new(volatile_functions),
-            templates: Arc::default(),
             _root: parking_lot::Mutex::new(root),
         })
     }

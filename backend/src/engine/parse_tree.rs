@@ -10,14 +10,8 @@
 //! tokenizer decides where a placeholder is, and a value is one expression
 //! whatever stands beside it. Anything DuckDB cannot serialize falls back
 //! to [`super::sandbox::with_literals`].
-//!
-//! The tree of a statement with placeholders depends on its text alone, and
-//! the same statement comes back with other values (a lookup by key): the
-//! trees of the last [`Templates::CAPACITY`] texts are kept ([`Templates`]),
-//! so DuckDB parses each once.
 
 use duckdb::Connection;
-use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::{
@@ -44,38 +38,10 @@ pub fn deserialize(conn: &Connection, tree: &Value) -> Result<String, Error> {
         .map_err(Error::from_duckdb)
 }
 
-/// The parse trees of recent statements with placeholders, by text.
-pub struct Templates(Mutex<hashlink::LruCache<String, Value>>);
-
-impl Default for Templates {
-    fn default() -> Self {
-        Self(Mutex::new(hashlink::LruCache::new(Self::CAPACITY)))
-    }
-}
-
-impl Templates {
-    pub const CAPACITY: usize = 256;
-
-    /// `sql`'s parse tree, from DuckDB the first time.
-    fn tree(&self, conn: &Connection, sql: &str) -> Result<Value, Error> {
-        if let Some(tree) = self.0.lock().get(sql) {
-            return Ok(tree.clone());
-        }
-        let tree = serialize(conn, sql)?;
-        self.0.lock().insert(sql.to_string(), tree.clone());
-        Ok(tree)
-    }
-}
-
 /// `sql` with its parameters' values in place, as DuckDB parses them;
 /// `None` when DuckDB cannot serialize the statement (not a SELECT).
-pub fn with_values(
-    conn: &Connection,
-    templates: &Templates,
-    sql: &str,
-    params: &Params,
-) -> Result<Option<String>, Error> {
-    let mut tree = templates.tree(conn, sql)?;
+pub fn with_values(conn: &Connection, sql: &str, params: &Params) -> Result<Option<String>, Error> {
+    let mut tree = serialize(conn, sql)?;
     if tree["error"].as_bool() != Some(false) {
         return Ok(None);
     }
@@ -184,8 +150,7 @@ mod tests {
         let conn = duckdb::Connection::open_in_memory().unwrap();
         let tricky = "x'); SELECT current_setting('memory_limit') --";
         let params = Params::parse(&format!(r#"[-1, {}, 3]"#, serde_json::json!(tricky))).unwrap();
-        let templates = Templates::default();
-        let checked = with_values(&conn, &templates, "SELECT 1-?, ? FROM range(?)", &params)
+        let checked = with_values(&conn, "SELECT 1-?, ? FROM range(?)", &params)
             .unwrap()
             .unwrap();
         assert!(!checked.contains('?'), "{checked}");
@@ -195,29 +160,17 @@ mod tests {
             "{checked}"
         );
         let named = Params::parse(r#"{"n": 2, "s": "it's"}"#).unwrap();
-        let checked = with_values(
-            &conn,
-            &templates,
-            "SELECT $n AS a, $s AS s FROM range($n)",
-            &named,
-        )
-        .unwrap()
-        .unwrap();
+        let checked = with_values(&conn, "SELECT $n AS a, $s AS s FROM range($n)", &named)
+            .unwrap()
+            .unwrap();
         assert_eq!(run(&conn, &checked), vec![(2, "it's".to_string()); 2]);
         // Not a SELECT: DuckDB serializes none, the caller splices.
         conn.execute_batch("CREATE TABLE t (a INT)").unwrap();
         assert_eq!(
-            with_values(&conn, &templates, "INSERT INTO t VALUES (?)", &named).unwrap(),
+            with_values(&conn, "INSERT INTO t VALUES (?)", &named).unwrap(),
             None
         );
-        let err = with_values(&conn, &templates, "SELECT $missing", &named).unwrap_err();
+        let err = with_values(&conn, "SELECT $missing", &named).unwrap_err();
         assert_eq!(err.code(), "invalid_parameters");
-        // The same text again, with other values: its kept tree, the values
-        // in their places again.
-        let params = Params::parse(r#"[5, "x", 2]"#).unwrap();
-        let checked = with_values(&conn, &templates, "SELECT 1-?, ? FROM range(?)", &params)
-            .unwrap()
-            .unwrap();
-        assert_eq!(run(&conn, &checked), vec![(-4, "x".to_string()); 2]);
     }
 }

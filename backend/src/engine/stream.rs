@@ -273,7 +273,6 @@ impl Engine {
         let shutting_down = Arc::clone(&self.shutting_down);
         let volatile = Arc::clone(&self.volatile_functions);
         let commit_sql = format!("{}; COMMIT", self.pool.reset_sql());
-        let templates = Arc::clone(&self.templates);
         let hold = request
             .max_rows
             .is_some()
@@ -290,7 +289,6 @@ impl Engine {
                 volatile,
                 commit_sql,
                 settled: false,
-                templates,
                 reads: Reads::default(),
                 versions: Versions::default(),
                 lake,
@@ -390,8 +388,6 @@ struct Producer {
     /// The request committed with [`Producer::commit_sql`]: the connection
     /// needs no reset.
     settled: bool,
-    /// Parse trees of parameterised statements, by text.
-    templates: Arc<super::parse_tree::Templates>,
     /// What the statements checked so far read and did.
     reads: Reads,
     /// Sent with the head.
@@ -549,7 +545,7 @@ impl Producer {
         // by DuckDB's own parser for a SELECT, spliced as literals otherwise.
         let checked = match &request.params {
             Params::None => std::borrow::Cow::Borrowed(last.as_str()),
-            params => match parse_tree::with_values(conn, &self.templates, last, params)? {
+            params => match parse_tree::with_values(conn, last, params)? {
                 Some(sql) => std::borrow::Cow::Owned(sql),
                 None => sandbox::with_literals(last, params)?,
             },
