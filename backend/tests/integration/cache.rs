@@ -48,8 +48,9 @@ async fn identical_misses_at_once_run_once() {
     let app = spawn_app().await;
     app.sql("CREATE TABLE t AS SELECT range AS a FROM range(2000000)")
         .await;
-    // About a second of work: the requests below overlap it.
-    let slow = json!({"sql": "SELECT sum(hash(a, b) % 7) AS s FROM t, range(12) r(b)"});
+    // Seconds of work: the requests below, sent at once, all arrive while it
+    // runs (one arriving after it would be a hit without a wait).
+    let slow = json!({"sql": "SELECT sum(hash(a, b) % 7) AS s FROM t, range(40) r(b)"});
     let answers = futures_util::future::join_all((0..6).map(|_| post(&app, slow.clone()))).await;
     let mut said: Vec<&str> = answers.iter().map(|(_, h, _)| x_cache(h)).collect();
     said.sort();
@@ -65,7 +66,7 @@ async fn identical_misses_at_once_run_once() {
 
     // Volatile: not for the cache, so nobody is served another's run.
     let volatile =
-        json!({"sql": "SELECT sum(hash(a, b) % 7) + random() AS s FROM t, range(12) r(b)"});
+        json!({"sql": "SELECT sum(hash(a, b) % 7) + random() AS s FROM t, range(40) r(b)"});
     let answers =
         futures_util::future::join_all((0..3).map(|_| post(&app, volatile.clone()))).await;
     for (status, h, body) in &answers {
