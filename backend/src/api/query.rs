@@ -349,27 +349,29 @@ async fn run_read(
     if file.head {
         // The length is the body's: count it (the query runs to its end,
         // and the cache keeps what it can), and its digest for the ETag.
-        let (length, digest) = {
+        let (length, tag) = {
             use futures_util::StreamExt;
             use sha2::Digest;
-            let kept = versions
-                .kept
-                .as_ref()
-                .map(|entry| entry.digest().to_string());
+            // Hashed on the way only when a tag will name the bytes and no
+            // kept answer knows their digest already.
+            let mut hash =
+                (versions.etag.is_some() && versions.kept.is_none()).then(sha2::Sha256::new);
             let mut body = stream.body;
             let mut length = 0;
-            let mut hash = sha2::Sha256::new();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
                 length += chunk.len() as u64;
-                if kept.is_none() {
+                if let Some(hash) = &mut hash {
                     hash.update(&chunk);
                 }
             }
-            let digest = kept.unwrap_or_else(|| crate::digest::hex(&hash.finalize()));
-            (length, digest)
+            let tag = content_tag(&versions, || {
+                let hash = hash.expect("hashed whenever a tag is made without a kept answer");
+                crate::digest::hex(&hash.finalize())
+            });
+            (length, tag)
         };
-        if let Some(tag) = content_tag(&versions, &digest) {
+        if let Some(tag) = tag {
             response.insert_header((header::ETAG, tag));
         }
         meter.finish("ok", 0, 0);
@@ -452,11 +454,7 @@ fn ranged(
     response
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_ENCODING, "identity"));
-    let digest = match &versions.kept {
-        Some(entry) => entry.digest().to_string(),
-        None => crate::digest::sha256_hex(&body),
-    };
-    let tag = content_tag(versions, &digest);
+    let tag = content_tag(versions, || crate::digest::sha256_hex(&body));
     if let Some(tag) = &tag {
         response.insert_header((header::ETAG, tag.as_str()));
     }
@@ -485,12 +483,16 @@ fn ranged(
 }
 
 /// The strong ETag of a whole answer served as a file (HEAD, ranges): its
-/// version and the digest of its bytes (see [`timetravel::content_etag`]).
-fn content_tag(versions: &Versions, digest: &str) -> Option<String> {
-    versions
-        .etag
-        .as_deref()
-        .and_then(|etag| timetravel::content_etag(etag, digest))
+/// version and the digest of its bytes (see [`timetravel::content_etag`]),
+/// the kept answer's, else `digest()` of the bytes served; none (and no
+/// digest computed) for an answer without a version.
+fn content_tag(versions: &Versions, digest: impl FnOnce() -> String) -> Option<String> {
+    let etag = versions.etag.as_deref()?;
+    let digest = match &versions.kept {
+        Some(entry) => entry.digest().to_string(),
+        None => digest(),
+    };
+    timetravel::content_etag(etag, &digest)
 }
 
 /// Whether a range of this answer will be served from the cache: it was
