@@ -36,6 +36,17 @@ impl ConnectionPool {
             .acquire_owned()
             .await
             .expect("the pool's semaphore is never closed");
+        self.lend(permit)
+    }
+
+    /// A free connection, if there is one right now.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<PooledConnection> {
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+        Some(self.lend(permit))
+    }
+
+    /// The idle connection `permit` stands for, on loan.
+    fn lend(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> PooledConnection {
         let conn = self
             .idle
             .lock()
@@ -47,22 +58,6 @@ impl ConnectionPool {
             pool: Arc::clone(self),
             _permit: permit,
         }
-    }
-
-    /// A free connection, if there is one right now.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<PooledConnection> {
-        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
-        let conn = self
-            .idle
-            .lock()
-            .pop()
-            .expect("a permit guarantees an idle connection");
-        Some(PooledConnection {
-            conn: Some(conn),
-            settled: false,
-            pool: Arc::clone(self),
-            _permit: permit,
-        })
     }
 
     pub fn size(&self) -> usize {
