@@ -466,6 +466,23 @@ async fn lookup(client: &reqwest::Client, url: &str, id: i64) -> reqwest::Respon
     res
 }
 
+/// `rounds` lookups on each target, off its own keys, answers read whole
+/// (not measured).
+fn warm_up(runtime: &tokio::runtime::Runtime, targets: &[(&String, &Keys)], rounds: u64) {
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        for _ in 0..rounds {
+            for (url, keys) in targets {
+                lookup(&client, url, keys.next())
+                    .await
+                    .bytes()
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+}
+
 /// `clients` concurrent HTTP clients posting the lookup for [`FIGURE`], each
 /// waiting for its answer before the next request (one connection each).
 async fn http_lookups(url: &str, clients: usize, keys: &Keys) -> Figure {
@@ -759,18 +776,11 @@ fn point_lookups(
     // Uncached: each target walks the keys on its own, from its first figure
     // to its last, after a few warm-up lookups off the same walk.
     let (service_keys, fastapi_keys, local_keys) = (Keys::walk(), Keys::walk(), Keys::walk());
-    runtime.block_on(async {
-        let client = reqwest::Client::new();
-        for _ in 0..20 {
-            for (url, keys) in [(&service_url, &service_keys), (&fastapi_url, &fastapi_keys)] {
-                lookup(&client, url, keys.next())
-                    .await
-                    .bytes()
-                    .await
-                    .unwrap();
-            }
-        }
-    });
+    warm_up(
+        runtime,
+        &[(&service_url, &service_keys), (&fastapi_url, &fastapi_keys)],
+        20,
+    );
     println!();
     println!("## Point lookups, uncached (`{LOOKUP_SQL}`, a different id each request)");
     println!();
@@ -823,16 +833,7 @@ fn point_lookups(
     // Repeated: the same 100 ids, one cycle first (not counted) so that the
     // figures are the steady state.
     let (service_cycle, local_cycle) = (Keys::cycle(), Keys::cycle());
-    runtime.block_on(async {
-        let client = reqwest::Client::new();
-        for _ in 0..REPEATED {
-            lookup(&client, &service_url, service_cycle.next())
-                .await
-                .bytes()
-                .await
-                .unwrap();
-        }
-    });
+    warm_up(runtime, &[(&service_url, &service_cycle)], REPEATED);
     println!();
     println!("## Point lookups, repeated (the same {REPEATED} ids cycled)");
     println!();
