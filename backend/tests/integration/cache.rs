@@ -8,15 +8,19 @@ use common::{sample, spawn_app, spawn_with, test_config, TestApp};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-/// POSTs a query body: status, headers, body text.
-async fn post(app: &TestApp, body: Value) -> (u16, HeaderMap, String) {
-    let res = app
-        .client
+/// POSTs a query body: the response, its body not read yet.
+async fn send(app: &TestApp, body: &Value) -> reqwest::Response {
+    app.client
         .post(app.url("/api/v1/query"))
-        .json(&body)
+        .json(body)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// POSTs a query body: status, headers, body text.
+async fn post(app: &TestApp, body: Value) -> (u16, HeaderMap, String) {
+    let res = send(app, &body).await;
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     (status, headers, res.text().await.unwrap())
@@ -95,13 +99,7 @@ async fn a_run_too_large_to_keep_lets_its_waiters_go() {
         "timeout_ms": 60000,
     });
     // Its headers come with the first window; its body is never read.
-    let stalled = app
-        .client
-        .post(app.url("/api/v1/query"))
-        .json(&large)
-        .send()
-        .await
-        .unwrap();
+    let stalled = send(&app, &large).await;
     assert_eq!(x_cache(stalled.headers()), "miss");
     let (status, h, body) = post(&app, large).await;
     assert_eq!((status, x_cache(&h)), (200, "miss"), "{body}");
@@ -287,13 +285,7 @@ async fn roles_and_forms_keep_answers_apart() {
     assert_eq!(ask(read.clone(), true).await, "miss");
     assert_eq!(ask(read.clone(), true).await, "hit");
     // Without a key nothing is served, cached or not.
-    let res = app
-        .client
-        .post(app.url("/api/v1/query"))
-        .json(&json!({"sql": "SELECT a FROM t"}))
-        .send()
-        .await
-        .unwrap();
+    let res = send(&app, &json!({"sql": "SELECT a FROM t"})).await;
     assert_eq!(res.status(), 401);
     app.stop().await;
 }
@@ -413,26 +405,20 @@ async fn head_and_ranges_read_a_kept_answer_like_a_file() {
     let (status, h, _) = part(format!("bytes={length}-")).await;
     assert_eq!(status, 416);
     assert_eq!(h["content-range"], format!("bytes */{length}").as_str());
+    // The first four bytes, if the validator still holds.
+    let first_four_if = |tag: String| {
+        app.client
+            .get(&url)
+            .header("range", "bytes=0-3")
+            .header("if-range", tag)
+            .send()
+    };
     // A range whose If-Range names another version answers the whole file.
-    let stale = app
-        .client
-        .get(&url)
-        .header("range", "bytes=0-3")
-        .header("if-range", "W/\"s1-0000\"")
-        .send()
-        .await
-        .unwrap();
+    let stale = first_four_if("W/\"s1-0000\"".into()).await.unwrap();
     assert_eq!(stale.status(), 200);
     assert_eq!(stale.bytes().await.unwrap().len(), length);
     // The weak version tag is no validator for a range (RFC 9110 13.1.5).
-    let weak = app
-        .client
-        .get(&url)
-        .header("range", "bytes=0-3")
-        .header("if-range", format!("W/\"{version}\""))
-        .send()
-        .await
-        .unwrap();
+    let weak = first_four_if(format!("W/\"{version}\"")).await.unwrap();
     assert_eq!(weak.status(), 200);
     // If-None-Match with the strong tag revalidates as the weak one does.
     let unchanged = app
@@ -443,14 +429,7 @@ async fn head_and_ranges_read_a_kept_answer_like_a_file() {
         .await
         .unwrap();
     assert_eq!(unchanged.status(), 304);
-    let fresh = app
-        .client
-        .get(&url)
-        .header("range", "bytes=0-3")
-        .header("if-range", &etag)
-        .send()
-        .await
-        .unwrap();
+    let fresh = first_four_if(etag.clone()).await.unwrap();
     assert_eq!(fresh.status(), 206);
     assert_eq!(&fresh.bytes().await.unwrap()[..], b"PAR1");
     // An answer that differs between runs is never served in parts: parts

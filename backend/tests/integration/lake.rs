@@ -858,41 +858,33 @@ async fn a_connection_comes_back_clean_from_every_request() {
             .unwrap();
         assert_eq!(path, "lake.main");
     };
-    run(
-        "CREATE TABLE t AS SELECT 1 AS a",
-        TransactionMode::AutoCommit,
-    )
-    .await
-    .unwrap();
-    clean().await;
-    run("SELECT * FROM t", TransactionMode::ReadOnly)
-        .await
-        .unwrap();
-    clean().await;
-    run("SELECT * FROM t WHERE a = 1", TransactionMode::Single)
-        .await
-        .unwrap();
-    clean().await;
-    // Failures: at the check, at execution, and in a transaction with a
-    // statement run already.
-    assert!(run("SELECT * FROM missing", TransactionMode::AutoCommit)
-        .await
-        .is_err());
-    clean().await;
-    assert!(run(
-        "SELECT 1 / 0::INT, error('no')",
-        TransactionMode::AutoCommit
-    )
-    .await
-    .is_err());
-    clean().await;
-    assert!(run(
-        "INSERT INTO t VALUES (2); SELECT * FROM missing",
-        TransactionMode::Single
-    )
-    .await
-    .is_err());
-    clean().await;
+    // Successes, then failures: at the check, at execution, and in a
+    // transaction with a statement run already.
+    let requests = [
+        (
+            "CREATE TABLE t AS SELECT 1 AS a",
+            TransactionMode::AutoCommit,
+            true,
+        ),
+        ("SELECT * FROM t", TransactionMode::ReadOnly, true),
+        ("SELECT * FROM t WHERE a = 1", TransactionMode::Single, true),
+        ("SELECT * FROM missing", TransactionMode::AutoCommit, false),
+        (
+            "SELECT 1 / 0::INT, error('no')",
+            TransactionMode::AutoCommit,
+            false,
+        ),
+        (
+            "INSERT INTO t VALUES (2); SELECT * FROM missing",
+            TransactionMode::Single,
+            false,
+        ),
+    ];
+    for (sql, mode, succeeds) in requests {
+        let outcome = run(sql, mode).await.map(|_| ());
+        assert_eq!(outcome.is_ok(), succeeds, "{sql}: {outcome:?}");
+        clean().await;
+    }
     // The failed transaction's insert is gone with it.
     let count = run("SELECT count(*) AS n FROM t", TransactionMode::ReadOnly)
         .await
