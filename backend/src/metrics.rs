@@ -52,6 +52,11 @@ pub struct Metrics {
     /// The check before each cache hit: the lake's latest snapshot, and
     /// when the lake moved, whether the answer's tables changed.
     pub cache_check_duration: prometheus::Histogram,
+    pub hot_tables: IntGauge,
+    pub hot_bytes: IntGauge,
+    pub hot_reads: IntCounter,
+    pub hot_builds: IntCounter,
+    pub hot_invalidations: IntCounter,
 }
 
 const NS: &str = "ducklake";
@@ -158,6 +163,11 @@ impl Metrics {
                     .buckets(exponential_buckets(0.00005, 2.5, 14).expect("valid buckets")),
             )
             .unwrap(),
+            hot_tables: IntGauge::with_opts(opts("hot_tables", "Lake tables held as in-memory copies.")).unwrap(),
+            hot_bytes: IntGauge::with_opts(opts("hot_table_bytes", "Bytes the in-memory copies of hot tables take.")).unwrap(),
+            hot_reads: IntCounter::with_opts(opts("hot_table_reads_total", "Reads served (in part) from in-memory copies of their tables.")).unwrap(),
+            hot_builds: IntCounter::with_opts(opts("hot_table_copies_total", "In-memory copies of lake tables made.")).unwrap(),
+            hot_invalidations: IntCounter::with_opts(opts("hot_table_invalidations_total", "In-memory copies dropped because their table changed.")).unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -196,6 +206,11 @@ impl Metrics {
             Box::new(metrics.cache_bytes.clone()),
             Box::new(metrics.cache_entries.clone()),
             Box::new(metrics.cache_check_duration.clone()),
+            Box::new(metrics.hot_tables.clone()),
+            Box::new(metrics.hot_bytes.clone()),
+            Box::new(metrics.hot_reads.clone()),
+            Box::new(metrics.hot_builds.clone()),
+            Box::new(metrics.hot_invalidations.clone()),
         ];
         for collector in collectors {
             metrics

@@ -40,6 +40,12 @@ pub async fn prometheus(_: Open, state: web::Data<AppState>) -> Result<HttpRespo
     health::check_all(&state).await;
     m.queries_queued.set(state.engine.queued() as i64);
     sync_int_counter(&m.write_conflicts, state.engine.write_conflicts());
+    let hot = state.engine.hot_tables();
+    m.hot_tables.set(hot.tables as i64);
+    m.hot_bytes.set(hot.bytes as i64);
+    sync_int_counter(&m.hot_reads, hot.reads);
+    sync_int_counter(&m.hot_builds, hot.builds);
+    sync_int_counter(&m.hot_invalidations, hot.invalidations);
     if let Ok(tags) = state.engine.memory_usage().await {
         let mut temp = 0;
         for (tag, bytes, temporary) in tags {
@@ -167,7 +173,7 @@ pub async fn memory(
 /// Rolling latency statistics per route and query kind, and the slowest
 /// recent queries by fingerprint (literals stripped).
 #[utoipa::path(get, path = "/metrics/performance", tag = "ops", responses(
-    (status = 200, description = "`{routes: {\"POST /api/v1/query\": {1m, 5m, 1h}}, query_kinds: {...}, slowest_queries: [...], cache: {enabled, entries, bytes, max_bytes, max_entry_bytes, hits, misses, bypass, evictions, invalidations, waits, hit_ratio}}`; each window has count, errors, error_rate, per_second, p50_ms, p90_ms, p99_ms, max_ms", content_type = "application/json"),
+    (status = 200, description = "`{routes: {\"POST /api/v1/query\": {1m, 5m, 1h}}, query_kinds: {...}, slowest_queries: [...], cache: {enabled, entries, bytes, max_bytes, max_entry_bytes, hits, misses, bypass, evictions, invalidations, waits, hit_ratio}, hot_tables: {enabled, tables, bytes, max_bytes, max_table_bytes, reads, builds, invalidations, too_large}}`; each window has count, errors, error_rate, per_second, p50_ms, p90_ms, p99_ms, max_ms", content_type = "application/json"),
     (status = 404, description = "features.enable_performance_tracking is off", body = crate::api::error::ErrorResponse)
 ))]
 pub async fn performance(
@@ -181,6 +187,7 @@ pub async fn performance(
     )?;
     let mut report = state.performance.report();
     report["cache"] = serde_json::json!(state.cache.stats());
+    report["hot_tables"] = serde_json::json!(state.engine.hot_tables());
     Ok(HttpResponse::Ok().json(report))
 }
 

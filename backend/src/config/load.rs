@@ -37,6 +37,7 @@ const ENV_SECTIONS: &[(&str, &str)] = &[
     ("JOBS_", "jobs"),
     ("FLIGHT_", "flight"),
     ("CACHE_", "cache"),
+    ("HOT_TABLES_", "hot_tables"),
 ];
 
 /// Top-level keys read from environment variables of the same name.
@@ -190,6 +191,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
     let jobs = section(figment, Some("jobs"), problems);
     let flight = section(figment, Some("flight"), problems);
     let cache = section(figment, Some("cache"), problems);
+    let hot_tables = section(figment, Some("hot_tables"), problems);
     let general = general?;
     Some(Config {
         environment: Environment::parse(&general.environment).unwrap_or_else(|| {
@@ -216,6 +218,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<ConfigProblem>) -> Opt
         jobs: jobs?,
         flight: flight?,
         cache: cache?,
+        hot_tables: hot_tables?,
     })
 }
 
@@ -270,6 +273,8 @@ mod tests {
                 ("STORAGE_KMS_KEY_ID", "alias/lake"),
                 ("LOG_LEVEL", "INFO"),
                 ("SERVER_PORT", "9100"),
+                ("HOT_TABLES_MAX_TABLE_BYTES", "4096"),
+                ("HOT_TABLES_ENABLED", "false"),
                 ("SOME_UNRELATED_VAR", "x"),
             ]),
         )
@@ -285,6 +290,8 @@ mod tests {
         assert_eq!(c.storage.kms_key_id.as_deref(), Some("alias/lake"));
         assert_eq!(c.server.port, 9100);
         assert_eq!(loaded.sources["server.port"], "environment SERVER_PORT");
+        assert!(!c.hot_tables.enabled);
+        assert_eq!(c.hot_tables.budget(1 << 30), (1 << 26, 4096));
     }
 
     #[test]

@@ -29,8 +29,8 @@ pub use load::{LoadedConfig, CONFIG_FILE_ENV};
 pub use problem::{ConfigError, ConfigProblem};
 pub use secret::{exposed, Secret};
 pub use sections::{
-    AuthConfig, CacheConfig, Config, DuckDbConfig, FeatureConfig, FlightConfig, IngestConfig,
-    JobsConfig, MaintenanceConfig, QueryConfig, ServerConfig,
+    AuthConfig, CacheConfig, Config, DuckDbConfig, FeatureConfig, FlightConfig, HotTablesConfig,
+    IngestConfig, JobsConfig, MaintenanceConfig, QueryConfig, ServerConfig,
 };
 pub use settings::{settings, Setting};
 pub use validate::is_identifier;

@@ -37,6 +37,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub flight: FlightConfig,
     pub cache: CacheConfig,
+    pub hot_tables: HotTablesConfig,
 }
 
 impl Default for Config {
@@ -59,6 +60,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             flight: FlightConfig::default(),
             cache: CacheConfig::default(),
+            hot_tables: HotTablesConfig::default(),
         }
     }
 }
@@ -366,6 +368,41 @@ impl CacheConfig {
         let max = self.max_bytes.unwrap_or(memory_limit_bytes / 16);
         let entry = self.max_entry_bytes.unwrap_or(max / 16).min(max);
         (max, entry)
+    }
+}
+
+/// In-memory copies of small lake tables that are read often (see
+/// [`crate::engine::hot`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HotTablesConfig {
+    pub enabled: bool,
+    /// Bytes of copies at most; unset: a sixteenth of DuckDB's memory
+    /// limit.
+    pub max_bytes: Option<u64>,
+    /// A larger table is not copied; unset: a quarter of `max_bytes`.
+    pub max_table_bytes: Option<u64>,
+    /// Reads of a table (at any snapshot) before it is copied.
+    pub after_reads: u32,
+}
+
+impl Default for HotTablesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: None,
+            max_table_bytes: None,
+            after_reads: 3,
+        }
+    }
+}
+
+impl HotTablesConfig {
+    /// The budget and the per-table limit, given DuckDB's memory limit.
+    pub fn budget(&self, memory_limit_bytes: u64) -> (u64, u64) {
+        let max = self.max_bytes.unwrap_or(memory_limit_bytes / 16);
+        let table = self.max_table_bytes.unwrap_or(max / 4).min(max);
+        (max, table)
     }
 }
 

@@ -79,6 +79,8 @@ pub struct Engine {
     /// Functions whose result can differ between runs of the same query
     /// (`random`, `now` ...): a query calling one gets no ETag.
     pub(super) volatile_functions: Arc<std::collections::HashSet<String>>,
+    /// In-memory copies of small lake tables read often.
+    pub(crate) hot: Arc<super::hot::HotTables>,
     /// Keeps the database open for as long as the engine lives.
     pub(super) _root: parking_lot::Mutex<Connection>,
 }
@@ -217,6 +219,8 @@ impl Engine {
                     .collect::<duckdb::Result<std::collections::HashSet<_>>>()
             })
             .map_err(setup("listing volatile functions"))?;
+        let hot = open_hot_tables(&root, config, &lake.name, &use_lake)
+            .map_err(setup("starting the hot tables"))?;
         // The sandbox: from here on, SQL reaches no file or URL outside the
         // lake's data path, loads no extension, and changes no setting.
         root.execute_batch(&lake.lockdown_sql(&tmp_dir))
@@ -253,8 +257,13 @@ impl Engine {
             probe: Arc::new(parking_lot::Mutex::new(probe)),
             last_probe: tokio::sync::Mutex::new(None),
             volatile_functions: Arc::new(volatile_functions),
+            hot,
             _root: parking_lot::Mutex::new(root),
         })
+    }
+
+    pub fn hot_tables(&self) -> super::hot::HotStats {
+        self.hot.stats()
     }
 
     pub fn lake(&self) -> &LakeSpec {
@@ -581,4 +590,45 @@ fn read_info(conn: &Connection, loaded: &[&str]) -> duckdb::Result<EngineInfo> {
         platform,
         extensions,
     })
+}
+
+/// The hot tables, their budget a share of DuckDB's memory limit, their
+/// copies made on a connection of their own.
+fn open_hot_tables(
+    root: &Connection,
+    config: &Config,
+    lake: &str,
+    use_lake: &str,
+) -> duckdb::Result<Arc<super::hot::HotTables>> {
+    let memory_limit: u64 = root.query_row(
+        "SELECT parse_formatted_bytes(current_setting('memory_limit'))",
+        [],
+        |row| row.get(0),
+    )?;
+    let (max_bytes, max_table_bytes) = config.hot_tables.budget(memory_limit);
+    let databases = root
+        .prepare("SELECT database_name FROM duckdb_databases()")?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<duckdb::Result<Vec<_>>>()?;
+    let conn = root.try_clone()?;
+    conn.execute_batch(use_lake)?;
+    let limits = super::hot::HotLimits {
+        enabled: config.hot_tables.enabled,
+        max_bytes,
+        max_table_bytes,
+        after_reads: config.hot_tables.after_reads.max(1),
+    };
+    tracing::info!(
+        enabled = limits.enabled,
+        max_bytes,
+        max_table_bytes,
+        after_reads = limits.after_reads,
+        "hot tables"
+    );
+    Ok(super::hot::HotTables::start(
+        limits,
+        lake.to_string(),
+        databases,
+        conn,
+    ))
 }

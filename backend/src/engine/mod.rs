@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod database;
 pub mod extensions;
 pub mod freshness;
+pub mod hot;
 pub mod ingest;
 pub mod lake;
 pub mod maintenance;

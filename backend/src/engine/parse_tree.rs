@@ -80,6 +80,65 @@ pub fn with_values(conn: &Connection, sql: &str, params: &Params) -> Result<Opti
     deserialize(conn, &tree).map(Some)
 }
 
+/// Calls `visit` with every base table of `node` (a statement's tree, or
+/// any part of one), except a name that is a CTE where it stands. The CTE
+/// names in scope are those DuckDB binds: a query node's CTEs in its body,
+/// each CTE in the bodies of the CTEs after it (not in its own or earlier
+/// ones, where the name is the table), a recursive CTE in its own body.
+pub fn for_each_table(
+    node: &mut Value,
+    visit: &mut impl FnMut(&mut serde_json::Map<String, Value>),
+) {
+    tables_in_scope(node, visit, &mut Vec::new());
+}
+
+fn tables_in_scope(
+    node: &mut Value,
+    visit: &mut impl FnMut(&mut serde_json::Map<String, Value>),
+    ctes: &mut Vec<String>,
+) {
+    match node {
+        Value::Object(map) => {
+            let depth = ctes.len();
+            if let Some(Value::Array(entries)) =
+                map.get_mut("cte_map").and_then(|m| m.get_mut("map"))
+            {
+                for entry in entries.iter_mut() {
+                    if let Some(query) = entry.get_mut("value").and_then(|v| v.get_mut("query")) {
+                        tables_in_scope(query, visit, ctes);
+                    }
+                    if let Some(name) = entry["key"].as_str() {
+                        ctes.push(name.to_lowercase());
+                    }
+                }
+            }
+            if map.get("type").and_then(Value::as_str) == Some("RECURSIVE_CTE_NODE") {
+                if let Some(name) = map.get("cte_name").and_then(Value::as_str) {
+                    ctes.push(name.to_lowercase());
+                }
+            }
+            if map.get("type").and_then(Value::as_str) == Some("BASE_TABLE") {
+                let unqualified = map["schema_name"].as_str() == Some("")
+                    && map["catalog_name"].as_str() == Some("");
+                let name = map["table_name"].as_str().unwrap_or("").to_lowercase();
+                if !(unqualified && ctes.contains(&name)) {
+                    visit(map);
+                }
+            }
+            for (key, child) in map.iter_mut() {
+                if key != "cte_map" {
+                    tables_in_scope(child, visit, ctes);
+                }
+            }
+            ctes.truncate(depth);
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|child| tables_in_scope(child, visit, ctes)),
+        _ => {}
+    }
+}
+
 fn value_of<'a>(params: &'a Params, identifier: &str) -> Option<&'a Param> {
     match params {
         Params::Positional(values) => identifier

@@ -272,6 +272,7 @@ impl Engine {
         let lake = self.lake.name.clone();
         let shutting_down = Arc::clone(&self.shutting_down);
         let volatile = Arc::clone(&self.volatile_functions);
+        let hot = Arc::clone(&self.hot);
         let commit_sql = format!("{}; COMMIT", self.pool.reset_sql());
         let hold = request
             .max_rows
@@ -304,6 +305,7 @@ impl Engine {
                 audit: request.audit.clone(),
                 writes: Vec::new(),
                 capture,
+                hot,
             };
             let mut outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             // A single auto-commit statement that lost a commit race (after
@@ -416,6 +418,8 @@ struct Producer {
     writes: Vec<Write>,
     /// Where a cacheable answer goes, as it is encoded.
     capture: Option<Capture>,
+    /// Copies of lake tables a plain read may be served from.
+    hot: Arc<super::hot::HotTables>,
 }
 
 /// A result held back until its end: the first window in memory, the rest
@@ -590,17 +594,35 @@ impl Producer {
             // answer run their own now.
             self.capture = None;
         }
-        // Prepares `text`, binds the request's parameters and starts it.
-        let execute = |text: &str| -> Result<(duckdb::Statement<'_>, _), Error> {
-            let mut stmt = conn.prepare(text).map_err(|e| self.duck(e))?;
-            let values = bind_values(&stmt, &request.params)?;
-            let schema = stmt
-                .stream_arrow(duckdb::params_from_iter(values.iter()))
-                .map_err(|e| self.duck(e))?
-                .get_schema();
-            Ok((stmt, schema))
+        // A plain read may be served from copies of the tables it reads.
+        let hot = if mode != TransactionMode::Session
+            && request.pin.is_none()
+            && leading.is_empty()
+            && !self.reads.wrote
+            && !self.reads.tables.is_empty()
+            && sandbox::explain(last).is_none()
+        {
+            let now = self.versions.snapshot.unwrap_or_default();
+            self.hot.rewrite(conn, last, &self.reads.tables, now)?
+        } else {
+            None
         };
-        let (mut stmt, mut schema) = execute(last)?;
+        let execute = |text: &str| -> Result<(duckdb::Statement<'_>, _), Error> {
+            self.start(
+                conn.prepare(text).map_err(|e| self.duck(e))?,
+                &request.params,
+            )
+        };
+        // A rewritten read DuckDB cannot prepare (a copy dropped meanwhile, a
+        // column qualified with the table's schema) runs as sent.
+        let (text, prepared) = match hot.as_deref().map(|sql| (sql, conn.prepare(sql))) {
+            Some((sql, Ok(stmt))) => {
+                self.hot.served();
+                (sql, stmt)
+            }
+            _ => (last.as_str(), conn.prepare(last).map_err(|e| self.duck(e))?),
+        };
+        let (mut stmt, mut schema) = self.start(prepared, &request.params)?;
         let count = stmt.column_count();
         let types: Vec<DuckType> = (0..count)
             .map(|i| {
@@ -615,7 +637,7 @@ impl Producer {
         // A statement that cannot be wrapped (SHOW, PIVOT ...) keeps
         // DuckDB's Arrow rendering.
         if (format.is_text() || request.timetz_as_text) && !self.reads.wrote {
-            if let Some(sql) = timetz_as_text(last, &types, &stmt) {
+            if let Some(sql) = timetz_as_text(text, &types, &stmt) {
                 drop(stmt);
                 (stmt, schema) = match execute(&sql) {
                     Ok(rewritten) => rewritten,
@@ -722,6 +744,20 @@ impl Producer {
                 Ok(())
             }
         }
+    }
+
+    /// Binds the request's parameters to a prepared statement and starts it.
+    fn start<'c>(
+        &self,
+        mut stmt: duckdb::Statement<'c>,
+        params: &Params,
+    ) -> Result<(duckdb::Statement<'c>, duckdb::arrow::datatypes::SchemaRef), Error> {
+        let values = bind_values(&stmt, params)?;
+        let schema = stmt
+            .stream_arrow(duckdb::params_from_iter(values.iter()))
+            .map_err(|e| self.duck(e))?
+            .get_schema();
+        Ok((stmt, schema))
     }
 
     /// Hands encoded bytes to the cache's capture, for a cacheable read.

@@ -110,7 +110,7 @@ pub fn pin_statement(conn: &Connection, sql: &str, clause: &Value) -> Result<Str
         }
     }
     let mut tree = serialize(conn, sql)?;
-    apply(&mut tree, clause, &mut Vec::new());
+    apply(&mut tree, clause);
     parse_tree::deserialize(conn, &tree)
 }
 
@@ -133,53 +133,13 @@ fn serialize(conn: &Connection, sql: &str) -> Result<Value, Error> {
     Ok(tree)
 }
 
-/// Puts `clause` on every base table of `node` that has no AT of its own,
-/// except a name that is a CTE where it stands. `ctes` holds the CTE names
-/// in scope there, as DuckDB binds them: a query node's CTEs in its body,
-/// each CTE in the bodies of the CTEs after it (not in its own or earlier
-/// ones, where the name is the table), a recursive CTE in its own body.
-fn apply(node: &mut Value, clause: &Value, ctes: &mut Vec<String>) {
-    match node {
-        Value::Object(map) => {
-            let depth = ctes.len();
-            if let Some(Value::Array(entries)) =
-                map.get_mut("cte_map").and_then(|m| m.get_mut("map"))
-            {
-                for entry in entries.iter_mut() {
-                    if let Some(query) = entry.get_mut("value").and_then(|v| v.get_mut("query")) {
-                        apply(query, clause, ctes);
-                    }
-                    if let Some(name) = entry["key"].as_str() {
-                        ctes.push(name.to_lowercase());
-                    }
-                }
-            }
-            if map.get("type").and_then(Value::as_str) == Some("RECURSIVE_CTE_NODE") {
-                if let Some(name) = map.get("cte_name").and_then(Value::as_str) {
-                    ctes.push(name.to_lowercase());
-                }
-            }
-            let is_table = map.get("type").and_then(Value::as_str) == Some("BASE_TABLE");
-            if is_table && map.get("at_clause").is_some_and(Value::is_null) {
-                let unqualified = map["schema_name"].as_str() == Some("")
-                    && map["catalog_name"].as_str() == Some("");
-                let name = map["table_name"].as_str().unwrap_or("").to_lowercase();
-                if !(unqualified && ctes.contains(&name)) {
-                    map.insert("at_clause".into(), clause.clone());
-                }
-            }
-            for (key, child) in map.iter_mut() {
-                if key != "cte_map" {
-                    apply(child, clause, ctes);
-                }
-            }
-            ctes.truncate(depth);
+/// Puts `clause` on every base table of `node` that has no AT of its own.
+fn apply(node: &mut Value, clause: &Value) {
+    parse_tree::for_each_table(node, &mut |table| {
+        if table.get("at_clause").is_some_and(Value::is_null) {
+            table.insert("at_clause".into(), clause.clone());
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|child| apply(child, clause, ctes)),
-        _ => {}
-    }
+    });
 }
 
 /// `W/"s<snapshot>-<hash>"`.

@@ -600,18 +600,20 @@ impl Drop for StockDuckDb {
 }
 
 /// The proof of the cache: two replicas with the cache on, a third
-/// with it off (the truth), and stock DuckDB, all on one PostgreSQL catalog
-/// and one S3 data path. Random steps write through either replica or
-/// through stock DuckDB (data and DDL), and repeat reads through either
-/// caching replica; every read, each hit above all, must equal the
-/// uncached replica's fresh answer at that moment. Zero stale answers in
+/// with it off (the truth), a fourth that serves reads from in-memory
+/// copies of the tables (`engine::hot`), and stock DuckDB, all on one
+/// PostgreSQL catalog and one S3 data path. Random steps write through
+/// either caching replica or through stock DuckDB (data and DDL), and
+/// repeat reads through a caching replica and the copying one; every read,
+/// each hit above all, must equal the uncached replica's fresh answer at
+/// that moment. Zero stale answers in
 /// 2,000 steps (`CACHE_STEPS` for more, `CACHE_SEED` to replay).
 #[actix_web::test]
 async fn no_stale_hit_across_replicas_and_stock_duckdb() {
     use common::servers::{with_postgres, with_s3, Postgres, S3};
     let pg = Postgres::start();
     let s3 = S3::start("cached");
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut shared = test_config(dirs[0].path());
     with_postgres(&mut shared, &pg, "cached");
     with_s3(&mut shared, &s3, "cached", "lake");
@@ -619,7 +621,11 @@ async fn no_stale_hit_across_replicas_and_stock_duckdb() {
     for (i, dir) in dirs.iter().enumerate() {
         let mut config = shared.clone();
         config.data_dir = dir.path().to_path_buf();
+        // 0, 1: the cache; 2: the truth, neither cache nor copies; 3: no
+        // cache, every table read copied to memory at once.
         config.cache.enabled = i < 2;
+        config.hot_tables.enabled = i != 2;
+        config.hot_tables.after_reads = if i == 3 { 1 } else { 3 };
         replicas.push(spawn_with(config, None).await);
     }
     let truth = &replicas[2];
@@ -685,7 +691,15 @@ async fn no_stale_hit_across_replicas_and_stock_duckdb() {
         let r = rng.below(2);
         let (status, h, text) = post(&replicas[r], request.clone()).await;
         let (truth_status, _, truth_text) = post(truth, request.clone()).await;
+        let (copy_status, _, copy_text) = post(&replicas[3], request.clone()).await;
         reads_done += 1;
+        if copy_status != truth_status
+            || (copy_status == 200 && rows(&copy_text) != rows(&truth_text))
+        {
+            stale.push(format!(
+                "step {step}: replica 3 (copies): {request}: {copy_status} {copy_text}; uncached: {truth_status} {truth_text}"
+            ));
+        }
         let cache = h
             .get("x-cache")
             .map(|v| v.to_str().unwrap().to_string())
@@ -700,7 +714,8 @@ async fn no_stale_hit_across_replicas_and_stock_duckdb() {
             ));
         }
     }
-    println!("{steps} steps: {reads_done} reads, {hits} hits");
+    let copied = replicas[3].engine().hot_tables();
+    println!("{steps} steps: {reads_done} reads, {hits} hits; copies: {copied:?}");
     assert!(
         stale.is_empty(),
         "CACHE_SEED={seed}: {} answers differ from a fresh uncached run:\n{}",
@@ -709,6 +724,11 @@ async fn no_stale_hit_across_replicas_and_stock_duckdb() {
     );
     // Enough hits for the property to mean something.
     assert!(hits >= steps / 10, "only {hits} hits in {steps} steps");
+    // And enough reads from copies, and copies ended by changes.
+    assert!(
+        copied.reads as usize >= steps / 20 && copied.invalidations > 0,
+        "{copied:?}"
+    );
     for app in &replicas {
         app.stop().await;
     }

@@ -15,6 +15,7 @@ mod cli;
 mod container;
 mod flight;
 mod formats;
+mod hot;
 mod ingest;
 mod jobs;
 mod jobs_stack;

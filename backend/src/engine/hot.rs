@@ -1,0 +1,613 @@
+//! Hot tables: in-memory copies of small lake tables that are read often.
+//!
+//! A point lookup on a DuckLake table reads and decompresses a whole row
+//! group of its Parquet file (~6 ms for a 100k-row table here); the same
+//! lookup on a DuckDB table in memory takes a tenth of that. Most lake
+//! tables change far less often than they are read, and DuckLake says
+//! exactly when one changed, so a read can be served from a copy as long
+//! as the service knows the copy is the table as the read's snapshot has
+//! it.
+//!
+//! - **Which tables.** A lake table read by [`HotTables::after_reads`]
+//!   plain reads is copied (`CREATE TABLE memory.main.hot_<n> AS SELECT *
+//!   FROM` the table, in one transaction that also reads the snapshot it
+//!   copies) by a thread of its own, off every request's path. A table
+//!   whose copy would outgrow `max_table_bytes` is never copied; copies
+//!   beyond `max_bytes` go least recently used first.
+//! - **When a copy is used.** Only for a single plain read (not a write,
+//!   not in a transaction, not pinned to a snapshot, no `AT`), after the
+//!   sandbox checked the statement as the client sent it. The request's
+//!   own DuckLake transaction reads snapshot `now`; a copy made at
+//!   snapshot `s` serves it only if `s <= now` and, unless already known
+//!   for `now`, the lake's schema is the same at `s` and `now` and the
+//!   table's last change is at or before `s` (the ETag's check, read in
+//!   that transaction). A copy found changed is dropped (and made again
+//!   after more reads).
+//! - **How.** The statement's parse tree (DuckDB's own) has each base
+//!   table that names a usable copy replaced by the copy, aliased as the
+//!   table was (so `t.id` still binds); CTE names are left alone. A name
+//!   whose resolution could be in doubt (a two-part name whose first part
+//!   is also a database, an `AT`) leaves the whole statement as it was, as
+//!   does any reference to DuckLake's virtual columns (`rowid`,
+//!   `snapshot_id`, `filename`, ...), which a copy does not have or has
+//!   with other values. A rewritten statement DuckDB cannot prepare (a
+//!   column qualified with the schema, a copy dropped meanwhile) runs as
+//!   sent.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc, Weak,
+    },
+};
+
+use duckdb::Connection;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use super::{
+    catalog::{current_snapshot, last_change, same_schema},
+    lake::{quote_identifier, quote_literal},
+    parse_tree,
+};
+use crate::error::Error;
+
+/// DuckLake's virtual columns: a copy has none of them (or, `rowid`, its
+/// own).
+const VIRTUAL_COLUMNS: &[&str] = &[
+    "rowid",
+    "snapshot_id",
+    "filename",
+    "file_row_number",
+    "file_index",
+];
+
+/// Where the copies live (the root connection's in-memory database, which
+/// the sandbox refuses to user SQL).
+const COPIES: &str = "memory";
+
+/// Bytes a copied value takes at least, for the estimate that keeps a
+/// large table from being copied at all.
+const MIN_CELL_BYTES: u64 = 4;
+
+/// A table by its lowercase schema and name (DuckDB's names are
+/// case-insensitive).
+type Key = (String, String);
+
+fn key(schema: &str, table: &str) -> Key {
+    (schema.to_lowercase(), table.to_lowercase())
+}
+
+/// What the hot tables may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct HotLimits {
+    pub enabled: bool,
+    pub max_bytes: u64,
+    pub max_table_bytes: u64,
+    pub after_reads: u32,
+}
+
+pub struct HotTables {
+    limits: HotLimits,
+    lake: String,
+    /// The attached databases' names (lowercase): a two-part name starting
+    /// with one of them may name that database's table.
+    databases: Vec<String>,
+    state: Mutex<State>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    reads: AtomicU64,
+    builds: AtomicU64,
+    invalidations: AtomicU64,
+    too_large: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    slots: HashMap<Key, Slot>,
+    bytes: u64,
+    /// Counts uses, for least-recently-used eviction.
+    tick: u64,
+    /// Names the next copy.
+    next: u64,
+}
+
+enum Slot {
+    Cold { reads: u32 },
+    Building,
+    Copied(Copied),
+    TooLarge,
+}
+
+#[derive(Debug, Clone)]
+struct Copied {
+    name: String,
+    /// The snapshot it copies.
+    snapshot: i64,
+    /// The table is known unchanged from `snapshot` up to this one.
+    verified: i64,
+    bytes: u64,
+    used: u64,
+}
+
+enum Job {
+    Build { schema: String, table: String },
+    Drop { name: String },
+}
+
+/// What `/metrics` and `/metrics/performance` show.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HotStats {
+    pub enabled: bool,
+    pub tables: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub max_table_bytes: u64,
+    /// Requests served (in part) from copies.
+    pub reads: u64,
+    pub builds: u64,
+    /// Copies dropped because their table changed.
+    pub invalidations: u64,
+    /// Tables found too large to copy.
+    pub too_large: u64,
+}
+
+impl HotTables {
+    /// Starts the thread that makes and drops copies on `conn` (whose
+    /// default database is the lake's), if enabled.
+    pub fn start(
+        limits: HotLimits,
+        lake: String,
+        databases: Vec<String>,
+        conn: Connection,
+    ) -> Arc<Self> {
+        let hot = Arc::new(Self {
+            limits,
+            lake,
+            databases: databases.iter().map(|d| d.to_lowercase()).collect(),
+            state: Mutex::new(State::default()),
+            jobs: Mutex::new(None),
+            reads: AtomicU64::new(0),
+            builds: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            too_large: AtomicU64::new(0),
+        });
+        if limits.enabled && limits.max_table_bytes > 0 {
+            let (tx, rx) = mpsc::channel();
+            *hot.jobs.lock() = Some(tx);
+            let weak = Arc::downgrade(&hot);
+            let spawned = std::thread::Builder::new()
+                .name("hot-tables".into())
+                .spawn(move || work(weak, rx, conn));
+            if let Err(err) = spawned {
+                tracing::warn!(error = %err, "hot tables off: no thread for them");
+                *hot.jobs.lock() = None;
+            }
+        }
+        hot
+    }
+
+    pub fn stats(&self) -> HotStats {
+        let state = self.state.lock();
+        HotStats {
+            enabled: self.jobs.lock().is_some(),
+            tables: state
+                .slots
+                .values()
+                .filter(|slot| matches!(slot, Slot::Copied(_)))
+                .count() as u64,
+            bytes: state.bytes,
+            max_bytes: self.limits.max_bytes,
+            max_table_bytes: self.limits.max_table_bytes,
+            reads: self.reads.load(Ordering::Relaxed),
+            builds: self.builds.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+            too_large: self.too_large.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A read rewritten by [`HotTables::rewrite`] is served.
+    pub fn served(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn send(&self, job: Job) -> bool {
+        self.jobs
+            .lock()
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok())
+    }
+
+    /// `sql` (one plain read, already checked by the sandbox) with the
+    /// tables it reads from usable copies, if any; `tables` are the lake
+    /// tables its plan scans, `now` the snapshot its transaction reads on
+    /// `conn`. Counts the read of each table towards its copy.
+    pub fn rewrite(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        tables: &[(String, String)],
+        now: i64,
+    ) -> Result<Option<String>, Error> {
+        if self.jobs.lock().is_none() {
+            return Ok(None);
+        }
+        let candidates = self.candidates(tables);
+        let mut usable: HashMap<Key, String> = HashMap::new();
+        for ((schema, table), copy) in candidates {
+            if now < copy.snapshot {
+                continue; // the copy is newer than this read
+            }
+            if now > copy.verified {
+                let unchanged = same_schema(conn, &self.lake, copy.snapshot, now)?
+                    && last_change(conn, &self.lake, &[(schema.clone(), table.clone())])?
+                        <= copy.snapshot;
+                if !self.verified(&key(&schema, &table), &copy.name, unchanged, now) {
+                    continue;
+                }
+            }
+            usable.insert(key(&schema, &table), copy.name);
+        }
+        if usable.is_empty() {
+            return Ok(None);
+        }
+        let mut tree = parse_tree::serialize(conn, sql)?;
+        if tree["error"].as_bool() != Some(false) || names_virtual_column(&tree) {
+            return Ok(None);
+        }
+        if !self.replace_tables(&mut tree, &usable) {
+            return Ok(None);
+        }
+        parse_tree::deserialize(conn, &tree).map(Some)
+    }
+
+    /// The copies of `tables` there are, each marked used; a read counted
+    /// towards each table without one (which may start its copy).
+    fn candidates(&self, tables: &[(String, String)]) -> Vec<((String, String), Copied)> {
+        let mut found = Vec::new();
+        let mut builds = Vec::new();
+        {
+            let mut state = self.state.lock();
+            let state = &mut *state;
+            for (schema, table) in tables {
+                let slot = state
+                    .slots
+                    .entry(key(schema, table))
+                    .or_insert(Slot::Cold { reads: 0 });
+                match slot {
+                    Slot::Copied(copy) => {
+                        state.tick += 1;
+                        copy.used = state.tick;
+                        if !found
+                            .iter()
+                            .any(|(k, _)| *k == (schema.clone(), table.clone()))
+                        {
+                            found.push(((schema.clone(), table.clone()), copy.clone()));
+                        }
+                    }
+                    Slot::Cold { reads } => {
+                        *reads += 1;
+                        if *reads >= self.limits.after_reads {
+                            *slot = Slot::Building;
+                            builds.push((schema.clone(), table.clone()));
+                        }
+                    }
+                    Slot::Building | Slot::TooLarge => {}
+                }
+            }
+        }
+        for (schema, table) in builds {
+            if !self.send(Job::Build {
+                schema: schema.clone(),
+                table: table.clone(),
+            }) {
+                self.state.lock().slots.remove(&key(&schema, &table));
+            }
+        }
+        found
+    }
+
+    /// Records what the check of copy `name` found at `now`; whether it
+    /// may serve.
+    fn verified(&self, key: &Key, name: &str, unchanged: bool, now: i64) -> bool {
+        let mut state = self.state.lock();
+        let Some(Slot::Copied(copy)) = state.slots.get_mut(key) else {
+            return unchanged;
+        };
+        if copy.name != name {
+            return unchanged;
+        }
+        if unchanged {
+            copy.verified = copy.verified.max(now);
+            return true;
+        }
+        let bytes = copy.bytes;
+        state.slots.insert(key.clone(), Slot::Cold { reads: 0 });
+        state.bytes -= bytes;
+        drop(state);
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
+        self.send(Job::Drop {
+            name: name.to_string(),
+        });
+        false
+    }
+
+    /// Points each base table of `tree` that names a copy in `usable` at
+    /// it; false when nothing was replaced or a name leaves doubt.
+    fn replace_tables(&self, tree: &mut Value, usable: &HashMap<Key, String>) -> bool {
+        let mut replaced = false;
+        let mut doubt = false;
+        parse_tree::for_each_table(tree, &mut |table| {
+            if !table.get("at_clause").is_some_and(Value::is_null) {
+                doubt = true;
+                return;
+            }
+            let text = |field: &str| table.get(field).and_then(Value::as_str).unwrap_or("");
+            let (catalog, schema, name) = (
+                text("catalog_name"),
+                text("schema_name"),
+                text("table_name"),
+            );
+            let schema = match (catalog, schema) {
+                ("", "") => "main",
+                ("", schema) if self.databases.contains(&schema.to_lowercase()) => {
+                    doubt = true;
+                    return;
+                }
+                ("", schema) => schema,
+                (catalog, schema) if catalog.eq_ignore_ascii_case(&self.lake) => {
+                    if schema.is_empty() {
+                        "main"
+                    } else {
+                        schema
+                    }
+                }
+                _ => return,
+            };
+            let Some(copy) = usable.get(&key(schema, name)) else {
+                return;
+            };
+            if text("alias").is_empty() {
+                let alias = Value::String(name.to_string());
+                table.insert("alias".into(), alias);
+            }
+            table.insert("catalog_name".into(), COPIES.into());
+            table.insert("schema_name".into(), "main".into());
+            table.insert("table_name".into(), copy.clone().into());
+            replaced = true;
+        });
+        replaced && !doubt
+    }
+}
+
+/// Whether any column reference in `node` names one of DuckLake's virtual
+/// columns (in any part: `t.rowid` too).
+fn names_virtual_column(node: &Value) -> bool {
+    match node {
+        Value::Object(map) => {
+            let is_ref = map.get("class").and_then(Value::as_str) == Some("COLUMN_REF");
+            let named = is_ref
+                && map["column_names"].as_array().is_some_and(|names| {
+                    names
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .any(|name| VIRTUAL_COLUMNS.iter().any(|v| v.eq_ignore_ascii_case(name)))
+                });
+            named || map.values().any(names_virtual_column)
+        }
+        Value::Array(items) => items.iter().any(names_virtual_column),
+        _ => false,
+    }
+}
+
+/// The copies' thread: makes and drops them, one at a time, until the
+/// hot tables are gone.
+fn work(hot: Weak<HotTables>, jobs: mpsc::Receiver<Job>, conn: Connection) {
+    while let Ok(job) = jobs.recv() {
+        let Some(hot) = hot.upgrade() else {
+            return;
+        };
+        match job {
+            Job::Build { schema, table } => {
+                let made = hot.build(&conn, &schema, &table);
+                if let Err(err) = &made {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    tracing::debug!(%schema, %table, error = %err, "hot table not copied");
+                    hot.state
+                        .lock()
+                        .slots
+                        .insert(key(&schema, &table), Slot::Cold { reads: 0 });
+                }
+            }
+            Job::Drop { name } => drop_copy(&conn, &name),
+        }
+    }
+}
+
+fn drop_copy(conn: &Connection, name: &str) {
+    let sql = format!(
+        "DROP TABLE IF EXISTS {COPIES}.main.{}",
+        quote_identifier(name)
+    );
+    if let Err(err) = conn.execute_batch(&sql) {
+        tracing::warn!(copy = %name, error = %err, "a hot table copy was not dropped");
+    }
+}
+
+/// Bytes DuckDB's in-memory tables take now.
+fn in_memory_bytes(conn: &Connection) -> Result<u64, Error> {
+    conn.query_row(
+        "SELECT coalesce(sum(memory_usage_bytes), 0)::UBIGINT FROM duckdb_memory() \
+         WHERE tag = 'IN_MEMORY_TABLE'",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(Error::from_duckdb)
+}
+
+impl HotTables {
+    /// Copies one table (the copies' thread only).
+    fn build(&self, conn: &Connection, schema: &str, table: &str) -> Result<(), Error> {
+        let source = format!(
+            "{}.{}.{}",
+            quote_identifier(&self.lake),
+            quote_identifier(schema),
+            quote_identifier(table)
+        );
+        conn.execute_batch("BEGIN TRANSACTION")
+            .map_err(Error::from_duckdb)?;
+        let snapshot = current_snapshot(conn, &self.lake)?;
+        let (rows, columns): (u64, u64) = conn
+            .query_row(
+                &format!(
+                    "SELECT (SELECT count(*) FROM {source}), \
+                     (SELECT count(*) FROM duckdb_columns() WHERE database_name = {} \
+                      AND schema_name = {} AND table_name = {})",
+                    quote_literal(&self.lake),
+                    quote_literal(schema),
+                    quote_literal(table)
+                ),
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(Error::from_duckdb)?;
+        let estimate = rows * columns.max(1) * MIN_CELL_BYTES;
+        if estimate > self.limits.max_table_bytes {
+            conn.execute_batch("ROLLBACK").map_err(Error::from_duckdb)?;
+            self.too_large(schema, table, estimate);
+            return Ok(());
+        }
+        let name = {
+            let mut state = self.state.lock();
+            state.next += 1;
+            format!("hot_{}", state.next)
+        };
+        let before = in_memory_bytes(conn)?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE {COPIES}.main.{} AS SELECT * FROM {source}; COMMIT",
+            quote_identifier(&name)
+        ))
+        .map_err(Error::from_duckdb)?;
+        let bytes = in_memory_bytes(conn)?.saturating_sub(before).max(estimate);
+        if bytes > self.limits.max_table_bytes {
+            drop_copy(conn, &name);
+            self.too_large(schema, table, bytes);
+            return Ok(());
+        }
+        self.builds.fetch_add(1, Ordering::Relaxed);
+        let evicted = {
+            let mut state = self.state.lock();
+            state.tick += 1;
+            let copy = Copied {
+                name: name.clone(),
+                snapshot,
+                verified: snapshot,
+                bytes,
+                used: state.tick,
+            };
+            state.bytes += bytes;
+            state.slots.insert(key(schema, table), Slot::Copied(copy));
+            let mut evicted = Vec::new();
+            while state.bytes > self.limits.max_bytes {
+                let oldest = state
+                    .slots
+                    .iter()
+                    .filter_map(|(k, slot)| match slot {
+                        Slot::Copied(copy) => Some((copy.used, k.clone())),
+                        _ => None,
+                    })
+                    .min();
+                let Some((_, oldest)) = oldest else {
+                    break;
+                };
+                if let Some(Slot::Copied(copy)) =
+                    state.slots.insert(oldest, Slot::Cold { reads: 0 })
+                {
+                    state.bytes -= copy.bytes;
+                    evicted.push(copy.name);
+                }
+            }
+            evicted
+        };
+        tracing::info!(%schema, %table, rows, bytes, snapshot, "hot table copied");
+        for name in evicted {
+            drop_copy(conn, &name);
+        }
+        Ok(())
+    }
+
+    fn too_large(&self, schema: &str, table: &str, bytes: u64) {
+        tracing::info!(%schema, %table, bytes, "hot table too large to copy");
+        self.too_large.fetch_add(1, Ordering::Relaxed);
+        self.state
+            .lock()
+            .slots
+            .insert(key(schema, table), Slot::TooLarge);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(conn: &Connection, sql: &str) -> Value {
+        parse_tree::serialize(conn, sql).unwrap()
+    }
+
+    /// Which names a statement's tables get: copies where the name surely
+    /// is the lake's table, nothing where a name leaves doubt.
+    #[test]
+    fn only_names_that_surely_are_the_table_are_replaced() {
+        let conn = Connection::open_in_memory().unwrap();
+        let hot = HotTables::start(
+            HotLimits {
+                enabled: false,
+                max_bytes: 0,
+                max_table_bytes: 0,
+                after_reads: 1,
+            },
+            "lake".into(),
+            vec!["lake".into(), "memory".into(), "system".into()],
+            Connection::open_in_memory().unwrap(),
+        );
+        let usable: HashMap<Key, String> = [(key("main", "t"), "hot_1".to_string())].into();
+        let rewrite = |sql: &str| {
+            let mut tree = tree(&conn, sql);
+            hot.replace_tables(&mut tree, &usable)
+                .then(|| parse_tree::deserialize(&conn, &tree).unwrap())
+        };
+        assert_eq!(
+            rewrite("SELECT t.id FROM T WHERE id = ?").as_deref(),
+            Some("SELECT t.id FROM memory.main.hot_1 AS T WHERE (id = $1)")
+        );
+        assert_eq!(
+            rewrite("SELECT * FROM lake.main.t x JOIN main.t USING (id)").as_deref(),
+            Some(
+                "SELECT * FROM memory.main.hot_1 AS x INNER JOIN memory.main.hot_1 AS t USING (id)"
+            )
+        );
+        // A CTE named like the table, in its scope.
+        assert_eq!(
+            rewrite("WITH t AS (SELECT 1 AS id) SELECT * FROM t").as_deref(),
+            None
+        );
+        // Another table, another database, a database's name as first part,
+        // an AT clause.
+        for sql in [
+            "SELECT * FROM u",
+            "SELECT * FROM other.main.t",
+            "SELECT * FROM lake.t, t",
+            "SELECT * FROM t AT (VERSION => 1)",
+        ] {
+            assert_eq!(rewrite(sql), None, "{sql}");
+        }
+        for (sql, named) in [
+            ("SELECT rowid FROM t", true),
+            ("SELECT t.filename FROM t", true),
+            ("SELECT * FROM t ORDER BY SNAPSHOT_ID", true),
+            ("SELECT id, name FROM t", false),
+        ] {
+            assert_eq!(names_virtual_column(&tree(&conn, sql)), named, "{sql}");
+        }
+    }
+}
