@@ -12,7 +12,9 @@
 //!   p50/p99 latency (issue 19):
 //!   - uncached: every request a different id (the keys walked with a stride,
 //!     distinct across clients and figures, never repeated within a run), for
-//!     the service (HTTP JSON, the id a parameter), the FastAPI + DuckDB stack
+//!     the service (HTTP JSON, the id a parameter; with hot tables on, as it
+//!     ships, its reads are served from the in-memory copy of the table, and
+//!     the run says how many), the FastAPI + DuckDB stack
 //!     of origin document 004 (`scripts/fastapi-baseline.py`, same query and
 //!     parameter, its own lake of the same shape) and DuckDB in process (one
 //!     connection at 1 client; at 32, one thread per core, each with its own
@@ -706,6 +708,21 @@ fn fastapi_python() -> PathBuf {
     python
 }
 
+/// Whether `base` keeps hot tables, and how many reads it served from them.
+fn hot_reads(client: &reqwest::blocking::Client, base: &str) -> (bool, u64) {
+    let report: serde_json::Value = client
+        .get(format!("{base}/metrics/performance"))
+        .send()
+        .and_then(|res| res.error_for_status())
+        .and_then(|res| res.json())
+        .expect("the service reports its performance");
+    let hot = &report["hot_tables"];
+    (
+        hot["enabled"].as_bool().unwrap_or(false),
+        hot["reads"].as_u64().unwrap_or(0),
+    )
+}
+
 /// Checks that `base` answers the lookup with the one row asked for.
 fn check_lookup(client: &reqwest::blocking::Client, base: &str, name: &str) {
     let res = client
@@ -797,8 +814,11 @@ fn point_lookups(
     println!("|---:|---|---:|---:|---:|---:|---:|");
     let mut uncached = Vec::new();
     let mut verdicts = Vec::new();
+    let (copies, copied_before) = hot_reads(client, &service.base);
+    let mut requests = 0;
     for clients in CLIENTS {
         let ours = runtime.block_on(http_lookups(&service_url, clients, &service_keys));
+        requests += ours.requests;
         let theirs = runtime.block_on(http_lookups(&fastapi_url, clients, &fastapi_keys));
         let local = in_process_lookups(&db, threads(clients), &local_keys);
         row(
@@ -825,6 +845,13 @@ fn point_lookups(
         uncached.push((clients, ours, local));
     }
     println!();
+    let (_, copied_after) = hot_reads(client, &service.base);
+    println!(
+        "Hot tables (HOT_TABLES_ENABLED) {}: {} of the service's {requests} uncached lookups \
+         were served from the in-memory copy of `items` (checked current at each read's snapshot).",
+        if copies { "on" } else { "off" },
+        copied_after - copied_before
+    );
     println!(
         "target (issue 19): service ≥ 1.00× in process and ≥ 1.20× FastAPI; {}",
         verdicts.join("; ")

@@ -19,9 +19,11 @@
 //!   sandbox checked the statement as the client sent it. The request's
 //!   own DuckLake transaction reads snapshot `now`; a copy made at
 //!   snapshot `s` serves it only if `s <= now` and, unless already known
-//!   for `now`, the lake's schema is the same at `s` and `now` and the
-//!   table's last change is at or before `s` (the ETag's check, read in
-//!   that transaction). A copy found changed is dropped (and made again
+//!   for `now`, DuckLake's list of the snapshots since says so, read in
+//!   that transaction (its own catalog connection, no second one): every
+//!   one is there (none expired), with the schema version of `s` (no DDL),
+//!   listing only data changes to other tables (by id; the ids of every
+//!   table of that name, in any schema). A copy found changed is dropped (and made again
 //!   after more reads).
 //! - **How.** The statement's parse tree (DuckDB's own) has each base
 //!   table that names a usable copy replaced by the copy, aliased as the
@@ -47,7 +49,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::{
-    catalog::{current_snapshot, last_change, same_schema},
+    catalog::current_snapshot,
     lake::{quote_identifier, quote_literal},
     parse_tree,
 };
@@ -126,6 +128,11 @@ struct Copied {
     snapshot: i64,
     /// The table is known unchanged from `snapshot` up to this one.
     verified: i64,
+    /// The lake's schema version at `snapshot`.
+    schema_version: i64,
+    /// DuckLake's ids of the tables of that name (in any schema), as the
+    /// snapshots' change lists name them.
+    ids: Vec<String>,
     bytes: u64,
     used: u64,
 }
@@ -239,9 +246,7 @@ impl HotTables {
                 continue; // the copy is newer than this read
             }
             if now > copy.verified {
-                let unchanged = same_schema(conn, &self.lake, copy.snapshot, now)?
-                    && last_change(conn, &self.lake, &[(schema.clone(), table.clone())])?
-                        <= copy.snapshot;
+                let unchanged = unchanged_since(conn, &self.lake, &copy, now)?;
                 if !self.verified(&key(&schema, &table), &copy.name, unchanged, now) {
                     continue;
                 }
@@ -380,6 +385,35 @@ impl HotTables {
     }
 }
 
+/// Changes a snapshot lists that leave the tables they do not name as they
+/// were (DuckLake's `ducklake_snapshots` keys; anything else, DDL above all,
+/// counts as a change to every table).
+const DATA_CHANGES: &str =
+    "'tables_inserted_into', 'tables_deleted_from', 'inlined_insert', 'inlined_delete'";
+
+/// Whether `copy`'s table is unchanged from the copy's verified snapshot
+/// up to `now`, read in the transaction on `conn` through DuckLake's own
+/// snapshot list (no second catalog connection): every snapshot in
+/// between is there (none expired), with the copy's schema version, and
+/// lists only data changes to other tables.
+fn unchanged_since(conn: &Connection, lake: &str, copy: &Copied, now: i64) -> Result<bool, Error> {
+    let sql = format!(
+        "SELECT count(*), coalesce(bool_and(schema_version = ?), true),          coalesce(bool_and(coalesce(list_bool_and(list_transform(map_entries(changes),            e -> e.key IN ({DATA_CHANGES}) AND NOT list_has_any(e.value, ?::VARCHAR[]))), true)), true)          FROM ducklake_snapshots({}) WHERE snapshot_id > ? AND snapshot_id <= ?",
+        quote_literal(lake)
+    );
+    let ids = Value::from(copy.ids.clone()).to_string();
+    let (count, same_schema, untouched): (i64, bool, bool) = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                duckdb::params![copy.schema_version, ids, copy.verified, now],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+        })
+        .map_err(Error::from_duckdb)?;
+    Ok(count == now - copy.verified && same_schema && untouched)
+}
+
 /// Whether any column reference in `node` names one of DuckLake's virtual
 /// columns (in any part: `t.rowid` too).
 fn names_virtual_column(node: &Value) -> bool {
@@ -457,6 +491,22 @@ impl HotTables {
         conn.execute_batch("BEGIN TRANSACTION")
             .map_err(Error::from_duckdb)?;
         let snapshot = current_snapshot(conn, &self.lake)?;
+        let (schema_version, ids): (i64, String) = conn
+            .query_row(
+                &format!(
+                    "SELECT (SELECT schema_version FROM ducklake_snapshots({lake}) WHERE snapshot_id = ?),                      (SELECT to_json(coalesce(list(table_id::VARCHAR), [])) FROM ducklake_table_info({lake})                       WHERE lower(table_name) = lower(?))::VARCHAR",
+                    lake = quote_literal(&self.lake)
+                ),
+                duckdb::params![snapshot, table],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(Error::from_duckdb)?;
+        let ids: Vec<String> = serde_json::from_str(&ids).map_err(Error::internal)?;
+        if ids.is_empty() {
+            return Err(Error::internal(anyhow::anyhow!(
+                "DuckLake lists no table {table}"
+            )));
+        }
         let (rows, columns): (u64, u64) = conn
             .query_row(
                 &format!(
@@ -502,6 +552,8 @@ impl HotTables {
                 name: name.clone(),
                 snapshot,
                 verified: snapshot,
+                schema_version,
+                ids,
                 bytes,
                 used: state.tick,
             };
