@@ -234,6 +234,11 @@ impl Engine {
     ) -> Result<QueryStream, Error> {
         let started = Instant::now();
         self.check_sql_text(&request.sql)?;
+        // Before the timeout runs: an empty request is the client's mistake
+        // however short its timeout.
+        if sandbox::split_statements(&request.sql).is_empty() {
+            return Err(Error::InvalidParameters("sql is empty".into()));
+        }
         let Limits {
             timeout,
             max_rows,

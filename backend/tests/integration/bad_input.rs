@@ -49,6 +49,7 @@ fn expected(name: &str) -> (u16, &'static str) {
         | "zero timeout"
         | "params of the wrong type"
         | "empty SQL"
+        | "empty SQL with a 1 ms timeout"
         | "only a comment"
         | "GET without sql"
         | "GET with bad params JSON"
@@ -167,6 +168,12 @@ async fn every_bad_request_gets_its_4xx_json_error() {
             "{\"sql\": \"SELECT 1\", \"format\": \"xml\"}",
         ),
         post("empty SQL", JSON, "{\"sql\": \"   \"}"),
+        // Refused before its timeout starts, however loaded the machine.
+        post(
+            "empty SQL with a 1 ms timeout",
+            JSON,
+            "{\"sql\": \"\", \"timeout_ms\": 1}",
+        ),
         post("only a comment", JSON, "{\"sql\": \"-- nothing\"}"),
         post("syntax error", JSON, "{\"sql\": \"SELEC 1\"}"),
         post("unterminated string", JSON, "{\"sql\": \"SELECT 'open\"}"),
