@@ -32,7 +32,9 @@
 //!   is also a database, an `AT`) leaves the whole statement as it was, as
 //!   does any reference to DuckLake's virtual columns (`rowid`,
 //!   `snapshot_id`, `filename`, ...), which a copy does not have or has
-//!   with other values. A rewritten statement DuckDB cannot prepare (a
+//!   with other values, a `DESCRIBE`/`SUMMARIZE` (a copy has no column
+//!   defaults) and a sample (a `REPEATABLE` one picks rows by where they
+//!   are stored). A rewritten statement DuckDB cannot prepare (a
 //!   column qualified with the schema, a copy dropped meanwhile) runs as
 //!   sent.
 
@@ -257,7 +259,7 @@ impl HotTables {
             return Ok(None);
         }
         let mut tree = parse_tree::serialize(conn, sql)?;
-        if tree["error"].as_bool() != Some(false) || names_virtual_column(&tree) {
+        if tree["error"].as_bool() != Some(false) || leaves_doubt(&tree) {
             return Ok(None);
         }
         if !self.replace_tables(&mut tree, &usable) {
@@ -414,22 +416,29 @@ fn unchanged_since(conn: &Connection, lake: &str, copy: &Copied, now: i64) -> Re
     Ok(count == now - copy.verified && same_schema && untouched)
 }
 
-/// Whether any column reference in `node` names one of DuckLake's virtual
-/// columns (in any part: `t.rowid` too).
-fn names_virtual_column(node: &Value) -> bool {
+/// Whether `node` reads something a copy would answer differently: a
+/// column reference naming one of DuckLake's virtual columns (in any part:
+/// `t.rowid` too), a `DESCRIBE` / `SUMMARIZE` / `SHOW` (a copy has no
+/// column defaults), or a sample (a `REPEATABLE` one picks rows by where
+/// they are stored).
+fn leaves_doubt(node: &Value) -> bool {
     match node {
         Value::Object(map) => {
-            let is_ref = map.get("class").and_then(Value::as_str) == Some("COLUMN_REF");
-            let named = is_ref
+            let text = |key: &str| map.get(key).and_then(Value::as_str);
+            let virtual_column = text("class") == Some("COLUMN_REF")
                 && map["column_names"].as_array().is_some_and(|names| {
                     names
                         .iter()
                         .filter_map(Value::as_str)
                         .any(|name| VIRTUAL_COLUMNS.iter().any(|v| v.eq_ignore_ascii_case(name)))
                 });
-            named || map.values().any(names_virtual_column)
+            let sampled = map.get("sample").is_some_and(|sample| !sample.is_null());
+            virtual_column
+                || sampled
+                || text("type") == Some("SHOW_REF")
+                || map.values().any(leaves_doubt)
         }
-        Value::Array(items) => items.iter().any(names_virtual_column),
+        Value::Array(items) => items.iter().any(leaves_doubt),
         _ => false,
     }
 }
@@ -653,13 +662,20 @@ mod tests {
         ] {
             assert_eq!(rewrite(sql), None, "{sql}");
         }
-        for (sql, named) in [
+        for (sql, doubt) in [
             ("SELECT rowid FROM t", true),
             ("SELECT t.filename FROM t", true),
             ("SELECT * FROM t ORDER BY SNAPSHOT_ID", true),
-            ("SELECT id, name FROM t", false),
+            ("SELECT * FROM t, (DESCRIBE t)", true),
+            ("SUMMARIZE t", true),
+            ("SELECT * FROM t TABLESAMPLE reservoir(10 ROWS) REPEATABLE (1)", true),
+            ("SELECT * FROM t USING SAMPLE 5", true),
+            (
+                "SELECT id, name FROM t WHERE id IN (SELECT id FROM t)",
+                false,
+            ),
         ] {
-            assert_eq!(names_virtual_column(&tree(&conn, sql)), named, "{sql}");
+            assert_eq!(leaves_doubt(&tree(&conn, sql)), doubt, "{sql}");
         }
     }
 }
