@@ -327,20 +327,7 @@ impl Services {
         let Some(pool) = self.catalog_pool() else {
             return self.engine.snapshot_changes(read, from, to).await;
         };
-        let rows = catalog_query(
-            pool,
-            &freshness::sql::changes("public."),
-            &[&read, &from, &to],
-        )
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| SnapshotChanges {
-                id: row.get(0),
-                schema_version: row.get(1),
-                changes: row.get(2),
-            })
-            .collect())
+        pool_changes(pool, read, from, to).await
     }
 
     async fn table_ids(
@@ -351,16 +338,83 @@ impl Services {
         let Some(pool) = self.catalog_pool() else {
             return self.engine.table_ids(at, tables.to_vec()).await;
         };
-        let sql = freshness::sql::table_id("public.");
         let mut ids = Vec::new();
         for (schema, table) in tables {
-            let rows = catalog_query(pool, &sql, &[schema, table, &at]).await?;
-            match rows[..] {
-                [ref row] => ids.push(row.get(0)),
-                _ => return Ok(None),
+            match pool_table_id(pool, schema, table, at).await? {
+                Some(id) => ids.push(id),
+                None => return Ok(None),
             }
         }
         Ok(Some(ids))
+    }
+
+    /// With a PostgreSQL catalog, the hot tables read it through the
+    /// service's own pool (the local catalog file's reads are the engine's
+    /// own, set when it opened).
+    pub fn connect_hot_tables(&self) {
+        if let Some(pool) = self.catalog_pool() {
+            self.engine.hot.read_catalog_with(Arc::new(PoolReads {
+                pool: pool.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }));
+        }
+    }
+}
+
+/// [`freshness::sql::changes`] on the catalog through the service's pool.
+async fn pool_changes(
+    pool: &deadpool_postgres::Pool,
+    read: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<SnapshotChanges>, Error> {
+    let rows = catalog_query(
+        pool,
+        &freshness::sql::changes("public."),
+        &[&read, &from, &to],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| SnapshotChanges {
+            id: row.get(0),
+            schema_version: row.get(1),
+            changes: row.get(2),
+        })
+        .collect())
+}
+
+/// [`freshness::sql::table_id`] on the catalog through the service's pool.
+async fn pool_table_id(
+    pool: &deadpool_postgres::Pool,
+    schema: &str,
+    table: &str,
+    at: i64,
+) -> Result<Option<i64>, Error> {
+    let sql = freshness::sql::table_id("public.");
+    let rows = catalog_query(pool, &sql, &[&schema, &table, &at]).await?;
+    Ok(match rows[..] {
+        [ref row] => Some(row.get(0)),
+        _ => None,
+    })
+}
+
+/// The hot tables' catalog reads on the service's pool, from their
+/// blocking threads (a request's query thread, the copies' thread).
+struct PoolReads {
+    pool: deadpool_postgres::Pool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl crate::engine::hot::CatalogReads for PoolReads {
+    fn changes(&self, read: i64, from: i64, to: i64) -> Result<Vec<SnapshotChanges>, Error> {
+        self.runtime
+            .block_on(pool_changes(&self.pool, read, from, to))
+    }
+
+    fn table_id(&self, schema: &str, table: &str, at: i64) -> Result<Option<i64>, Error> {
+        self.runtime
+            .block_on(pool_table_id(&self.pool, schema, table, at))
     }
 }
 

@@ -207,6 +207,7 @@ impl Application {
             flight: flight.as_ref().map(|(_, _, listener)| listener.clone()),
             cache,
         });
+        services.connect_hot_tables();
         let state = web::Data::from(Arc::clone(&services));
         let flight_port = services.flight.as_ref().map(|f| f.address.port());
         let (flight_stop, flight_task) = match flight {

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use duckdb::{params_from_iter, types::Value, Connection};
 use serde::Serialize;
 
+pub(crate) use super::snapshots::current_snapshot;
 use super::{
     database::Engine,
     lake::{quote_identifier, quote_literal},
@@ -573,21 +574,6 @@ pub(crate) fn same_schema(
             quote_literal(lake)
         ),
         [old, new],
-        |row| row.get(0),
-    )
-    .map_err(Error::from_duckdb)
-}
-
-/// The snapshot the connection's transaction reads. Fully qualified
-/// (`lake.main.current_snapshot()`): with two parts, a schema named like
-/// the lake would make the name ambiguous.
-pub(crate) fn current_snapshot(conn: &Connection, lake: &str) -> Result<i64, Error> {
-    conn.query_row(
-        &format!(
-            "SELECT id FROM {}.main.current_snapshot()",
-            quote_identifier(lake)
-        ),
-        [],
         |row| row.get(0),
     )
     .map_err(Error::from_duckdb)

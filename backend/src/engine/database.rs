@@ -221,6 +221,15 @@ impl Engine {
             .map_err(setup("listing volatile functions"))?;
         let hot = open_hot_tables(&root, config, &lake.name, &use_lake)
             .map_err(setup("starting the hot tables"))?;
+        let catalog_reader = Arc::new(parking_lot::Mutex::new(catalog_reader));
+        if let lake::CatalogLocation::LocalFile(_) = lake.catalog {
+            // On PostgreSQL the service's own pool reads the catalog for
+            // them (set when the service starts).
+            hot.read_catalog_with(Arc::new(super::hot::LocalReads {
+                conn: Arc::clone(&catalog_reader),
+                prefix: super::snapshots::metadata_prefix(&lake.name),
+            }));
+        }
         // The sandbox: from here on, SQL reaches no file or URL outside the
         // lake's data path, loads no extension, and changes no setting.
         root.execute_batch(&lake.lockdown_sql(&tmp_dir))
@@ -252,7 +261,7 @@ impl Engine {
             queue_timeout: Duration::from_millis(config.query.queue_timeout_ms),
             queued: AtomicUsize::new(0),
             write_conflicts: std::sync::atomic::AtomicU64::new(0),
-            catalog_reader: Arc::new(parking_lot::Mutex::new(catalog_reader)),
+            catalog_reader,
             probe_interrupt: probe.interrupt_handle(),
             probe: Arc::new(parking_lot::Mutex::new(probe)),
             last_probe: tokio::sync::Mutex::new(None),

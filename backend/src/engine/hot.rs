@@ -19,11 +19,11 @@
 //!   sandbox checked the statement as the client sent it. The request's
 //!   own DuckLake transaction reads snapshot `now`; a copy made at
 //!   snapshot `s` serves it only if `s <= now` and, unless already known
-//!   for `now`, DuckLake's list of the snapshots since says so, read in
-//!   that transaction (its own catalog connection, no second one): every
-//!   one is there (none expired), with the schema version of `s` (no DDL),
-//!   listing only data changes to other tables (by id; the ids of every
-//!   table of that name, in any schema). A copy found changed is dropped (and made again
+//!   for `now`, DuckLake's tables of snapshots and their changes say so
+//!   (the result cache's check, [`snapshots::since`], read through
+//!   [`CatalogReads`]): every snapshot since is there (none expired),
+//!   with the schema version of `s` (no DDL), listing only data changes to
+//!   other tables. A copy found changed is dropped (and made again
 //!   after more reads).
 //! - **How.** The statement's parse tree (DuckDB's own) has each base
 //!   table that names a usable copy replaced by the copy, aliased as the
@@ -51,9 +51,9 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::{
-    catalog::current_snapshot,
     lake::{quote_identifier, quote_literal},
     parse_tree,
+    snapshots::{self, current_snapshot, SnapshotChanges},
 };
 use crate::error::Error;
 
@@ -83,6 +83,34 @@ fn key(schema: &str, table: &str) -> Key {
     (schema.to_lowercase(), table.to_lowercase())
 }
 
+/// Reads of DuckLake's own tables of snapshots and their changes, on a
+/// connection of their own: never in a request's transaction, which holds
+/// one catalog connection already (a second one from the same bounded pool
+/// can wait forever). The service's own pool on PostgreSQL, the catalog
+/// reader connection on the local file.
+pub trait CatalogReads: Send + Sync {
+    /// [`snapshots::sql::changes`].
+    fn changes(&self, read: i64, from: i64, to: i64) -> Result<Vec<SnapshotChanges>, Error>;
+    /// [`snapshots::sql::table_id`]: `None` unless exactly one table answers.
+    fn table_id(&self, schema: &str, table: &str, at: i64) -> Result<Option<i64>, Error>;
+}
+
+/// [`CatalogReads`] through DuckDB, on a connection outside the lake.
+pub struct LocalReads {
+    pub conn: Arc<Mutex<Connection>>,
+    pub prefix: String,
+}
+
+impl CatalogReads for LocalReads {
+    fn changes(&self, read: i64, from: i64, to: i64) -> Result<Vec<SnapshotChanges>, Error> {
+        snapshots::read_changes(&self.conn.lock(), &self.prefix, read, from, to)
+    }
+
+    fn table_id(&self, schema: &str, table: &str, at: i64) -> Result<Option<i64>, Error> {
+        snapshots::read_table_id(&self.conn.lock(), &self.prefix, schema, table, at)
+    }
+}
+
 /// What the hot tables may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct HotLimits {
@@ -100,6 +128,8 @@ pub struct HotTables {
     databases: Vec<String>,
     state: Mutex<State>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Unset: no copy is made or used (yet).
+    catalog: parking_lot::RwLock<Option<Arc<dyn CatalogReads>>>,
     reads: AtomicU64,
     builds: AtomicU64,
     invalidations: AtomicU64,
@@ -130,11 +160,8 @@ struct Copied {
     snapshot: i64,
     /// The table is known unchanged from `snapshot` up to this one.
     verified: i64,
-    /// The lake's schema version at `snapshot`.
-    schema_version: i64,
-    /// DuckLake's ids of the tables of that name (in any schema), as the
-    /// snapshots' change lists name them.
-    ids: Vec<String>,
+    /// DuckLake's id of the table, as the snapshots' changes name it.
+    table_id: i64,
     bytes: u64,
     used: u64,
 }
@@ -176,6 +203,7 @@ impl HotTables {
             databases: databases.iter().map(|d| d.to_lowercase()).collect(),
             state: Mutex::new(State::default()),
             jobs: Mutex::new(None),
+            catalog: parking_lot::RwLock::new(None),
             reads: AtomicU64::new(0),
             builds: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
@@ -194,6 +222,16 @@ impl HotTables {
             }
         }
         hot
+    }
+
+    /// Where the copies' checks read the catalog; until it is set, no copy
+    /// is made or used.
+    pub fn read_catalog_with(&self, catalog: Arc<dyn CatalogReads>) {
+        *self.catalog.write() = Some(catalog);
+    }
+
+    fn catalog(&self) -> Option<Arc<dyn CatalogReads>> {
+        self.catalog.read().clone()
     }
 
     pub fn stats(&self) -> HotStats {
@@ -241,6 +279,9 @@ impl HotTables {
         if self.jobs.lock().is_none() {
             return Ok(None);
         }
+        let Some(catalog) = self.catalog() else {
+            return Ok(None);
+        };
         let candidates = self.candidates(tables);
         let mut usable: HashMap<Key, String> = HashMap::new();
         for ((schema, table), copy) in candidates {
@@ -248,7 +289,10 @@ impl HotTables {
                 continue; // the copy is newer than this read
             }
             if now > copy.verified {
-                let unchanged = unchanged_since(conn, &self.lake, &copy, now)?;
+                let rows = catalog.changes(copy.snapshot, copy.verified, now)?;
+                let unchanged =
+                    snapshots::since(copy.snapshot, copy.verified, now, &rows, &[copy.table_id])
+                        == snapshots::Since::Unchanged;
                 if !self.verified(&key(&schema, &table), &copy.name, unchanged, now) {
                     continue;
                 }
@@ -387,35 +431,6 @@ impl HotTables {
     }
 }
 
-/// Changes a snapshot lists that leave the tables they do not name as they
-/// were (DuckLake's `ducklake_snapshots` keys; anything else, DDL above all,
-/// counts as a change to every table).
-const DATA_CHANGES: &str =
-    "'tables_inserted_into', 'tables_deleted_from', 'inlined_insert', 'inlined_delete'";
-
-/// Whether `copy`'s table is unchanged from the copy's verified snapshot
-/// up to `now`, read in the transaction on `conn` through DuckLake's own
-/// snapshot list (no second catalog connection): every snapshot in
-/// between is there (none expired), with the copy's schema version, and
-/// lists only data changes to other tables.
-fn unchanged_since(conn: &Connection, lake: &str, copy: &Copied, now: i64) -> Result<bool, Error> {
-    let sql = format!(
-        "SELECT count(*), coalesce(bool_and(schema_version = ?), true),          coalesce(bool_and(coalesce(list_bool_and(list_transform(map_entries(changes),            e -> e.key IN ({DATA_CHANGES}) AND NOT list_has_any(e.value, ?::VARCHAR[]))), true)), true)          FROM ducklake_snapshots({}) WHERE snapshot_id > ? AND snapshot_id <= ?",
-        quote_literal(lake)
-    );
-    let ids = Value::from(copy.ids.clone()).to_string();
-    let (count, same_schema, untouched): (i64, bool, bool) = conn
-        .prepare_cached(&sql)
-        .and_then(|mut stmt| {
-            stmt.query_row(
-                duckdb::params![copy.schema_version, ids, copy.verified, now],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
-        })
-        .map_err(Error::from_duckdb)?;
-    Ok(count == now - copy.verified && same_schema && untouched)
-}
-
 /// Whether `node` reads something a copy would answer differently: a
 /// column reference naming one of DuckLake's virtual columns (in any part:
 /// `t.rowid` too), a `DESCRIBE` / `SUMMARIZE` / `SHOW` (a copy has no
@@ -500,22 +515,14 @@ impl HotTables {
         conn.execute_batch("BEGIN TRANSACTION")
             .map_err(Error::from_duckdb)?;
         let snapshot = current_snapshot(conn, &self.lake)?;
-        let (schema_version, ids): (i64, String) = conn
-            .query_row(
-                &format!(
-                    "SELECT (SELECT schema_version FROM ducklake_snapshots({lake}) WHERE snapshot_id = ?),                      (SELECT to_json(coalesce(list(table_id::VARCHAR), [])) FROM ducklake_table_info({lake})                       WHERE lower(table_name) = lower(?))::VARCHAR",
-                    lake = quote_literal(&self.lake)
-                ),
-                duckdb::params![snapshot, table],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map_err(Error::from_duckdb)?;
-        let ids: Vec<String> = serde_json::from_str(&ids).map_err(Error::internal)?;
-        if ids.is_empty() {
-            return Err(Error::internal(anyhow::anyhow!(
-                "DuckLake lists no table {table}"
-            )));
-        }
+        let catalog = self.catalog().ok_or_else(|| {
+            Error::internal(anyhow::anyhow!("the hot tables read no catalog yet"))
+        })?;
+        let table_id = catalog.table_id(schema, table, snapshot)?.ok_or_else(|| {
+            Error::internal(anyhow::anyhow!(
+                "DuckLake names no one table {schema}.{table}"
+            ))
+        })?;
         let (rows, columns): (u64, u64) = conn
             .query_row(
                 &format!(
@@ -561,8 +568,7 @@ impl HotTables {
                 name: name.clone(),
                 snapshot,
                 verified: snapshot,
-                schema_version,
-                ids,
+                table_id,
                 bytes,
                 used: state.tick,
             };
@@ -668,7 +674,10 @@ mod tests {
             ("SELECT * FROM t ORDER BY SNAPSHOT_ID", true),
             ("SELECT * FROM t, (DESCRIBE t)", true),
             ("SUMMARIZE t", true),
-            ("SELECT * FROM t TABLESAMPLE reservoir(10 ROWS) REPEATABLE (1)", true),
+            (
+                "SELECT * FROM t TABLESAMPLE reservoir(10 ROWS) REPEATABLE (1)",
+                true,
+            ),
             ("SELECT * FROM t USING SAMPLE 5", true),
             (
                 "SELECT id, name FROM t WHERE id IN (SELECT id FROM t)",

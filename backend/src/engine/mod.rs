@@ -19,6 +19,7 @@ pub mod progress;
 pub mod query;
 pub mod sandbox;
 pub mod session;
+pub mod snapshots;
 pub mod stop;
 pub mod stream;
 pub mod timetravel;
