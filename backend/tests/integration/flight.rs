@@ -848,6 +848,46 @@ async fn a_repeated_statement_is_served_from_the_result_cache() {
     app.stop().await;
 }
 
+/// Reads over Flight are served from the hot tables' copies as over HTTP
+/// (one engine path), and answer what the lake has at the snapshot they
+/// name; a pinned read never uses a copy.
+#[actix_web::test]
+async fn flight_reads_are_served_from_hot_table_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.cache.enabled = false;
+    config.hot_tables.after_reads = 1;
+    let app = common::spawn_with(config, Some(dir)).await;
+    app.sql("CREATE TABLE h AS SELECT range AS id, range * 2 AS v FROM range(1000)")
+        .await;
+    let copied = || app.engine().hot_tables();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while copied().tables == 0 {
+        app.sql("SELECT count(*) FROM h").await;
+        assert!(std::time::Instant::now() < deadline, "h never copied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut flight = client(&app).await;
+    let sql = "SELECT id, v FROM h WHERE id IN (7, 700) ORDER BY id";
+    let before = copied().reads;
+    let info = flight.execute(sql.into(), None).await.unwrap();
+    let (got, headers) = fetch(&mut flight, info).await.unwrap();
+    assert_eq!(copied().reads, before + 1, "not served from the copy");
+    let snapshot = headers
+        .get(ducklake_backend::flight::SNAPSHOT_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    flight.set_header(ducklake_backend::flight::SNAPSHOT_HEADER, snapshot);
+    let info = flight.execute(sql.into(), None).await.unwrap();
+    let (pinned, _) = fetch(&mut flight, info).await.unwrap();
+    assert_eq!(copied().reads, before + 1, "a pinned read used the copy");
+    assert_eq!(whole(&got), whole(&pinned));
+    assert_eq!(whole(&got).num_rows(), 2);
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn python_drivers_read_write_and_are_refused_as_http_is() {
     let (app, [read, write, _admin]) = crate::auth::app_with_a_key_per_role().await;
