@@ -21,7 +21,9 @@
 //!     connection and the statement prepared);
 //!   - repeated: the same 100 ids cycled, the service against in process,
 //!     with the share of responses that carried `X-Cache: hit`;
-//!   - the uncached lookups over Flight SQL, against HTTP.
+//!   - the uncached lookups over Flight SQL, against HTTP;
+//!   - uncached lookups from one client while the lake moves (an insert into
+//!     another table before each, not timed), against in process.
 //!
 //! Run: `./build.sh bench`. To rerun a part: `BENCH_FORMATS=arrow,json`
 //! (large results in these formats only), `BENCH_ROWS=10000000` (these row
@@ -708,6 +710,85 @@ fn fastapi_python() -> PathBuf {
     python
 }
 
+/// Lookups made while the lake moves.
+const MOVING_ROUNDS: usize = 200;
+
+/// Uncached lookups from one client, each after a write to another table
+/// (not timed): the service's copy of `items` is then checked against the
+/// snapshots since before it serves, DuckDB in process reads the lake.
+fn moving_lake_lookups(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    db: &duckdb::Connection,
+    service_keys: &Keys,
+    local_keys: &Keys,
+) {
+    let url = format!("{base}/api/v1/query");
+    let post = |sql: &str, params: serde_json::Value| {
+        let res = client
+            .post(&url)
+            .json(&json!({ "sql": sql, "params": params }))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200, "{sql}");
+        res.bytes().unwrap();
+    };
+    post("CREATE TABLE moving (n BIGINT)", json!(null));
+    db.execute_batch("USE lake.main; CREATE TABLE moving (n BIGINT)")
+        .unwrap();
+    let (copies, copied_before) = hot_reads(client, base);
+    let mut service = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for round in 0..MOVING_ROUNDS {
+        post("INSERT INTO moving VALUES (?)", json!([round]));
+        let started = Instant::now();
+        post(LOOKUP_SQL, json!([service_keys.next()]));
+        service
+            .record(started.elapsed().as_micros() as u64)
+            .unwrap();
+    }
+    let (_, copied_after) = hot_reads(client, base);
+    let mut local = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut stmt = db.prepare(LOOKUP_SQL).unwrap();
+    for round in 0..MOVING_ROUNDS {
+        db.execute("INSERT INTO moving VALUES (?)", [round as i64])
+            .unwrap();
+        let started = Instant::now();
+        let rows: usize = stmt
+            .query_arrow([local_keys.next()])
+            .unwrap()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 1);
+        local.record(started.elapsed().as_micros() as u64).unwrap();
+    }
+    println!();
+    println!("## Point lookups while the lake moves (a write to another table before each)");
+    println!();
+    println!(
+        "{MOVING_ROUNDS} uncached lookups from one client, each after an insert into another \
+         table (not timed). Hot tables {}: {} of the service's were served from the copy of \
+         `items`, each after the check of the snapshots since.",
+        if copies { "on" } else { "off" },
+        copied_after - copied_before
+    );
+    println!();
+    println!("| target | mean ms | p50 ms | p99 ms | in process × service (means) |");
+    println!("|---|---:|---:|---:|---:|");
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    for (name, h) in [
+        ("service (HTTP JSON)", &service),
+        ("in process (1 connection)", &local),
+    ] {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            h.mean() / 1000.0,
+            ms(h, 0.5),
+            ms(h, 0.99),
+            local.mean() / h.mean()
+        );
+    }
+}
+
 /// Whether `base` keeps hot tables, and how many reads it served from them.
 fn hot_reads(client: &reqwest::blocking::Client, base: &str) -> (bool, u64) {
     let report: serde_json::Value = client
@@ -910,6 +991,7 @@ fn point_lookups(
             flight.p99_ms
         );
     }
+    moving_lake_lookups(client, &service.base, &db, &service_keys, &local_keys);
     for (name, keys) in [
         ("service", &service_keys),
         ("FastAPI", &fastapi_keys),
