@@ -519,6 +519,20 @@ async fn http_lookups(url: &str, clients: usize, keys: &Keys) -> Figure {
     Figure::from_parts(parts, started)
 }
 
+/// One lookup of `id` in process, its one row read, its time recorded.
+fn local_lookup(
+    stmt: &mut duckdb::Statement<'_>,
+    id: i64,
+    histogram: &mut hdrhistogram::Histogram<u64>,
+) {
+    let started = Instant::now();
+    let rows: usize = stmt.query_arrow([id]).unwrap().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 1);
+    histogram
+        .record(started.elapsed().as_micros() as u64)
+        .unwrap();
+}
+
 /// The lookups in process for [`FIGURE`]: `threads` threads, each with its
 /// own connection to `db`'s lake and the statement prepared.
 fn in_process_lookups(db: &duckdb::Connection, threads: usize, keys: &Keys) -> Figure {
@@ -534,14 +548,7 @@ fn in_process_lookups(db: &duckdb::Connection, threads: usize, keys: &Keys) -> F
                     let mut stmt = conn.prepare(LOOKUP_SQL).unwrap();
                     let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
                     while started.elapsed() < FIGURE {
-                        let t = Instant::now();
-                        let rows: usize = stmt
-                            .query_arrow([keys.next()])
-                            .unwrap()
-                            .map(|b| b.num_rows())
-                            .sum();
-                        assert_eq!(rows, 1);
-                        histogram.record(t.elapsed().as_micros() as u64).unwrap();
+                        local_lookup(&mut stmt, keys.next(), &mut histogram);
                     }
                     (histogram, 0, 0)
                 })
@@ -752,14 +759,7 @@ fn moving_lake_lookups(
     for round in 0..MOVING_ROUNDS {
         db.execute("INSERT INTO moving VALUES (?)", [round as i64])
             .unwrap();
-        let started = Instant::now();
-        let rows: usize = stmt
-            .query_arrow([local_keys.next()])
-            .unwrap()
-            .map(|b| b.num_rows())
-            .sum();
-        assert_eq!(rows, 1);
-        local.record(started.elapsed().as_micros() as u64).unwrap();
+        local_lookup(&mut stmt, local_keys.next(), &mut local);
     }
     println!();
     println!("## Point lookups while the lake moves (a write to another table before each)");
