@@ -406,15 +406,30 @@ struct PoolReads {
     runtime: tokio::runtime::Handle,
 }
 
+/// How long a hot table's catalog read may take (a request's own timeout
+/// cannot stop it: it runs beside DuckDB, not in it).
+const POOL_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl PoolReads {
+    fn bounded<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        self.runtime.block_on(async {
+            tokio::time::timeout(POOL_READ_LIMIT, read)
+                .await
+                .map_err(|_| unavailable("no answer within 5 s"))?
+        })
+    }
+}
+
 impl crate::engine::hot::CatalogReads for PoolReads {
     fn changes(&self, read: i64, from: i64, to: i64) -> Result<Vec<SnapshotChanges>, Error> {
-        self.runtime
-            .block_on(pool_changes(&self.pool, read, from, to))
+        self.bounded(pool_changes(&self.pool, read, from, to))
     }
 
     fn table_id(&self, schema: &str, table: &str, at: i64) -> Result<Option<i64>, Error> {
-        self.runtime
-            .block_on(pool_table_id(&self.pool, schema, table, at))
+        self.bounded(pool_table_id(&self.pool, schema, table, at))
     }
 }
 

@@ -275,6 +275,11 @@ impl Engine {
         self.hot.stats()
     }
 
+    /// The hot tables themselves (where their checks read the catalog).
+    pub fn hot(&self) -> &Arc<super::hot::HotTables> {
+        &self.hot
+    }
+
     pub fn lake(&self) -> &LakeSpec {
         &self.lake
     }

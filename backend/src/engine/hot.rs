@@ -289,7 +289,15 @@ impl HotTables {
                 continue; // the copy is newer than this read
             }
             if now > copy.verified {
-                let rows = catalog.changes(copy.snapshot, copy.verified, now)?;
+                // A check that cannot answer leaves the copy unused: the
+                // read goes to the lake, which answers or fails on its own.
+                let rows = match catalog.changes(copy.snapshot, copy.verified, now) {
+                    Ok(rows) => rows,
+                    Err(err) => {
+                        tracing::info!(error = %err, "a hot table's check failed; reading the lake");
+                        continue;
+                    }
+                };
                 let unchanged =
                     snapshots::since(copy.snapshot, copy.verified, now, &rows, &[copy.table_id])
                         == snapshots::Since::Unchanged;

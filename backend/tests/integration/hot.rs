@@ -273,3 +273,66 @@ async fn app_reads_lake_only(app: &TestApp) {
     assert!(!off.enabled);
     assert_eq!((off.tables, off.builds, off.reads), (0, 0, 0));
 }
+
+/// A catalog that does not answer: each check of a copy fails.
+struct Unanswered;
+
+impl ducklake_backend::engine::hot::CatalogReads for Unanswered {
+    fn changes(
+        &self,
+        _: i64,
+        _: i64,
+        _: i64,
+    ) -> Result<
+        Vec<ducklake_backend::engine::snapshots::SnapshotChanges>,
+        ducklake_backend::error::Error,
+    > {
+        Err(ducklake_backend::error::Error::CatalogUnavailable(
+            "test: no answer".into(),
+        ))
+    }
+
+    fn table_id(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+    ) -> Result<Option<i64>, ducklake_backend::error::Error> {
+        Err(ducklake_backend::error::Error::CatalogUnavailable(
+            "test: no answer".into(),
+        ))
+    }
+}
+
+/// A copy whose check cannot be made is not used: the read goes to the
+/// lake and answers what the lake has.
+#[actix_web::test]
+async fn a_copy_that_cannot_be_checked_is_not_used() {
+    let app = start(1, |_| {}).await;
+    app.sql("CREATE TABLE t AS SELECT range AS id FROM range(100)")
+        .await;
+    app.sql("CREATE TABLE other (n INT)").await;
+    read_until(&app, "SELECT count(*) FROM t", "t copied", |s| {
+        s.tables == 1
+    })
+    .await;
+    let count = json!({"sql": "SELECT count(*), sum(id) FROM t"});
+    let before = stats(&app).reads;
+    let (got, truth) = answer_and_truth(&app, &count).await;
+    assert_eq!(got, truth);
+    assert_eq!(
+        stats(&app).reads,
+        before + 1,
+        "the copy serves while the lake holds still"
+    );
+    app.engine()
+        .hot()
+        .read_catalog_with(std::sync::Arc::new(Unanswered));
+    // The lake moves (another table): the copy needs its check, which fails.
+    app.sql("INSERT INTO other VALUES (1)").await;
+    let (got, truth) = answer_and_truth(&app, &count).await;
+    assert_eq!(got, truth);
+    assert_eq!(got["rows"], json!([[100, 4950]]));
+    assert_eq!(stats(&app).reads, before + 1, "an unchecked copy served");
+    app.stop().await;
+}
