@@ -215,6 +215,28 @@ async fn a_hot_table_answers_as_the_lake_does_until_it_changes() {
     );
     let (_, report) = app.get_json("/metrics/performance").await;
     assert_eq!(report["hot_tables"]["invalidations"], 2);
+    // A table of the same name in another schema is another table, with
+    // a copy of its own once read often enough.
+    app.sql("CREATE SCHEMA s").await;
+    app.sql("CREATE TABLE s.t AS SELECT range AS id FROM range(5)")
+        .await;
+    let builds = stats(&app).builds;
+    read_until(&app, "SELECT count(*) FROM s.t", "s.t copied", |s| {
+        s.builds > builds
+    })
+    .await;
+    for sql in ["SELECT count(*) FROM s.t", "SELECT count(*) FROM lake.s.t"] {
+        let before = stats(&app).reads;
+        let (got, truth) = answer_and_truth(&app, &json!({ "sql": sql })).await;
+        assert_eq!((got["rows"].clone(), got), (json!([[5]]), truth), "{sql}");
+        assert_eq!(
+            stats(&app).reads,
+            before + 1,
+            "{sql} was not served from its copy"
+        );
+    }
+    let (main_t, _) = answer(&app, json!({"sql": "SELECT count(*) FROM t"})).await;
+    assert_eq!(main_t["rows"], json!([[1001]]));
     app.stop().await;
 }
 
