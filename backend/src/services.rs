@@ -353,7 +353,7 @@ impl Services {
     /// own, set when it opened).
     pub fn connect_hot_tables(&self) {
         if let Some(pool) = self.catalog_pool() {
-            self.engine.hot.read_catalog_with(Arc::new(PoolReads {
+            self.engine.hot().read_catalog_with(Arc::new(PoolReads {
                 pool: pool.clone(),
                 runtime: tokio::runtime::Handle::current(),
             }));

@@ -40,7 +40,7 @@ pub async fn prometheus(_: Open, state: web::Data<AppState>) -> Result<HttpRespo
     health::check_all(&state).await;
     m.queries_queued.set(state.engine.queued() as i64);
     sync_int_counter(&m.write_conflicts, state.engine.write_conflicts());
-    let hot = state.engine.hot_tables();
+    let hot = state.engine.hot().stats();
     m.hot_tables.set(hot.tables as i64);
     m.hot_bytes.set(hot.bytes as i64);
     sync_int_counter(&m.hot_reads, hot.reads);
@@ -187,7 +187,7 @@ pub async fn performance(
     )?;
     let mut report = state.performance.report();
     report["cache"] = serde_json::json!(state.cache.stats());
-    report["hot_tables"] = serde_json::json!(state.engine.hot_tables());
+    report["hot_tables"] = serde_json::json!(state.engine.hot().stats());
     Ok(HttpResponse::Ok().json(report))
 }
 

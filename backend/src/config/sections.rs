@@ -365,9 +365,7 @@ impl Default for CacheConfig {
 impl CacheConfig {
     /// The budget and the per-entry limit, given DuckDB's memory limit.
     pub fn budget(&self, memory_limit_bytes: u64) -> (u64, u64) {
-        let max = self.max_bytes.unwrap_or(memory_limit_bytes / 16);
-        let entry = self.max_entry_bytes.unwrap_or(max / 16).min(max);
-        (max, entry)
+        budget(self.max_bytes, self.max_entry_bytes, memory_limit_bytes, 16)
     }
 }
 
@@ -400,10 +398,16 @@ impl Default for HotTablesConfig {
 impl HotTablesConfig {
     /// The budget and the per-table limit, given DuckDB's memory limit.
     pub fn budget(&self, memory_limit_bytes: u64) -> (u64, u64) {
-        let max = self.max_bytes.unwrap_or(memory_limit_bytes / 16);
-        let table = self.max_table_bytes.unwrap_or(max / 4).min(max);
-        (max, table)
+        budget(self.max_bytes, self.max_table_bytes, memory_limit_bytes, 4)
     }
+}
+
+/// A memory budget and the most one item of it may take: `max` (unset, a
+/// sixteenth of DuckDB's memory limit) and `each` (unset, `max / share`),
+/// never more than `max`.
+fn budget(max: Option<u64>, each: Option<u64>, memory_limit_bytes: u64, share: u64) -> (u64, u64) {
+    let max = max.unwrap_or(memory_limit_bytes / 16);
+    (max, each.unwrap_or(max / share).min(max))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

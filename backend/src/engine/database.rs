@@ -80,7 +80,7 @@ pub struct Engine {
     /// (`random`, `now` ...): a query calling one gets no ETag.
     pub(super) volatile_functions: Arc<std::collections::HashSet<String>>,
     /// In-memory copies of small lake tables read often.
-    pub(crate) hot: Arc<super::hot::HotTables>,
+    pub(super) hot: Arc<super::hot::HotTables>,
     /// Keeps the database open for as long as the engine lives.
     pub(super) _root: parking_lot::Mutex<Connection>,
 }
@@ -271,11 +271,7 @@ impl Engine {
         })
     }
 
-    pub fn hot_tables(&self) -> super::hot::HotStats {
-        self.hot.stats()
-    }
-
-    /// The hot tables themselves (where their checks read the catalog).
+    /// The hot tables: their figures, where their checks read the catalog.
     pub fn hot(&self) -> &Arc<super::hot::HotTables> {
         &self.hot
     }
@@ -419,8 +415,7 @@ impl Engine {
 
     /// DuckDB's configured memory limit in bytes.
     pub async fn memory_limit_bytes(&self) -> Result<u64, Error> {
-        self.probe_value("SELECT parse_formatted_bytes(current_setting('memory_limit'))")
-            .await
+        self.probe_value(MEMORY_LIMIT_SQL).await
     }
 
     /// The one value `sql` answers, on the probe connection.
@@ -606,6 +601,9 @@ fn read_info(conn: &Connection, loaded: &[&str]) -> duckdb::Result<EngineInfo> {
     })
 }
 
+/// DuckDB's memory limit in bytes.
+const MEMORY_LIMIT_SQL: &str = "SELECT parse_formatted_bytes(current_setting('memory_limit'))";
+
 /// The hot tables, their budget a share of DuckDB's memory limit, their
 /// copies made on a connection of their own.
 fn open_hot_tables(
@@ -614,11 +612,7 @@ fn open_hot_tables(
     lake: &str,
     use_lake: &str,
 ) -> duckdb::Result<Arc<super::hot::HotTables>> {
-    let memory_limit: u64 = root.query_row(
-        "SELECT parse_formatted_bytes(current_setting('memory_limit'))",
-        [],
-        |row| row.get(0),
-    )?;
+    let memory_limit: u64 = root.query_row(MEMORY_LIMIT_SQL, [], |row| row.get(0))?;
     let (max_bytes, max_table_bytes) = config.hot_tables.budget(memory_limit);
     let databases = root
         .prepare("SELECT database_name FROM duckdb_databases()")?

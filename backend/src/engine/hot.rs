@@ -266,13 +266,15 @@ impl HotTables {
     }
 
     /// `sql` (one plain read, already checked by the sandbox) with the
-    /// tables it reads from usable copies, if any; `tables` are the lake
-    /// tables its plan scans, `now` the snapshot its transaction reads on
-    /// `conn`. Counts the read of each table towards its copy.
+    /// tables it reads from usable copies, if any; `tree` its parse tree if
+    /// the caller has it, `tables` the lake tables its plan scans, `now`
+    /// the snapshot its transaction reads on `conn`. Counts the read of
+    /// each table towards its copy.
     pub fn rewrite(
         &self,
         conn: &Connection,
         sql: &str,
+        tree: Option<Value>,
         tables: &[(String, String)],
         now: i64,
     ) -> Result<Option<String>, Error> {
@@ -284,7 +286,7 @@ impl HotTables {
         };
         let candidates = self.candidates(tables);
         let mut usable: HashMap<Key, String> = HashMap::new();
-        for ((schema, table), copy) in candidates {
+        for (key, copy) in candidates {
             if now < copy.snapshot {
                 continue; // the copy is newer than this read
             }
@@ -301,16 +303,19 @@ impl HotTables {
                 let unchanged =
                     snapshots::since(copy.snapshot, copy.verified, now, &rows, &[copy.table_id])
                         == snapshots::Since::Unchanged;
-                if !self.verified(&key(&schema, &table), &copy.name, unchanged, now) {
+                if !self.verified(&key, &copy.name, unchanged, now) {
                     continue;
                 }
             }
-            usable.insert(key(&schema, &table), copy.name);
+            usable.insert(key, copy.name);
         }
         if usable.is_empty() {
             return Ok(None);
         }
-        let mut tree = parse_tree::serialize(conn, sql)?;
+        let mut tree = match tree {
+            Some(tree) => tree,
+            None => parse_tree::serialize(conn, sql)?,
+        };
         if tree["error"].as_bool() != Some(false) || leaves_doubt(&tree) {
             return Ok(None);
         }
@@ -322,26 +327,24 @@ impl HotTables {
 
     /// The copies of `tables` there are, each marked used; a read counted
     /// towards each table without one (which may start its copy).
-    fn candidates(&self, tables: &[(String, String)]) -> Vec<((String, String), Copied)> {
-        let mut found = Vec::new();
+    fn candidates(&self, tables: &[(String, String)]) -> Vec<(Key, Copied)> {
+        let mut found: Vec<(Key, Copied)> = Vec::new();
         let mut builds = Vec::new();
         {
             let mut state = self.state.lock();
             let state = &mut *state;
             for (schema, table) in tables {
+                let key = key(schema, table);
                 let slot = state
                     .slots
-                    .entry(key(schema, table))
+                    .entry(key.clone())
                     .or_insert(Slot::Cold { reads: 0 });
                 match slot {
                     Slot::Copied(copy) => {
                         state.tick += 1;
                         copy.used = state.tick;
-                        if !found
-                            .iter()
-                            .any(|(k, _)| *k == (schema.clone(), table.clone()))
-                        {
-                            found.push(((schema.clone(), table.clone()), copy.clone()));
+                        if !found.iter().any(|(seen, _)| *seen == key) {
+                            found.push((key, copy.clone()));
                         }
                     }
                     Slot::Cold { reads } => {
@@ -475,8 +478,7 @@ fn work(hot: Weak<HotTables>, jobs: mpsc::Receiver<Job>, conn: Connection) {
         };
         match job {
             Job::Build { schema, table } => {
-                let made = hot.build(&conn, &schema, &table);
-                if let Err(err) = &made {
+                if let Err(err) = hot.build(&conn, &schema, &table) {
                     let _ = conn.execute_batch("ROLLBACK");
                     tracing::debug!(%schema, %table, error = %err, "hot table not copied");
                     hot.state

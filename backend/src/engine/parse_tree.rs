@@ -38,13 +38,18 @@ pub fn deserialize(conn: &Connection, tree: &Value) -> Result<String, Error> {
         .map_err(Error::from_duckdb)
 }
 
-/// `sql` with its parameters' values in place, as DuckDB parses them;
-/// `None` when DuckDB cannot serialize the statement (not a SELECT).
-pub fn with_values(conn: &Connection, sql: &str, params: &Params) -> Result<Option<String>, Error> {
-    let mut tree = serialize(conn, sql)?;
+/// The statement `tree` (its [`serialize`]d form) with its parameters'
+/// values in place, as DuckDB parses them; `None` when DuckDB could not
+/// serialize the statement (not a SELECT).
+pub fn with_values(
+    conn: &Connection,
+    tree: &Value,
+    params: &Params,
+) -> Result<Option<String>, Error> {
     if tree["error"].as_bool() != Some(false) {
         return Ok(None);
     }
+    let mut tree = tree.clone();
     let mut names = Vec::new();
     placeholders(&tree, &mut names);
     if !names.is_empty() {
@@ -192,6 +197,14 @@ fn replace(node: &mut Value, values: &std::collections::HashMap<&str, &Value>) {
 mod tests {
     use super::*;
 
+    fn with_values_of(
+        conn: &Connection,
+        sql: &str,
+        params: &Params,
+    ) -> Result<Option<String>, Error> {
+        with_values(conn, &serialize(conn, sql)?, params)
+    }
+
     fn run(conn: &Connection, sql: &str) -> Vec<(i64, String)> {
         conn.prepare(sql)
             .unwrap()
@@ -209,7 +222,7 @@ mod tests {
         let conn = duckdb::Connection::open_in_memory().unwrap();
         let tricky = "x'); SELECT current_setting('memory_limit') --";
         let params = Params::parse(&format!(r#"[-1, {}, 3]"#, serde_json::json!(tricky))).unwrap();
-        let checked = with_values(&conn, "SELECT 1-?, ? FROM range(?)", &params)
+        let checked = with_values_of(&conn, "SELECT 1-?, ? FROM range(?)", &params)
             .unwrap()
             .unwrap();
         assert!(!checked.contains('?'), "{checked}");
@@ -219,17 +232,17 @@ mod tests {
             "{checked}"
         );
         let named = Params::parse(r#"{"n": 2, "s": "it's"}"#).unwrap();
-        let checked = with_values(&conn, "SELECT $n AS a, $s AS s FROM range($n)", &named)
+        let checked = with_values_of(&conn, "SELECT $n AS a, $s AS s FROM range($n)", &named)
             .unwrap()
             .unwrap();
         assert_eq!(run(&conn, &checked), vec![(2, "it's".to_string()); 2]);
         // Not a SELECT: DuckDB serializes none, the caller splices.
         conn.execute_batch("CREATE TABLE t (a INT)").unwrap();
         assert_eq!(
-            with_values(&conn, "INSERT INTO t VALUES (?)", &named).unwrap(),
+            with_values_of(&conn, "INSERT INTO t VALUES (?)", &named).unwrap(),
             None
         );
-        let err = with_values(&conn, "SELECT $missing", &named).unwrap_err();
+        let err = with_values_of(&conn, "SELECT $missing", &named).unwrap_err();
         assert_eq!(err.code(), "invalid_parameters");
     }
 }

@@ -550,13 +550,20 @@ impl Producer {
                 }
             }
         }
+        // DuckDB's parse tree of the last statement, read once: the
+        // parameters' values are placed in it, and a plain read is pointed
+        // at hot table copies through it.
+        let tree = match &request.params {
+            Params::None => None,
+            _ => Some(parse_tree::serialize(conn, last)?),
+        };
         // With parameters, the statement checked holds their values: placed
         // by DuckDB's own parser for a SELECT, spliced as literals otherwise.
-        let checked = match &request.params {
-            Params::None => std::borrow::Cow::Borrowed(last.as_str()),
-            params => match parse_tree::with_values(conn, last, params)? {
+        let checked = match &tree {
+            None => std::borrow::Cow::Borrowed(last.as_str()),
+            Some(tree) => match parse_tree::with_values(conn, tree, &request.params)? {
                 Some(sql) => std::borrow::Cow::Owned(sql),
-                None => sandbox::with_literals(last, params)?,
+                None => sandbox::with_literals(last, &request.params)?,
             },
         };
         if !self.check(conn, &checked, access)? {
@@ -608,7 +615,8 @@ impl Producer {
             && sandbox::explain(last).is_none()
         {
             let now = self.versions.snapshot.unwrap_or_default();
-            self.hot.rewrite(conn, last, &self.reads.tables, now)?
+            self.hot
+                .rewrite(conn, last, tree, &self.reads.tables, now)?
         } else {
             None
         };

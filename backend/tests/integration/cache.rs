@@ -714,7 +714,7 @@ async fn no_stale_hit_across_replicas_and_stock_duckdb() {
             ));
         }
     }
-    let copied = replicas[3].engine().hot_tables();
+    let copied = replicas[3].engine().hot().stats();
     println!("{steps} steps: {reads_done} reads, {hits} hits; copies: {copied:?}");
     assert!(
         stale.is_empty(),

@@ -860,7 +860,7 @@ async fn flight_reads_are_served_from_hot_table_copies() {
     let app = common::spawn_with(config, Some(dir)).await;
     app.sql("CREATE TABLE h AS SELECT range AS id, range * 2 AS v FROM range(1000)")
         .await;
-    let copied = || app.engine().hot_tables();
+    let copied = || app.engine().hot().stats();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while copied().tables == 0 {
         app.sql("SELECT count(*) FROM h").await;

@@ -25,7 +25,7 @@ async fn start(after_reads: u32, adjust: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 fn stats(app: &TestApp) -> HotStats {
-    app.engine().hot_tables()
+    app.engine().hot().stats()
 }
 
 /// Reads `sql` until `done` holds for the hot tables' figures (the copies'
