@@ -187,6 +187,7 @@ impl Error {
 
     /// Classifies a DuckDB error message ("<Type> Error: <what>").
     pub fn from_duckdb_message(message: String) -> Self {
+        let message = without_internal_hint(message);
         let kind = message
             .split_once(" Error:")
             .map(|(kind, _)| kind.trim())
@@ -238,6 +239,33 @@ impl Error {
     }
 }
 
+/// The names of the service's own tables (the in-memory copies of hot lake
+/// tables) start with this. User SQL cannot read them, and an error never
+/// suggests one.
+pub const INTERNAL_TABLE_PREFIX: &str = "__ducklake_hot_";
+
+/// `message` without DuckDB's spelling hint (`Did you mean "x"?`) when the
+/// hint names one of the service's own tables: a typo's answer must not
+/// point at a table the caller cannot read and never created.
+fn without_internal_hint(message: String) -> String {
+    const HINT: &str = "Did you mean ";
+    let Some(start) = message.find(HINT) else {
+        return message;
+    };
+    let end = message[start..]
+        .find('\n')
+        .map_or(message.len(), |line| start + line);
+    if !message[start..end].contains(INTERNAL_TABLE_PREFIX) {
+        return message;
+    }
+    let start = if message[..start].ends_with('\n') {
+        start - 1
+    } else {
+        start
+    };
+    format!("{}{}", &message[..start], &message[end..])
+}
+
 /// libpq's words for "the catalog server is not there".
 const CATALOG_OUTAGE: &[&str] = &[
     "Unable to connect to Postgres",
@@ -282,6 +310,28 @@ mod tests {
             },
             Some(message.to_string()),
         )
+    }
+
+    #[test]
+    fn a_hint_naming_the_services_own_table_is_dropped_and_others_kept() {
+        let own = "Catalog Error: Table with name ducklake_hot does not exist!\n\
+                   Did you mean \"memory.__ducklake_hot_3\"?\n\nLINE 1: SELECT * FROM ducklake_hot";
+        let err = Error::from_duckdb(failure(own));
+        assert_eq!(err.code(), "not_found");
+        assert_eq!(
+            err.to_string(),
+            "Catalog Error: Table with name ducklake_hot does not exist!\n\n\
+             LINE 1: SELECT * FROM ducklake_hot"
+        );
+        let lake = "Catalog Error: Table with name itme does not exist!\n\
+                    Did you mean \"items\"?\n\nLINE 1: SELECT * FROM itme";
+        assert_eq!(Error::from_duckdb(failure(lake)).to_string(), lake);
+        let last =
+            "Catalog Error: Table with name h does not exist!\nDid you mean \"__ducklake_hot_1\"?";
+        assert_eq!(
+            Error::from_duckdb(failure(last)).to_string(),
+            "Catalog Error: Table with name h does not exist!"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! it.
 //!
 //! - **Which tables.** A lake table read by [`HotTables::after_reads`]
-//!   plain reads is copied (`CREATE TABLE memory.main.hot_<n> AS SELECT *
+//!   plain reads is copied (`CREATE TABLE memory.main.__ducklake_hot_<n> AS SELECT *
 //!   FROM` the table, in one transaction that also reads the snapshot it
 //!   copies) by a thread of its own, off every request's path. A table
 //!   whose copy would outgrow `max_table_bytes` is never copied; copies
@@ -55,7 +55,7 @@ use super::{
     parse_tree,
     snapshots::{self, current_snapshot, SnapshotChanges},
 };
-use crate::error::Error;
+use crate::error::{Error, INTERNAL_TABLE_PREFIX};
 
 /// DuckLake's virtual columns: a copy has none of them (or, `rowid`, its
 /// own).
@@ -556,7 +556,7 @@ impl HotTables {
         let name = {
             let mut state = self.state.lock();
             state.next += 1;
-            format!("hot_{}", state.next)
+            format!("{INTERNAL_TABLE_PREFIX}{}", state.next)
         };
         let before = in_memory_bytes(conn)?;
         conn.execute_batch(&format!(

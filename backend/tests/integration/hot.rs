@@ -171,8 +171,8 @@ async fn a_hot_table_answers_as_the_lake_does_until_it_changes() {
 
     // The copy is the service's own: user SQL cannot name it.
     for sql in [
-        "SELECT * FROM memory.main.hot_1",
-        "SELECT count(*) FROM memory.hot_1",
+        "SELECT * FROM memory.main.__ducklake_hot_1",
+        "SELECT count(*) FROM memory.__ducklake_hot_1",
     ] {
         let (status, body) = app.post_query(json!({ "sql": sql })).await;
         assert_eq!(
@@ -181,6 +181,12 @@ async fn a_hot_table_answers_as_the_lake_does_until_it_changes() {
             "{sql}: {body}"
         );
     }
+    // Nor does a typo's answer point at it (DuckDB's hint names it).
+    let (status, body) = app
+        .post_query(json!({"sql": "SELECT * FROM memory.ducklake_hot_1"}))
+        .await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
+    assert!(!body.to_string().contains("__ducklake_hot"), "{body}");
 
     // A write ends the copy: the next read has the new row, from the lake.
     let count = json!({"sql": "SELECT count(*) FROM t"});
