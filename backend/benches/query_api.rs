@@ -5,6 +5,10 @@
 //!   DuckDB producing the same result in process as Arrow batches (the floor);
 //! - the same large results over Arrow Flight SQL (`GetFlightInfo` +
 //!   `DoGet`), against the floor and against HTTP's Arrow;
+//! - the transport floor: the floor's batches written as an Arrow IPC stream
+//!   to a loopback socket and read back as batches by another thread, with
+//!   no service in between (what crossing a process boundary costs on the
+//!   machine, to tell the service's own share from the transport's);
 //! - the service's peak resident memory while it streams the 10M-row results,
 //!   against its resident memory when idle;
 //! - point lookups (`SELECT * FROM items WHERE id = ?` on a 100k-row DuckLake
@@ -173,6 +177,48 @@ fn floor_seconds(sql: &str) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// Seconds for the floor's batches to cross a loopback socket as an Arrow
+/// IPC stream and be read back as batches by another thread (best of
+/// [`RUNS`]): what moving the result between two processes costs on this
+/// machine before any service is involved (the same two cores run DuckDB,
+/// the encoding, the kernel's copies and the reader).
+fn transport_floor_seconds(sql: &str) -> f64 {
+    use std::io::{BufReader, BufWriter};
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    (0..RUNS)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let reader = std::thread::spawn(move || {
+                let (socket, _) = listener.accept().unwrap();
+                let batches = arrow_ipc::reader::StreamReader::try_new(
+                    BufReader::with_capacity(1 << 20, socket),
+                    None,
+                )
+                .unwrap();
+                batches.map(|b| b.unwrap().num_rows()).sum::<usize>()
+            });
+            let started = Instant::now();
+            let socket = std::net::TcpStream::connect(addr).unwrap();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let batches = stmt.stream_arrow([]).unwrap();
+            let schema = batches.get_schema();
+            let mut writer = arrow_ipc::writer::StreamWriter::try_new(
+                BufWriter::with_capacity(1 << 20, socket),
+                &schema,
+            )
+            .unwrap();
+            for batch in batches {
+                writer.write(&batch).unwrap();
+            }
+            writer.finish().unwrap();
+            drop(writer);
+            assert!(reader.join().unwrap() > 0);
+            started.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
 /// Seconds and bytes for one HTTP request reading the whole body (best of
 /// [`RUNS`]).
 fn http_seconds(
@@ -321,6 +367,11 @@ fn large_results(
         let sql = large_sql(rows);
         let floor = floor_seconds(&sql);
         println!("| {rows} | floor (in process) | {floor:.3} | | | 1.00 |");
+        let transport = transport_floor_seconds(&sql);
+        println!(
+            "| {rows} | floor + Arrow IPC over loopback to a reader (no service) | {transport:.3} | | | {:.2} |",
+            transport / floor
+        );
         let mut arrow_seconds = None;
         for format in &formats {
             let (seconds, bytes) = http_seconds(client, &service.base, &sql, format);
