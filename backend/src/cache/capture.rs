@@ -21,9 +21,9 @@ pub struct Capture {
     bytes: Vec<u8>,
     /// Past the per-entry limit: collecting stopped.
     over: bool,
-    /// This run's turn (none for a follower that runs after all, or once
-    /// the answer outgrew what may be kept).
-    _lead: Option<Leading>,
+    /// This run's turn (none for a follower that runs after all, once the
+    /// answer outgrew what may be kept, or once its client held it back).
+    lead: Option<Leading>,
 }
 
 impl Capture {
@@ -33,7 +33,7 @@ impl Capture {
             key,
             bytes: Vec::new(),
             over: false,
-            _lead: lead,
+            lead,
         }
     }
 
@@ -47,10 +47,23 @@ impl Capture {
             self.bytes = Vec::new();
             // Nothing will be kept: requests waiting for this answer run
             // their own now rather than after this one's end.
-            self._lead = None;
+            self.lead = None;
             return;
         }
         self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Whether requests wait for this run's answer.
+    pub fn leads(&self) -> bool {
+        self.lead.is_some()
+    }
+
+    /// Lets the requests waiting for this run's answer go, each to run its
+    /// own: this run goes at its client's pace (a slow reader, a Flight
+    /// `DoGet` not yet called), which is not theirs. Its answer may still be
+    /// kept.
+    pub fn release_followers(&mut self) {
+        self.lead = None;
     }
 
     /// Keeps the collected answer (and then ends the turn: followers find

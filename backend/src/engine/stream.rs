@@ -485,6 +485,39 @@ struct Reads {
 /// The client went away: stop producing.
 struct Gone;
 
+/// How long a leading run waits for its client to take a chunk before the
+/// requests waiting for its answer go (see [`Capture::release_followers`]):
+/// a client that takes [`CHUNK_BYTES`] slower than this reads at a few
+/// hundred KB/s, or not at all.
+const LEADER_PATIENCE: Duration = Duration::from_millis(250);
+
+enum Room {
+    Sent,
+    Gone,
+    /// No room within [`LEADER_PATIENCE`]: the chunk back.
+    Full(Result<Bytes, Error>),
+}
+
+/// Sends `chunk` if the channel has room now or within [`LEADER_PATIENCE`].
+fn wait_for_room(tx: &mpsc::Sender<Result<Bytes, Error>>, chunk: Result<Bytes, Error>) -> Room {
+    let chunk = match tx.try_send(chunk) {
+        Ok(()) => return Room::Sent,
+        Err(mpsc::error::TrySendError::Closed(_)) => return Room::Gone,
+        Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Room::Full(chunk);
+    };
+    match runtime.block_on(tokio::time::timeout(LEADER_PATIENCE, tx.reserve())) {
+        Ok(Ok(permit)) => {
+            permit.send(chunk);
+            Room::Sent
+        }
+        Ok(Err(_)) => Room::Gone,
+        Err(_) => Room::Full(chunk),
+    }
+}
+
 impl Producer {
     fn run(
         &mut self,
@@ -866,9 +899,21 @@ impl Producer {
             return Ok(());
         }
         self.sent_bytes += bytes.len() as u64;
-        self.tx
-            .blocking_send(Ok(Bytes::from(bytes)))
-            .map_err(|_| Gone)
+        let chunk = Ok(Bytes::from(bytes));
+        // Requests waiting for this answer wait for DuckDB, not for this
+        // request's client: if it takes no chunk for a while, they go.
+        let chunk = match self.capture.as_mut().filter(|c| c.leads()) {
+            Some(capture) => match wait_for_room(&self.tx, chunk) {
+                Room::Sent => return Ok(()),
+                Room::Gone => return Err(Gone),
+                Room::Full(chunk) => {
+                    capture.release_followers();
+                    chunk
+                }
+            },
+            None => chunk,
+        };
+        self.tx.blocking_send(chunk).map_err(|_| Gone)
     }
 
     fn fail(&mut self, err: Error) {

@@ -108,6 +108,41 @@ async fn a_run_too_large_to_keep_lets_its_waiters_go() {
     app.stop().await;
 }
 
+/// A run whose own client takes nothing lets the requests waiting for its
+/// answer go: each runs its own instead of waiting for that client (here
+/// forever: it reads nothing) or its own timeout, though the answer would
+/// fit the cache.
+#[actix_web::test]
+async fn a_run_its_client_holds_back_lets_its_waiters_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.cache.max_bytes = Some(512 << 20);
+    config.cache.max_entry_bytes = Some(256 << 20);
+    config.query.max_rows = 1_000_000;
+    let app = spawn_with(config, Some(dir)).await;
+    // ~30 MB of CSV: more than the stalled client's socket buffers and the
+    // channel behind them take, so its run stops for its client.
+    let large = json!({
+        "sql": "SELECT range AS id, repeat('x', 100) AS pad FROM range(300000)",
+        "format": "csv",
+        "timeout_ms": 60000,
+    });
+    let stalled = send(&app, &large).await;
+    assert_eq!(x_cache(stalled.headers()), "miss");
+    // The same key (a timeout is not part of it); waiting out this timeout
+    // would answer 504.
+    let mut same = large.clone();
+    same["timeout_ms"] = json!(20000);
+    let (status, h, body) = post(&app, same).await;
+    assert_eq!((status, x_cache(&h)), (200, "miss"), "{body}");
+    assert_eq!(body.lines().count(), 300_001);
+    assert_eq!(metric(&app, "ducklake_cache_waits_total").await, 1.0);
+    // The stalled answer, read at last, is whole.
+    let stalled = stalled.text().await.unwrap();
+    assert_eq!(stalled, body);
+    app.stop().await;
+}
+
 /// A request that waits for the same query's run ends within its own
 /// timeout when that run times out: 504 `query_timeout`, like the run's.
 #[actix_web::test]

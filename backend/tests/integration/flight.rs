@@ -848,6 +848,49 @@ async fn a_repeated_statement_is_served_from_the_result_cache() {
     app.stop().await;
 }
 
+/// A statement waiting for its `DoGet` holds back no other request: one
+/// waiting for the same answer (HTTP's Arrow, the same cache entry) runs
+/// its own, though the answer would fit the cache; the waiting statement,
+/// fetched at last, is whole.
+#[actix_web::test]
+async fn a_statement_waiting_for_its_do_get_holds_back_no_other_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.cache.max_bytes = Some(512 << 20);
+    config.cache.max_entry_bytes = Some(256 << 20);
+    let app = common::spawn_with(config, Some(dir)).await;
+    let mut flight = client(&app).await;
+    // ~11 MB of Arrow: more than the channel its stream waits in.
+    let sql = "SELECT range AS id, repeat('x', 100) AS pad FROM range(100000)";
+    let info = flight.execute(sql.to_string(), None).await.unwrap();
+    // Waiting out this timeout would answer 504.
+    let res = app
+        .client
+        .post(app.url("/api/v1/query"))
+        .json(&json!({"sql": sql, "format": "arrow", "timeout_ms": 20000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-cache"], "miss");
+    let bytes = res.bytes().await.unwrap();
+    let over_http: Vec<RecordBatch> =
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let over_http = whole(&over_http);
+    assert_eq!(over_http.num_rows(), 100_000);
+    let waits = common::sample(
+        &app.get_text("/metrics").await,
+        "ducklake_cache_waits_total",
+    );
+    assert_eq!(waits, 1.0);
+    let (batches, _) = fetch(&mut flight, info).await.unwrap();
+    assert_eq!(whole(&batches), over_http);
+    app.stop().await;
+}
+
 /// Reads over Flight are served from the hot tables' copies as over HTTP
 /// (one engine path), and answer what the lake has at the snapshot they
 /// name; a pinned read never uses a copy.
