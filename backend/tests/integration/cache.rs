@@ -84,6 +84,27 @@ async fn identical_misses_at_once_run_once() {
     app.stop().await;
 }
 
+/// Starts a CSV read of `rows` wide rows whose client takes nothing past
+/// its head, then asks the same again (the same key: a timeout is not part
+/// of it), which must be answered whole by a run of its own within 20 s,
+/// not wait out the stalled run or that timeout (504). Returns the stalled
+/// response and the second answer.
+async fn stalled_then_the_same(app: &TestApp, rows: usize) -> (reqwest::Response, String) {
+    let large = json!({
+        "sql": format!("SELECT range AS id, repeat('x', 100) AS pad FROM range({rows})"),
+        "format": "csv",
+        "timeout_ms": 60000,
+    });
+    let stalled = send(app, &large).await;
+    assert_eq!(x_cache(stalled.headers()), "miss");
+    let mut same = large;
+    same["timeout_ms"] = json!(20000);
+    let (status, h, body) = post(app, same).await;
+    assert_eq!((status, x_cache(&h)), (200, "miss"), "{body}");
+    assert_eq!(body.lines().count(), rows + 1);
+    (stalled, body)
+}
+
 /// An answer that outgrows what the cache keeps lets the requests waiting
 /// for it go at once: each runs its own, rather than waiting for the first
 /// one's end (here never: its client reads nothing).
@@ -93,17 +114,7 @@ async fn a_run_too_large_to_keep_lets_its_waiters_go() {
     let mut config = test_config(dir.path());
     config.cache.max_entry_bytes = Some(64 * 1024);
     let app = spawn_with(config, Some(dir)).await;
-    let large = json!({
-        "sql": "SELECT range AS id, repeat('x', 100) AS pad FROM range(90000)",
-        "format": "csv",
-        "timeout_ms": 60000,
-    });
-    // Its headers come with the first window; its body is never read.
-    let stalled = send(&app, &large).await;
-    assert_eq!(x_cache(stalled.headers()), "miss");
-    let (status, h, body) = post(&app, large).await;
-    assert_eq!((status, x_cache(&h)), (200, "miss"), "{body}");
-    assert_eq!(body.lines().count(), 90_001);
+    let (stalled, _) = stalled_then_the_same(&app, 90_000).await;
     drop(stalled);
     app.stop().await;
 }
@@ -122,24 +133,10 @@ async fn a_run_its_client_holds_back_lets_its_waiters_go() {
     let app = spawn_with(config, Some(dir)).await;
     // ~30 MB of CSV: more than the stalled client's socket buffers and the
     // channel behind them take, so its run stops for its client.
-    let large = json!({
-        "sql": "SELECT range AS id, repeat('x', 100) AS pad FROM range(300000)",
-        "format": "csv",
-        "timeout_ms": 60000,
-    });
-    let stalled = send(&app, &large).await;
-    assert_eq!(x_cache(stalled.headers()), "miss");
-    // The same key (a timeout is not part of it); waiting out this timeout
-    // would answer 504.
-    let mut same = large.clone();
-    same["timeout_ms"] = json!(20000);
-    let (status, h, body) = post(&app, same).await;
-    assert_eq!((status, x_cache(&h)), (200, "miss"), "{body}");
-    assert_eq!(body.lines().count(), 300_001);
+    let (stalled, body) = stalled_then_the_same(&app, 300_000).await;
     assert_eq!(metric(&app, "ducklake_cache_waits_total").await, 1.0);
     // The stalled answer, read at last, is whole.
-    let stalled = stalled.text().await.unwrap();
-    assert_eq!(stalled, body);
+    assert_eq!(stalled.text().await.unwrap(), body);
     app.stop().await;
 }
 

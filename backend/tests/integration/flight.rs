@@ -53,19 +53,33 @@ async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<R
 
 /// The HTTP API's Arrow answer to `sql`.
 async fn http_arrow(app: &TestApp, sql: &str) -> Vec<RecordBatch> {
+    http_arrow_answer(app, json!({"sql": sql, "format": "arrow"}))
+        .await
+        .1
+}
+
+/// The HTTP API's answer to the query request `body` (`format` arrow): its
+/// headers and batches.
+async fn http_arrow_answer(
+    app: &TestApp,
+    body: Value,
+) -> (reqwest::header::HeaderMap, Vec<RecordBatch>) {
     let res = app
         .client
         .post(app.url("/api/v1/query"))
-        .json(&json!({"sql": sql, "format": "arrow"}))
+        .json(&body)
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 200, "{sql}");
+    assert_eq!(res.status(), 200, "{body}");
+    let headers = res.headers().clone();
     let bytes = res.bytes().await.unwrap();
-    arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    let batches =
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    (headers, batches)
 }
 
 /// The rows of `batches` as one batch (streams may cut them differently).
@@ -864,21 +878,12 @@ async fn a_statement_waiting_for_its_do_get_holds_back_no_other_request() {
     let sql = "SELECT range AS id, repeat('x', 100) AS pad FROM range(100000)";
     let info = flight.execute(sql.to_string(), None).await.unwrap();
     // Waiting out this timeout would answer 504.
-    let res = app
-        .client
-        .post(app.url("/api/v1/query"))
-        .json(&json!({"sql": sql, "format": "arrow", "timeout_ms": 20000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["x-cache"], "miss");
-    let bytes = res.bytes().await.unwrap();
-    let over_http: Vec<RecordBatch> =
-        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+    let (headers, over_http) = http_arrow_answer(
+        &app,
+        json!({"sql": sql, "format": "arrow", "timeout_ms": 20000}),
+    )
+    .await;
+    assert_eq!(headers["x-cache"], "miss");
     let over_http = whole(&over_http);
     assert_eq!(over_http.num_rows(), 100_000);
     let waits = common::sample(
