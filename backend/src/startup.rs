@@ -387,8 +387,13 @@ async fn close(engine: Arc<Engine>) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Dropping the last connection closes the database: blocking work.
-    let _ = tokio::task::spawn_blocking(move || drop(engine)).await;
+    // Dropping the last connection closes the database: blocking work. The
+    // hot tables' own thread (not a holder of the engine) lets go first.
+    let _ = tokio::task::spawn_blocking(move || {
+        engine.hot().stop();
+        drop(engine)
+    })
+    .await;
     tracing::info!("engine closed");
 }
 

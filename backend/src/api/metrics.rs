@@ -173,7 +173,7 @@ pub async fn memory(
 /// Rolling latency statistics per route and query kind, and the slowest
 /// recent queries by fingerprint (literals stripped).
 #[utoipa::path(get, path = "/metrics/performance", tag = "ops", responses(
-    (status = 200, description = "`{routes: {\"POST /api/v1/query\": {1m, 5m, 1h}}, query_kinds: {...}, slowest_queries: [...], cache: {enabled, entries, bytes, max_bytes, max_entry_bytes, hits, misses, bypass, evictions, invalidations, waits, hit_ratio}, hot_tables: {enabled, tables, bytes, max_bytes, max_table_bytes, reads, builds, invalidations, too_large}}`; each window has count, errors, error_rate, per_second, p50_ms, p90_ms, p99_ms, max_ms", content_type = "application/json"),
+    (status = 200, description = "`{routes: {\"POST /api/v1/query\": {1m, 5m, 1h}}, query_kinds: {...}, slowest_queries: [...], cache: {enabled, entries, bytes, max_bytes, max_entry_bytes, hits, misses, bypass, evictions, invalidations, waits, hit_ratio}, hot_tables: {enabled, tables, bytes, copying, max_bytes, max_table_bytes, reads, builds, invalidations, too_large}}`; each window has count, errors, error_rate, per_second, p50_ms, p90_ms, p99_ms, max_ms", content_type = "application/json"),
     (status = 404, description = "features.enable_performance_tracking is off", body = crate::api::error::ErrorResponse)
 ))]
 pub async fn performance(

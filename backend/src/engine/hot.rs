@@ -128,6 +128,10 @@ pub struct HotTables {
     databases: Vec<String>,
     state: Mutex<State>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The copies' thread, until [`HotTables::stop`].
+    worker: Mutex<Option<Worker>>,
+    /// The service stops: no copy is made any more.
+    stopping: std::sync::atomic::AtomicBool,
     /// Unset: no copy is made or used (yet).
     catalog: parking_lot::RwLock<Option<Arc<dyn CatalogReads>>>,
     reads: AtomicU64,
@@ -171,6 +175,13 @@ enum Job {
     Drop { name: String },
 }
 
+struct Worker {
+    /// Interrupts what the thread's connection runs.
+    interrupt: Arc<duckdb::InterruptHandle>,
+    /// Ends with the number of copies the stop cut short or skipped.
+    thread: std::thread::JoinHandle<u64>,
+}
+
 /// What `/metrics` and `/metrics/performance` show.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HotStats {
@@ -179,6 +190,8 @@ pub struct HotStats {
     pub bytes: u64,
     pub max_bytes: u64,
     pub max_table_bytes: u64,
+    /// Copies asked for and not made yet (queued or under way).
+    pub copying: u64,
     /// Requests served (in part) from copies.
     pub reads: u64,
     pub builds: u64,
@@ -203,6 +216,8 @@ impl HotTables {
             databases: databases.iter().map(|d| d.to_lowercase()).collect(),
             state: Mutex::new(State::default()),
             jobs: Mutex::new(None),
+            worker: Mutex::new(None),
+            stopping: Default::default(),
             catalog: parking_lot::RwLock::new(None),
             reads: AtomicU64::new(0),
             builds: AtomicU64::new(0),
@@ -213,15 +228,39 @@ impl HotTables {
             let (tx, rx) = mpsc::channel();
             *hot.jobs.lock() = Some(tx);
             let weak = Arc::downgrade(&hot);
+            let interrupt = conn.interrupt_handle();
             let spawned = std::thread::Builder::new()
                 .name("hot-tables".into())
                 .spawn(move || work(weak, rx, conn));
-            if let Err(err) = spawned {
-                tracing::warn!(error = %err, "hot tables off: no thread for them");
-                *hot.jobs.lock() = None;
+            match spawned {
+                Ok(thread) => *hot.worker.lock() = Some(Worker { interrupt, thread }),
+                Err(err) => {
+                    tracing::warn!(error = %err, "hot tables off: no thread for them");
+                    *hot.jobs.lock() = None;
+                }
             }
         }
         hot
+    }
+
+    /// Stops the copies' thread, interrupting a copy under way, and waits
+    /// for it to let go of DuckDB: the process must not exit while that
+    /// thread is still at work inside DuckDB (see `startup::close`). The
+    /// copies made stay until the database closes; reads may still use them.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        *self.jobs.lock() = None;
+        let Some(worker) = self.worker.lock().take() else {
+            return;
+        };
+        // A copy starting just after an interrupt would miss it: again
+        // until the thread ends (it takes no new job once stopping).
+        while !worker.thread.is_finished() {
+            worker.interrupt.interrupt();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let stopped = worker.thread.join().unwrap_or(0);
+        tracing::info!(copies_stopped = stopped, "hot tables stopped");
     }
 
     /// Where the copies' checks read the catalog; until it is set, no copy
@@ -244,6 +283,11 @@ impl HotTables {
                 .filter(|slot| matches!(slot, Slot::Copied(_)))
                 .count() as u64,
             bytes: state.bytes,
+            copying: state
+                .slots
+                .values()
+                .filter(|slot| matches!(slot, Slot::Building))
+                .count() as u64,
             max_bytes: self.limits.max_bytes,
             max_table_bytes: self.limits.max_table_bytes,
             reads: self.reads.load(Ordering::Relaxed),
@@ -470,26 +514,36 @@ fn leaves_doubt(node: &Value) -> bool {
 }
 
 /// The copies' thread: makes and drops them, one at a time, until the
-/// hot tables are gone.
-fn work(hot: Weak<HotTables>, jobs: mpsc::Receiver<Job>, conn: Connection) {
+/// hot tables are gone or stopped. Returns the number of copies the stop
+/// cut short or skipped.
+fn work(hot: Weak<HotTables>, jobs: mpsc::Receiver<Job>, conn: Connection) -> u64 {
+    let mut stopped = 0;
     while let Ok(job) = jobs.recv() {
         let Some(hot) = hot.upgrade() else {
-            return;
+            break;
         };
+        let stopping = || hot.stopping.load(Ordering::SeqCst);
         match job {
+            Job::Build { .. } if stopping() => stopped += 1,
             Job::Build { schema, table } => {
                 if let Err(err) = hot.build(&conn, &schema, &table) {
                     let _ = conn.execute_batch("ROLLBACK");
-                    tracing::debug!(%schema, %table, error = %err, "hot table not copied");
+                    if stopping() {
+                        stopped += 1;
+                    } else {
+                        tracing::debug!(%schema, %table, error = %err, "hot table not copied");
+                    }
                     hot.state
                         .lock()
                         .slots
                         .insert(key(&schema, &table), Slot::Cold { reads: 0 });
                 }
             }
+            Job::Drop { .. } if stopping() => {}
             Job::Drop { name } => drop_copy(&conn, &name),
         }
     }
+    stopped
 }
 
 fn drop_copy(conn: &Connection, name: &str) {

@@ -440,6 +440,55 @@ fn sigterm_drains_in_flight_work_then_stops() {
     );
 }
 
+/// A hot table copy under way when the service is told to stop is stopped
+/// with it: the copies' thread is interrupted and let go of DuckDB before
+/// the database closes (never does the process exit while that thread is
+/// still at work inside DuckDB), the process exits 0, and the log says so.
+#[test]
+fn sigterm_stops_a_hot_table_copy_under_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("service.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("HOT_TABLES_AFTER_READS", "1")
+        .env("HOT_TABLES_MAX_BYTES", "8000000000")
+        .env("HOT_TABLES_MAX_TABLE_BYTES", "8000000000")
+        .env("LOG_LEVEL", "info");
+    let mut service = Service::start_with(cmd, Stdio::from(log));
+    // Long enough to copy that the stop meets the copy under way.
+    service.sql("CREATE TABLE big AS SELECT range AS id, range * 2 AS v FROM range(40000000)");
+    service.sql("SELECT count(*) FROM big");
+    let base = service.base.clone();
+    eventually("the copy of big to be asked for", || {
+        let report: Value = reqwest::blocking::get(format!("{base}/metrics/performance"))
+            .and_then(|res| res.json())
+            .map_err(|e| e.to_string())?;
+        match report["hot_tables"]["copying"].as_u64() {
+            Some(1) => Ok(()),
+            other => Err(format!("copying {other:?}: {}", report["hot_tables"])),
+        }
+    });
+    Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = service.child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let stopped: Vec<Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|entry| entry["message"] == "hot tables stopped")
+        .collect();
+    assert_eq!(stopped.len(), 1, "{text}");
+    assert_eq!(stopped[0]["copies_stopped"], 1, "{text}");
+    let closed = text.find("engine closed").expect("the engine closed");
+    assert!(
+        text.find("hot tables stopped").unwrap() < closed,
+        "the copies' thread let go before the database closed: {text}"
+    );
+}
+
 /// Bounds every wait for a condition; generous, since it only catches a hang.
 const WAIT: Duration = Duration::from_secs(60);
 
