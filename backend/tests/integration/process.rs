@@ -455,8 +455,9 @@ fn sigterm_stops_a_hot_table_copy_under_way() {
         .env("HOT_TABLES_MAX_TABLE_BYTES", "8000000000")
         .env("LOG_LEVEL", "info");
     let mut service = Service::start_with(cmd, Stdio::from(log));
-    // Long enough to copy that the stop meets the copy under way.
-    service.sql("CREATE TABLE big AS SELECT range AS id, range * 2 AS v FROM range(40000000)");
+    // Long enough to copy (about 2.5 s here) that the stop, a moment after
+    // the read asked for it, meets the copy under way.
+    service.sql("CREATE TABLE big AS SELECT range AS id, range * 2 AS v FROM range(80000000)");
     service.sql("SELECT count(*) FROM big");
     let base = service.base.clone();
     eventually("the copy of big to be asked for", || {
