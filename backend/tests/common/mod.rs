@@ -100,6 +100,25 @@ impl TestApp {
         (status, res.json().await.expect("JSON body"))
     }
 
+    /// POSTs a query that must succeed; returns its JSON answer and the
+    /// snapshot it names (`X-DuckLake-Snapshot`).
+    pub async fn answer_and_snapshot(&self, body: Value) -> (Value, i64) {
+        let res = self
+            .client
+            .post(self.url("/api/v1/query"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200, "{body}");
+        let snapshot = res.headers()["x-ducklake-snapshot"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (res.json().await.expect("JSON body"), snapshot)
+    }
+
     /// GETs a path; returns status and parsed JSON.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let res = self

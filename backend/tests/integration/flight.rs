@@ -521,19 +521,7 @@ async fn a_pinned_read_returns_the_old_rows_and_names_its_snapshot() {
 
 /// The snapshot the lake reads now, from the HTTP API's answer header.
 async fn snapshot_over_http(app: &TestApp, sql: &str) -> i64 {
-    let res = app
-        .client
-        .post(app.url("/api/v1/query"))
-        .json(&json!({"sql": sql}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.headers()["x-ducklake-snapshot"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    app.answer_and_snapshot(json!({ "sql": sql })).await.1
 }
 
 /// `DoPut` of `command` with `batches`; the answer's snapshot header.

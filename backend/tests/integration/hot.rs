@@ -40,22 +40,9 @@ async fn read_until(app: &TestApp, sql: &str, what: &str, done: impl Fn(&HotStat
     }
 }
 
-/// A query's answer and the snapshot it names.
+/// A query's answer (its columns and rows) and the snapshot it names.
 async fn answer(app: &TestApp, body: Value) -> (Value, i64) {
-    let res = app
-        .client
-        .post(app.url("/api/v1/query"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "{body}");
-    let snapshot = res.headers()["x-ducklake-snapshot"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let body: Value = res.json().await.unwrap();
+    let (body, snapshot) = app.answer_and_snapshot(body).await;
     (
         json!({"columns": body["columns"], "rows": body["rows"]}),
         snapshot,
