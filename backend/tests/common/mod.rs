@@ -89,27 +89,25 @@ impl TestApp {
 
     /// POSTs a query body; returns status and parsed JSON.
     pub async fn post_query(&self, body: Value) -> (u16, Value) {
-        let res = self
-            .client
-            .post(self.url("/api/v1/query"))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        let res = self.send_query(&body).await;
         let status = res.status().as_u16();
         (status, res.json().await.expect("JSON body"))
+    }
+
+    /// POSTs a query; the response as it arrives (its body unread).
+    pub async fn send_query(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/query"))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// POSTs a query that must succeed; returns its JSON answer and the
     /// snapshot it names (`X-DuckLake-Snapshot`).
     pub async fn answer_and_snapshot(&self, body: Value) -> (Value, i64) {
-        let res = self
-            .client
-            .post(self.url("/api/v1/query"))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        let res = self.send_query(&body).await;
         assert_eq!(res.status(), 200, "{body}");
         let snapshot = res.headers()["x-ducklake-snapshot"]
             .to_str()

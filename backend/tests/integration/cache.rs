@@ -8,19 +8,9 @@ use common::{sample, spawn_app, spawn_with, test_config, TestApp};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-/// POSTs a query body: the response, its body not read yet.
-async fn send(app: &TestApp, body: &Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/v1/query"))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// POSTs a query body: status, headers, body text.
 async fn post(app: &TestApp, body: Value) -> (u16, HeaderMap, String) {
-    let res = send(app, &body).await;
+    let res = app.send_query(&body).await;
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     (status, headers, res.text().await.unwrap())
@@ -95,7 +85,7 @@ async fn stalled_then_the_same(app: &TestApp, rows: usize) -> (reqwest::Response
         "format": "csv",
         "timeout_ms": 60000,
     });
-    let stalled = send(app, &large).await;
+    let stalled = app.send_query(&large).await;
     assert_eq!(x_cache(stalled.headers()), "miss");
     let mut same = large;
     same["timeout_ms"] = json!(20000);
@@ -317,7 +307,7 @@ async fn roles_and_forms_keep_answers_apart() {
     assert_eq!(ask(read.clone(), true).await, "miss");
     assert_eq!(ask(read.clone(), true).await, "hit");
     // Without a key nothing is served, cached or not.
-    let res = send(&app, &json!({"sql": "SELECT a FROM t"})).await;
+    let res = app.send_query(&json!({"sql": "SELECT a FROM t"})).await;
     assert_eq!(res.status(), 401);
     app.stop().await;
 }

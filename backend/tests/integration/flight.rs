@@ -64,13 +64,7 @@ async fn http_arrow_answer(
     app: &TestApp,
     body: Value,
 ) -> (reqwest::header::HeaderMap, Vec<RecordBatch>) {
-    let res = app
-        .client
-        .post(app.url("/api/v1/query"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send_query(&body).await;
     assert_eq!(res.status(), 200, "{body}");
     let headers = res.headers().clone();
     let bytes = res.bytes().await.unwrap();
