@@ -3,8 +3,9 @@
 //! A blocking thread owns the pooled connection: it prepares, binds and
 //! executes the request, reads DuckDB's streaming result one chunk at a time,
 //! encodes it in the requested format and sends the bytes through a bounded
-//! channel (at most [`CHANNEL_CHUNKS`] × [`CHUNK_BYTES`] wait there), so
-//! memory stays flat whatever the result size. Once a result outgrows the
+//! channel (at most [`CHANNEL_CHUNKS`] chunks of at most [`MAX_CHUNK_BYTES`]
+//! wait there; an Arrow chunk is one DuckDB chunk's batch), so memory stays
+//! flat whatever the result size. Once a result outgrows the
 //! first window, encoding moves to a thread of its own
 //! ([`Pipelined`](crate::format::encode::Pipelined)) and overlaps DuckDB.
 //!
@@ -60,6 +61,11 @@ pub const WINDOW_BYTES: usize = 256 * 1024;
 pub const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks waiting in the channel at most.
 const CHANNEL_CHUNKS: usize = 8;
+/// The largest chunk the channel takes whole; a larger one (a Parquet row
+/// group, flushed at once) goes as [`CHUNK_BYTES`] slices of it. Arrow's
+/// chunks stay whole (each is whole IPC messages of one DuckDB chunk, which
+/// Flight frames without copying).
+const MAX_CHUNK_BYTES: usize = 4 * CHUNK_BYTES;
 
 pub use super::{
     body::BodyStream,
@@ -311,6 +317,7 @@ impl Engine {
                 writes: Vec::new(),
                 capture,
                 hot,
+                whole_chunks: format == Format::Arrow,
             };
             let mut outcome = producer.run(&conn, &request, format, mode, max_rows, started);
             // A single auto-commit statement that lost a commit race (after
@@ -425,6 +432,8 @@ struct Producer {
     capture: Option<Capture>,
     /// Copies of lake tables a plain read may be served from.
     hot: Arc<super::hot::HotTables>,
+    /// Chunks go whole, however large (see [`MAX_CHUNK_BYTES`]).
+    whole_chunks: bool,
 }
 
 /// A result held back until its end: the first window in memory, the rest
@@ -484,6 +493,19 @@ struct Reads {
 
 /// The client went away: stop producing.
 struct Gone;
+
+/// `bytes` as the chunks the channel takes: cut into [`CHUNK_BYTES`] slices
+/// (no copy) while more than [`MAX_CHUNK_BYTES`] are left.
+fn pieces(mut bytes: Bytes) -> impl Iterator<Item = Bytes> {
+    std::iter::from_fn(move || {
+        let take = if bytes.len() > MAX_CHUNK_BYTES {
+            CHUNK_BYTES
+        } else {
+            bytes.len()
+        };
+        (take > 0).then(|| bytes.split_to(take))
+    })
+}
 
 /// How long a leading run waits for its client to take a chunk before the
 /// requests waiting for its answer go (see [`Capture::release_followers`]):
@@ -899,7 +921,16 @@ impl Producer {
             return Ok(());
         }
         self.sent_bytes += bytes.len() as u64;
-        let chunk = Ok(Bytes::from(bytes));
+        let bytes = Bytes::from(bytes);
+        if self.whole_chunks {
+            return self.send_chunk(bytes);
+        }
+        pieces(bytes).try_for_each(|piece| self.send_chunk(piece))
+    }
+
+    /// Sends one chunk through the channel, waiting for room.
+    fn send_chunk(&mut self, bytes: Bytes) -> Result<(), Gone> {
+        let chunk = Ok(bytes);
         // Requests waiting for this answer wait for DuckDB, not for this
         // request's client: if it takes no chunk for a while, they go.
         let chunk = match self.capture.as_mut().filter(|c| c.leads()) {
@@ -1141,4 +1172,31 @@ fn request_hash(request: &QueryRequest, format: Format, max_rows: u64) -> String
         request.sql, request.pin
     );
     crate::digest::sha256_hex(key.as_bytes())[..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_above_the_largest_whole_one_go_in_slices() {
+        let sizes = |len: usize| -> Vec<usize> {
+            pieces(Bytes::from(vec![7u8; len]))
+                .map(|p| p.len())
+                .collect()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(100), [100]);
+        assert_eq!(sizes(MAX_CHUNK_BYTES), [MAX_CHUNK_BYTES]);
+        // A 10 MiB row group: 64 KiB slices, the last up to 256 KiB.
+        let row_group = sizes(10 << 20);
+        let (last, slices) = row_group.split_last().unwrap();
+        assert!(slices.iter().all(|&n| n == CHUNK_BYTES), "{row_group:?}");
+        assert!(*last > CHUNK_BYTES && *last <= MAX_CHUNK_BYTES, "{last}");
+        assert_eq!(row_group.iter().sum::<usize>(), 10 << 20);
+        // Slices of the same bytes, in order.
+        let bytes: Vec<u8> = (0..MAX_CHUNK_BYTES * 3).map(|i| (i % 251) as u8).collect();
+        let joined: Vec<u8> = pieces(Bytes::from(bytes.clone())).flatten().collect();
+        assert_eq!(joined, bytes);
+    }
 }
