@@ -376,6 +376,10 @@ fn bind_flight(
 /// does not let go within the bound (a job still running its query) keeps
 /// the engine open to the end, as before.
 async fn close(engine: Arc<Engine>) {
+    // The hot tables' own thread (not a holder of the engine) lets go of
+    // DuckDB first, whether or not the engine closes below.
+    let hot = Arc::clone(engine.hot());
+    let _ = tokio::task::spawn_blocking(move || hot.stop()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while Arc::strong_count(&engine) > 1 {
         if tokio::time::Instant::now() >= deadline {
@@ -387,13 +391,8 @@ async fn close(engine: Arc<Engine>) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Dropping the last connection closes the database: blocking work. The
-    // hot tables' own thread (not a holder of the engine) lets go first.
-    let _ = tokio::task::spawn_blocking(move || {
-        engine.hot().stop();
-        drop(engine)
-    })
-    .await;
+    // Dropping the last connection closes the database: blocking work.
+    let _ = tokio::task::spawn_blocking(move || drop(engine)).await;
     tracing::info!("engine closed");
 }
 
