@@ -418,7 +418,9 @@ impl PoolReads {
         self.runtime.block_on(async {
             tokio::time::timeout(POOL_READ_LIMIT, read)
                 .await
-                .map_err(|_| unavailable("no answer within 5 s"))?
+                .map_err(|_| {
+                    unavailable(format!("no answer within {} s", POOL_READ_LIMIT.as_secs()))
+                })?
         })
     }
 }
