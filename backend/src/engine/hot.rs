@@ -310,18 +310,18 @@ impl HotTables {
     }
 
     /// `sql` (one plain read, already checked by the sandbox) with the
-    /// tables it reads from usable copies, if any; `tree` its parse tree if
-    /// the caller has it, `tables` the lake tables its plan scans, `now`
+    /// tables it reads from usable copies, if any, and the copies it names
+    /// (the rewrite then goes through the sandbox's check, allowed to read
+    /// those); `tables` the lake tables its plan scans, `now`
     /// the snapshot its transaction reads on `conn`. Counts the read of
     /// each table towards its copy.
     pub fn rewrite(
         &self,
         conn: &Connection,
         sql: &str,
-        tree: Option<Value>,
         tables: &[(String, String)],
         now: i64,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<(String, Vec<String>)>, Error> {
         if self.jobs.lock().is_none() {
             return Ok(None);
         }
@@ -356,17 +356,15 @@ impl HotTables {
         if usable.is_empty() {
             return Ok(None);
         }
-        let mut tree = match tree {
-            Some(tree) => tree,
-            None => parse_tree::serialize(conn, sql)?,
-        };
+        let mut tree = parse_tree::serialize(conn, sql)?;
         if tree["error"].as_bool() != Some(false) || leaves_doubt(&tree) {
             return Ok(None);
         }
         if !self.replace_tables(&mut tree, &usable) {
             return Ok(None);
         }
-        parse_tree::deserialize(conn, &tree).map(Some)
+        let copies = usable.into_values().collect();
+        parse_tree::deserialize(conn, &tree).map(|sql| Some((sql, copies)))
     }
 
     /// The copies of `tables` there are, each marked used; a read counted

@@ -5,19 +5,16 @@
 //! statements only.
 //!
 //! **Parameters.** [`with_values`] gives the statement the sandbox checks
-//! when a request has parameters: each placeholder node of the tree is
+//! and runs when DuckDB needs a parameter's value to plan a SELECT (see
+//! [`super::sandbox::Checked`]): each placeholder node of the tree is
 //! replaced by the node DuckDB parses for its value's literal. No second
 //! tokenizer decides where a placeholder is, and a value is one expression
-//! whatever stands beside it. Anything DuckDB cannot serialize falls back
-//! to [`super::sandbox::with_literals`].
+//! whatever stands beside it.
 
 use duckdb::Connection;
 use serde_json::Value;
 
-use super::{
-    query::{Param, Params},
-    sandbox::sql_literal,
-};
+use super::query::{Param, Params};
 use crate::error::Error;
 
 /// `sql`'s parse tree as DuckDB serializes it, `{"error": true, ...}`
@@ -144,6 +141,46 @@ fn tables_in_scope(
     }
 }
 
+/// A parameter as the SQL literal of what it binds as (see
+/// [`crate::engine::query`]: a number as the digits sent, arrays and
+/// objects as their JSON text), in parentheses. DuckDB parses the literals
+/// (all values in one `SELECT`) and its nodes go into the tree: the text
+/// is never spliced into the statement.
+fn sql_literal(param: &Param) -> String {
+    format!("({})", bare_literal(param))
+}
+
+fn bare_literal(param: &Param) -> String {
+    // A NUL cannot sit inside SQL text; chr(0) stands for it.
+    let quote = |text: &str| {
+        text.split('\0')
+            .map(|part| format!("'{}'", part.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(" || chr(0) || ")
+    };
+    let value = match param {
+        // Wider than every numeric type, a number binds as its text (which
+        // DuckDB casts exactly): as a literal, its digits would be a DOUBLE.
+        Param::Number(text) if super::query::number_binds_as_text(text) => return quote(text),
+        Param::Number(text) => return text.clone(),
+        Param::Json(value) => value,
+    };
+    match value {
+        Value::Null => "NULL".into(),
+        Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => quote(s),
+        other => quote(&other.to_string()),
+    }
+}
+
+/// Whether the tree holds a parameter placeholder.
+pub fn has_placeholders(tree: &Value) -> bool {
+    let mut names = Vec::new();
+    placeholders(tree, &mut names);
+    !names.is_empty()
+}
+
 fn value_of<'a>(params: &'a Params, identifier: &str) -> Option<&'a Param> {
     match params {
         Params::Positional(values) => identifier
@@ -216,7 +253,7 @@ mod tests {
 
     /// DuckDB places each value where it found the placeholder, as one
     /// expression: a negative number after a minus, a string that looks like
-    /// SQL, a placeholder DuckDB sees and sqlparser would read differently.
+    /// SQL.
     #[test]
     fn values_take_the_placeholders_places_in_duckdbs_own_parse() {
         let conn = duckdb::Connection::open_in_memory().unwrap();
@@ -236,7 +273,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(run(&conn, &checked), vec![(2, "it's".to_string()); 2]);
-        // Not a SELECT: DuckDB serializes none, the caller splices.
+        // Not a SELECT: DuckDB serializes none.
         conn.execute_batch("CREATE TABLE t (a INT)").unwrap();
         assert_eq!(
             with_values_of(&conn, "INSERT INTO t VALUES (?)", &named).unwrap(),

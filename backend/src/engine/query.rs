@@ -190,6 +190,12 @@ fn json_to_value(value: &Param) -> Value {
     }
 }
 
+/// Whether a number's text binds as text (no numeric type holds it), which
+/// DuckDB then casts where the statement needs it.
+pub(crate) fn number_binds_as_text(text: &str) -> bool {
+    matches!(number_value(text), Value::Text(_))
+}
+
 fn number_value(text: &str) -> Value {
     if let Ok(v) = text.parse::<i64>() {
         return Value::BigInt(v);

@@ -41,9 +41,8 @@ use crate::{
         body::StreamGuard,
         catalog::{current_snapshot, last_change, last_committed, same_schema},
         database::Engine,
-        parse_tree,
-        query::{bind_values, Params},
-        sandbox::{self, Verdict},
+        query::Params,
+        sandbox,
         session::{record_writes, Write},
         stop::Stop,
         timetravel,
@@ -242,7 +241,7 @@ impl Engine {
         self.check_sql_text(&request.sql)?;
         // Before the timeout runs: an empty request is the client's mistake
         // however short its timeout.
-        if sandbox::split_statements(&request.sql).is_empty() {
+        if sandbox::count_statements(&request.sql)? == Ok(0) {
             return Err(Error::InvalidParameters("sql is empty".into()));
         }
         let Limits {
@@ -326,7 +325,7 @@ impl Engine {
             if matches!(outcome, Err(Error::TransactionConflict(_)))
                 && mode == TransactionMode::AutoCommit
                 && producer.head_tx.is_some()
-                && sandbox::split_statements(&request.sql).len() == 1
+                && sandbox::count_statements(&request.sql).is_ok_and(|n| n == Ok(1))
             {
                 tracing::info!(
                     "write conflict on a single auto-commit statement: running it again"
@@ -470,14 +469,6 @@ impl Held {
     }
 }
 
-/// Who may do what in this request.
-#[derive(Clone, Copy)]
-struct Access {
-    role: Role,
-    /// The read-only form: nothing beyond reads, whatever the role.
-    read_only: bool,
-}
-
 /// What a request's statements touch, from their plans.
 #[derive(Default)]
 struct Reads {
@@ -550,7 +541,7 @@ impl Producer {
         max_rows: u64,
         started: Instant,
     ) -> Result<(), Error> {
-        let pieces = sandbox::split_statements(&request.sql);
+        let pieces = sandbox::split_statements(&request.sql)?;
         if pieces.is_empty() {
             return Err(Error::InvalidParameters("sql is empty".into()));
         }
@@ -563,9 +554,12 @@ impl Producer {
         } else {
             "BEGIN TRANSACTION"
         };
-        let access = Access {
+        let lake = self.lake.clone();
+        let ask = sandbox::Ask {
+            lake: &lake,
             role: request.role,
             read_only,
+            copies: &[],
         };
         if mode != TransactionMode::Session {
             conn.execute_batch(begin).map_err(|e| self.duck(e))?;
@@ -586,15 +580,19 @@ impl Producer {
         };
         let (last, leading) = pieces.split_last().expect("pieces is not empty");
         for piece in leading {
-            if sandbox::has_placeholder(piece) {
-                return Err(Error::InvalidParameters(
-                    "parameters bind to the last statement of a request only; an earlier \
-                     statement has a placeholder"
-                        .into(),
-                ));
-            }
-            if self.check(conn, piece, access)? {
-                conn.execute_batch(piece).map_err(|e| self.duck(e))?;
+            // Parameters bind to the last statement only: an earlier one is
+            // checked and run with none.
+            if let Some(checked) = self.check(conn, piece, &Params::None, ask)? {
+                checked
+                    .execute(conn, |e| self.duck(e))
+                    .map_err(|err| match err {
+                        Error::InvalidParameters(_) => Error::InvalidParameters(
+                            "parameters bind to the last statement of a request only; an \
+                             earlier statement has a placeholder"
+                                .into(),
+                        ),
+                        other => other,
+                    })?;
                 if mode == TransactionMode::AutoCommit {
                     conn.execute_batch("COMMIT; BEGIN TRANSACTION")
                         .map_err(|e| self.duck(e))?;
@@ -605,27 +603,11 @@ impl Producer {
                 }
             }
         }
-        // DuckDB's parse tree of the last statement, read once: the
-        // parameters' values are placed in it, and a plain read is pointed
-        // at hot table copies through it.
-        let tree = match &request.params {
-            Params::None => None,
-            _ => Some(parse_tree::serialize(conn, last)?),
-        };
-        // With parameters, the statement checked holds their values: placed
-        // by DuckDB's own parser for a SELECT, spliced as literals otherwise.
-        let checked = match &tree {
-            None => std::borrow::Cow::Borrowed(last.as_str()),
-            Some(tree) => match parse_tree::with_values(conn, tree, &request.params)? {
-                Some(sql) => std::borrow::Cow::Owned(sql),
-                None => sandbox::with_literals(last, &request.params)?,
-            },
-        };
-        if !self.check(conn, &checked, access)? {
+        let Some(checked) = self.check(conn, last, &request.params, ask)? else {
             return Err(Error::InvalidParameters(
                 "the last statement of the request is empty".into(),
             ));
-        }
+        };
         // An ETag only for what can be revalidated exactly: a read of lake
         // tables (and fixed sources) alone, whose last change is known.
         if !self.reads.wrote && !self.reads.volatile && !self.reads.unversioned {
@@ -661,36 +643,56 @@ impl Producer {
             // answer run their own now.
             self.capture = None;
         }
-        // A plain read may be served from copies of the tables it reads.
+        // A plain read may be served from copies of the tables it reads:
+        // the service's rewrite onto them is checked like any statement,
+        // allowed to read those copies and nothing else besides the lake.
+        let mut copies: Vec<String> = Vec::new();
         let hot = if mode != TransactionMode::Session
             && request.pin.is_none()
             && leading.is_empty()
             && !self.reads.wrote
             && !self.reads.tables.is_empty()
-            && sandbox::explain(last).is_none()
+            && !checked.is_explain()
         {
             let now = self.versions.snapshot.unwrap_or_default();
-            self.hot
-                .rewrite(conn, last, tree, &self.reads.tables, now)?
+            match self
+                .hot
+                .rewrite(conn, checked.sql(), &self.reads.tables, now)?
+            {
+                Some((sql, named)) => {
+                    copies = named;
+                    let ask = sandbox::Ask {
+                        copies: &copies,
+                        ..ask
+                    };
+                    // A rewrite DuckDB cannot plan (a copy dropped meanwhile,
+                    // a column qualified with the table's schema) is not
+                    // used; one the sandbox refuses fails the request.
+                    match checked.derive(conn, &sql, ask, &|e| self.duck(e)) {
+                        Ok(derived) => derived,
+                        Err(err) if is_refusal(&err) => return Err(err),
+                        Err(_) => None,
+                    }
+                }
+                None => None,
+            }
         } else {
             None
         };
-        let execute = |text: &str| -> Result<(duckdb::Statement<'_>, _), Error> {
-            self.start(
-                conn.prepare(text).map_err(|e| self.duck(e))?,
-                &request.params,
-            )
+        let run = match &hot {
+            Some(rewritten) => match rewritten.start(conn, |e| self.duck(e)) {
+                Ok(started) => {
+                    self.hot.served();
+                    Some((rewritten, started))
+                }
+                Err(_) => None,
+            },
+            None => None,
         };
-        // A rewritten read DuckDB cannot prepare (a copy dropped meanwhile, a
-        // column qualified with the table's schema) runs as sent.
-        let (text, prepared) = match hot.as_deref().map(|sql| (sql, conn.prepare(sql))) {
-            Some((sql, Ok(stmt))) => {
-                self.hot.served();
-                (sql, stmt)
-            }
-            _ => (last.as_str(), conn.prepare(last).map_err(|e| self.duck(e))?),
+        let (ran, (mut stmt, mut schema)) = match run {
+            Some(run) => run,
+            None => (&checked, checked.start(conn, |e| self.duck(e))?),
         };
-        let (mut stmt, mut schema) = self.start(prepared, &request.params)?;
         let count = stmt.column_count();
         let types: Vec<DuckType> = (0..count)
             .map(|i| {
@@ -704,12 +706,22 @@ impl Producer {
         // keeping their names and reported types.
         // A statement that cannot be wrapped (SHOW, PIVOT ...) keeps
         // DuckDB's Arrow rendering.
+        // The wrapping is a statement of its own, checked like any other.
         if (format.is_text() || request.timetz_as_text) && !self.reads.wrote {
-            if let Some(sql) = timetz_as_text(text, &types, &stmt) {
+            if let Some(sql) = timetz_as_text(ran.sql(), &types, &stmt) {
                 drop(stmt);
-                (stmt, schema) = match execute(&sql) {
+                let ask = sandbox::Ask {
+                    copies: &copies,
+                    ..ask
+                };
+                let wrapped = match ran.derive(conn, &sql, ask, &|e| self.duck(e)) {
+                    Ok(Some(wrapped)) => wrapped.start(conn, |e| self.duck(e)),
+                    Ok(None) => Err(Error::InvalidRequest("nothing to run".into())),
+                    Err(err) => Err(err),
+                };
+                (stmt, schema) = match wrapped {
                     Ok(rewritten) => rewritten,
-                    Err(_) => execute(last)?,
+                    Err(_) => ran.start(conn, |e| self.duck(e))?,
                 };
             }
         }
@@ -812,20 +824,6 @@ impl Producer {
                 Ok(())
             }
         }
-    }
-
-    /// Binds the request's parameters to a prepared statement and starts it.
-    fn start<'c>(
-        &self,
-        mut stmt: duckdb::Statement<'c>,
-        params: &Params,
-    ) -> Result<(duckdb::Statement<'c>, duckdb::arrow::datatypes::SchemaRef), Error> {
-        let values = bind_values(&stmt, params)?;
-        let schema = stmt
-            .stream_arrow(duckdb::params_from_iter(values.iter()))
-            .map_err(|e| self.duck(e))?
-            .get_schema();
-        Ok((stmt, schema))
     }
 
     /// Hands encoded bytes to the cache's capture, for a cacheable read.
@@ -1026,21 +1024,21 @@ impl Producer {
         }
     }
 
-    /// Asks the sandbox about one statement: `false` when it holds nothing
-    /// to run, an error when `role` may not run it. A refusal is recorded
-    /// in the audit trail.
+    /// Asks the sandbox about one statement of the request: the statement
+    /// to run, `None` when it holds nothing to run, an error when the
+    /// request may not run it. A refusal is recorded in the audit trail;
+    /// what the statement reads and writes is noted for the ETag, the cache
+    /// and the audit.
     fn check(
         &mut self,
         conn: &duckdb::Connection,
         sql: &str,
-        access: Access,
-    ) -> Result<bool, Error> {
-        let verdict = self.check_inner(conn, sql, access);
-        if let (Err(err), Some(trail)) = (&verdict, &self.audit) {
-            if matches!(
-                err,
-                Error::Forbidden(_) | Error::InsufficientRole(_) | Error::ReadOnly(_)
-            ) {
+        params: &Params,
+        ask: sandbox::Ask<'_>,
+    ) -> Result<Option<sandbox::Checked>, Error> {
+        let checked = sandbox::check(conn, sql, params, ask, &|e| self.duck(e));
+        if let (Err(err), Some(trail)) = (&checked, &self.audit) {
+            if is_refusal(err) {
                 trail.record(
                     trail
                         .event("statement", Outcome::Refused)
@@ -1050,45 +1048,18 @@ impl Producer {
                 );
             }
         }
-        verdict
-    }
-
-    fn check_inner(
-        &mut self,
-        conn: &duckdb::Connection,
-        sql: &str,
-        access: Access,
-    ) -> Result<bool, Error> {
-        if let Some(explain) = sandbox::explain(sql) {
-            // EXPLAIN x needs what x needs (with ANALYZE, x runs), and its
-            // answer (a plan, timings) has no lake version.
-            self.reads.unversioned = true;
-            if !self.check_inner(conn, explain.inner, access)? {
-                return Err(Error::InvalidRequest(
-                    "EXPLAIN needs the statement to explain".into(),
-                ));
-            }
-            return Ok(true);
-        }
-        let plan_of = |text: &str| -> Result<String, Error> {
-            conn.prepare_cached(sandbox::PLAN_SQL)
-                .and_then(|mut stmt| stmt.query_row([text], |row| row.get(0)))
-                .map_err(|e| self.duck(e))
+        let Some(checked) = checked? else {
+            return Ok(None);
         };
-        let mut plan = plan_of(sql)?;
-        if sandbox::is_multi(&plan) {
-            if let Some(stated) = sandbox::stated_pivot(sql) {
-                plan = plan_of(&stated)?;
-            }
-        }
-        let inspection = sandbox::inspect(&plan, &self.lake)?;
+        let inspection = checked.inspection();
         self.reads.volatile |= inspection
             .functions
             .iter()
             .any(|f| self.volatile.contains(f));
-        self.reads.wrote |= inspection.needs.is_some_and(|role| role > Role::Read);
-        let writes = !inspection.writes.is_empty();
-        let touched: Vec<String> = if writes {
+        self.reads.wrote |= checked.needs() > Role::Read;
+        self.reads.tables.extend(inspection.tables.iter().cloned());
+        self.reads.unversioned |= !inspection.unversioned.is_empty();
+        if !inspection.writes.is_empty() {
             let mut touched: Vec<String> = inspection
                 .targets
                 .iter()
@@ -1103,38 +1074,14 @@ impl Producer {
                 .collect();
             touched.sort();
             touched.dedup();
-            touched
-        } else {
-            Vec::new()
-        };
-        self.reads.tables.extend(inspection.tables);
-        self.reads.unversioned |= !inspection.unversioned.is_empty();
-        let verdict = match inspection.needs {
-            None => Verdict::Empty,
-            Some(role) => Verdict::Needs(role),
-        };
-        match verdict {
-            Verdict::Empty => Ok(false),
-            Verdict::Needs(needed) if access.read_only && needed > Role::Read => {
-                Err(Error::ReadOnly(
-                    "this form of the query endpoint is read-only: writes need POST".into(),
-                ))
-            }
-            Verdict::Needs(needed) if needed <= access.role => {
-                if writes {
-                    self.writes.push(Write {
-                        sql: sql.to_string(),
-                        kind: inspection.writes.into_iter().collect(),
-                        tables: touched,
-                    });
-                }
-                Ok(true)
-            }
-            Verdict::Needs(needed) => Err(Error::InsufficientRole(format!(
-                "this statement needs the {needed} role; the request has the {} role",
-                access.role
-            ))),
+            // The statement that runs, which is the statement checked.
+            self.writes.push(Write {
+                sql: checked.sql().to_string(),
+                kind: inspection.writes.iter().cloned().collect(),
+                tables: touched,
+            });
         }
+        Ok(Some(checked))
     }
 
     /// A DuckDB error, or the timeout when the watchdog interrupted it, or
@@ -1162,6 +1109,14 @@ impl Producer {
             err
         }
     }
+}
+
+/// The sandbox said no (as opposed to DuckDB failing the statement).
+fn is_refusal(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Forbidden(_) | Error::InsufficientRole(_) | Error::ReadOnly(_)
+    )
 }
 
 /// What makes two requests the same for their ETag.

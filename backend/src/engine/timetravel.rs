@@ -103,11 +103,11 @@ pub fn resolve(conn: &Connection, lake: &str, pin: &Pin) -> Result<(i64, Value),
 /// `sql` (one statement) with `clause` on every table that has no AT of
 /// its own.
 pub fn pin_statement(conn: &Connection, sql: &str, clause: &Value) -> Result<String, Error> {
+    // The EXPLAIN of a pinned read: the explained statement pinned, in an
+    // EXPLAIN the sandbox's reader knows (it checks that statement again).
     if let Some(explain) = super::sandbox::explain(sql) {
-        if !explain.inner.trim().is_empty() {
-            let inner = pin_statement(conn, explain.inner, clause)?;
-            return Ok(format!("{}{inner}", explain.prefix));
-        }
+        let inner = pin_statement(conn, explain.inner, clause)?;
+        return Ok(explain.around(&inner));
     }
     let mut tree = serialize(conn, sql)?;
     apply(&mut tree, clause);

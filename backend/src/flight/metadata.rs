@@ -11,8 +11,13 @@ use arrow_flight::sql::{
 use arrow_schema::Schema;
 
 use crate::{
-    engine::{lake::quote_identifier, query::query_vec, Engine},
+    engine::{
+        lake::quote_identifier,
+        query::{query_vec, Params},
+        sandbox, Engine,
+    },
     error::Error,
+    role::Role,
     services::Services,
 };
 
@@ -78,11 +83,15 @@ pub async fn schemas(engine: &Engine, timeout: Duration) -> Result<Vec<String>, 
 }
 
 /// The lake's tables and views, by schema and name; with `arrow`, each
-/// one's columns as the Arrow schema a `SELECT *` of it answers with.
+/// one's columns as the Arrow schema a `SELECT *` of it answers with. That
+/// `SELECT` runs for `role` like any statement of a caller: checked by the
+/// sandbox first, in a read-only transaction; a view the caller may not
+/// read is listed with no columns.
 pub async fn tables(
     engine: &Arc<Engine>,
     timeout: Duration,
     arrow: bool,
+    role: Role,
 ) -> Result<Vec<TableEntry>, Error> {
     let lake = engine.lake().name.clone();
     engine
@@ -97,29 +106,63 @@ pub async fn tables(
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .map_err(Error::from_duckdb)?;
-            rows.into_iter()
+            if !arrow {
+                return Ok(rows
+                    .into_iter()
+                    .map(|(schema, name, view)| TableEntry {
+                        schema,
+                        name,
+                        kind: TABLE_TYPES[usize::from(view)],
+                        arrow: None,
+                    })
+                    .collect());
+            }
+            conn.execute_batch("BEGIN TRANSACTION READ ONLY")
+                .map_err(Error::from_duckdb)?;
+            let listed = rows
+                .into_iter()
                 .map(|(schema, name, view)| {
-                    let arrow = arrow
-                        .then(|| {
-                            let sql = format!(
-                                "SELECT * FROM {}.{}.{} LIMIT 0",
-                                quote_identifier(&lake),
-                                quote_identifier(&schema),
-                                quote_identifier(&name)
-                            );
-                            let mut stmt = conn.prepare(&sql).map_err(Error::from_duckdb)?;
-                            let arrow = stmt.query_arrow([]).map_err(Error::from_duckdb)?;
-                            Ok::<_, Error>(arrow.get_schema().as_ref().clone())
-                        })
-                        .transpose()?;
+                    let sql = format!(
+                        "SELECT * FROM {}.{}.{} LIMIT 0",
+                        quote_identifier(&lake),
+                        quote_identifier(&schema),
+                        quote_identifier(&name)
+                    );
+                    let ask = sandbox::Ask {
+                        lake: &lake,
+                        role,
+                        read_only: true,
+                        copies: &[],
+                    };
+                    let checked =
+                        match sandbox::check(conn, &sql, &Params::None, ask, &Error::from_duckdb) {
+                            Ok(checked) => checked,
+                            Err(
+                                Error::Forbidden(_)
+                                | Error::InsufficientRole(_)
+                                | Error::ReadOnly(_),
+                            ) => None,
+                            Err(err) => return Err(err),
+                        };
+                    let arrow = match checked {
+                        Some(checked) => {
+                            let (_stmt, schema) = checked.start(conn, Error::from_duckdb)?;
+                            schema.as_ref().clone()
+                        }
+                        None => Schema::empty(),
+                    };
                     Ok(TableEntry {
                         schema,
                         name,
                         kind: TABLE_TYPES[usize::from(view)],
-                        arrow,
+                        arrow: Some(arrow),
                     })
                 })
-                .collect()
+                .collect::<Result<Vec<_>, Error>>();
+            let rolled_back = conn.execute_batch("ROLLBACK").map_err(Error::from_duckdb);
+            let listed = listed?;
+            rolled_back?;
+            Ok(listed)
         })
         .await
 }

@@ -482,12 +482,17 @@ impl FlightSqlService for LakeFlight {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.caller(&request, "do_get").await?;
+        let caller = self.caller(&request, "do_get").await?;
         let engine = &self.services.engine;
         let lake = engine.lake().name.clone();
         let mut builder = query.into_builder();
-        let tables =
-            metadata::tables(engine, engine.timeout_for(None), builder.include_schema()).await?;
+        let tables = metadata::tables(
+            engine,
+            engine.timeout_for(None),
+            builder.include_schema(),
+            caller.role,
+        )
+        .await?;
         let empty = arrow_schema::Schema::empty();
         for table in tables {
             builder

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 const BOOTSTRAP: &str = "bootstrap-admin-key-0123456789abcdef";
 
-async fn call(
+pub(crate) async fn call(
     app: &common::TestApp,
     method: Method,
     path: &str,
@@ -33,7 +33,7 @@ async fn call(
     )
 }
 
-async fn query_as(app: &common::TestApp, key: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn query_as(app: &common::TestApp, key: &str, body: &Value) -> (u16, Value) {
     call(
         app,
         Method::POST,
@@ -501,7 +501,7 @@ async fn explain_needs_the_role_of_what_it_explains() {
     let cases: [(&str, &str); 6] = [
         ("EXPLAIN SELECT * FROM t", "read"),
         ("EXPLAIN ANALYZE SELECT count(*) FROM t", "read"),
-        ("PIVOT t ON a USING count(*)", "read"),
+        ("PIVOT t ON a IN (1) USING count(*)", "read"),
         ("UNPIVOT t ON a INTO NAME n VALUE v", "read"),
         ("EXPLAIN INSERT INTO t VALUES (2)", "write"),
         (
@@ -550,7 +550,7 @@ async fn explain_needs_the_role_of_what_it_explains() {
 /// Admin-only reads of the audit log until `done` holds for its entries
 /// (the trail is written in the background, so the test waits for what it
 /// means: the entries), bounded only against a hang.
-async fn audit_until(
+pub(crate) async fn audit_until(
     app: &common::TestApp,
     key: &str,
     query: &str,

@@ -26,7 +26,7 @@ async fn channel(app: &TestApp) -> Channel {
         .expect("the Flight SQL port answers")
 }
 
-async fn client(app: &TestApp) -> FlightSqlServiceClient<Channel> {
+pub(crate) async fn client(app: &TestApp) -> FlightSqlServiceClient<Channel> {
     FlightSqlServiceClient::new(channel(app).await)
 }
 
@@ -82,7 +82,7 @@ fn whole(batches: &[RecordBatch]) -> RecordBatch {
     duckdb::arrow::compute::concat_batches(&schema, batches).unwrap()
 }
 
-fn flight_error_status(err: &arrow_flight::error::FlightError) -> (Code, String) {
+pub(crate) fn flight_error_status(err: &arrow_flight::error::FlightError) -> (Code, String) {
     match err {
         arrow_flight::error::FlightError::Tonic(status) => {
             (status.code(), status.message().to_string())

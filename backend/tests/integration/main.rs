@@ -23,6 +23,7 @@ mod lake;
 mod limits;
 mod maintenance;
 mod observability;
+mod one_parser;
 mod process;
 mod sandbox;
 mod schemathesis;

@@ -331,13 +331,13 @@ async fn explain_and_pivot_are_checked_as_what_they_wrap() {
         "{body}"
     );
 
-    // PIVOT over the values in the data, on its own and nested.
+    // PIVOT with its values listed, on its own and nested.
     let expected = json!([["a", 1, 2], ["b", 3, null], ["c", null, 4]]);
     for sql in [
-        "PIVOT sales ON x USING sum(y) GROUP BY k ORDER BY k",
-        "SELECT * FROM (PIVOT sales ON x USING sum(y) GROUP BY k) ORDER BY k",
-        "WITH p AS (PIVOT sales ON x USING sum(y) GROUP BY k) SELECT * FROM p ORDER BY k",
         "PIVOT sales ON x IN ('p', 'q') USING sum(y) GROUP BY k ORDER BY k",
+        "SELECT * FROM (PIVOT sales ON x IN ('p', 'q') USING sum(y) GROUP BY k) ORDER BY k",
+        "WITH p AS (PIVOT sales ON x IN ('p', 'q') USING sum(y) GROUP BY k) \
+         SELECT * FROM p ORDER BY k",
     ] {
         let (status, body) = app.post_query(json!({ "sql": sql })).await;
         assert_eq!(status, 200, "{sql}: {body}");
@@ -350,27 +350,32 @@ async fn explain_and_pivot_are_checked_as_what_they_wrap() {
             .collect();
         assert_eq!(names, ["k", "p", "q"], "{sql}");
     }
+    // Over the values in the data (no IN list, or IN a query), DuckDB's
+    // parser expands a PIVOT into several statements the sandbox cannot
+    // plan as one: refused, and the message says how to list the values.
+    for sql in [
+        "PIVOT sales ON x USING sum(y) GROUP BY k ORDER BY k",
+        "SELECT * FROM (PIVOT sales ON x USING sum(y) GROUP BY k) ORDER BY k",
+        "PIVOT sales ON x IN (SELECT DISTINCT x FROM sales) USING sum(y)",
+    ] {
+        let (status, body) = app.post_query(json!({ "sql": sql })).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (403, "forbidden_statement"),
+            "{body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("list the values, as in PIVOT t ON k IN ('a', 'b')"),
+            "{body}"
+        );
+    }
     let body = app
         .sql("UNPIVOT (SELECT 1 AS a, 2 AS b) ON a, b INTO NAME n VALUE v ORDER BY n")
         .await;
     assert_eq!(body["rows"], json!([["a", 1], ["b", 2]]));
-    let (status, body) = app
-        .post_query(
-            json!({"sql": "PIVOT sales ON x IN (SELECT DISTINCT x FROM sales) USING sum(y)"}),
-        )
-        .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (403, "forbidden_statement"),
-        "{body}"
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("IN list"),
-        "{body}"
-    );
     app.stop().await;
 }
 

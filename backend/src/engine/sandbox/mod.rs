@@ -6,44 +6,40 @@
 //! host files, the network, extensions and the configuration. They cannot
 //! keep it away from the catalog database DuckLake attaches next to the lake
 //! (`__ducklake_metadata_<lake>`), from secrets, from other attached
-//! databases or from maintenance. This module closes that gap:
+//! databases or from maintenance. This module closes that gap, with one
+//! parser deciding everything: DuckDB's.
 //!
-//! 1. the request is cut into statements at the `;` tokens of a SQL
-//!    tokenizer (only to know where each statement ends: DuckDB confirms
-//!    below that every piece is exactly one statement);
-//! 2. each piece is bound and planned by DuckDB (`json_serialize_plan`) on
-//!    the connection and in the transaction that then runs it, so the plan
-//!    inspected is the plan executed: views and macros are expanded, names
-//!    are resolved to their catalog;
+//! 1. the request is cut into statements where DuckDB's parser ends them
+//!    ([`statements`]);
+//! 2. each statement is bound and planned by DuckDB (`json_serialize_plan`)
+//!    on the connection and in the transaction that then runs it, so the
+//!    plan inspected is the plan executed: views and macros are expanded,
+//!    names are resolved to their catalog;
 //! 3. every operator, table function, scalar function and catalog in that
 //!    plan is looked up in the closed lists below. Anything not listed is
 //!    refused, including whatever DuckDB cannot serialise (PRAGMA,
-//!    CREATE SECRET, file readers): the sandbox fails closed. `EXPLAIN` and
-//!    a PIVOT over values from the data are checked through the statement
-//!    they stand for (see [`wrapped`]).
+//!    CREATE SECRET, file readers, a PIVOT DuckDB expands into several
+//!    statements): the sandbox fails closed;
+//! 4. what passes is a [`Checked`] statement, the only thing the executor
+//!    runs: exactly the text that was checked, with exactly the values that
+//!    were bound ([`checked`] holds the invariant). `EXPLAIN` is checked
+//!    through the statement it explains ([`explain`]).
 //!
-//! This module must not execute anything: planning only.
+//! This module must not execute anything: parsing and planning only.
 
+mod checked;
+mod explain;
 mod lists;
-mod split;
-mod wrapped;
+mod statements;
 
 use serde_json::Value;
 
 use crate::{error::Error, role::Role};
+pub use checked::{check, Ask, Checked};
+pub use explain::explain;
 pub use lists::{reviewed_function_names, role_table};
 use lists::{scalar_function, table_function};
-pub use split::{has_placeholder, split_statements, sql_literal, with_literals};
-pub use wrapped::{explain, stated_pivot, Explain};
-
-/// The SQL that asks DuckDB for a statement's bound plan.
-pub const PLAN_SQL: &str = "SELECT json_serialize_plan(?::VARCHAR)";
-
-/// DuckDB's parser expanded the statement into several (a PIVOT over
-/// values from the data, see [`stated_pivot`]): no single plan to inspect.
-pub fn is_multi(plan_json: &str) -> bool {
-    plan_json.contains("Cannot plan statement of type MULTI")
-}
+pub use statements::{count_statements, split_statements};
 
 /// What one statement needs, read from its plan.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,7 +74,7 @@ pub struct Inspection {
     pub targets: Vec<(String, String)>,
 }
 
-/// Reads DuckDB's answer to [`PLAN_SQL`] for one statement.
+/// Reads DuckDB's answer to `json_serialize_plan` for one statement.
 pub fn judge(plan_json: &str, lake: &str) -> Result<Verdict, Error> {
     Ok(match inspect(plan_json, lake)?.needs {
         None => Verdict::Empty,
@@ -88,6 +84,12 @@ pub fn judge(plan_json: &str, lake: &str) -> Result<Verdict, Error> {
 
 /// [`judge`], with what the statement reads.
 pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, Error> {
+    inspect_with(plan_json, lake, &[])
+}
+
+/// [`inspect`] of a statement that may also read the in-memory `copies`
+/// of lake tables (`memory.main.<copy>`), and nothing else outside the lake.
+fn inspect_with(plan_json: &str, lake: &str, copies: &[String]) -> Result<Inspection, Error> {
     let answer: Value = serde_json::from_str(plan_json)
         .map_err(|e| Error::internal(anyhow::anyhow!("unreadable plan from DuckDB: {e}")))?;
     if answer["error"].as_bool() == Some(true) {
@@ -99,6 +101,7 @@ pub fn inspect(plan_json: &str, lake: &str) -> Result<Inspection, Error> {
         1 => {
             let mut inspector = Inspector {
                 lake,
+                copies,
                 metadata: format!("__ducklake_metadata_{lake}"),
                 needs: Role::Read,
                 tables: Vec::new(),
@@ -140,8 +143,8 @@ fn plan_error(answer: &Value) -> Error {
         } else if message.contains("LOGICAL_CREATE_SECRET") {
             "CREATE SECRET is not allowed".to_string()
         } else if message.contains("type MULTI") {
-            "a PIVOT whose IN list is a query is not available: list the values, or \
-             leave IN out to pivot on every value"
+            "a PIVOT over values read from the data (no IN list, or IN a query) is not \
+             available: list the values, as in PIVOT t ON k IN ('a', 'b') USING sum(v)"
                 .to_string()
         } else {
             format!("the statement uses something the sandbox does not allow ({message})")
@@ -166,6 +169,7 @@ pub(crate) fn title_case(kind: &str) -> String {
 
 struct Inspector<'a> {
     lake: &'a str,
+    copies: &'a [String],
     metadata: String,
     needs: Role,
     tables: Vec<(String, String)>,
@@ -200,15 +204,12 @@ impl Inspector<'_> {
                         scalar_function(name)?;
                         self.functions.insert(name.to_string());
                     }
-                    // Every parameter is spliced in as its value before the
-                    // check: one left means the SQL holds a placeholder the
-                    // splicing did not see, so the check would not be of
-                    // what runs.
-                    if class == "BOUND_PARAMETER" {
-                        return Err(
-                            "a parameter placeholder that could not be matched to its value".into(),
-                        );
-                    }
+                    // A BOUND_PARAMETER is a value bound when the statement
+                    // runs, used as data: a parameter DuckDB needs to bind
+                    // the statement leaves no plan at all (see [`checked`]).
+                }
+                if self.is_copy(map) {
+                    return Ok(());
                 }
                 for key in ["catalog", "catalog_name"] {
                     if let Some(catalog) = map.get(key).and_then(Value::as_str) {
@@ -239,6 +240,15 @@ impl Inspector<'_> {
         }
     }
 
+    /// A scan's `function_data` naming one of the copies the statement may
+    /// read (`memory.main.<copy>`).
+    fn is_copy(&self, map: &serde_json::Map<String, Value>) -> bool {
+        let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or("");
+        text("catalog") == "memory"
+            && text("schema") == "main"
+            && self.copies.iter().any(|copy| copy == text("table"))
+    }
+
     fn catalog(&self, catalog: &str) -> Result<(), String> {
         // Identifiers are case-insensitive in DuckDB.
         let is = |name: &str| catalog.eq_ignore_ascii_case(name);
@@ -265,12 +275,16 @@ impl Inspector<'_> {
         match name {
             "GET" => {
                 let function = node.get("name").and_then(Value::as_str).unwrap_or("");
+                let data = node.get("function_data").unwrap_or(&Value::Null);
+                if function == "seq_scan" && data.as_object().is_some_and(|d| self.is_copy(d)) {
+                    self.unversioned.insert("hot table copy".into());
+                    return Ok(());
+                }
                 let role = table_function(function)?;
                 self.require(role);
                 if role > Role::Read {
                     self.writes.insert(function.to_string());
                 }
-                let data = node.get("function_data").unwrap_or(&Value::Null);
                 match (data["schema_name"].as_str(), data["table_name"].as_str()) {
                     (Some(schema), Some(table)) if function == "ducklake_scan" => {
                         self.tables.push((schema.to_string(), table.to_string()));
@@ -413,8 +427,8 @@ mod tests {
 
     /// The function list is closed: a name nobody reviewed is refused,
     /// called directly, as an aggregate or as a window's aggregate; DuckDB's
-    /// own window functions (node types, no name) pass. A placeholder left
-    /// in the checked plan is refused.
+    /// own window functions (node types, no name) pass. A parameter bound
+    /// at run time is data.
     #[test]
     fn unreviewed_functions_and_unmatched_parameters_are_refused() {
         let with = |expression: &str| {
@@ -440,8 +454,8 @@ mod tests {
         assert!(judge(&row_number, "lake").is_ok());
         let parameter = with(r#"{"expression_class":"BOUND_PARAMETER","identifier":"1"}"#);
         assert_eq!(
-            judge(&parameter, "lake").unwrap_err().code(),
-            "forbidden_statement"
+            judge(&parameter, "lake").unwrap(),
+            Verdict::Needs(Role::Read)
         );
     }
 
