@@ -76,9 +76,6 @@ pub struct Engine {
     /// catalog's tables, outside the lake (its default database is the
     /// in-memory one: a query there starts no DuckLake transaction).
     pub(super) catalog_reader: Arc<parking_lot::Mutex<Connection>>,
-    /// Functions whose result can differ between runs of the same query
-    /// (`random`, `now` ...): a query calling one gets no ETag.
-    pub(super) volatile_functions: Arc<std::collections::HashSet<String>>,
     /// In-memory copies of small lake tables read often.
     pub(super) hot: Arc<super::hot::HotTables>,
     /// Keeps the database open for as long as the engine lives.
@@ -209,16 +206,6 @@ impl Engine {
             .and_then(|conn| conn.execute_batch(&use_lake).map(|()| conn))
             .map_err(setup("opening the probe connection"))?;
         let info = read_info(&root, extensions.names()).map_err(setup("reading versions"))?;
-        let volatile_functions = root
-            .prepare(
-                "SELECT DISTINCT function_name FROM duckdb_functions() \
-                 WHERE stability IN ('VOLATILE', 'CONSISTENT_WITHIN_QUERY')",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map([], |row| row.get::<_, String>(0))?
-                    .collect::<duckdb::Result<std::collections::HashSet<_>>>()
-            })
-            .map_err(setup("listing volatile functions"))?;
         let hot = open_hot_tables(&root, config, &lake.name, &use_lake)
             .map_err(setup("starting the hot tables"))?;
         let catalog_reader = Arc::new(parking_lot::Mutex::new(catalog_reader));
@@ -265,7 +252,6 @@ impl Engine {
             probe_interrupt: probe.interrupt_handle(),
             probe: Arc::new(parking_lot::Mutex::new(probe)),
             last_probe: tokio::sync::Mutex::new(None),
-            volatile_functions: Arc::new(volatile_functions),
             hot,
             _root: parking_lot::Mutex::new(root),
         })

@@ -281,7 +281,6 @@ impl Engine {
         let rows_sent = Arc::clone(&rows);
         let lake = self.lake.name.clone();
         let shutting_down = Arc::clone(&self.shutting_down);
-        let volatile = Arc::clone(&self.volatile_functions);
         let hot = Arc::clone(&self.hot);
         let commit_sql = format!("{}; COMMIT", self.pool.reset_sql());
         let hold = request
@@ -297,7 +296,7 @@ impl Engine {
             let _request = span.enter();
             let mut producer = Producer {
                 shutting_down,
-                volatile,
+                pinned: request.pin.is_some(),
                 commit_sql,
                 settled: false,
                 reads: Reads::default(),
@@ -395,7 +394,8 @@ impl Engine {
 
 struct Producer {
     shutting_down: Arc<AtomicBool>,
-    volatile: Arc<std::collections::HashSet<String>>,
+    /// The request reads at a snapshot pin.
+    pinned: bool,
     /// The commit that ends a request, with the pool's reset before it.
     commit_sql: String,
     /// The request committed with [`Producer::commit_sql`]: the connection
@@ -477,6 +477,9 @@ struct Reads {
     wrote: bool,
     /// A statement calls a function whose result varies between runs.
     volatile: bool,
+    /// A statement reads a virtual column of a lake table (which a copy
+    /// does not have).
+    virtual_columns: bool,
     /// A statement reads a source with no lake version (see
     /// [`sandbox::Inspection::unversioned`]).
     unversioned: bool,
@@ -608,6 +611,14 @@ impl Producer {
                 "the last statement of the request is empty".into(),
             ));
         };
+        // What the plan cannot show (a table function's arguments, an AT
+        // clause's time) is read from DuckDB's parse tree of the statement.
+        if !self.reads.wrote && !self.reads.volatile && !self.reads.unversioned {
+            if let Some(reason) = sandbox::hidden_variance(conn, &checked)? {
+                tracing::debug!(reason, "the answer may vary: not kept, no ETag");
+                self.reads.volatile = true;
+            }
+        }
         // An ETag only for what can be revalidated exactly: a read of lake
         // tables (and fixed sources) alone, whose last change is known.
         if !self.reads.wrote && !self.reads.volatile && !self.reads.unversioned {
@@ -653,6 +664,10 @@ impl Producer {
             && !self.reads.wrote
             && !self.reads.tables.is_empty()
             && !checked.is_explain()
+            // A copy has no virtual columns, and a varying function such as
+            // current_query() would show the rewrite.
+            && !self.reads.virtual_columns
+            && !self.reads.volatile
         {
             let now = self.versions.snapshot.unwrap_or_default();
             match self
@@ -1052,10 +1067,30 @@ impl Producer {
             return Ok(None);
         };
         let inspection = checked.inspection();
-        self.reads.volatile |= inspection
+        self.reads.volatile |= !inspection
             .functions
             .iter()
-            .any(|f| self.volatile.contains(f));
+            .all(|f| sandbox::is_deterministic(f));
+        // Every DuckLake scan reads the request's snapshot (the pinned one,
+        // or the transaction's), as DuckDB bound it: a view, a macro or an
+        // AT clause reaching another makes a pinned read refused (it would
+        // mix snapshots under one label) and any other read unversioned.
+        if let Some(other) = inspection
+            .snapshots
+            .iter()
+            .find(|s| Some(**s) != self.versions.snapshot)
+        {
+            if self.pinned {
+                return Err(Error::InvalidParameters(format!(
+                    "this read reaches lake tables at snapshot {other} (through a view, a \
+                     macro or an AT clause), not at the pinned snapshot {}: a pin applies to \
+                     the tables the statement names; name them, or leave the pin out",
+                    self.versions.snapshot.unwrap_or_default()
+                )));
+            }
+            self.reads.unversioned = true;
+        }
+        self.reads.virtual_columns |= inspection.virtual_columns;
         self.reads.wrote |= checked.needs() > Role::Read;
         self.reads.tables.extend(inspection.tables.iter().cloned());
         self.reads.unversioned |= !inspection.unversioned.is_empty();

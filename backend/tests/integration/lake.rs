@@ -475,8 +475,9 @@ async fn queries_read_the_past_when_pinned_to_a_snapshot_or_time() {
     assert_eq!(past["rows"], json!([[1, "old"], [2, "old"]]));
     assert_eq!(header_i64(&h, "x-ducklake-snapshot"), inserted);
 
-    // Every table is pinned (u did not exist yet), CTE names are not, and
-    // an explicit AT wins; parameters still bind.
+    // Every table is pinned (u did not exist yet), CTE names are not;
+    // parameters still bind. An AT of the statement's own would read
+    // another snapshot under the pin's label: refused.
     let (status, body, _) = query_with(
         &app,
         json!({"sql": "SELECT * FROM u", "snapshot": inserted}),
@@ -495,8 +496,27 @@ async fn queries_read_the_past_when_pinned_to_a_snapshot_or_time() {
         None,
     )
     .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("at snapshot {updated}")),
+        "{body}"
+    );
+    let (status, body, _) = query_with(
+        &app,
+        json!({
+            "sql": "WITH c AS (SELECT id, v FROM t WHERE id = ?) \
+                    SELECT c.v, x.v FROM c JOIN t AS x AT (VERSION => ?) USING (id)",
+            "params": [1, inserted],
+            "snapshot": inserted,
+        }),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["rows"], json!([["old", "new"]]));
+    assert_eq!(body["rows"], json!([["old", "old"]]));
     // A CTE's name shadows the table only where DuckDB binds it as the CTE:
     // in its query node, in later CTEs, in its own body when recursive. A
     // table of the same name anywhere else is pinned (id 2 exists only in

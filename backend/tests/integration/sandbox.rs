@@ -603,6 +603,34 @@ async fn every_function_of_the_linked_duckdb_was_reviewed() {
         "functions of the linked DuckDB nobody reviewed: add each to \
          backend/src/engine/sandbox/functions.tsv with its verdict: {unreviewed:?}"
     );
+    // What DuckDB itself says varies between runs is never reviewed as
+    // deterministic (the result cache and ETags rely on that verdict).
+    let body = app
+        .sql(
+            "SELECT DISTINCT function_name FROM duckdb_functions() \
+             WHERE function_type IN ('scalar', 'aggregate') \
+             AND stability IN ('VOLATILE', 'CONSISTENT_WITHIN_QUERY') ORDER BY 1",
+        )
+        .await;
+    let varying: Vec<&str> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].as_str().unwrap())
+        .collect();
+    assert!(
+        varying.contains(&"now") && varying.contains(&"random"),
+        "{body}"
+    );
+    let marked: Vec<&&str> = varying
+        .iter()
+        .filter(|name| ducklake_backend::engine::sandbox::is_deterministic(name))
+        .collect();
+    assert!(
+        marked.is_empty(),
+        "DuckDB says these vary between runs, functions.tsv says allow: mark them \
+         allow-varies: {marked:?}"
+    );
     // Refused by the list, with its reason.
     let (status, body) = app
         .post_query(json!({"sql": "SELECT current_setting('memory_limit')"}))

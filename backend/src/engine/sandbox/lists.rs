@@ -222,13 +222,21 @@ pub(super) fn table_function(name: &str) -> Result<Role, String> {
 }
 
 /// Scalar functions that read the service's settings or environment.
-/// The reviewed scalar and aggregate functions ([`FUNCTIONS_TSV`]) by
-/// name: `Ok` to allow, `Err(why)` to refuse.
-fn reviewed_functions() -> &'static std::collections::HashMap<&'static str, Result<(), &'static str>>
-{
-    static REVIEWED: std::sync::OnceLock<
-        std::collections::HashMap<&'static str, Result<(), &'static str>>,
-    > = std::sync::OnceLock::new();
+/// A reviewed function's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Allowed; its answer depends on its arguments alone.
+    Allow,
+    /// Allowed; its answer varies between runs at the same lake snapshot.
+    AllowVaries,
+    /// Refused, with why.
+    Refuse(&'static str),
+}
+
+/// The reviewed scalar and aggregate functions ([`FUNCTIONS_TSV`]) by name.
+fn reviewed_functions() -> &'static std::collections::HashMap<&'static str, Verdict> {
+    static REVIEWED: std::sync::OnceLock<std::collections::HashMap<&'static str, Verdict>> =
+        std::sync::OnceLock::new();
     REVIEWED.get_or_init(|| {
         FUNCTIONS_TSV
             .lines()
@@ -238,8 +246,9 @@ fn reviewed_functions() -> &'static std::collections::HashMap<&'static str, Resu
                 let name = fields.next().unwrap_or_default();
                 let _kind = fields.next();
                 let verdict = match fields.next() {
-                    Some("allow") => Ok(()),
-                    _ => Err(fields.next().unwrap_or("it is refused")),
+                    Some("allow") => Verdict::Allow,
+                    Some("allow-varies") => Verdict::AllowVaries,
+                    _ => Verdict::Refuse(fields.next().unwrap_or("it is refused")),
                 };
                 (name, verdict)
             })
@@ -255,7 +264,15 @@ pub const FUNCTIONS_TSV: &str = include_str!("functions.tsv");
 pub fn reviewed_function_names() -> impl Iterator<Item = (&'static str, bool)> {
     reviewed_functions()
         .iter()
-        .map(|(name, verdict)| (*name, verdict.is_ok()))
+        .map(|(name, verdict)| (*name, !matches!(verdict, Verdict::Refuse(_))))
+}
+
+/// Whether a function was reviewed as deterministic: its answer depends on
+/// its arguments alone (and the lake snapshot it reads), so a read calling
+/// it may be revalidated and kept. Anything else, a name nobody reviewed
+/// included, is not.
+pub fn is_deterministic(name: &str) -> bool {
+    reviewed_functions().get(name) == Some(&Verdict::Allow)
 }
 
 /// A scalar or aggregate function may be called only when it is on the
@@ -263,8 +280,8 @@ pub fn reviewed_function_names() -> impl Iterator<Item = (&'static str, bool)> {
 /// included, is refused.
 pub(super) fn scalar_function(name: &str) -> Result<(), String> {
     match reviewed_functions().get(name) {
-        Some(Ok(())) => Ok(()),
-        Some(Err(why)) => Err(format!("the function {name}() is not allowed: {why}")),
+        Some(Verdict::Allow | Verdict::AllowVaries) => Ok(()),
+        Some(Verdict::Refuse(why)) => Err(format!("the function {name}() is not allowed: {why}")),
         None => Err(format!(
             "the function {name}() is not on the sandbox's reviewed list of functions"
         )),

@@ -31,15 +31,17 @@ mod checked;
 mod explain;
 mod lists;
 mod statements;
+mod variance;
 
 use serde_json::Value;
 
 use crate::{error::Error, role::Role};
 pub use checked::{check, Ask, Checked};
 pub use explain::explain;
-pub use lists::{reviewed_function_names, role_table};
+pub use lists::{is_deterministic, reviewed_function_names, role_table};
 use lists::{scalar_function, table_function};
 pub use statements::{count_statements, split_statements};
+pub use variance::hidden_variance;
 
 /// What one statement needs, read from its plan.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,6 +59,16 @@ pub struct Inspection {
     pub needs: Option<Role>,
     /// Lake tables it scans, as (schema, table).
     pub tables: Vec<(String, String)>,
+    /// The lake snapshots its scans read, as DuckDB bound them (a view's or
+    /// a macro's tables, and `AT (...)` clauses, included).
+    pub snapshots: std::collections::BTreeSet<i64>,
+    /// A scan reads a virtual column (`rowid`, `snapshot_id`, `filename`
+    /// ...), by name, by a `USING` or `NATURAL` join or otherwise: values
+    /// a copy of the table does not have.
+    pub virtual_columns: bool,
+    /// Table functions the plan calls besides DuckLake's scans (their
+    /// arguments are evaluated when DuckDB binds, and no plan shows them).
+    pub table_functions: usize,
     /// Every scalar and aggregate function it calls.
     pub functions: std::collections::BTreeSet<String>,
     /// Sources whose rows can change without any lake table changing
@@ -105,6 +117,9 @@ fn inspect_with(plan_json: &str, lake: &str, copies: &[String]) -> Result<Inspec
                 metadata: format!("__ducklake_metadata_{lake}"),
                 needs: Role::Read,
                 tables: Vec::new(),
+                snapshots: Default::default(),
+                virtual_columns: false,
+                table_functions: 0,
                 functions: Default::default(),
                 unversioned: Default::default(),
                 writes: Default::default(),
@@ -114,6 +129,9 @@ fn inspect_with(plan_json: &str, lake: &str, copies: &[String]) -> Result<Inspec
             Ok(Inspection {
                 needs: Some(inspector.needs),
                 tables: inspector.tables,
+                snapshots: inspector.snapshots,
+                virtual_columns: inspector.virtual_columns,
+                table_functions: inspector.table_functions,
                 functions: inspector.functions,
                 unversioned: inspector.unversioned,
                 writes: inspector.writes,
@@ -155,6 +173,23 @@ fn plan_error(answer: &Value) -> Error {
     Error::from_duckdb_message(format!("{kind} Error: {message}"))
 }
 
+/// A scan's columns include one of DuckDB's virtual columns: their ids
+/// start at 2^63 (the row id is the largest; "no column", which a
+/// `count(*)` scan reads, is not one).
+fn reads_a_virtual_column(scan: &serde_json::Map<String, Value>) -> bool {
+    const VIRTUAL_START: u64 = 1 << 63;
+    const NO_COLUMN: u64 = u64::MAX - 1;
+    scan.get("column_indexes")
+        .and_then(Value::as_array)
+        .is_some_and(|columns| {
+            columns.iter().any(|column| {
+                column["index"]
+                    .as_u64()
+                    .is_some_and(|id| id >= VIRTUAL_START && id != NO_COLUMN)
+            })
+        })
+}
+
 pub(crate) fn title_case(kind: &str) -> String {
     kind.split(' ')
         .map(|word| {
@@ -173,6 +208,9 @@ struct Inspector<'a> {
     metadata: String,
     needs: Role,
     tables: Vec<(String, String)>,
+    snapshots: std::collections::BTreeSet<i64>,
+    virtual_columns: bool,
+    table_functions: usize,
     functions: std::collections::BTreeSet<String>,
     unversioned: std::collections::BTreeSet<String>,
     writes: std::collections::BTreeSet<String>,
@@ -282,12 +320,19 @@ impl Inspector<'_> {
                 }
                 let role = table_function(function)?;
                 self.require(role);
+                if function != "ducklake_scan" {
+                    self.table_functions += 1;
+                }
                 if role > Role::Read {
                     self.writes.insert(function.to_string());
                 }
                 match (data["schema_name"].as_str(), data["table_name"].as_str()) {
                     (Some(schema), Some(table)) if function == "ducklake_scan" => {
                         self.tables.push((schema.to_string(), table.to_string()));
+                        if let Some(snapshot) = data["snapshot"]["snapshot_id"].as_i64() {
+                            self.snapshots.insert(snapshot);
+                        }
+                        self.virtual_columns |= reads_a_virtual_column(node);
                     }
                     _ if lists::FIXED_SOURCES.contains(&function) => {}
                     _ => {
