@@ -594,9 +594,13 @@ fn basic_password(header: &str) -> Option<String> {
     let encoded = header
         .strip_prefix("Basic ")
         .or_else(|| header.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    // Drivers differ: ADBC sends unpadded base64, others padded.
+    const PADDED_OR_NOT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = PADDED_OR_NOT.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (_, password) = text.split_once(':')?;
     Some(password.to_string())
@@ -754,4 +758,32 @@ pub async fn serve(
         .map_err(|e| format!("the Flight SQL server stopped: {e}"));
     serving.store(false, Ordering::SeqCst);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Basic credentials as every driver sends them: padded base64 (most)
+    /// or unpadded (ADBC), any user name, any length.
+    #[test]
+    fn basic_credentials_are_read_padded_or_not() {
+        use base64::Engine as _;
+        let key = "dlk_0123456789abcdef";
+        for user in ["", "a", "me", "etl", "user", "dbeaver"] {
+            let pair = format!("{user}:{key}");
+            for encoded in [
+                base64::engine::general_purpose::STANDARD.encode(&pair),
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(&pair),
+            ] {
+                for scheme in ["Basic", "basic"] {
+                    let header = format!("{scheme} {encoded}");
+                    assert_eq!(basic_password(&header).as_deref(), Some(key), "{header}");
+                }
+            }
+        }
+        assert_eq!(basic_password("Bearer abc"), None);
+        assert_eq!(basic_password("Basic !!!"), None);
+        assert_eq!(basic_password("Basic bm9jb2xvbg"), None, "no colon");
+    }
 }
