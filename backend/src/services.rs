@@ -205,7 +205,8 @@ impl Services {
 
     /// The cache key of a request that may be cached; `None` for what
     /// never is: the cache off, a transaction, a pin by time (which moves
-    /// with new snapshots), a job's or a session's run.
+    /// with new snapshots), a job's or a session's run, a client asking for
+    /// a fresh read (`Cache-Control: no-cache`).
     fn cache_key(
         &self,
         request: &QueryRequest,
@@ -220,6 +221,7 @@ impl Services {
             || request.session.is_some()
             || request.progress.is_some()
             || request.timetz_as_text
+            || request.fresh
             || matches!(request.pin, Some(Pin::Time(_)))
         {
             return None;

@@ -96,8 +96,23 @@ impl QueryBody {
             audit: crate::api::trail::trail(req),
             timetz_as_text: false,
             session: None,
+            fresh: asks_for_fresh(req),
         })
     }
+}
+
+/// The client's `Cache-Control: no-cache` (or `no-store`): the answer is
+/// read from the lake itself, neither from the result cache nor from a
+/// hot table copy (it may still be kept for the next request).
+fn asks_for_fresh(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::CACHE_CONTROL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|directive| {
+            let directive = directive.trim();
+            directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("no-store")
+        })
 }
 
 pub const STREAMED_HEADER: &str = "x-result-streamed";

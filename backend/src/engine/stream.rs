@@ -96,6 +96,9 @@ pub struct QueryRequest {
     /// The open transaction this request runs in (with
     /// `TransactionMode::Session`).
     pub session: Option<Arc<Session>>,
+    /// Read the lake itself: no kept answer, no hot table copy (the
+    /// client's `Cache-Control: no-cache`).
+    pub fresh: bool,
 }
 
 /// What one result may take.
@@ -660,6 +663,7 @@ impl Producer {
         let mut copies: Vec<String> = Vec::new();
         let hot = if mode != TransactionMode::Session
             && request.pin.is_none()
+            && !request.fresh
             && leading.is_empty()
             && !self.reads.wrote
             && !self.reads.tables.is_empty()

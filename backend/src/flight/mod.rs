@@ -280,6 +280,7 @@ impl LakeFlight {
             progress: None,
             audit: Some(self.trail(caller)),
             timetz_as_text: false,
+            fresh: false,
         };
         let meter = QueryMeter::start(&self.services, &request.sql, &caller.prefix);
         let stream = match self.services.query(request, Format::Arrow, mode).await {

@@ -206,6 +206,7 @@ impl Inner {
             audit: job.audit.clone(),
             timetz_as_text: true,
             session: None,
+            fresh: false,
         };
         let limits = Limits {
             timeout: Duration::from_millis(timeout_ms),
