@@ -312,13 +312,15 @@ impl HotTables {
     /// `sql` (one plain read, already checked by the sandbox) with the
     /// tables it reads from usable copies, if any, and the copies it names
     /// (the rewrite then goes through the sandbox's check, allowed to read
-    /// those); `tables` the lake tables its plan scans, `now`
+    /// those); `tree` its parse tree if the caller has it, `tables` the
+    /// lake tables its plan scans, `now`
     /// the snapshot its transaction reads on `conn`. Counts the read of
     /// each table towards its copy.
     pub fn rewrite(
         &self,
         conn: &Connection,
         sql: &str,
+        tree: Option<Value>,
         tables: &[(String, String)],
         now: i64,
     ) -> Result<Option<(String, Vec<String>)>, Error> {
@@ -356,7 +358,10 @@ impl HotTables {
         if usable.is_empty() {
             return Ok(None);
         }
-        let mut tree = parse_tree::serialize(conn, sql)?;
+        let mut tree = match tree {
+            Some(tree) => tree,
+            None => parse_tree::serialize(conn, sql)?,
+        };
         if tree["error"].as_bool() != Some(false) || leaves_doubt(&tree) {
             return Ok(None);
         }

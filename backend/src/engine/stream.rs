@@ -244,7 +244,9 @@ impl Engine {
         self.check_sql_text(&request.sql)?;
         // Before the timeout runs: an empty request is the client's mistake
         // however short its timeout.
-        if sandbox::count_statements(&request.sql)? == Ok(0) {
+        // (Only blanks here, on the async side: a text of comments alone is
+        // found empty by DuckDB's parser, on the query's thread.)
+        if request.sql.trim().is_empty() {
             return Err(Error::InvalidParameters("sql is empty".into()));
         }
         let Limits {
@@ -616,11 +618,14 @@ impl Producer {
         };
         // What the plan cannot show (a table function's arguments, an AT
         // clause's time) is read from DuckDB's parse tree of the statement.
+        let mut tree = None;
         if !self.reads.wrote && !self.reads.volatile && !self.reads.unversioned {
-            if let Some(reason) = sandbox::hidden_variance(conn, &checked)? {
+            let (variance, parsed) = sandbox::hidden_variance(conn, &checked)?;
+            if let Some(reason) = variance {
                 tracing::debug!(reason, "the answer may vary: not kept, no ETag");
                 self.reads.volatile = true;
             }
+            tree = Some(parsed);
         }
         // An ETag only for what can be revalidated exactly: a read of lake
         // tables (and fixed sources) alone, whose last change is known.
@@ -676,7 +681,7 @@ impl Producer {
             let now = self.versions.snapshot.unwrap_or_default();
             match self
                 .hot
-                .rewrite(conn, checked.sql(), &self.reads.tables, now)?
+                .rewrite(conn, checked.sql(), tree, &self.reads.tables, now)?
             {
                 Some((sql, named)) => {
                     copies = named;

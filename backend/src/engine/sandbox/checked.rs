@@ -199,14 +199,15 @@ pub fn check(
             ask.role
         )));
     }
-    one_statement(Checked {
+    // DuckDB planned this text as exactly one statement (`inspect` refuses
+    // more than one plan): its count is already DuckDB's.
+    Ok(Some(Checked {
         sql,
         params,
         inspection,
         needs,
         explain: false,
-    })
-    .map(Some)
+    }))
 }
 
 /// DuckDB made no plan at all: what it answers when a parameter's value is
@@ -227,8 +228,9 @@ fn plan_of(
         .map_err(duck)
 }
 
-/// `checked`, once DuckDB's parser confirms its text is one statement (a
-/// prepared text of several would run all but the last unseen).
+/// `checked` (an EXPLAIN the service wrote around a checked statement),
+/// once DuckDB's parser confirms its text is one statement (a prepared text
+/// of several would run all but the last unseen).
 fn one_statement(checked: Checked) -> Result<Checked, Error> {
     match count_statements(&checked.sql)? {
         Ok(1) => Ok(checked),

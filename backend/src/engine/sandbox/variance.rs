@@ -18,23 +18,29 @@ use serde_json::Value;
 use super::{is_deterministic, lists::TABLE_FUNCTIONS, Checked};
 use crate::{engine::parse_tree, error::Error};
 
-/// Why `checked`'s answer may vary beyond what its plan shows, or `None`.
-pub fn hidden_variance(conn: &Connection, checked: &Checked) -> Result<Option<String>, Error> {
+/// Why `checked`'s answer may vary beyond what its plan shows (or `None`),
+/// and DuckDB's parse tree of it (for whoever needs it next).
+pub fn hidden_variance(
+    conn: &Connection,
+    checked: &Checked,
+) -> Result<(Option<String>, Value), Error> {
     let tree = parse_tree::serialize(conn, checked.sql())?;
+    Ok((variance_of(&tree, checked), tree))
+}
+
+fn variance_of(tree: &Value, checked: &Checked) -> Option<String> {
     if tree["error"].as_bool() != Some(false) {
-        return Ok(Some("DuckDB cannot show the statement's parse tree".into()));
+        return Some("DuckDB cannot show the statement's parse tree".into());
     }
     let mut seen = Seen::default();
-    seen.walk(&tree);
+    seen.walk(tree);
     if let Some(name) = seen.varying.first() {
-        return Ok(Some(format!("it calls {name}()")));
+        return Some(format!("it calls {name}()"));
     }
     if checked.inspection().table_functions > seen.table_functions {
-        return Ok(Some(
-            "a view or macro calls a table function whose arguments no plan shows".into(),
-        ));
+        return Some("a view or macro calls a table function whose arguments no plan shows".into());
     }
-    Ok(None)
+    None
 }
 
 #[derive(Default)]
