@@ -587,20 +587,23 @@ impl Producer {
             }
         };
         let (last, leading) = pieces.split_last().expect("pieces is not empty");
+        // Parameters bind to the last statement only: an earlier one is
+        // checked and run with none, and one of its placeholders is the
+        // client's mistake.
+        let earlier = |err: Error| match err {
+            Error::InvalidParameters(_) => Error::InvalidParameters(
+                "parameters bind to the last statement of a request only; an earlier \
+                 statement has a placeholder"
+                    .into(),
+            ),
+            other => other,
+        };
         for piece in leading {
-            // Parameters bind to the last statement only: an earlier one is
-            // checked and run with none.
-            if let Some(checked) = self.check(conn, piece, &Params::None, ask)? {
-                checked
-                    .execute(conn, |e| self.duck(e))
-                    .map_err(|err| match err {
-                        Error::InvalidParameters(_) => Error::InvalidParameters(
-                            "parameters bind to the last statement of a request only; an \
-                             earlier statement has a placeholder"
-                                .into(),
-                        ),
-                        other => other,
-                    })?;
+            let checked = self
+                .check(conn, piece, &Params::None, ask)
+                .map_err(earlier)?;
+            if let Some(checked) = checked {
+                checked.execute(conn, |e| self.duck(e)).map_err(earlier)?;
                 if mode == TransactionMode::AutoCommit {
                     conn.execute_batch("COMMIT; BEGIN TRANSACTION")
                         .map_err(|e| self.duck(e))?;

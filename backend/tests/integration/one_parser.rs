@@ -211,6 +211,25 @@ async fn parameters_bind_where_duckdb_sees_them_and_nowhere_else() {
         assert_eq!(rows["rows"][0][0], json!(want), "{body}");
         query_as(&app, &admin, &json!({"sql": "DELETE FROM loot"})).await;
     }
+    // A placeholder in an earlier statement of a request: the client's
+    // mistake (parameters bind to the last one), and nothing ran.
+    for sql in [
+        "SELECT ?; SELECT 1",
+        "INSERT INTO loot VALUES (?); SELECT 1",
+    ] {
+        let (status, answer) = query_as(&app, &write, &run(sql, json!(["x"]))).await;
+        assert_eq!(
+            (status, error_code(&answer)),
+            (422, "invalid_parameters"),
+            "{sql}: {answer}"
+        );
+        assert!(answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("last statement"));
+    }
+    let (_, loot) = query_as(&app, &admin, &json!({"sql": "SELECT count(*) FROM loot"})).await;
+    assert_eq!(loot["rows"], json!([[0]]));
     let (_, victim) = query_as(&app, &admin, &json!({"sql": "SELECT n FROM victim"})).await;
     assert_eq!(victim["rows"], json!([[1]]));
     app.stop().await;
