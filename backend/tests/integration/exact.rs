@@ -179,6 +179,22 @@ async fn a_read_of_a_virtual_column_is_answered_by_the_lake() {
     // The control: a plain read of the same table is served from the copy.
     app.sql("SELECT a FROM hr ORDER BY 1").await;
     assert!(app.engine().hot().stats().reads > served);
+    // The copies exist, and no listing a caller can read shows them.
+    assert!(app.engine().hot().stats().tables > 0);
+    for sql in [
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%ducklake_hot%'",
+        "SELECT count(*) FROM duckdb_columns() c WHERE c.table_name LIKE '%ducklake_hot%'",
+        "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '%ducklake_hot%'",
+        "SELECT count(*) FROM information_schema.columns WHERE table_name LIKE '%ducklake_hot%'",
+        "SELECT count(*) FROM (SHOW ALL TABLES) WHERE name LIKE '%ducklake_hot%'",
+    ] {
+        let body = app.sql(sql).await;
+        assert_eq!(body["rows"], json!([[0]]), "{sql}: {body}");
+    }
+    let body = app
+        .sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'hr'")
+        .await;
+    assert_eq!(body["rows"], json!([[1]]), "{body}");
     // current_query() shows the caller's text, never the rewrite.
     let body = app.sql("SELECT current_query() AS q FROM hr LIMIT 1").await;
     let text = body["rows"][0][0].as_str().unwrap();

@@ -29,6 +29,7 @@
 
 mod checked;
 mod explain;
+mod introspection;
 mod lists;
 mod statements;
 mod variance;
@@ -38,6 +39,7 @@ use serde_json::Value;
 use crate::{error::Error, role::Role};
 pub use checked::{check, Ask, Checked};
 pub use explain::explain;
+pub use introspection::{lists_tables, without_copies};
 pub use lists::{is_deterministic, reviewed_function_names, role_table};
 use lists::{scalar_function, table_function};
 pub use statements::{count_statements, split_statements};
