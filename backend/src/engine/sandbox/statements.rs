@@ -205,6 +205,19 @@ mod tests {
         );
     }
 
+    /// The README says the service has no other SQL tokenizer: none is in
+    /// the dependency tree to decide anything.
+    #[test]
+    fn no_second_sql_tokenizer_is_in_the_tree() {
+        let lock = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"));
+        for tokenizer in ["sqlparser", "pg_query", "sqlformat", "sql-parse"] {
+            assert!(
+                !lock.contains(&format!("name = \"{tokenizer}\"")),
+                "{tokenizer} is back in Cargo.lock: what does it decide?"
+            );
+        }
+    }
+
     #[test]
     fn unreadable_text_is_one_piece() {
         assert_eq!(
