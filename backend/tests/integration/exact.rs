@@ -79,8 +79,20 @@ async fn answers_that_depend_on_the_clock_are_never_kept() {
     let (_, first, etag, _) = ask(&app, sql.clone()).await;
     assert_eq!(first, "miss");
     assert!(etag.is_some());
-    let (_, second, _, _) = ask(&app, sql).await;
+    let (_, second, _, _) = ask(&app, sql.clone()).await;
     assert_eq!(second, "hit");
+    // Cache-Control: no-cache reads the lake itself.
+    for directive in ["no-cache", "max-age=0, no-store"] {
+        let res = app
+            .client
+            .post(app.url("/api/v1/query"))
+            .header("cache-control", directive)
+            .json(&sql)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-cache"], "bypass", "{directive}");
+    }
     app.stop().await;
 }
 
