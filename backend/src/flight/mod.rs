@@ -186,6 +186,10 @@ struct Registry {
     transactions: HashMap<Uuid, (Option<Uuid>, Arc<crate::engine::stream::Session>)>,
     waiting: HashMap<Uuid, Waiting>,
     cancels: HashMap<Uuid, (Option<Uuid>, tokio::sync::oneshot::Sender<()>)>,
+    /// Statements ended by `CancelFlightInfo`, with when: their tickets
+    /// answer CANCELLED instead of running again (kept for two ticket
+    /// lifetimes).
+    cancelled: HashMap<Uuid, std::time::Instant>,
 }
 
 /// The Flight SQL service.
@@ -390,6 +394,16 @@ impl LakeFlight {
         handle: Handle,
         answered: &SnapshotSlot,
     ) -> Result<Response<FlightStream>, Status> {
+        if let Some(id) = handle.id {
+            let mut registry = self.registry.lock();
+            if registry.cancelled.contains_key(&id) {
+                registry.waiting.remove(&id);
+                return Err(Status::cancelled(
+                    "[cancelled] this statement was cancelled (CancelFlightInfo): its ticket \
+                     ends there; run the statement again for a new one",
+                ));
+            }
+        }
         let waiting = handle.id.and_then(|id| {
             let mut registry = self.registry.lock();
             match registry.waiting.get(&id) {
@@ -507,10 +521,16 @@ impl LakeFlight {
             let Some(id) = handle.id else { continue };
             let cancel = {
                 let mut registry = self.registry.lock();
-                match registry.cancels.get(&id) {
+                let found = match registry.cancels.get(&id) {
                     Some((key, _)) if *key == caller.key_id => registry.cancels.remove(&id),
                     _ => None,
+                };
+                if found.is_some() {
+                    let keep = self.ticket_ttl * 2;
+                    registry.cancelled.retain(|_, at| at.elapsed() < keep);
+                    registry.cancelled.insert(id, std::time::Instant::now());
                 }
+                found
             };
             if let Some((_, cancel)) = cancel {
                 let _ = cancel.send(());

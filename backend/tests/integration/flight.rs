@@ -761,8 +761,16 @@ async fn cancel_and_a_dropped_stream_stop_the_query() {
     let result: arrow_flight::CancelFlightInfoResult = prost::Message::decode(result.body).unwrap();
     assert_eq!(result.status, arrow_flight::CancelStatus::Cancelled as i32);
     until_no_query_runs(&app).await;
-    // Its ticket then answers with a fresh read-only run, not the old stream.
     drop(results);
+    // Its ticket ends there: a DoGet answers CANCELLED and runs nothing.
+    let err = flight
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap_err();
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::Cancelled, "{message}");
+    assert!(message.contains("CancelFlightInfo"), "{message}");
+    assert_eq!(active_queries(&app).await, 0.0);
 
     // A GetFlightInfo abandoned while DuckDB computes (a driver's cancel
     // drops the call): the aggregation stops.
