@@ -18,16 +18,8 @@ async fn app() -> TestApp {
 
 /// Status, `X-Cache`, ETag and body of one POSTed query.
 async fn ask(app: &TestApp, body: Value) -> (u16, String, Option<String>, Value) {
-    let res = app.send_query(&body).await;
-    let header = |name: &str| {
-        res.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_string())
-    };
-    let cache = header("x-cache").unwrap_or_default();
-    let etag = header("etag");
-    let status = res.status().as_u16();
-    (status, cache, etag, res.json().await.unwrap())
+    let (status, cache, etag, _, body) = read(app, &body, false).await;
+    (status, cache, etag, body)
 }
 
 /// The time-dependent reads: each asked three times is never a hit
