@@ -72,6 +72,7 @@ pub fn with_values(
             })?;
         let values: std::collections::HashMap<&str, &Value> =
             names.iter().map(String::as_str).zip(items).collect();
+        keep_placeholder_names(&mut tree);
         replace(&mut tree, &values);
     }
     if let Some(statements) = tree["statements"].as_array_mut() {
@@ -211,6 +212,28 @@ fn placeholders(node: &Value, names: &mut Vec<String>) {
     }
 }
 
+/// A result column that is a placeholder alone is named as DuckDB names it
+/// when the value is bound (`$1`, `$name`): its value keeps that name.
+fn keep_placeholder_names(tree: &mut Value) {
+    let Some(statements) = tree["statements"].as_array_mut() else {
+        return;
+    };
+    for statement in statements {
+        let Some(items) = statement["node"]["select_list"].as_array_mut() else {
+            continue;
+        };
+        for item in items {
+            let unnamed = item["alias"].as_str().is_none_or(str::is_empty);
+            if let (Some(map), true) = (item.as_object_mut(), unnamed) {
+                if is_placeholder(map) {
+                    let name = format!("${}", map["identifier"].as_str().unwrap_or(""));
+                    map.insert("alias".into(), Value::String(name));
+                }
+            }
+        }
+    }
+}
+
 /// Puts each placeholder's value expression in its place (keeping the
 /// placeholder's alias).
 fn replace(node: &mut Value, values: &std::collections::HashMap<&str, &Value>) {
@@ -279,6 +302,17 @@ mod tests {
             with_values_of(&conn, "INSERT INTO t VALUES (?)", &named).unwrap(),
             None
         );
+        // A column that is a placeholder alone keeps the name DuckDB gives
+        // it when bound.
+        let checked = with_values_of(&conn, "SELECT ?, ? AS b, ? + 1", &params)
+            .unwrap()
+            .unwrap();
+        let mut stmt = conn.prepare(&checked).unwrap();
+        stmt.execute([]).unwrap();
+        let names: Vec<String> = (0..3)
+            .map(|i| stmt.column_name(i).unwrap().clone())
+            .collect();
+        assert_eq!(names[..2], ["$1", "b"], "{checked}");
         let err = with_values_of(&conn, "SELECT $missing", &named).unwrap_err();
         assert_eq!(err.code(), "invalid_parameters");
     }
