@@ -70,6 +70,11 @@ fi
 if [ "$(python3 -c 'import pyarrow; print(pyarrow.__version__)' 2>/dev/null)" != "26.0.1" ]; then
   python3 -m pip install --quiet 'pyarrow==26.0.1'
 fi
+# Drivers as their users run them (scripts/flight-drivers.py): pandas over
+# ADBC, and SQLAlchemy through flightsql-dbapi (Superset's Flight SQL dialect).
+if [ "$(python3 -c 'import pandas, sqlalchemy, flightsql, importlib.metadata as m; print(pandas.__version__, sqlalchemy.__version__, m.version("flightsql-dbapi"))' 2>/dev/null)" != "3.1.1 1.4.54 0.2.2" ]; then
+  python3 -m pip install --quiet 'pandas==3.1.1' 'sqlalchemy==1.4.54' 'flightsql-dbapi==0.2.2'
+fi
 # The readers that fetch a query result by range (scripts/range-readers.py,
 # tests of the result cache): polars, and fsspec's HTTP filesystem for pyarrow.
 if [ "$(python3 -c 'import polars, fsspec, aiohttp; print(polars.__version__, fsspec.__version__, aiohttp.__version__)' 2>/dev/null)" != "2.1.0 2026.9.0 3.14.5" ]; then

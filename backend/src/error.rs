@@ -98,6 +98,10 @@ pub enum Error {
     /// An async job's result was asked for, but the job has none (yet).
     #[error("{0}")]
     ResultUnavailable(String),
+    /// A transaction the client still names ended on its own (idle too
+    /// long after writing, or pushed out by its key's newer ones).
+    #[error("{0}")]
+    TransactionEnded(String),
     /// A bug of ours. The client sees a generic message; the log gets the chain.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -162,6 +166,7 @@ impl Error {
             Self::UnsupportedFormat(_) => "unsupported_format",
             Self::TooManyRequests { .. } => "too_many_requests",
             Self::ResultUnavailable(_) => "result_unavailable",
+            Self::TransactionEnded(_) => "transaction_ended",
             Self::Internal(_) => "internal_error",
         }
     }

@@ -33,5 +33,6 @@ pub mod services;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod transactions;
 
 pub use startup::{open_store, Application, StartupError, KEEP_ALIVE};

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub bytes_returned: IntCounter,
     pub queries_active: IntGauge,
     pub queries_queued: IntGauge,
+    pub transactions_open: IntGaugeVec,
     pub write_conflicts: IntCounter,
     pub duckdb_memory: IntGaugeVec,
     pub duckdb_temp_storage: IntGauge,
@@ -95,6 +96,11 @@ impl Metrics {
             bytes_returned: IntCounter::with_opts(opts("query_bytes_returned_total", "Result bytes sent to clients (before compression).")).unwrap(),
             queries_active: IntGauge::with_opts(opts("queries_active", "Queries running now.")).unwrap(),
             queries_queued: IntGauge::with_opts(opts("queries_queued", "Queries waiting for a connection.")).unwrap(),
+            transactions_open: IntGaugeVec::new(
+                opts("transactions_open", "Flight SQL transactions open, by state: reading (holds no connection), writing_active (a statement runs on its connection), writing_idle (its connection waits for the client)."),
+                &["state"],
+            )
+            .unwrap(),
             write_conflicts: IntCounter::with_opts(opts("write_conflicts_total", "Requests that ended in write_conflict.")).unwrap(),
             duckdb_memory: IntGaugeVec::new(
                 opts("duckdb_memory_bytes", "DuckDB memory in use, by DuckDB's tag (duckdb_memory())."),
@@ -179,6 +185,7 @@ impl Metrics {
             Box::new(metrics.bytes_returned.clone()),
             Box::new(metrics.queries_active.clone()),
             Box::new(metrics.queries_queued.clone()),
+            Box::new(metrics.transactions_open.clone()),
             Box::new(metrics.write_conflicts.clone()),
             Box::new(metrics.duckdb_memory.clone()),
             Box::new(metrics.duckdb_temp_storage.clone()),

@@ -46,6 +46,8 @@ pub struct Services {
     pub flight: Option<FlightListener>,
     /// Answers to repeated reads (see [`Services::query`]).
     pub cache: Arc<ResultCache>,
+    /// Transactions open across calls (Flight SQL's).
+    pub transactions: crate::transactions::Transactions,
 }
 
 /// Where the Flight SQL edge listens, and whether it still serves (its
@@ -54,6 +56,19 @@ pub struct Services {
 pub struct FlightListener {
     pub address: std::net::SocketAddr,
     pub serving: Arc<AtomicBool>,
+}
+
+impl Load<'_> {
+    /// What the engine loads.
+    pub fn file(&self) -> crate::engine::ingest::FileLoad {
+        crate::engine::ingest::FileLoad {
+            schema: self.schema.to_string(),
+            table: self.table.to_string(),
+            location: self.location.clone(),
+            format: self.format,
+            mode: self.mode,
+        }
+    }
 }
 
 /// One load of a file into a lake table, as a transport asks for it.
@@ -80,17 +95,7 @@ impl Services {
         load: Load<'_>,
     ) -> Result<crate::engine::ingest::Loaded, crate::error::Error> {
         let timeout = std::time::Duration::from_millis(self.config.ingest.timeout_ms);
-        let loaded = self
-            .engine
-            .load_file(
-                load.schema.to_string(),
-                load.table.to_string(),
-                load.location,
-                load.format,
-                load.mode,
-                timeout,
-            )
-            .await;
+        let loaded = self.engine.load_file(load.file(), timeout).await;
         if let Some(trail) = trail {
             let outcome = match &loaded {
                 Ok(_) => crate::audit::Outcome::Ok,

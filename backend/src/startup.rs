@@ -82,6 +82,9 @@ async fn bootstrap_auth(config: &Config, store: &Store) -> Result<(), StartupErr
 }
 
 pub struct Application {
+    /// The services (held by the server while it runs): what the
+    /// shutdown ends first.
+    services: std::sync::Weak<AppState>,
     server: Server,
     port: u16,
     audit: audit::Audit,
@@ -206,6 +209,7 @@ impl Application {
             maintenance,
             flight: flight.as_ref().map(|(_, _, listener)| listener.clone()),
             cache,
+            transactions: crate::transactions::Transactions::new(&config),
         });
         services.connect_hot_tables();
         let state = web::Data::from(Arc::clone(&services));
@@ -227,6 +231,7 @@ impl Application {
                 (Some(stop), Some(task))
             }
         };
+        let weak_services = Arc::downgrade(&services);
         drop(services);
         let max_body = config.server.max_body_bytes;
         let guard = web::Data::new(api::guard::Guard::from_config(&config));
@@ -265,6 +270,7 @@ impl Application {
         tracing::info!(host = %config.server.host, port, "listening");
 
         Ok(Self {
+            services: weak_services,
             server,
             port,
             audit,
@@ -302,8 +308,15 @@ impl Application {
         let engine = Arc::clone(&self.engine);
         let draining = Arc::clone(&self.draining);
         let grace = self.grace;
+        let services = self.services.clone();
         let on_signal = tokio::spawn(async move {
             if let Some(signal) = termination().await {
+                // Transactions held open cannot commit after this: rolled
+                // back now, their connections are not waited for.
+                if let Some(services) = services.upgrade() {
+                    draining.store(true, std::sync::atomic::Ordering::SeqCst);
+                    services.end_all_transactions().await;
+                }
                 drain(&engine, &draining, grace, signal).await;
                 handle.stop(true).await;
             }

@@ -54,6 +54,7 @@ pub fn status(err: &Error) -> StatusCode {
         Error::UnsupportedFormat(_) => StatusCode::NOT_ACCEPTABLE,
         Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::ResultUnavailable(_) => StatusCode::CONFLICT,
+        Error::TransactionEnded(_) => StatusCode::CONFLICT,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -135,6 +136,7 @@ mod tests {
                 retry_after_secs: 1,
             },
             Error::ResultUnavailable(m()),
+            Error::TransactionEnded(m()),
             Error::Internal(anyhow::anyhow!("m")),
         ];
         for err in &every {
@@ -169,6 +171,7 @@ mod tests {
                 | Error::UnsupportedFormat(_)
                 | Error::TooManyRequests { .. }
                 | Error::ResultUnavailable(_)
+                | Error::TransactionEnded(_)
                 | Error::Internal(_) => {}
             }
             let (status, code) = (status(err), err.code());

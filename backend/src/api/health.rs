@@ -220,6 +220,11 @@ pub async fn check_all(state: &AppState) -> [Component; 3] {
             "snapshot_id": snapshot,
             "queries_queued": state.engine.queued(),
             "write_conflicts_total": state.engine.write_conflicts(),
+            "connections": {
+                "size": state.engine.pool().size(),
+                "available": state.engine.pool().available(),
+            },
+            "transactions_open": state.transactions.counts(),
         }))
     });
     let (catalog, storage, lake_component) = tokio::join!(catalog, storage, lake_check);

@@ -39,6 +39,16 @@ pub async fn prometheus(_: Open, state: web::Data<AppState>) -> Result<HttpRespo
     let m = &state.metrics;
     health::check_all(&state).await;
     m.queries_queued.set(state.engine.queued() as i64);
+    let open = state.transactions.counts();
+    for (label, n) in [
+        ("reading", open.reading),
+        ("writing_active", open.writing_active),
+        ("writing_idle", open.writing_idle),
+    ] {
+        m.transactions_open
+            .with_label_values(&[label])
+            .set(n as i64);
+    }
     sync_int_counter(&m.write_conflicts, state.engine.write_conflicts());
     let hot = state.engine.hot().stats();
     m.hot_tables.set(hot.tables as i64);
@@ -188,6 +198,11 @@ pub async fn performance(
     let mut report = state.performance.report();
     report["cache"] = serde_json::json!(state.cache.stats());
     report["hot_tables"] = serde_json::json!(state.engine.hot().stats());
+    report["transactions_open"] = serde_json::json!(state.transactions.counts());
+    report["connections"] = serde_json::json!({
+        "size": state.engine.pool().size(),
+        "available": state.engine.pool().available(),
+    });
     Ok(HttpResponse::Ok().json(report))
 }
 

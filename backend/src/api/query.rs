@@ -97,6 +97,7 @@ impl QueryBody {
             timetz_as_text: false,
             session: None,
             fresh: asks_for_fresh(req),
+            deferred: false,
         })
     }
 }

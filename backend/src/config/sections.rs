@@ -155,10 +155,12 @@ pub struct QueryConfig {
     pub timeout_ms: u64,
     /// The largest timeout a request may ask for.
     pub max_timeout_ms: u64,
-    /// Rows returned at most; a longer result is cut and flagged `truncated`.
+    /// Rows returned at most; a longer result is cut and flagged `truncated`
+    /// (or refused where a cut cannot be marked). 0: no limit (the default).
     pub max_rows: u64,
     /// Bytes of one encoded result at most; a larger result is cut after
-    /// the batch that crossed the limit and flagged `truncated`.
+    /// the batch that crossed the limit, as for `max_rows`. 0: no limit
+    /// (the default).
     pub max_result_bytes: u64,
     /// Longest SQL text a request may carry; longer gets 413.
     pub max_sql_bytes: usize,
@@ -175,8 +177,8 @@ impl Default for QueryConfig {
         Self {
             timeout_ms: 30_000,
             max_timeout_ms: 600_000,
-            max_rows: 100_000,
-            max_result_bytes: 2 * 1024 * 1024 * 1024,
+            max_rows: 0,
+            max_result_bytes: 0,
             max_sql_bytes: 1024 * 1024,
             max_queued: 64,
             queue_timeout_ms: 30_000,
@@ -324,6 +326,21 @@ pub struct FlightConfig {
     /// How long a statement started by `GetFlightInfo` waits for its
     /// `DoGet` (its connection is held meanwhile), milliseconds.
     pub ticket_ttl_ms: u64,
+    /// A transaction that wrote holds a connection: one that waits longer
+    /// than this for its client's next call is rolled back (PostgreSQL's
+    /// `idle_in_transaction_session_timeout`), milliseconds.
+    pub transaction_idle_timeout_ms: u64,
+    /// Transactions that wrote (each holds a connection) at most, over all
+    /// keys; 0: half of `duckdb.connections` (at least 1), so the rest
+    /// always serve other requests.
+    pub max_writing_transactions: usize,
+    /// Transactions that wrote at most per API key (with authentication
+    /// off: for everyone together).
+    pub max_writing_transactions_per_key: usize,
+    /// Open transactions at most per API key; beyond, the least recently
+    /// used one that has not written is ended (it holds no connection,
+    /// only its snapshot id).
+    pub max_open_transactions_per_key: usize,
 }
 
 impl Default for FlightConfig {
@@ -334,6 +351,10 @@ impl Default for FlightConfig {
             tls_cert: None,
             tls_key: None,
             ticket_ttl_ms: 30_000,
+            transaction_idle_timeout_ms: 60_000,
+            max_writing_transactions: 0,
+            max_writing_transactions_per_key: 2,
+            max_open_transactions_per_key: 10_000,
         }
     }
 }

@@ -84,6 +84,24 @@ impl Config {
             "at least 100",
         );
         check(
+            self.flight.transaction_idle_timeout_ms >= 100,
+            "flight.transaction_idle_timeout_ms",
+            self.flight.transaction_idle_timeout_ms.to_string(),
+            "at least 100",
+        );
+        check(
+            self.flight.max_writing_transactions_per_key >= 1,
+            "flight.max_writing_transactions_per_key",
+            self.flight.max_writing_transactions_per_key.to_string(),
+            "at least 1",
+        );
+        check(
+            self.flight.max_open_transactions_per_key >= 1,
+            "flight.max_open_transactions_per_key",
+            self.flight.max_open_transactions_per_key.to_string(),
+            "at least 1",
+        );
+        check(
             self.server.max_body_bytes >= 1024,
             "server.max_body_bytes",
             self.server.max_body_bytes.to_string(),
@@ -109,10 +127,10 @@ impl Config {
             "at least 16",
         );
         check(
-            self.query.max_result_bytes >= 1024,
+            self.query.max_result_bytes == 0 || self.query.max_result_bytes >= 1024,
             "query.max_result_bytes",
             self.query.max_result_bytes.to_string(),
-            "at least 1024",
+            "0 (no limit) or at least 1024",
         );
         if let Some(limit) = &self.duckdb.memory_limit {
             check(
@@ -133,12 +151,6 @@ impl Config {
             "query.max_timeout_ms",
             self.query.max_timeout_ms.to_string(),
             "at least query.timeout_ms",
-        );
-        check(
-            self.query.max_rows > 0,
-            "query.max_rows",
-            self.query.max_rows.to_string(),
-            "more than 0",
         );
         check(
             is_identifier(&self.ducklake.catalog_name),

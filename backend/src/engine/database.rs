@@ -240,8 +240,16 @@ impl Engine {
             info,
             default_timeout: Duration::from_millis(config.query.timeout_ms),
             max_timeout: Duration::from_millis(config.query.max_timeout_ms),
-            max_rows: config.query.max_rows,
-            max_result_bytes: config.query.max_result_bytes,
+            // 0: no limit (the default: a streamed result uses constant
+            // memory however long).
+            max_rows: match config.query.max_rows {
+                0 => u64::MAX,
+                n => n,
+            },
+            max_result_bytes: match config.query.max_result_bytes {
+                0 => u64::MAX,
+                n => n,
+            },
             tmp_dir,
             max_sql_bytes: config.query.max_sql_bytes,
             max_queued: config.query.max_queued,

@@ -105,77 +105,25 @@ fn load_error(err: duckdb::Error) -> Error {
     }
 }
 
+/// One file to load into a lake table.
+#[derive(Debug, Clone)]
+pub struct FileLoad {
+    pub schema: String,
+    pub table: String,
+    /// A path under the spill directory or an object in the lake's bucket.
+    pub location: String,
+    pub format: FileFormat,
+    pub mode: LoadMode,
+}
+
 impl Engine {
-    /// Loads the file at `location` (a path under the spill directory or
-    /// an object in the lake's bucket) into `schema.table`.
-    pub async fn load_file(
-        &self,
-        schema: String,
-        table: String,
-        location: String,
-        format: FileFormat,
-        mode: LoadMode,
-        timeout: Duration,
-    ) -> Result<Loaded, Error> {
+    /// Loads a file into its table, in a DuckLake transaction of its own.
+    pub async fn load_file(&self, load: FileLoad, timeout: Duration) -> Result<Loaded, Error> {
         let lake_name = self.lake.name.clone();
-        let lake = quote_identifier(&lake_name);
-        let meta = quote_identifier(&format!("__ducklake_metadata_{}", self.lake.name));
         self.run_blocking(timeout, move |conn| {
             conn.execute_batch("BEGIN TRANSACTION")
                 .map_err(Error::from_duckdb)?;
-            let target = format!(
-                "{lake}.{}.{}",
-                quote_identifier(&schema),
-                quote_identifier(&table)
-            );
-            let (schema_exists, table_exists) = existence(conn, &meta, &schema, &table)?;
-            let named = || format!("{}.{}", quote_identifier(&schema), quote_identifier(&table));
-            if !schema_exists {
-                return Err(Error::NotFound(format!(
-                    "no schema {} in the lake",
-                    quote_identifier(&schema)
-                )));
-            }
-            match (mode, table_exists) {
-                (LoadMode::Create, true) => {
-                    return Err(Error::AlreadyExists(format!(
-                        "the table {} already exists; use mode=append or mode=replace",
-                        named()
-                    )))
-                }
-                (LoadMode::Append | LoadMode::Replace, false) => {
-                    return Err(Error::NotFound(format!(
-                        "no table {} in the lake; use mode=create to make it from the file",
-                        named()
-                    )))
-                }
-                _ => {}
-            }
-            let reader = format.reader(&location);
-            // Read the whole file once without writing anything: a bad value
-            // anywhere in it fails here, before DuckLake writes a file.
-            validate(conn, &reader, mode, &lake_name, &schema, &table)?;
-            let rows = match mode {
-                LoadMode::Create => {
-                    conn.execute_batch(&format!("CREATE TABLE {target} AS SELECT * FROM {reader}"))
-                        .map_err(load_error)?;
-                    conn.query_row(&format!("SELECT count(*) FROM {target}"), [], |row| {
-                        row.get::<_, i64>(0)
-                    })
-                    .map_err(Error::from_duckdb)? as u64
-                }
-                LoadMode::Replace | LoadMode::Append => {
-                    if mode == LoadMode::Replace {
-                        conn.execute(&format!("DELETE FROM {target}"), [])
-                            .map_err(Error::from_duckdb)?;
-                    }
-                    conn.execute(
-                        &format!("INSERT INTO {target} BY NAME SELECT * FROM {reader}"),
-                        [],
-                    )
-                    .map_err(load_error)? as u64
-                }
-            };
+            let rows = load_on(conn, &lake_name, &load, false)?;
             conn.execute_batch("COMMIT").map_err(Error::from_duckdb)?;
             Ok(Loaded {
                 rows_loaded: rows,
@@ -184,6 +132,145 @@ impl Engine {
         })
         .await
     }
+
+    /// [`Engine::load_file`] inside a transaction held open across calls:
+    /// its rows count; they commit (or not) with the transaction. A load
+    /// that fails dooms the transaction.
+    pub async fn load_in_session(
+        &self,
+        session: &std::sync::Arc<super::session::Session>,
+        load: FileLoad,
+        timeout: Duration,
+    ) -> Result<u64, Error> {
+        let FileLoad {
+            schema,
+            table,
+            mode,
+            ..
+        } = &load;
+        let conn = session.take()?;
+        // Audited with how the transaction ends, as its statements are.
+        session.writes.lock().push(super::session::Write {
+            sql: format!("-- bulk ingest ({mode:?}) into {schema}.{table}"),
+            kind: vec!["INGEST".into()],
+            tables: vec![format!("{schema}.{table}")],
+        });
+        let stop = super::stop::Stop::new(conn.interrupt_handle());
+        session.running(stop.clone());
+        let watchdog = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                stop.stop();
+            })
+        };
+        let lake_name = self.lake.name.clone();
+        let session = std::sync::Arc::clone(session);
+        let loaded = tokio::task::spawn_blocking(move || {
+            let loaded = load_on(&conn, &lake_name, &load, true);
+            stop.release();
+            // A load refused before it wrote (no such table, or it exists
+            // already) leaves the transaction as it was.
+            if !matches!(
+                loaded,
+                Ok(_) | Err(Error::NotFound(_) | Error::AlreadyExists(_))
+            ) {
+                session
+                    .failed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            session.put_back(conn);
+            loaded
+        })
+        .await
+        .map_err(Error::internal)?;
+        let timed_out = watchdog.is_finished();
+        watchdog.abort();
+        match loaded {
+            Err(_) if timed_out => Err(Error::QueryTimeout(format!(
+                "the load ran longer than its timeout of {} ms",
+                timeout.as_millis()
+            ))),
+            other => other,
+        }
+    }
+}
+
+/// Loads the file into `schema.table` on `conn`, inside the transaction
+/// open there (one held across calls: `in_transaction`): the rows loaded.
+fn load_on(
+    conn: &Connection,
+    lake_name: &str,
+    load: &FileLoad,
+    in_transaction: bool,
+) -> Result<u64, Error> {
+    let FileLoad {
+        schema,
+        table,
+        location,
+        format,
+        mode,
+    } = load;
+    let (format, mode) = (*format, *mode);
+    let lake = quote_identifier(lake_name);
+    let meta = quote_identifier(&format!("__ducklake_metadata_{lake_name}"));
+    let target = format!(
+        "{lake}.{}.{}",
+        quote_identifier(schema),
+        quote_identifier(table)
+    );
+    let (schema_exists, table_exists) = match in_transaction {
+        // DuckDB's own catalog views see what the transaction created.
+        true => existence_in_transaction(conn, lake_name, schema, table)?,
+        false => existence(conn, &meta, schema, table)?,
+    };
+    let named = || format!("{}.{}", quote_identifier(schema), quote_identifier(table));
+    if !schema_exists {
+        return Err(Error::NotFound(format!(
+            "no schema {} in the lake",
+            quote_identifier(schema)
+        )));
+    }
+    match (mode, table_exists) {
+        (LoadMode::Create, true) => {
+            return Err(Error::AlreadyExists(format!(
+                "the table {} already exists; use mode=append or mode=replace",
+                named()
+            )))
+        }
+        (LoadMode::Append | LoadMode::Replace, false) => {
+            return Err(Error::NotFound(format!(
+                "no table {} in the lake; use mode=create to make it from the file",
+                named()
+            )))
+        }
+        _ => {}
+    }
+    let reader = format.reader(location);
+    // Read the whole file once without writing anything: a bad value
+    // anywhere in it fails here, before DuckLake writes a file.
+    validate(conn, &reader, mode, lake_name, schema, table)?;
+    Ok(match mode {
+        LoadMode::Create => {
+            conn.execute_batch(&format!("CREATE TABLE {target} AS SELECT * FROM {reader}"))
+                .map_err(load_error)?;
+            conn.query_row(&format!("SELECT count(*) FROM {target}"), [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map_err(Error::from_duckdb)? as u64
+        }
+        LoadMode::Replace | LoadMode::Append => {
+            if mode == LoadMode::Replace {
+                conn.execute(&format!("DELETE FROM {target}"), [])
+                    .map_err(Error::from_duckdb)?;
+            }
+            conn.execute(
+                &format!("INSERT INTO {target} BY NAME SELECT * FROM {reader}"),
+                [],
+            )
+            .map_err(load_error)? as u64
+        }
+    })
 }
 
 /// Reads every row of the file through the casts the load will apply and
@@ -276,6 +363,25 @@ fn validate(
         )));
     }
     Ok(())
+}
+
+/// [`existence`] as a transaction held open across calls sees it (its own
+/// tables included).
+fn existence_in_transaction(
+    conn: &Connection,
+    lake: &str,
+    schema: &str,
+    table: &str,
+) -> Result<(bool, bool), Error> {
+    conn.query_row(
+        "SELECT (SELECT count(*) > 0 FROM duckdb_schemas() \
+                 WHERE database_name = ? AND schema_name = ?), \
+                (SELECT count(*) > 0 FROM duckdb_tables() \
+                 WHERE database_name = ? AND schema_name = ? AND table_name = ?)",
+        [lake, schema, lake, schema, table],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .map_err(Error::from_duckdb)
 }
 
 fn existence(

@@ -153,13 +153,9 @@ fn sql_literal(param: &Param) -> String {
 
 fn bare_literal(param: &Param) -> String {
     // A NUL cannot sit inside SQL text; chr(0) stands for it.
-    let quote = |text: &str| {
-        text.split('\0')
-            .map(|part| format!("'{}'", part.replace('\'', "''")))
-            .collect::<Vec<_>>()
-            .join(" || chr(0) || ")
-    };
+    let quote = super::query::quote_text;
     let value = match param {
+        Param::Typed(typed) => return typed.literal(bare_literal),
         // Wider than every numeric type, a number binds as its text (which
         // DuckDB casts exactly): as a literal, its digits would be a DOUBLE.
         Param::Number(text) if super::query::number_binds_as_text(text) => return quote(text),

@@ -12,11 +12,108 @@ use crate::error::Error;
 
 /// One parameter as the client sent it. A number keeps its exact text until
 /// DuckDB casts it: a JSON parser would read `12345678901234567890.123` or
-/// `2^100` into a binary float first.
-#[derive(Debug, Clone, PartialEq)]
+/// `2^100` into a binary float first. A typed value (Flight SQL's Arrow
+/// parameters) keeps its type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Param {
     Number(String),
     Json(serde_json::Value),
+    Typed(Typed),
+}
+
+/// A value of a DuckDB type: a date, a time, a timestamp with or without
+/// zone, a decimal, a float, a blob, a list of such.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Typed {
+    /// DuckDB's name of its type (`DATE`, `TIMESTAMPTZ`, `DECIMAL(20,3)`,
+    /// `INTEGER[]` ...).
+    pub sql_type: String,
+    /// The value as DuckDB's cast from text reads it.
+    pub text: String,
+    pub bind: Bind,
+}
+
+/// How a [`Typed`] value binds to a prepared statement's parameter.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Bind {
+    /// DOUBLE / FLOAT, by their shortest exact text (NaN and the
+    /// infinities too).
+    Double,
+    Float,
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since midnight.
+    Time(i64),
+    /// Microseconds since 1970-01-01 00:00 (UTC for a timestamp with zone,
+    /// whose type DuckDB's binding cannot carry: see [`Typed::exact`]).
+    Timestamp(i64),
+    Decimal {
+        width: u8,
+        scale: u8,
+        unscaled: String,
+    },
+    Blob(Vec<u8>),
+    /// A list: its text binds (DuckDB casts it where the statement needs a
+    /// list); a SELECT gets the elements written in, typed.
+    List(Vec<Param>),
+}
+
+impl Typed {
+    /// Whether a prepared statement's binding keeps the type exactly (a
+    /// timestamp with zone binds as its UTC instant without the zone, a
+    /// list as its text): where it does not, a SELECT runs with the value
+    /// written in as a typed literal.
+    pub fn exact(&self) -> bool {
+        !matches!(self.bind, Bind::List(_)) && self.sql_type != "TIMESTAMPTZ"
+    }
+
+    /// The value as a SQL expression of its type.
+    pub fn literal(&self, element: impl Fn(&Param) -> String) -> String {
+        match &self.bind {
+            Bind::List(items) => {
+                let items: Vec<String> = items.iter().map(element).collect();
+                format!("CAST([{}] AS {})", items.join(", "), self.sql_type)
+            }
+            _ => format!("CAST({} AS {})", quote_text(&self.text), self.sql_type),
+        }
+    }
+
+    fn value(&self) -> Value {
+        use duckdb::types::TimeUnit;
+        match &self.bind {
+            Bind::Double => self
+                .text
+                .parse()
+                .map_or_else(|_| Value::Text(self.text.clone()), Value::Double),
+            Bind::Float => self
+                .text
+                .parse()
+                .map_or_else(|_| Value::Text(self.text.clone()), Value::Float),
+            Bind::Date(days) => Value::Date32(*days),
+            Bind::Time(micros) => Value::Time64(TimeUnit::Microsecond, *micros),
+            Bind::Timestamp(micros) => Value::Timestamp(TimeUnit::Microsecond, *micros),
+            Bind::Decimal {
+                width,
+                scale,
+                unscaled,
+            } => unscaled
+                .parse::<i128>()
+                .ok()
+                .and_then(|unscaled| duckdb::types::Decimal::new(*width, *scale, unscaled).ok())
+                .map_or_else(|| Value::Text(self.text.clone()), Value::Decimal),
+            Bind::Blob(bytes) => Value::Blob(bytes.clone()),
+            Bind::List(_) => Value::Text(self.text.clone()),
+        }
+    }
+}
+
+/// `text` as a SQL string literal (a NUL, which cannot sit inside SQL
+/// text, as `chr(0)`).
+pub(crate) fn quote_text(text: &str) -> String {
+    text.split('\0')
+        .map(|part| format!("'{}'", part.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(" || chr(0) || ")
 }
 
 impl Param {
@@ -36,17 +133,23 @@ impl Param {
             .map_err(|e| Error::InvalidParameters(format!("params is not valid JSON: {e}")))
     }
 
-    /// The parameter as JSON text (numbers exactly as sent).
+    /// The parameter as JSON text (numbers exactly as sent; a typed value
+    /// as an object naming its type).
     pub fn to_json_text(&self) -> String {
         match self {
             Param::Number(text) => text.clone(),
             Param::Json(value) => value.to_string(),
+            Param::Typed(typed) => serde_json::json!({
+                "$type": typed.sql_type,
+                "value": typed.text,
+            })
+            .to_string(),
         }
     }
 }
 
 /// Query parameters: positional (`?`, `$1`) or named (`$name`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub enum Params {
     #[default]
     None,
@@ -89,6 +192,17 @@ impl Params {
                     "params must be an array (positional) or an object (named)".into(),
                 ))
             }
+        }
+    }
+
+    /// Whether every value binds with its type exactly (see
+    /// [`Typed::exact`]).
+    pub fn bind_exactly(&self) -> bool {
+        let exact = |param: &Param| !matches!(param, Param::Typed(typed) if !typed.exact());
+        match self {
+            Params::None => true,
+            Params::Positional(values) => values.iter().all(exact),
+            Params::Named(map) => map.values().all(exact),
         }
     }
 
@@ -187,6 +301,7 @@ fn json_to_value(value: &Param) -> Value {
         Param::Json(serde_json::Value::Number(n)) => number_value(&n.to_string()),
         Param::Json(serde_json::Value::String(s)) => Value::Text(s.clone()),
         Param::Json(other) => Value::Text(other.to_string()),
+        Param::Typed(typed) => typed.value(),
     }
 }
 

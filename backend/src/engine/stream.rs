@@ -99,6 +99,13 @@ pub struct QueryRequest {
     /// Read the lake itself: no kept answer, no hot table copy (the
     /// client's `Cache-Control: no-cache`).
     pub fresh: bool,
+    /// A statement of a transaction that has not written yet (see
+    /// [`crate::transactions`]): it runs read-only, pinned to the
+    /// transaction's snapshot (read as the lake now while the lake is still
+    /// there), and a write answers [`super::session::writes_need_a_connection`]
+    /// instead of a refusal, so the transaction can take a connection of
+    /// its own and run it again.
+    pub deferred: bool,
 }
 
 /// What one result may take.
@@ -265,6 +272,9 @@ impl Engine {
             None => self.acquire().await?,
         };
         let stop = Stop::new(conn.interrupt_handle());
+        if let Some(session) = &session {
+            session.running(stop.clone());
+        }
         let timed_out = Arc::new(AtomicBool::new(false));
         let watchdog = {
             let stop = stop.clone();
@@ -288,9 +298,11 @@ impl Engine {
         let shutting_down = Arc::clone(&self.shutting_down);
         let hot = Arc::clone(&self.hot);
         let commit_sql = format!("{}; COMMIT", self.pool.reset_sql());
-        let hold = request
-            .max_rows
-            .is_some()
+        // A statement of a held transaction runs to its end before its
+        // answer starts (what does not fit in memory waits on disk): its
+        // connection goes back to the transaction at once, so a commit or
+        // rollback never waits for a client reading slowly, or not at all.
+        let hold = (request.max_rows.is_some() || mode == TransactionMode::Session)
             .then(|| Held::new(self.tmp_dir.clone()));
         if let Some(probe) = &request.progress {
             probe.attach(conn.interrupt_handle());
@@ -302,6 +314,10 @@ impl Engine {
             let mut producer = Producer {
                 shutting_down,
                 pinned: request.pin.is_some(),
+                deferred: request.deferred,
+                session: session.clone(),
+                client_max_rows: request.max_rows.is_some(),
+                tail: None,
                 commit_sql,
                 settled: false,
                 reads: Reads::default(),
@@ -345,20 +361,30 @@ impl Engine {
             if let (Err(_), Some(session)) = (&outcome, &session) {
                 session.failed.store(true, Ordering::SeqCst);
             }
-            if let Err(err) = outcome {
+            let failure = outcome.err().map(|err| {
                 let err = producer.overruled(err);
                 // What did not commit is recorded as failed.
                 producer.audit_writes(Outcome::Failed, None, Some(&err));
-                producer.fail(err);
-            }
+                err
+            });
             if let Some(probe) = &request.progress {
                 probe.detach();
             }
             stop.release();
             if let Some(session) = &session {
+                // The connection is back before the client hears anything:
+                // its next call (a commit, a rollback, another statement)
+                // finds it there.
                 session.writes.lock().append(&mut producer.writes);
                 session.put_back(conn);
+                match failure {
+                    Some(err) => producer.fail(err),
+                    None => producer.send_tail(),
+                }
             } else {
+                if let Some(err) = failure {
+                    producer.fail(err);
+                }
                 if producer.settled {
                     conn.settled();
                 }
@@ -401,6 +427,16 @@ struct Producer {
     shutting_down: Arc<AtomicBool>,
     /// The request reads at a snapshot pin.
     pinned: bool,
+    /// A statement of a transaction that has not written
+    /// ([`QueryRequest::deferred`]).
+    deferred: bool,
+    /// The transaction the request runs in, if any.
+    session: Option<Arc<Session>>,
+    /// The client set `max_rows`: a cut result is flagged, not refused.
+    client_max_rows: bool,
+    /// A held result of a transaction's statement, sent once the
+    /// connection is back with the transaction.
+    tail: Option<Tail>,
     /// The commit that ends a request, with the pool's reset before it.
     commit_sql: String,
     /// The request committed with [`Producer::commit_sql`]: the connection
@@ -472,6 +508,14 @@ impl Held {
         let spill = self.spill.as_mut().expect("created above");
         spill.write_all(&bytes).map_err(Error::internal)
     }
+}
+
+/// A held result waiting to be sent: see [`Producer::send_tail`].
+struct Tail {
+    columns: Vec<Column>,
+    held: Held,
+    rest: Vec<u8>,
+    summary: Summary,
 }
 
 /// What a request's statements touch, from their plans.
@@ -572,7 +616,31 @@ impl Producer {
         if mode != TransactionMode::Session {
             conn.execute_batch(begin).map_err(|e| self.duck(e))?;
         }
+        // A transaction's read while the lake is still at its snapshot.
+        let mut pinned_now = false;
         let pieces = match &request.pin {
+            // A transaction's read while the lake is still at its snapshot:
+            // the lake now is the lake then, no rewrite needed (every scan
+            // is still checked to read that snapshot).
+            Some(timetravel::Pin::Version(version))
+                if self.deferred && current_snapshot(conn, &self.lake)? == *version =>
+            {
+                self.versions.snapshot = Some(*version);
+                pinned_now = true;
+                pieces.into_iter().map(str::to_string).collect()
+            }
+            Some(pin) if self.deferred => {
+                let (snapshot, clause) = timetravel::resolve(conn, &self.lake, pin)?;
+                self.versions.snapshot = Some(snapshot);
+                let mut pinned = Vec::with_capacity(pieces.len());
+                for piece in &pieces {
+                    match timetravel::pin_statement(conn, piece, &clause) {
+                        Ok(sql) => pinned.push(sql),
+                        Err(err) => return Err(self.unpinnable(conn, piece, snapshot, err, ask)),
+                    }
+                }
+                pinned
+            }
             Some(pin) => {
                 let (snapshot, clause) = timetravel::resolve(conn, &self.lake, pin)?;
                 self.versions.snapshot = Some(snapshot);
@@ -670,7 +738,9 @@ impl Producer {
         // allowed to read those copies and nothing else besides the lake.
         let mut copies: Vec<String> = Vec::new();
         let hot = if mode != TransactionMode::Session
-            && request.pin.is_none()
+            // (copies are of the lake now, which a transaction's read at
+            // the lake's current snapshot reads too)
+            && (request.pin.is_none() || pinned_now)
             && !request.fresh
             && leading.is_empty()
             && !self.reads.wrote
@@ -860,6 +930,16 @@ impl Producer {
         self.capture(&rest);
         self.keep(request, &columns, summary);
         match self.hold.take() {
+            // A transaction's statement: sent once its connection is back.
+            Some(held) if mode == TransactionMode::Session => {
+                self.tail = Some(Tail {
+                    columns,
+                    held,
+                    rest,
+                    summary,
+                });
+                Ok(())
+            }
             Some(held) => self.send_held(&columns, held, rest, summary),
             None => {
                 let _ = self.send(&columns, rest, Some(summary));
@@ -912,7 +992,7 @@ impl Producer {
         max_rows: u64,
         over_bytes: bool,
     ) -> Result<(), Error> {
-        if format.carries_metadata() || self.hold.is_some() {
+        if format.carries_metadata() || (self.hold.is_some() && self.client_max_rows) {
             return Ok(());
         }
         let limit = if over_bytes {
@@ -999,6 +1079,52 @@ impl Producer {
         }
     }
 
+    /// Sends the held result of a transaction's statement, if it ended with
+    /// one (after its connection went back to the transaction).
+    fn send_tail(&mut self) {
+        if let Some(Tail {
+            columns,
+            held,
+            rest,
+            summary,
+        }) = self.tail.take()
+        {
+            if let Err(err) = self.send_held(&columns, held, rest, summary) {
+                self.fail(err);
+            }
+        }
+    }
+
+    /// A statement of a transaction whose snapshot the lake has moved past
+    /// could not be pinned to it (`err`): a write is a conflict (its reads
+    /// and its write would see different lakes), anything else cannot read
+    /// the past.
+    fn unpinnable(
+        &mut self,
+        conn: &duckdb::Connection,
+        sql: &str,
+        snapshot: i64,
+        err: Error,
+        ask: sandbox::Ask<'_>,
+    ) -> Error {
+        let now = current_snapshot(conn, &self.lake).unwrap_or_default();
+        match self.check(conn, sql, &Params::None, ask) {
+            Err(Error::ReadOnly(_)) => Error::TransactionConflict(format!(
+                "the lake changed since this transaction first read it (snapshot {snapshot}, \
+                 now {now}): its reads and this write would see different data; roll it back \
+                 and run it again"
+            )),
+            _ => match err {
+                Error::InvalidParameters(_) => Error::InvalidParameters(format!(
+                    "this transaction reads the lake as of its first read (snapshot {snapshot}); \
+                     the lake has moved on (snapshot {now}) and only a SELECT can read the past: \
+                     end the transaction to run this statement on the lake as it is now"
+                )),
+                other => other,
+            },
+        }
+    }
+
     /// Sends a held result: the head with its summary and length, then
     /// what waited on disk, then the end.
     fn send_held(
@@ -1080,7 +1206,8 @@ impl Producer {
     ) -> Result<Option<sandbox::Checked>, Error> {
         let checked = sandbox::check(conn, sql, params, ask, &|e| self.duck(e));
         if let (Err(err), Some(trail)) = (&checked, &self.audit) {
-            if is_refusal(err) {
+            let a_write_to_defer = self.deferred && matches!(err, Error::ReadOnly(_));
+            if is_refusal(err) && !a_write_to_defer {
                 trail.record(
                     trail
                         .event("statement", Outcome::Refused)
@@ -1090,6 +1217,15 @@ impl Producer {
                 );
             }
         }
+        let checked = match checked {
+            // The statement would write: the transaction takes a connection.
+            Err(Error::ReadOnly(_)) if self.deferred => {
+                return Err(Error::ReadOnly(
+                    super::session::WRITES_NEED_A_CONNECTION.into(),
+                ))
+            }
+            checked => checked,
+        };
         let Some(checked) = checked? else {
             return Ok(None);
         };
@@ -1161,6 +1297,15 @@ impl Producer {
                 "the service is shutting down and stopped this query; retry on another replica"
                     .into(),
             );
+        }
+        if let Some(session) = &self.session {
+            if session.ending.load(Ordering::SeqCst) {
+                return Error::TransactionEnded(
+                    "the transaction ended while this statement ran: the statement was \
+                     stopped and the transaction rolled back"
+                        .into(),
+                );
+            }
         }
         if self.timed_out.load(Ordering::SeqCst) {
             Error::QueryTimeout(format!(

@@ -1,7 +1,8 @@
 //! Bulk ingest (`CommandStatementIngest`, ADBC's `adbc_ingest`): the
 //! batches are spooled as Parquet beside DuckDB's spill files and loaded by
 //! the core's [`Services::load`] in one DuckLake transaction, as the HTTP
-//! ingest is: all or nothing, audited, counted.
+//! ingest is: all or nothing, audited, counted. An ingest that names an
+//! open transaction joins it (it commits or rolls back with it).
 
 use arrow_array::RecordBatch;
 use arrow_flight::{
@@ -10,10 +11,10 @@ use arrow_flight::{
 };
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{ingest_in_a_transaction, LakeFlight};
+use super::LakeFlight;
 use crate::{
     auth::Caller,
-    engine::ingest::{FileFormat, LoadMode, Loaded},
+    engine::ingest::{FileFormat, LoadMode},
     error::Error,
     role::Role,
     services::Services,
@@ -25,11 +26,13 @@ impl LakeFlight {
         caller: &Caller,
         command: CommandStatementIngest,
         stream: PeekableFlightDataStream,
-    ) -> Result<Loaded, Error> {
+    ) -> Result<(u64, Option<i64>), Error> {
         caller.require(Role::Write)?;
-        if command.transaction_id.is_some() {
-            return Err(ingest_in_a_transaction());
-        }
+        let transaction = command
+            .transaction_id
+            .as_deref()
+            .map(LakeFlight::transaction_id)
+            .transpose()?;
         if command.temporary {
             return Err(Error::InvalidParameters(
                 "temporary tables are not kept: ingest into a lake table".into(),
@@ -74,6 +77,19 @@ impl LakeFlight {
             bytes: spool.bytes,
             source: None,
         };
+        if let Some(id) = transaction {
+            let services = &self.services;
+            let mut loaded = services.load_in_transaction(caller, id, load(mode)).await;
+            if create
+                && mode != LoadMode::Create
+                && matches!(loaded, Err(Error::NotFound(ref m)) if m.contains("table"))
+            {
+                loaded = services
+                    .load_in_transaction(caller, id, load(LoadMode::Create))
+                    .await;
+            }
+            return loaded.map(|rows| (rows, None));
+        }
         let mut loaded = self.services.load(Some(&trail), load(mode)).await;
         // The table is not there yet, and the ingest may create it.
         let missing =
@@ -84,7 +100,7 @@ impl LakeFlight {
                 .load(Some(&trail), load(LoadMode::Create))
                 .await;
         }
-        loaded
+        loaded.map(|loaded| (loaded.rows_loaded, Some(loaded.snapshot)))
     }
 }
 

@@ -74,11 +74,11 @@ struct Handle {
     sql: String,
     /// Bound parameters, as the HTTP API's JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    params: Option<String>,
+    params: Option<Params>,
     /// Several rows of parameters bound at once: for an update, which runs
     /// once per row; a query refuses them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    param_rows: Vec<String>,
+    param_rows: Vec<Params>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     snapshot: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,10 +112,7 @@ impl Handle {
                 self.param_rows.len()
             )));
         }
-        match &self.params {
-            None => Ok(Params::None),
-            Some(text) => Params::parse(text),
-        }
+        Ok(self.params.clone().unwrap_or_default())
     }
 
     fn pin(&self) -> Result<Option<SnapshotPin>, Error> {
@@ -182,8 +179,6 @@ struct Waiting {
 /// statement started or streaming.
 #[derive(Default)]
 struct Registry {
-    /// Open transactions, by id, with the key that opened each.
-    transactions: HashMap<Uuid, (Option<Uuid>, Arc<crate::engine::stream::Session>)>,
     waiting: HashMap<Uuid, Waiting>,
     cancels: HashMap<Uuid, (Option<Uuid>, tokio::sync::oneshot::Sender<()>)>,
     /// Statements ended by `CancelFlightInfo`, with when: their tickets
@@ -264,16 +259,9 @@ impl LakeFlight {
         handle: &Handle,
         mode: TransactionMode,
     ) -> Result<Started, Error> {
-        let session = match handle.transaction {
-            Some(id) => Some(self.session(caller, id)?),
-            None => None,
-        };
-        let mode = match session {
-            Some(_) => TransactionMode::Session,
-            None => mode,
-        };
         let request = QueryRequest {
-            session,
+            session: None,
+            deferred: false,
             sql: handle.sql.clone(),
             params: handle.params()?,
             timeout_ms: handle.timeout_ms,
@@ -287,7 +275,15 @@ impl LakeFlight {
             fresh: false,
         };
         let meter = QueryMeter::start(&self.services, &request.sql, &caller.prefix);
-        let stream = match self.services.query(request, Format::Arrow, mode).await {
+        let stream = match handle.transaction {
+            Some(id) => {
+                self.services
+                    .query_in_transaction(caller, id, request, Format::Arrow)
+                    .await
+            }
+            None => self.services.query(request, Format::Arrow, mode).await,
+        };
+        let stream = match stream {
             Ok(stream) => stream,
             Err(err) => {
                 meter.finish(err.code(), 0, 0);
@@ -543,18 +539,6 @@ impl LakeFlight {
 }
 
 impl LakeFlight {
-    /// The caller's open transaction `id`.
-    fn session(
-        &self,
-        caller: &Caller,
-        id: Uuid,
-    ) -> Result<Arc<crate::engine::stream::Session>, Error> {
-        match self.registry.lock().transactions.get(&id) {
-            Some((key, session)) if *key == caller.key_id => Ok(Arc::clone(session)),
-            _ => Err(no_transaction(id)),
-        }
-    }
-
     /// A transaction id as the client sends it back.
     fn transaction_id(bytes: &[u8]) -> Result<Uuid, Error> {
         std::str::from_utf8(bytes)
@@ -563,33 +547,12 @@ impl LakeFlight {
             .ok_or_else(|| Error::InvalidRequest("not a transaction id of this service".into()))
     }
 
-    /// `BeginTransaction`: a connection of its own holds the transaction
-    /// open; one left open longer than `query.max_timeout_ms` is rolled back.
-    async fn begin(&self, caller: &Caller) -> Result<Uuid, Error> {
-        let session = self
+    /// `BeginTransaction`: a handle; the transaction holds a connection
+    /// only once it writes (see [`crate::transactions`]).
+    fn begin(&self, caller: &Caller) -> Result<Uuid, Error> {
+        let id = self
             .services
-            .engine
-            .begin_session(Some(self.trail(caller)))
-            .await?;
-        let id = Uuid::new_v4();
-        self.registry
-            .lock()
-            .transactions
-            .insert(id, (caller.key_id, session));
-        let services = Arc::downgrade(&self.services);
-        let registry = Arc::downgrade(&self.registry);
-        let lifetime = Duration::from_millis(self.services.config.query.max_timeout_ms);
-        tokio::spawn(async move {
-            tokio::time::sleep(lifetime).await;
-            let (Some(services), Some(registry)) = (services.upgrade(), registry.upgrade()) else {
-                return;
-            };
-            let abandoned = registry.lock().transactions.remove(&id);
-            if let Some((_, session)) = abandoned {
-                tracing::warn!(%id, "a Flight SQL transaction was left open: rolled back");
-                let _ = services.engine.end_session(&session, false).await;
-            }
-        });
+            .begin_transaction(caller, Some(self.trail(caller)))?;
         tracing::info!(%id, key = %caller.prefix, "transaction begun");
         Ok(id)
     }
@@ -597,14 +560,7 @@ impl LakeFlight {
     /// `EndTransaction`: commit or roll back; the snapshot a commit created
     /// (none when it wrote nothing).
     async fn end(&self, caller: &Caller, id: Uuid, commit: bool) -> Result<Option<i64>, Error> {
-        let session = self.session(caller, id)?;
-        // Only the call that takes it out ends it (two ends may race).
-        self.registry
-            .lock()
-            .transactions
-            .remove(&id)
-            .ok_or_else(|| no_transaction(id))?;
-        let snapshot = self.services.engine.end_session(&session, commit).await?;
+        let snapshot = self.services.end_transaction(caller, id, commit).await?;
         tracing::info!(%id, commit, ?snapshot, "transaction ended");
         Ok(snapshot)
     }
@@ -625,18 +581,6 @@ fn basic_password(header: &str) -> Option<String> {
     let text = String::from_utf8(decoded).ok()?;
     let (_, password) = text.split_once(':')?;
     Some(password.to_string())
-}
-
-fn no_transaction(id: Uuid) -> Error {
-    Error::NotFound(format!(
-        "no open transaction {id}: it ended, expired, or is another key's"
-    ))
-}
-
-fn ingest_in_a_transaction() -> Error {
-    Error::InvalidRequest(
-        "a bulk ingest is a transaction of its own: send it without a transaction id".into(),
-    )
 }
 
 /// DuckDB answers a write with one `Count` column and one row.

@@ -28,7 +28,7 @@ use tonic::{metadata::MetadataValue, Request, Response, Status, Streaming};
 use super::{
     answered::SnapshotSlot, basic_password, metadata, status, FlightStream, Handle, LakeFlight,
 };
-use crate::{engine::Params, error::Error};
+use crate::error::Error;
 
 /// The transaction a command names, if any.
 fn transaction(id: Option<&[u8]>) -> Result<Option<uuid::Uuid>, Status> {
@@ -197,12 +197,12 @@ impl FlightSqlService for LakeFlight {
     ) -> Result<i64, Status> {
         let caller = self.caller(&request, "statement_ingest").await?;
         let answered = SnapshotSlot::of(&request);
-        let loaded = self
+        let (rows, snapshot) = self
             .ingest(&caller, command, request.into_inner())
             .await
             .map_err(status::status)?;
-        answered.fill(Some(loaded.snapshot));
-        Ok(loaded.rows_loaded as i64)
+        answered.fill(snapshot);
+        Ok(rows as i64)
     }
 
     async fn do_put_prepared_statement_query(
@@ -218,10 +218,10 @@ impl FlightSqlService for LakeFlight {
         // (a query refuses them when it runs).
         match rows.as_slice() {
             [] => {}
-            [row] => handle.params = Some(row.to_json_text()),
+            [row] => handle.params = Some(row.clone()),
             _ => {
                 handle.params = None;
-                handle.param_rows = rows.iter().map(Params::to_json_text).collect();
+                handle.param_rows = rows;
             }
         }
         Ok(DoPutPreparedStatementResult {
@@ -238,11 +238,7 @@ impl FlightSqlService for LakeFlight {
         let mut handle =
             Handle::decode(&query.prepared_statement_handle)?.with_call_headers(&request)?;
         let answered = SnapshotSlot::of(&request);
-        let sent: Vec<String> = Self::parameter_rows(request.into_inner())
-            .await?
-            .iter()
-            .map(Params::to_json_text)
-            .collect();
+        let sent = Self::parameter_rows(request.into_inner()).await?;
         // Rows sent with the call, else the rows bound before it.
         let rows = if sent.is_empty() {
             std::mem::take(&mut handle.param_rows)
@@ -257,7 +253,7 @@ impl FlightSqlService for LakeFlight {
         // when every row ran (the first failure rolls all of them back).
         let own = match handle.transaction {
             Some(_) => None,
-            None => Some(self.begin(&caller).await?),
+            None => Some(self.begin(&caller)?),
         };
         let in_transaction = Handle {
             transaction: handle.transaction.or(own),
@@ -324,7 +320,7 @@ impl FlightSqlService for LakeFlight {
         request: Request<Action>,
     ) -> Result<ActionBeginTransactionResult, Status> {
         let caller = self.caller(&request, "begin_transaction").await?;
-        let id = self.begin(&caller).await?;
+        let id = self.begin(&caller)?;
         Ok(ActionBeginTransactionResult {
             transaction_id: id.to_string().into_bytes().into(),
         })

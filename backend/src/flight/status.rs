@@ -22,7 +22,7 @@ pub fn code_of(err: &Error) -> Code {
         | Error::UnsupportedFormat(_) => Code::InvalidArgument,
         Error::NotFound(_) | Error::RouteNotFound(_) => Code::NotFound,
         Error::AlreadyExists(_) => Code::AlreadyExists,
-        Error::TransactionConflict(_) => Code::Aborted,
+        Error::TransactionConflict(_) | Error::TransactionEnded(_) => Code::Aborted,
         Error::NotEmpty(_) | Error::ConstraintViolation(_) | Error::ResultUnavailable(_) => {
             Code::FailedPrecondition
         }
@@ -49,6 +49,7 @@ pub fn status(err: Error) -> Status {
     if let Error::Internal(source) = &err {
         tracing::error!(error = ?source, "internal error");
     }
+    let err = flight_advice(err);
     let code = err.code();
     let mut status = Status::new(code_of(&err), format!("[{code}] {err}"));
     status
@@ -60,6 +61,22 @@ pub fn status(err: Error) -> Status {
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         status(err)
+    }
+}
+
+/// A result past the server's limit, with what a Flight client can do (it
+/// cannot set the HTTP API's `max_rows` or pick a format that marks a cut).
+fn flight_advice(err: Error) -> Error {
+    match err {
+        Error::ResultTooLarge(message) => match message.split_once(": set max_rows") {
+            Some((what, _http_advice)) => Error::ResultTooLarge(format!(
+                "{what}: a Flight stream cannot mark a cut, so none is sent; add a LIMIT to the \
+                 statement, or ask the operator to raise or unset the limit (it is unset by \
+                 default)"
+            )),
+            None => Error::ResultTooLarge(message),
+        },
+        other => other,
     }
 }
 

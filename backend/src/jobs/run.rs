@@ -207,6 +207,7 @@ impl Inner {
             timetz_as_text: true,
             session: None,
             fresh: false,
+            deferred: false,
         };
         let limits = Limits {
             timeout: Duration::from_millis(timeout_ms),

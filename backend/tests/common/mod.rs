@@ -304,3 +304,26 @@ pub const PROPERTY_WRITES: [&str; 12] = [
     "ALTER TABLE b ADD COLUMN IF NOT EXISTS extra INT DEFAULT 5",
     "ALTER TABLE b DROP COLUMN IF EXISTS extra",
 ];
+
+/// Runs one of the project's Python scripts (`scripts/<name>`) with `args`
+/// and waits for it: its output, once it exited 0 having printed every one
+/// of `checks` (each a line `ok <check>`, or part of one).
+pub async fn python_checks(name: &str, args: &[&str], checks: &[&str]) -> String {
+    let script = format!("{}/../scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .output()
+        .await
+        .expect("python3 runs (./build.sh setup installs what the scripts import)");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name}:\n{stdout}\n{stderr}");
+    for check in checks {
+        assert!(
+            stdout.contains(check),
+            "{check} missing:\n{stdout}\n{stderr}"
+        );
+    }
+    stdout
+}

@@ -60,8 +60,16 @@ async fn make_key(app: &common::TestApp, role: &str, expires_at: Option<&str>) -
 /// A service with authentication on, a table `t`, and a read, a write and
 /// an admin key.
 pub(crate) async fn app_with_a_key_per_role() -> (common::TestApp, [String; 3]) {
+    app_with_a_key_per_role_and(|_| {}).await
+}
+
+/// [`app_with_a_key_per_role`] with `edit` applied to its configuration.
+pub(crate) async fn app_with_a_key_per_role_and(
+    edit: impl FnOnce(&mut ducklake_backend::config::Config),
+) -> (common::TestApp, [String; 3]) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
+    edit(&mut config);
     config.auth.enabled = true;
     config.auth.bootstrap_key = Some(Secret::new(BOOTSTRAP));
     let app = spawn_with(config, Some(dir)).await;

@@ -32,7 +32,7 @@ pub(crate) async fn client(app: &TestApp) -> FlightSqlServiceClient<Channel> {
 
 /// Every endpoint of `info`, fetched: the batches and the first stream's
 /// response headers.
-async fn fetch(
+pub(crate) async fn fetch(
     client: &mut FlightSqlServiceClient<Channel>,
     info: FlightInfo,
 ) -> Result<(Vec<RecordBatch>, tonic::metadata::MetadataMap), arrow_flight::error::FlightError> {
@@ -77,9 +77,22 @@ async fn http_arrow_answer(
 }
 
 /// The rows of `batches` as one batch (streams may cut them differently).
-fn whole(batches: &[RecordBatch]) -> RecordBatch {
+pub(crate) fn whole(batches: &[RecordBatch]) -> RecordBatch {
     let schema = batches[0].schema();
     duckdb::arrow::compute::concat_batches(&schema, batches).unwrap()
+}
+
+/// The Arrow schema `GetTables` (with `include_schema`) gives row `row`'s
+/// table.
+fn table_schema(tables: &RecordBatch, row: usize) -> arrow_schema::Schema {
+    let bytes = tables
+        .column(4)
+        .as_any()
+        .downcast_ref::<arrow_array::BinaryArray>()
+        .unwrap()
+        .value(row)
+        .to_vec();
+    arrow_schema::Schema::try_from(arrow_flight::IpcMessage(bytes.into())).unwrap()
 }
 
 pub(crate) fn flight_error_status(err: &arrow_flight::error::FlightError) -> (Code, String) {
@@ -274,15 +287,7 @@ async fn statements_updates_prepared_statements_metadata_and_ingest() {
         .unwrap();
     let tables = whole(&fetch(&mut flight, info).await.unwrap().0);
     assert_eq!(tables.num_rows(), 1, "{tables:?}");
-    let schema_bytes = tables
-        .column(4)
-        .as_any()
-        .downcast_ref::<arrow_array::BinaryArray>()
-        .unwrap()
-        .value(0)
-        .to_vec();
-    let table_schema =
-        arrow_schema::Schema::try_from(arrow_flight::IpcMessage(schema_bytes.into())).unwrap();
+    let table_schema = table_schema(&tables, 0);
     let fields: Vec<&str> = table_schema
         .fields()
         .iter()
@@ -929,32 +934,23 @@ async fn flight_reads_are_served_from_hot_table_copies() {
 #[actix_web::test]
 async fn python_drivers_read_write_and_are_refused_as_http_is() {
     let (app, [read, write, _admin]) = crate::auth::app_with_a_key_per_role().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/flight-clients.py");
     let uri = format!("grpc://127.0.0.1:{}", app.flight_port.unwrap());
-    let out = tokio::process::Command::new("python3")
-        .args([script, &uri, &app.base, &read, &write])
-        .output()
-        .await
-        .expect("python3 runs (./build.sh setup installs the ADBC driver)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    for check in [
-        "ok pyarrow.flight basic handshake",
-        "ok adbc username/password",
-        "types equal to the HTTP API's Arrow",
-        "ok statements, parameters, executemany",
-        "ok adbc_ingest create, append, replace",
-        "ok adbc_get_objects lists the lake",
-        "ok wrong key, read key writing, sandbox attacks refused",
-        "ok pinned read returns the old rows",
-        "ok cancel stops the query",
-    ] {
-        assert!(
-            stdout.contains(check),
-            "{check} missing:\n{stdout}\n{stderr}"
-        );
-    }
+    common::python_checks(
+        "flight-clients.py",
+        &[&uri, &app.base, &read, &write],
+        &[
+            "ok pyarrow.flight basic handshake",
+            "ok adbc username/password",
+            "types equal to the HTTP API's Arrow",
+            "ok statements, parameters, executemany",
+            "ok adbc_ingest create, append, replace",
+            "ok adbc_get_objects lists the lake",
+            "ok wrong key, read key writing, sandbox attacks refused",
+            "ok pinned read returns the old rows",
+            "ok cancel stops the query",
+        ],
+    )
+    .await;
     app.stop().await;
 }
 
@@ -978,6 +974,9 @@ async fn limits_expiry_and_the_replayed_ticket_hold() {
     let (code, message) = flight_error_status(&err);
     assert_eq!(code, Code::OutOfRange, "{message}");
     assert!(message.starts_with("[result_too_large]"), "{message}");
+    // With what a Flight client can do about it (not the HTTP API's headers).
+    assert!(message.contains("add a LIMIT"), "{message}");
+    assert!(!message.contains("X-Row-Count"), "{message}");
 
     // A ticket whose stream is not here (another replica's, or expired)
     // runs its statement again read-only: a write never runs twice.
@@ -1143,12 +1142,11 @@ async fn each_flight_call_logs_its_protocol_method_and_key() {
 }
 
 #[actix_web::test]
-async fn a_transaction_left_open_is_rolled_back() {
+async fn a_transaction_left_idle_after_writing_is_rolled_back_and_its_client_told_why() {
     use arrow_flight::sql::EndTransaction;
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::test_config(dir.path());
-    config.query.timeout_ms = 500;
-    config.query.max_timeout_ms = 500;
+    config.flight.transaction_idle_timeout_ms = 300;
     let app = common::spawn_with(config, Some(dir)).await;
     let mut flight = client(&app).await;
     app.sql("CREATE TABLE kept (n INT); INSERT INTO kept VALUES (1)")
@@ -1158,14 +1156,254 @@ async fn a_transaction_left_open_is_rolled_back() {
         .execute_update("DELETE FROM kept".into(), Some(txn.clone()))
         .await
         .unwrap();
-    // Its connection is held until the transaction's lifetime is over.
+    // Its connection is held until it has waited idle for its timeout.
     until_no_query_runs(&app).await;
     let err = flight
         .end_transaction(txn, EndTransaction::Commit)
         .await
         .unwrap_err();
-    assert_eq!(flight_error_status(&err).0, Code::NotFound);
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::Aborted, "{message}");
+    assert!(message.starts_with("[transaction_ended]"), "{message}");
+    assert!(
+        message.contains("flight.transaction_idle_timeout_ms"),
+        "{message}"
+    );
     let rows = app.sql("SELECT count(*) FROM kept").await;
     assert_eq!(rows["rows"], json!([[1]]));
+    app.stop().await;
+}
+
+/// Arrow parameters keep their type: DuckDB binds a date as a DATE (so
+/// `? + INTERVAL 1 DAY` works), a float as a DOUBLE, a timestamp with zone
+/// as a TIMESTAMPTZ, a list as a list; a write stores them exactly.
+#[actix_web::test]
+async fn parameters_keep_their_arrow_type() {
+    use arrow_array::{
+        ArrayRef, BinaryArray, Date32Array, Decimal128Array, Float64Array, ListArray,
+        Time64MicrosecondArray, TimestampMicrosecondArray,
+    };
+    let app = spawn_app().await;
+    let mut flight = client(&app).await;
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("d", Arc::new(Date32Array::from(vec![19782]))),
+        ("f", Arc::new(Float64Array::from(vec![0.5]))),
+        (
+            "t",
+            Arc::new(Time64MicrosecondArray::from(vec![45_296_789_000])),
+        ),
+        (
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(vec![1_704_164_645_678_901])),
+        ),
+        (
+            "tz",
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![1_704_164_645_000_000]).with_timezone("UTC"),
+            ),
+        ),
+        (
+            "dec",
+            Arc::new(
+                Decimal128Array::from(vec![12345678901234567890123456789012345678])
+                    .with_precision_and_scale(38, 4)
+                    .unwrap(),
+            ),
+        ),
+        ("b", Arc::new(BinaryArray::from(vec![&b"\x00\xff'"[..]]))),
+        (
+            "l",
+            Arc::new(ListArray::from_iter_primitive::<
+                arrow_array::types::Int32Type,
+                _,
+                _,
+            >(vec![Some(vec![Some(1), None, Some(3)])])),
+        ),
+    ];
+    let params = RecordBatch::try_from_iter(columns.clone()).unwrap();
+    let sql = "SELECT ? + INTERVAL 1 DAY AS d, typeof(?) AS f, ? AS t, ? AS ts, ? AS tz, \
+               ? AS dec, ? AS b, ? AS l";
+    let mut prepared = flight.prepare(sql.into(), None).await.unwrap();
+    prepared.set_parameters(params.clone()).unwrap();
+    let info = prepared.execute().await.unwrap();
+    let (batches, _) = fetch(&mut flight, info).await.unwrap();
+    let got = whole(&batches);
+    let text = |i: usize| arrow_cast::display::array_value_to_string(got.column(i), 0).unwrap();
+    assert_eq!(text(0), "2024-03-01T00:00:00");
+    assert_eq!(text(1), "DOUBLE");
+    assert_eq!(text(2), "12:34:56.789");
+    assert_eq!(text(3), "2024-01-02T03:04:05.678901");
+    assert!(
+        matches!(
+            got.schema().field(4).data_type(),
+            arrow_schema::DataType::Timestamp(_, Some(_))
+        ),
+        "{:?}",
+        got.schema().field(4)
+    );
+    let tz = got
+        .column(4)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .unwrap();
+    assert_eq!(tz.value(0), 1_704_164_645_000_000);
+    assert_eq!(text(5), "1234567890123456789012345678901234.5678");
+    assert_eq!(text(6), "00ff27");
+    assert_eq!(text(7), "[1, , 3]");
+
+    // A write binds them too: the table holds exactly what was sent.
+    app.sql(
+        "CREATE TABLE typed (d DATE, f DOUBLE, t TIME, ts TIMESTAMP, tz TIMESTAMPTZ, \
+         dec DECIMAL(38,4), b BLOB, l INTEGER[])",
+    )
+    .await;
+    let mut insert = flight
+        .prepare(
+            "INSERT INTO typed VALUES (?, ?, ?, ?, ?, ?, ?, ?)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    insert.set_parameters(params).unwrap();
+    assert_eq!(insert.execute_update().await.unwrap(), 1);
+    let stored = app
+        .sql(
+            "SELECT d::VARCHAR, f, t::VARCHAR, ts::VARCHAR, epoch_us(tz), dec::VARCHAR, \
+             hex(b), l::VARCHAR FROM typed",
+        )
+        .await;
+    assert_eq!(
+        stored["rows"],
+        json!([[
+            "2024-02-29",
+            0.5,
+            "12:34:56.789",
+            "2024-01-02 03:04:05.678901",
+            1_704_164_645_000_000i64,
+            "1234567890123456789012345678901234.5678",
+            "00FF27",
+            "[1, NULL, 3]"
+        ]])
+    );
+    app.stop().await;
+}
+
+/// What the Arrow Flight SQL JDBC driver sends (it cannot be fetched here,
+/// so its calls are made with the Rust client, in its order): the Basic
+/// handshake, then the bearer token it answers; `GetSqlInfo` for every
+/// info; the catalog, schemas, table types and tables with their schemas
+/// (DBeaver's tree); a prepared query and a prepared update with typed
+/// parameters, closed after.
+#[actix_web::test]
+async fn what_the_jdbc_driver_sends() {
+    use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
+    let (app, [_read, write, _admin]) = crate::auth::app_with_a_key_per_role().await;
+    let mut flight = client(&app).await;
+    flight.handshake("jdbc user", &write).await.unwrap();
+    assert_eq!(flight.token(), Some(&write));
+    let (status, body) = crate::auth::query_as(
+        &app,
+        &write,
+        &json!({"sql": "CREATE TABLE jdbc_t (id INTEGER, day DATE, name VARCHAR)"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let info = flight.get_sql_info(vec![]).await.unwrap();
+    let infos = whole(&fetch(&mut flight, info).await.unwrap().0);
+    let ids = infos
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow_array::UInt32Array>()
+        .unwrap();
+    for wanted in [
+        SqlInfo::FlightSqlServerName,
+        SqlInfo::FlightSqlServerVersion,
+        SqlInfo::FlightSqlServerReadOnly,
+        SqlInfo::SqlIdentifierQuoteChar,
+    ] {
+        assert!(
+            ids.values().contains(&(wanted as u32)),
+            "{wanted:?} missing"
+        );
+    }
+    let info = flight.get_catalogs().await.unwrap();
+    assert_eq!(
+        whole(&fetch(&mut flight, info).await.unwrap().0).num_rows(),
+        1
+    );
+    let info = flight
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: Some("lake".into()),
+            db_schema_filter_pattern: Some("%".into()),
+        })
+        .await
+        .unwrap();
+    assert!(whole(&fetch(&mut flight, info).await.unwrap().0).num_rows() >= 1);
+    let info = flight.get_table_types().await.unwrap();
+    assert_eq!(
+        whole(&fetch(&mut flight, info).await.unwrap().0).num_rows(),
+        2
+    );
+    let info = flight
+        .get_tables(CommandGetTables {
+            catalog: Some("lake".into()),
+            db_schema_filter_pattern: Some("%".into()),
+            table_name_filter_pattern: Some("jdbc%".into()),
+            table_types: vec!["TABLE".into(), "VIEW".into()],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let tables = whole(&fetch(&mut flight, info).await.unwrap().0);
+    assert_eq!(tables.num_rows(), 1, "{tables:?}");
+    let table_schema = table_schema(&tables, 0);
+    assert_eq!(
+        table_schema.field(1).data_type(),
+        &arrow_schema::DataType::Date32
+    );
+
+    let params = |id: i32, day: i32, name: &str| {
+        RecordBatch::try_from_iter([
+            (
+                "0",
+                Arc::new(arrow_array::Int32Array::from(vec![id])) as arrow_array::ArrayRef,
+            ),
+            (
+                "1",
+                Arc::new(arrow_array::Date32Array::from(vec![day])) as _,
+            ),
+            (
+                "2",
+                Arc::new(arrow_array::StringArray::from(vec![name])) as _,
+            ),
+        ])
+        .unwrap()
+    };
+    let mut insert = flight
+        .prepare("INSERT INTO jdbc_t VALUES (?, ?, ?)".into(), None)
+        .await
+        .unwrap();
+    insert.set_parameters(params(1, 19782, "leap")).unwrap();
+    assert_eq!(insert.execute_update().await.unwrap(), 1);
+    insert.close().await.unwrap();
+    let mut select = flight
+        .prepare(
+            "SELECT name, day + INTERVAL 1 DAY AS next FROM jdbc_t WHERE id = ? AND day = ? \
+             AND name = ?"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    select.set_parameters(params(1, 19782, "leap")).unwrap();
+    let info = select.execute().await.unwrap();
+    let rows = whole(&fetch(&mut flight, info).await.unwrap().0);
+    assert_eq!(rows.num_rows(), 1);
+    assert_eq!(
+        arrow_cast::display::array_value_to_string(rows.column(1), 0).unwrap(),
+        "2024-03-01T00:00:00"
+    );
+    select.close().await.unwrap();
     app.stop().await;
 }

@@ -156,16 +156,44 @@ async fn read_with_real_reader(app: &common::TestApp, request: Value) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// The server cuts no result unless its operator asks: by default a long
+/// result streams whole in every format (constant memory, see
+/// tests/streaming_memory.rs).
+#[actix_web::test]
+async fn no_result_is_cut_by_default() {
+    let app = common::spawn_app().await;
+    for format in ["csv", "ndjson", "json"] {
+        let res = app
+            .client
+            .post(app.url("/api/v1/query"))
+            .json(&json!({"sql": "SELECT range AS i FROM range(300000)", "format": format}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{format}");
+        let text = res.text().await.unwrap();
+        assert!(
+            text.contains("\n299999") || text.contains("[299999]") || text.contains(":299999}"),
+            "{format}: the last row is missing"
+        );
+        assert!(!text.contains("\"truncated\":true"), "{format}: cut");
+    }
+    app.stop().await;
+}
+
 /// A result the server's own limit cuts never looks whole to the reader a
-/// user would use: in every format, on the default `query.max_rows`, cut
+/// user would use: in every format, on the operator's `query.max_rows`, cut
 /// within the first window (refused before any byte) and after streaming
 /// began (the transfer is aborted: no final chunk, no Arrow end marker, no
 /// Parquet footer). JSON says so in its body. A result within the limit
 /// reads whole in every format, so "broken" is not the reader's doing.
 #[actix_web::test]
 async fn a_cut_result_is_never_read_as_whole() {
-    let app = common::spawn_app().await;
-    let cap = 100_000; // query.max_rows, the default
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    let cap = 100_000;
+    config.query.max_rows = cap;
+    let app = spawn_with(config, Some(dir)).await;
     let formats = [
         "json",
         "json_objects",

@@ -29,5 +29,6 @@ mod process;
 mod sandbox;
 mod schemathesis;
 mod stack;
+mod transactions;
 mod types;
 mod ui;

@@ -130,7 +130,7 @@ fn invalid_configuration_lists_every_problem() {
     let out = run(command(dir.path())
         .env("LOG_LEVEL", "chatty")
         .env("DUCKDB_MEMORY_LIMIT", "plenty")
-        .env("QUERY_MAX_ROWS", "0")
+        .env("FLIGHT_TRANSACTION_IDLE_TIMEOUT_MS", "0")
         .arg("serve"));
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -151,7 +151,8 @@ fn invalid_configuration_lists_every_problem() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("query.max_rows = 0") && l.contains("more than 0")),
+            .any(|l| l.contains("flight.transaction_idle_timeout_ms = 0")
+                && l.contains("at least 100")),
         "{stderr}"
     );
 
@@ -558,4 +559,59 @@ fn stream_csv(base: &str, sql: &str) -> reqwest::blocking::Response {
         "{sql} streams"
     );
     res
+}
+
+/// A transaction held open by a Flight SQL client (it wrote, then went
+/// quiet) does not hold SIGTERM for the grace period: it is rolled back at
+/// once, and its write is not in the lake after a restart.
+#[test]
+fn sigterm_rolls_back_open_transactions_instead_of_waiting_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("service.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let flight_port = free_port();
+    let mut cmd = command(dir.path());
+    cmd.env("FLIGHT_PORT", flight_port.to_string())
+        .env("SERVER_SHUTDOWN_GRACE_MS", "300000")
+        .env("LOG_LEVEL", "info");
+    let mut service = Service::start_with(cmd, Stdio::from(log));
+    service.sql("CREATE TABLE kept (n INT)");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _client = runtime.block_on(async {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{flight_port}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        let mut flight = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+        let txn = flight.begin_transaction().await.unwrap();
+        flight
+            .execute_update("INSERT INTO kept VALUES (1)".into(), Some(txn))
+            .await
+            .unwrap();
+        flight
+    });
+    let sent = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = service.child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+    // Far below the 300 s grace a held connection would have waited for.
+    assert!(
+        sent.elapsed() < WAIT,
+        "stopped {:?} after SIGTERM",
+        sent.elapsed()
+    );
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        text.contains("rolling back the open transactions"),
+        "{text}"
+    );
+    drop(service);
+    let again = Service::start(dir.path());
+    assert_eq!(again.sql("SELECT count(*) FROM kept")["rows"], json!([[0]]));
+    again.stop();
 }

@@ -149,6 +149,18 @@ pub fn check(
         inner.inspection.unversioned.insert("EXPLAIN".into());
         return one_statement(inner).map(Some);
     }
+    // A value whose binding would lose its type (a timestamp with zone, a
+    // list) is written in, typed, where DuckDB can write it: a SELECT.
+    if !params.bind_exactly() {
+        let tree = parse_tree::serialize(conn, sql)?;
+        if tree["error"].as_bool() == Some(false) {
+            if let Some(literal) = parse_tree::with_values(conn, &tree, params)? {
+                let plan = plan_of(conn, &literal, duck)?;
+                let inspection = inspect_with(&plan, ask.lake, ask.copies)?;
+                return finish(literal, Params::None, inspection, ask);
+            }
+        }
+    }
     let plan = plan_of(conn, sql, duck)?;
     let planned = inspect_with(&plan, ask.lake, ask.copies);
     let (sql, params, inspection) = match planned {
@@ -185,6 +197,17 @@ pub fn check(
             (literal, Params::None, inspection)
         }
     };
+    finish(sql, params, inspection, ask)
+}
+
+/// The checked statement, once planned: `None` when it holds nothing to
+/// run, or why the request may not run it.
+fn finish(
+    sql: String,
+    params: Params,
+    inspection: Inspection,
+    ask: Ask<'_>,
+) -> Result<Option<Checked>, Error> {
     let Some(needs) = inspection.needs else {
         return Ok(None);
     };
