@@ -68,6 +68,10 @@ pub struct Transactions {
 /// One open transaction.
 pub struct Transaction {
     key: Option<Uuid>,
+    /// Begun by the service for one call (a prepared update's rows, all or
+    /// nothing): it waits for a connection like any request, outside the
+    /// writing limits, and ends with the call.
+    within_a_call: bool,
     state: Mutex<State>,
     /// Taken while the transaction takes its connection (two writes at once
     /// take one).
@@ -170,7 +174,9 @@ impl Transactions {
         self.open
             .lock()
             .values()
-            .filter(|t| t.key == key && matches!(*t.state.lock(), State::Writing(_)))
+            .filter(|t| {
+                t.key == key && !t.within_a_call && matches!(*t.state.lock(), State::Writing(_))
+            })
             .count()
     }
 }
@@ -179,7 +185,12 @@ impl Services {
     /// `BeginTransaction`: a handle, nothing more. Beyond
     /// `flight.max_open_transactions_per_key`, the caller's least recently
     /// used transaction that has not written is ended.
-    pub fn begin_transaction(&self, caller: &Caller, audit: Option<Trail>) -> Result<Uuid, Error> {
+    pub fn begin_transaction(
+        &self,
+        caller: &Caller,
+        audit: Option<Trail>,
+        within_a_call: bool,
+    ) -> Result<Uuid, Error> {
         let transactions = &self.transactions;
         let id = Uuid::new_v4();
         let mut open = transactions.open.lock();
@@ -223,6 +234,7 @@ impl Services {
             id,
             Arc::new(Transaction {
                 key: caller.key_id,
+                within_a_call,
                 state: Mutex::new(State::Reading(None)),
                 upgrading: Default::default(),
                 last_used: Mutex::new(Instant::now()),
@@ -320,6 +332,16 @@ impl Services {
             return Ok(());
         }
         let transactions = &self.transactions;
+        if transaction.within_a_call {
+            let session = self
+                .engine
+                .begin_session(transaction.audit.clone(), snapshot)
+                .await?;
+            *transaction.state.lock() = State::Writing(Arc::clone(&session));
+            // A call dropped half-way leaves it to the idle watch.
+            self.watch_idle(id, Arc::downgrade(transaction), Arc::downgrade(&session));
+            return Ok(());
+        }
         let busy = |message: String| Error::TooManyRequests {
             message,
             retry_after_secs: 1,
@@ -460,7 +482,9 @@ impl Services {
             State::Reading(_) => Ok(None),
             State::Writing(session) => {
                 let ended = self.engine.end_session(&session, commit).await;
-                self.transactions.writing.fetch_sub(1, Ordering::SeqCst);
+                if !transaction.within_a_call {
+                    self.transactions.writing.fetch_sub(1, Ordering::SeqCst);
+                }
                 ended
             }
         }

@@ -549,10 +549,11 @@ impl LakeFlight {
 
     /// `BeginTransaction`: a handle; the transaction holds a connection
     /// only once it writes (see [`crate::transactions`]).
-    fn begin(&self, caller: &Caller) -> Result<Uuid, Error> {
-        let id = self
-            .services
-            .begin_transaction(caller, Some(self.trail(caller)))?;
+    /// `within_a_call`: the service's own, for one call's rows.
+    fn begin(&self, caller: &Caller, within_a_call: bool) -> Result<Uuid, Error> {
+        let id =
+            self.services
+                .begin_transaction(caller, Some(self.trail(caller)), within_a_call)?;
         tracing::info!(%id, key = %caller.prefix, "transaction begun");
         Ok(id)
     }

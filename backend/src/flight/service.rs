@@ -253,7 +253,7 @@ impl FlightSqlService for LakeFlight {
         // when every row ran (the first failure rolls all of them back).
         let own = match handle.transaction {
             Some(_) => None,
-            None => Some(self.begin(&caller)?),
+            None => Some(self.begin(&caller, true)?),
         };
         let in_transaction = Handle {
             transaction: handle.transaction.or(own),
@@ -320,7 +320,7 @@ impl FlightSqlService for LakeFlight {
         request: Request<Action>,
     ) -> Result<ActionBeginTransactionResult, Status> {
         let caller = self.caller(&request, "begin_transaction").await?;
-        let id = self.begin(&caller)?;
+        let id = self.begin(&caller, false)?;
         Ok(ActionBeginTransactionResult {
             transaction_id: id.to_string().into_bytes().into(),
         })

@@ -146,6 +146,17 @@ async fn a_transaction_reads_the_snapshot_of_its_first_statement() {
     assert_eq!(value_in(&mut flight, count, &txn).await.unwrap(), "4");
     assert_eq!(app.sql(count).await["rows"], json!([[3]]));
     assert_eq!(open(&app, "writing_idle").await, 1.0);
+    // The performance report and the readiness detail count it too.
+    let (_, report) = app.get_json("/metrics/performance").await;
+    assert_eq!(report["transactions_open"]["writing_idle"], 1, "{report}");
+    let (_, ready) = app.get_json("/ready").await;
+    let lake = &ready["components"]["lake"];
+    assert_eq!(lake["transactions_open"]["writing_idle"], 1, "{ready}");
+    assert_eq!(
+        lake["connections"]["available"].as_u64().unwrap() + 1,
+        lake["connections"]["size"].as_u64().unwrap(),
+        "{ready}"
+    );
     end(&mut flight, txn, EndTransaction::Commit).await;
     assert_eq!(app.sql(count).await["rows"], json!([[4]]));
     assert_eq!(open(&app, "writing_idle").await, 0.0);
