@@ -7,6 +7,8 @@
 #   extensions       only the pinned DuckDB extensions
 #   run [ARGS]       run the service on the embedded default (default: serve)
 #   test             setup + fmt + clippy + the whole test suite
+#   docs             the documentation (docs/src, mdBook) into docs/book/: open
+#                    docs/book/index.html; everything is local, nothing fetched
 #   lint             fmt, clippy, hadolint, yamllint, kubernetes-validate,
 #                    checkov and the compose schema
 #   bench            the query API benchmark (optimised; prints ratios)
@@ -33,7 +35,7 @@ fi
 step() { printf '%s==> %s%s\n' "$bold" "$*" "$reset"; }
 die() { printf '%serror:%s %s\n' "$red" "$reset" "$*" >&2; exit 1; }
 ok() { printf '%s%s%s\n' "$green" "$*" "$reset"; }
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 
 version() { sed -n 's/^version = "\(.*\)"/\1/p' backend/Cargo.toml | head -1; }
 revision() { git rev-parse --short HEAD 2>/dev/null || echo unknown; }
@@ -49,6 +51,17 @@ lint() {
   step "rustfmt"; cargo fmt --all -- --check
   step "clippy"; cargo clippy --all-targets -- -D warnings
   scripts/lint-deploy.sh
+}
+
+docs() {
+  command -v mdbook >/dev/null || scripts/install-test-deps.sh mdbook
+  step "mdbook build docs"
+  mdbook build docs
+  # The site works offline: no page pulls a script, style or font from the web.
+  if grep -rlE '<(script|link)[^>]+(src|href)="(https?:)?//' docs/book --include='*.html' >/dev/null; then
+    die "docs/book loads something from the web: $(grep -rlE '<(script|link)[^>]+(src|href)="(https?:)?//' docs/book --include='*.html' | head -3)"
+  fi
+  ok "docs: docs/book/index.html"
 }
 
 docker_answers() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
@@ -101,9 +114,11 @@ case "$cmd" in
     # Benchmarks (benches/) are built by clippy above but only run by `bench`.
     step "tests"; cargo test --lib --bins --tests
     scripts/lint-deploy.sh
+    docs
     ok "all green"
     ;;
   lint) lint; ok "lint clean" ;;
+  docs) docs ;;
   bench)
     extensions
     # The dev profile (dependencies, DuckDB included, are already optimised

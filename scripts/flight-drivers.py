@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Drivers as their users run them, with every default, against a running
 service with authentication on: ADBC's DB-API (autocommit off, as pandas,
-Superset and notebooks use it) with the README's own example run verbatim,
+Superset and notebooks use it) with the docs' own example run verbatim,
 200 connections left idle, a client killed inside a transaction, pandas,
 SQLAlchemy through flightsql-dbapi (what Superset uses), 2,000,000 rows.
 
-usage: flight-drivers.py FLIGHT_URI HTTP_BASE WRITE_KEY ADMIN_KEY README
+usage: flight-drivers.py FLIGHT_URI HTTP_BASE WRITE_KEY ADMIN_KEY FLIGHT_PAGE
 
 Each check prints `ok <name>`; the first failure raises (exit 1). Run by
 the suite's `transactions::drivers_with_their_defaults`. The service runs
@@ -77,19 +77,18 @@ def connect(**kwargs):
     return flightsql.connect(URI, db_kwargs={"username": "me", "password": WRITE}, **kwargs)
 
 
-# --- The README's own example, verbatim (its key and address filled in).
-readme = open(README, encoding="utf-8").read()
-section = readme[readme.index("## Arrow Flight SQL") :]
+# --- The Flight SQL page's own example, verbatim (its key and address filled in).
+section = open(README, encoding="utf-8").read()
 example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
 assert '"dlk_..."' in example, example
 sql("CREATE TABLE events (kind VARCHAR, n INTEGER)")
 sql("INSERT INTO events VALUES ('signup', 1), ('login', 2), ('signup', 3)")
 assert '"grpc://127.0.0.1:8815"' in example, example
 filled = example.replace('"dlk_..."', repr(WRITE)).replace('"grpc://127.0.0.1:8815"', repr(URI))
-exec(compile(filled, "README.md", "exec"), {})
+exec(compile(filled, README, "exec"), {})
 assert sql("SELECT count(*) FROM events WHERE kind = 'signup'") == [[4]], sql("SELECT * FROM events")
 assert sql("SELECT count(*) FROM events_copy") == [[2]]
-ok("the README's example, verbatim, with DB-API's defaults")
+ok("the docs' example, verbatim, with DB-API's defaults")
 
 # --- Transactions as DB-API runs them: rollback after a statement nobody
 # fetched, commit after a write, a well-behaved client leaves nothing held.

@@ -9,6 +9,13 @@
 # PyPI, kubectl (kustomize) from the machine's apt sources. Idempotent and
 # quick when all is there.
 set -euo pipefail
+# mdBook, which builds the documentation (./build.sh docs), from crates.io.
+install_mdbook() {
+  if [ "$(mdbook --version 2>/dev/null)" != "mdbook v0.5.4" ]; then
+    cargo install mdbook --version 0.5.4 --locked --no-default-features --features search
+  fi
+}
+if [ "${1:-}" = mdbook ]; then install_mdbook; exit 0; fi
 sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v psql >/dev/null; then
@@ -80,3 +87,4 @@ fi
 if [ "$(python3 -c 'import polars, fsspec, aiohttp; print(polars.__version__, fsspec.__version__, aiohttp.__version__)' 2>/dev/null)" != "2.1.0 2026.9.0 3.14.5" ]; then
   python3 -m pip install --quiet 'polars==2.1.0' 'polars-runtime-32==2.1.0' 'fsspec==2026.9.0' 'aiohttp==3.14.5'
 fi
+install_mdbook

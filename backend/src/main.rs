@@ -105,10 +105,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for unknown in &loaded.unknown {
+        eprintln!("warning: {unknown}");
+    }
     match command {
         Command::Client(_) => unreachable!("the client was dispatched above"),
         Command::CheckConfig => {
-            println!("{}", check_config_report(&loaded));
+            out(&check_config_report(&loaded));
             ExitCode::SUCCESS
         }
         Command::Serve => serve(loaded),
@@ -219,10 +222,11 @@ fn keys(config: Config, command: KeysCommand) -> ExitCode {
                 for k in keys {
                     lines.push(format!(
                         "{:<36}  {:<12}  {:<6}  {:<8}  {:<20}  {:<20}  {}",
-                        k.id,
+                        // As text first: not every type's Display pads.
+                        k.id.to_string(),
                         k.prefix,
-                        k.role,
-                        k.active,
+                        k.role.to_string(),
+                        k.active.to_string(),
                         time(Some(k.created_at)),
                         time(k.expires_at),
                         k.owner
@@ -248,7 +252,7 @@ fn keys(config: Config, command: KeysCommand) -> ExitCode {
     });
     match result {
         Ok(output) => {
-            println!("{output}");
+            out(&output);
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -273,17 +277,20 @@ fn migrate(config: Config) -> ExitCode {
     match result {
         Ok(report) => {
             if report.waited {
-                println!("waited for another process that held the migration lock");
+                out("waited for another process that held the migration lock");
             }
             if report.applied.is_empty() {
-                println!("schema is up to date at version {}", report.version);
+                out(&format!(
+                    "schema is up to date at version {}",
+                    report.version
+                ));
             } else {
-                println!(
+                out(&format!(
                     "applied {} migration(s): {}; schema version {}",
                     report.applied.len(),
                     report.applied.join(", "),
                     report.version
-                );
+                ));
             }
             ExitCode::SUCCESS
         }
@@ -321,6 +328,18 @@ fn serve(loaded: ducklake_backend::config::LoadedConfig) -> ExitCode {
             tracing::error!(error = %err, "start-up failed");
             eprintln!("error: {err}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Prints a command's output. A reader that went away (`| head`) is no
+/// error: the rest is not wanted, and the command ends as it would have.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the output: {err}");
         }
     }
 }

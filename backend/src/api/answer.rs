@@ -15,7 +15,7 @@ pub const SNAPSHOT_HEADER: &str = "x-ducklake-snapshot";
 #[derive(Serialize, ToSchema)]
 pub struct JsonResult {
     pub columns: Vec<ColumnDoc>,
-    /// One array per row, values by the JSON type mapping of the README.
+    /// One array per row, values by the JSON type mapping of the docs (reference/types.md).
     pub rows: Vec<Vec<serde_json::Value>>,
     pub row_count: u64,
     /// The result had more than `max_rows` rows and was cut.

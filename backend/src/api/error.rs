@@ -99,9 +99,12 @@ mod tests {
     /// value of each variant (the match below fails to compile when a
     /// variant is added and not listed here).
     #[test]
-    fn the_readme_lists_every_error_code() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-            .expect("README.md beside the crate");
+    fn the_docs_list_every_error_code() {
+        let readme = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/src/reference/errors.md"
+        ))
+        .expect("the docs beside the crate");
         let m = || String::from("m");
         let every = [
             Error::SqlError(m()),
@@ -178,7 +181,7 @@ mod tests {
             let row = format!("| `{code}` | {} |", status.as_u16());
             assert!(
                 readme.contains(&row),
-                "README.md's Errors table has no row {row}"
+                "docs/src/reference/errors.md has no row {row}"
             );
         }
     }

@@ -76,7 +76,7 @@ fn register(routes: &mut routes::Routes) {
 }
 
 /// Every route the API serves, with who may call it: the table the
-/// registration above builds (the role tests and the README walk it).
+/// registration above builds (the role tests and the docs walk it).
 pub fn routes() -> Vec<Route> {
     let mut routes = routes::Routes::listing();
     register(&mut routes);

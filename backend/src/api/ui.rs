@@ -63,13 +63,13 @@ pub fn is_console_path(path: &str) -> bool {
 }
 
 /// The console page.
-#[utoipa::path(get, path = "/ui", tag = "ui")]
+#[utoipa::path(method(get, head), path = "/ui", tag = "ui")]
 pub async fn console_page(_: Open, req: HttpRequest) -> Result<HttpResponse, Error> {
     serve(&req, "index.html")
 }
 
 /// The console's files.
-#[utoipa::path(get, path = "/ui/{name}", tag = "ui")]
+#[utoipa::path(method(get, head), path = "/ui/{name}", tag = "ui")]
 pub async fn console_asset(
     _: Open,
     req: HttpRequest,
@@ -79,7 +79,7 @@ pub async fn console_asset(
 }
 
 /// `/ui/` (an empty last segment does not match `{name}`).
-#[utoipa::path(get, path = "/ui/", tag = "ui")]
+#[utoipa::path(method(get, head), path = "/ui/", tag = "ui")]
 pub async fn console_index(_: Open, req: HttpRequest) -> Result<HttpResponse, Error> {
     serve(&req, "index.html")
 }

@@ -210,13 +210,18 @@ pub fn cell(value: &Value) -> String {
 /// A table; `wrap` fits it to the terminal's width.
 pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[bool], wrap: bool) -> String {
     let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(if wrap {
-            ContentArrangement::Dynamic
-        } else {
-            ContentArrangement::Disabled
-        });
+    table.load_preset(UTF8_FULL_CONDENSED);
+    let width = std::env::var("COLUMNS").ok();
+    match fit(wrap, table.width(), width.as_deref()) {
+        Some(width) => {
+            table
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(width);
+        }
+        None => {
+            table.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
     table.set_header(header.iter().copied());
     for row in rows {
         table.add_row(row);
@@ -227,6 +232,20 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[bool], wrap: bool
         }
     }
     format!("{table}\n")
+}
+
+/// The width to wrap a table to: the terminal's, else `$COLUMNS`; none
+/// (no wrapping) when neither is a usable width, such as a terminal that
+/// reports a size of 0, where wrapping would squeeze every column to one
+/// character.
+fn fit(wrap: bool, terminal: Option<u16>, columns: Option<&str>) -> Option<u16> {
+    const NARROWEST: u16 = 20;
+    if !wrap {
+        return None;
+    }
+    terminal
+        .filter(|w| *w >= NARROWEST)
+        .or_else(|| columns?.trim().parse().ok().filter(|w| *w >= NARROWEST))
 }
 
 /// The query API's JSON result (`columns`, `rows`) as a table, numbers right-aligned.
@@ -333,6 +352,22 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_terminal_without_a_size_does_not_squeeze_the_table() {
+        assert_eq!(fit(true, Some(120), None), Some(120));
+        assert_eq!(fit(true, Some(0), None), None);
+        assert_eq!(fit(true, Some(0), Some("90")), Some(90));
+        assert_eq!(fit(true, None, Some("junk")), None);
+        assert_eq!(fit(false, Some(120), None), None);
+        // Unwrapped, a wide result keeps every character.
+        let body = serde_json::json!({
+            "columns": [{"name": "a_long_column_name", "type": "VARCHAR"}],
+            "rows": [["a value wider than a squeezed column"]],
+        });
+        assert!(render_result(&body, false).contains("a value wider than a squeezed column"));
+    }
+
     use super::*;
 
     #[test]

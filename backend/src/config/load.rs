@@ -48,6 +48,30 @@ pub struct LoadedConfig {
     pub config: Config,
     /// dotted key → "default" | "file `<path>`" | "environment VAR"
     pub sources: BTreeMap<String, String>,
+    /// Settings given that the service does not know (a typo, most often),
+    /// each with the nearest known key: warned about at start-up, refused
+    /// in production.
+    pub unknown: Vec<Unknown>,
+}
+
+/// A setting given that the service does not know.
+#[derive(Debug, Clone)]
+pub struct Unknown {
+    pub key: String,
+    /// `file <path>` or `environment VAR`.
+    pub source: String,
+    /// The nearest known key, when one is near.
+    pub nearest: Option<String>,
+}
+
+impl std::fmt::Display for Unknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}) is not a setting", self.key, self.source)?;
+        match &self.nearest {
+            Some(nearest) => write!(f, "; did you mean {nearest}?"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Config {
@@ -80,6 +104,7 @@ impl Config {
             .map(|k| (k.clone(), "default".to_string()))
             .collect();
         let mut problems = Vec::new();
+        let mut unknown = Vec::new();
         if let Some(path) = &file {
             if !path.is_file() {
                 problems.push(ConfigProblem {
@@ -94,12 +119,28 @@ impl Config {
                         sources.insert(key.clone(), format!("file {}", path.display()));
                     }
                 }
+                if let Ok(data) = figment::Provider::data(&layer) {
+                    for dict in data.values() {
+                        for key in leaves(dict, "") {
+                            if !known.contains(&key) {
+                                unknown.push(unknown_key(
+                                    &key,
+                                    &format!("file {}", path.display()),
+                                    &known,
+                                ));
+                            }
+                        }
+                    }
+                }
                 figment = figment.merge(Toml::file_exact(path));
             }
         }
         // The environment layer is built from `vars` (the process environment in
         // production), parsed the way figment's Env provider parses values.
         for (name, value) in vars {
+            if let Some(key) = env_key(name).filter(|k| !known.contains(k)) {
+                unknown.push(unknown_key(&key, &format!("environment {name}"), &known));
+            }
             if let Some(key) = env_key(name).filter(|k| known.contains(k)) {
                 let parsed = value
                     .parse::<figment::value::Value>()
@@ -112,11 +153,61 @@ impl Config {
         let config = extract_sections(&figment, &mut problems);
         if let Some(config) = &config {
             problems.extend(config.validate());
+            // Production runs only what it was told, exactly.
+            if config.environment == Environment::Production {
+                problems.extend(unknown.iter().map(|unknown| ConfigProblem {
+                    key: unknown.key.clone(),
+                    value: format!("({})", unknown.source),
+                    expected: format!(
+                        "a known setting{} (ENVIRONMENT=production refuses unknown ones)",
+                        unknown
+                            .nearest
+                            .as_ref()
+                            .map(|k| format!(", such as {k}"))
+                            .unwrap_or_default()
+                    ),
+                }));
+            }
         }
         match config {
-            Some(config) if problems.is_empty() => Ok(LoadedConfig { config, sources }),
+            Some(config) if problems.is_empty() => Ok(LoadedConfig {
+                config,
+                sources,
+                unknown,
+            }),
             _ => Err(ConfigError(problems)),
         }
+    }
+}
+
+/// The dotted keys of the values in `dict` (a TOML file's).
+fn leaves(dict: &figment::value::Dict, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (name, value) in dict {
+        let key = match prefix {
+            "" => name.clone(),
+            _ => format!("{prefix}.{name}"),
+        };
+        match value {
+            figment::value::Value::Dict(_, inner) => keys.extend(leaves(inner, &key)),
+            _ => keys.push(key),
+        }
+    }
+    keys
+}
+
+/// `key` (from `source`) is no setting: with the nearest one.
+fn unknown_key(key: &str, source: &str, known: &[String]) -> Unknown {
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::levenshtein(k, key), k))
+        .min()
+        .filter(|(distance, _)| *distance <= 3)
+        .map(|(_, k)| k.clone());
+    Unknown {
+        key: key.to_string(),
+        source: source.to_string(),
+        nearest,
     }
 }
 
@@ -338,5 +429,79 @@ mod tests {
         assert_eq!(loaded.config.server.host, "0.0.0.0");
         assert_eq!(loaded.config.server.port, 9001);
         assert!(loaded.sources["server.host"].starts_with("file "));
+    }
+
+    #[test]
+    fn an_unknown_setting_is_warned_about_and_refused_in_production() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nprot = 9000\n").unwrap();
+        let loaded = Config::load_from(
+            Some(path.clone()),
+            &env(&[("QUERY_TIMEOUT_MSS", "5"), ("SERVER_PORT", "9001")]),
+        )
+        .unwrap();
+        let said: Vec<String> = loaded.unknown.iter().map(ToString::to_string).collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(
+            said.iter()
+                .any(|w| w.starts_with("server.prot (file ")
+                    && w.ends_with("did you mean server.port?")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter().any(|w| w
+                == "query.timeout_mss (environment QUERY_TIMEOUT_MSS) is not a setting; did you \
+                    mean query.timeout_ms?"),
+            "{said:?}"
+        );
+        let err = Config::load_from(
+            Some(path),
+            &env(&[("ENVIRONMENT", "production"), ("AUTH_ENABLED", "true")]),
+        )
+        .err()
+        .expect("production refuses an unknown setting");
+        assert!(err.to_string().contains("server.prot"), "{err}");
+    }
+
+    /// The configuration reference (docs/src/reference/configuration.md)
+    /// lists every setting, with the environment variable that sets it, and
+    /// nothing else: the code's own list holds it to account.
+    #[test]
+    fn the_configuration_reference_lists_every_setting() {
+        let page = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/src/reference/configuration.md"
+        ))
+        .expect("the docs beside the crate");
+        let documented: BTreeMap<String, String> = page
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let var = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((key.to_string(), var.to_string()))
+            })
+            .collect();
+        let known: Vec<String> = settings(&Config::default(), &BTreeMap::new())
+            .into_iter()
+            .map(|setting| setting.key)
+            .collect();
+        let mut missing = Vec::new();
+        for key in &known {
+            match documented.get(key) {
+                Some(var) => assert_eq!(env_key(var).as_ref(), Some(key), "{var} sets {key}?"),
+                None => missing.push(key.clone()),
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "settings missing from the reference: {missing:?}"
+        );
+        let extra: Vec<&String> = documented.keys().filter(|k| !known.contains(k)).collect();
+        assert!(
+            extra.is_empty(),
+            "the reference lists what is no setting: {extra:?}"
+        );
     }
 }

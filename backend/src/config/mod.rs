@@ -25,7 +25,7 @@ mod validate;
 
 pub use enums::{log_filter, AcquireMode, Environment};
 pub use lake::{DuckLakeConfig, PostgresConfig, StorageConfig};
-pub use load::{LoadedConfig, CONFIG_FILE_ENV};
+pub use load::{LoadedConfig, Unknown, CONFIG_FILE_ENV};
 pub use problem::{ConfigError, ConfigProblem};
 pub use secret::{exposed, Secret};
 pub use sections::{

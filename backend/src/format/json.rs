@@ -1,6 +1,6 @@
 //! Exact JSON for every DuckDB type, written straight from Arrow arrays.
 //!
-//! The mapping (also in the README):
+//! The mapping (also in docs/src/reference/types.md):
 //! - integers of every width, HUGEINT and UHUGEINT: JSON numbers with all digits
 //! - DECIMAL: a string with the exact digits and scale (`"12.50"`), since
 //!   JSON parsers read numbers into binary floats

@@ -426,3 +426,26 @@ async fn ducklake_inlining_and_encryption_options() {
     assert!(err.to_string().to_lowercase().contains("encrypt"), "{err}");
     app.stop().await;
 }
+
+/// `HEAD` of the console's files answers as `GET` does, without the body.
+#[actix_web::test]
+async fn the_console_answers_head() {
+    let app = common::spawn_app().await;
+    for path in ["/ui", "/ui/", "/ui/app.js"] {
+        let get = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(get.status(), 200, "GET {path}");
+        let length = get.bytes().await.unwrap().len();
+        let head = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert_eq!(
+            head.headers()["content-length"].to_str().unwrap(),
+            length.to_string(),
+            "HEAD {path}"
+        );
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {path} has a body"
+        );
+    }
+    app.stop().await;
+}

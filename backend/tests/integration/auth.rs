@@ -295,11 +295,11 @@ async fn every_route_of_the_router_answers_each_role_as_it_says() {
     app.stop().await;
 }
 
-/// The README's table of routes and roles is the router's own list.
+/// The docs' table of routes and roles is the router's own list.
 #[test]
-fn the_readme_lists_every_route_with_its_role() {
+fn the_docs_list_every_route_with_its_role() {
     use ducklake_backend::api::{routes, Access};
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../docs/src/guides/keys.md");
     let mut missing = Vec::new();
     for route in routes() {
         let who = match route.access {
@@ -322,13 +322,13 @@ fn the_readme_lists_every_route_with_its_role() {
         .count();
     assert!(
         missing.is_empty(),
-        "README rows missing:\n{}",
+        "docs/src/guides/keys.md rows missing:\n{}",
         missing.join("\n")
     );
     assert_eq!(
         rows,
         routes().len(),
-        "the README lists routes the router does not serve"
+        "docs/src/guides/keys.md lists routes the router does not serve"
     );
 }
 
@@ -468,13 +468,33 @@ async fn keys_command_creates_lists_and_revokes() {
         key.starts_with("dlk_") && !key.contains(char::is_whitespace),
         "{key}"
     );
+    let (code, _, err) = keys(&["create", "--owner", "reader", "--role", "read"]);
+    assert_eq!(code, Some(0), "{err}");
     let (code, table, _) = keys(&["list"]);
     assert_eq!(code, Some(0));
     assert!(table.contains(&key[..12]) && table.contains("write") && !table.contains(&key));
+    // Every row's columns start where the header's do.
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    for column in ["PREFIX", "ROLE", "ACTIVE", "CREATED", "OWNER"] {
+        let at = lines[0].find(column).unwrap();
+        for row in &lines[1..] {
+            assert!(
+                row.as_bytes()[at - 2..at] == *b"  " && row.as_bytes()[at] != b' ',
+                "{column} misaligned:\n{table}"
+            );
+        }
+    }
     let (code, listed, _) = keys(&["list", "--json"]);
     assert_eq!(code, Some(0));
     let listed: Value = serde_json::from_str(&listed).unwrap();
-    assert_eq!(listed[0]["owner"], "ci");
+    let owners: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["owner"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["reader", "ci"], "newest first");
 
     let mut config = test_config(dir.path());
     config.auth.enabled = true;

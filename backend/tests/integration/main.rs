@@ -13,6 +13,7 @@ mod bad_input;
 mod cache;
 mod cli;
 mod container;
+mod docs;
 mod exact;
 mod flight;
 mod formats;

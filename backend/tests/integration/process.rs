@@ -615,3 +615,22 @@ fn sigterm_rolls_back_open_transactions_instead_of_waiting_for_them() {
     assert_eq!(again.sql("SELECT count(*) FROM kept")["rows"], json!([[0]]));
     again.stop();
 }
+
+/// `check-config` piped into a reader that stops early (`| head`) ends
+/// quietly with 0, as the client does (never a panic on EPIPE).
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = command(dir.path())
+        .arg("check-config")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the command writes.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

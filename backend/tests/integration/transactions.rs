@@ -396,7 +396,7 @@ async fn an_ingest_that_names_a_transaction_joins_it() {
 }
 
 /// Real drivers with every default (scripts/flight-drivers.py): ADBC's
-/// DB-API with autocommit off and the README's own example verbatim, 200
+/// DB-API with autocommit off and the docs' own example verbatim, 200
 /// idle connections, a client killed inside a transaction, pandas,
 /// SQLAlchemy through flightsql-dbapi, 2,000,000 rows.
 #[actix_web::test]
@@ -405,13 +405,13 @@ async fn drivers_with_their_defaults() {
         config.flight.transaction_idle_timeout_ms = 3000;
     })
     .await;
-    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src/guides/flight.md");
     let uri = format!("grpc://127.0.0.1:{}", app.flight_port.unwrap());
     let out = common::python_checks(
         "flight-drivers.py",
         &[&uri, &app.base, &write, &admin, readme],
         &[
-            "ok the README's example, verbatim, with DB-API's defaults",
+            "ok the docs' example, verbatim, with DB-API's defaults",
             "ok rollback and commit at any point; well-behaved clients hold no connection",
             "ok 200 idle DB-API connections hold no connection; HTTP and Flight answer",
             "ok a client killed mid-transaction: rolled back after the idle timeout",

@@ -644,7 +644,7 @@ async fn every_type_of_duckdb_reads_as_duckdb_writes_it() {
     }
 
     let app = spawn_app().await;
-    // The JSON mapping's own choice, said in the README: INTERVAL as an
+    // The JSON mapping's own choice, said in the docs: INTERVAL as an
     // ISO 8601 duration (DuckDB's to_json writes "1 year 2 months ...").
     let skipped = ["interval"];
     let mut failures = Vec::new();

@@ -3,8 +3,8 @@
 //! against the app started in-process. Each test loads the console, does what
 //! a person would (type SQL, press Ctrl+Enter, open the lake browser, cancel,
 //! export) and checks the page and the service. Screenshots of the main
-//! screens land in `backend/tests/output/ui/` (the README shows copies from
-//! docs/screenshots/).
+//! screens land in `backend/tests/output/ui/` (the docs show copies from
+//! docs/src/screenshots/).
 //!
 //! Browsers are heavy on a 2-core machine, so the tests take turns (one
 //! browser at a time) through [`BROWSER_TURN`]. Every wait is for a

@@ -85,7 +85,7 @@ pub(super) const TABLE_FUNCTIONS: &[(Role, &[&str])] = &[
 
 /// A kind of statement a role may run: what users call it, and the
 /// operators of DuckDB's logical plan it consists of. The sandbox's
-/// operator check reads this table, and the README's table of what each
+/// operator check reads this table, and the docs' table of what each
 /// role may run is rendered from it ([`role_table`]).
 pub(super) struct StatementKind {
     pub role: Role,
@@ -169,7 +169,7 @@ pub(super) fn operator_role(name: &str) -> Option<Role> {
         .map(|kind| kind.role)
 }
 
-/// The README's table of what each role may run, rendered from
+/// The docs' table of what each role may run, rendered from
 /// [`STATEMENTS`] and [`TABLE_FUNCTIONS`].
 pub fn role_table() -> String {
     let mut out = String::from("| Role | Statements | Table functions |\n|---|---|---|\n");

@@ -507,13 +507,16 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_what_each_role_may_run() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-            .expect("README.md beside the crate");
+    fn the_docs_list_what_each_role_may_run() {
+        let readme = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/src/reference/sandbox.md"
+        ))
+        .expect("the docs beside the crate");
         let table = role_table();
         assert!(
             readme.contains(&table),
-            "README.md's Sandbox section should hold this table, rendered from the \
+            "docs/src/reference/sandbox.md should hold this table, rendered from the \
              sandbox's own lists:\n{table}"
         );
     }

@@ -205,7 +205,7 @@ mod tests {
         );
     }
 
-    /// The README says the service has no other SQL tokenizer: none is in
+    /// The docs say the service has no other SQL tokenizer: none is in
     /// the dependency tree to decide anything.
     #[test]
     fn no_second_sql_tokenizer_is_in_the_tree() {
