@@ -914,3 +914,42 @@ async fn a_revoked_bootstrap_key_stays_revoked_across_a_restart() {
     assert_eq!(query_as(&app, &admin, &sql).await.0, 200);
     app.stop().await;
 }
+
+/// The HTTP API reference has a row for every route the router serves (its
+/// method and path, a query string after it allowed), and none for a route
+/// it does not serve.
+#[test]
+fn the_http_api_reference_has_a_row_per_route() {
+    use ducklake_backend::api::routes;
+    let page = include_str!("../../../docs/src/reference/http-api.md");
+    let rows: Vec<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    let served: Vec<String> = routes()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let missing: Vec<&String> = served
+        .iter()
+        .filter(|route| {
+            !rows
+                .iter()
+                .any(|row| row.split('?').next() == Some(route.as_str()))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes missing from the reference: {missing:?}"
+    );
+    let extra: Vec<&&str> = rows
+        .iter()
+        .filter(|row| {
+            !served
+                .iter()
+                .any(|r| Some(r.as_str()) == row.split('?').next())
+        })
+        .collect();
+    assert!(extra.is_empty(), "rows for no route: {extra:?}");
+}

@@ -634,3 +634,46 @@ fn a_closed_pipe_ends_a_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// The command-line reference (docs/src/reference/cli.md) shows every
+/// command clap knows, at every level: the binary's own help holds it to
+/// account.
+#[test]
+fn the_cli_reference_shows_every_command() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/src/reference/cli.md"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let subcommands = |args: &[&str]| -> Vec<String> {
+        let out = run(command(dir.path()).args(args).arg("--help"));
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        help.lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .filter(|name| name != "help")
+            .collect()
+    };
+    let mut missing = Vec::new();
+    for (parent, shown_as) in [
+        (vec![], "ducklake-backend"),
+        (vec!["keys"], "ducklake-backend keys"),
+        (vec!["client"], "ducklake-backend client"),
+        (vec!["client", "jobs"], "ducklake-backend client jobs"),
+    ] {
+        let names = subcommands(&parent);
+        assert!(!names.is_empty(), "{parent:?} lists no commands");
+        for name in names {
+            let plain = format!("{shown_as} {name}");
+            let with_config = format!("{shown_as} [--config FILE] {name}");
+            if !page.contains(&plain) && !page.contains(&with_config) {
+                missing.push(plain);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "cli.md does not show: {missing:?}");
+}
