@@ -260,3 +260,26 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// Pages for users speak of the service, not of its tests or its history:
+/// test files and test names belong in Internals.
+#[test]
+fn user_pages_name_no_test_and_no_history() {
+    let talk = Regex::new(
+        r"tests/integration/|tests/[a-z_]+\.rs|`[a-z_]+::[a-z_]+`|\bissue \d+|origin document|\bstop \d+",
+    )
+    .unwrap();
+    let mut found = Vec::new();
+    for page in pages() {
+        if page.starts_with("internals/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(docs().join(&page)).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if let Some(hit) = talk.find(line) {
+                found.push(format!("{page}:{}: {}", n + 1, hit.as_str()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
