@@ -283,3 +283,41 @@ fn user_pages_name_no_test_and_no_history() {
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// Every metric the operating and troubleshooting pages name is one the
+/// service exposes.
+#[actix_web::test]
+async fn the_metrics_the_pages_name_exist() {
+    let app = common::spawn_app().await;
+    // Labelled series appear once something counted them.
+    app.sql("SELECT 1").await;
+    let exposed = app.get_text("/metrics").await;
+    let exposed = format!("{exposed}{}", app.get_text("/metrics").await);
+    let name = Regex::new(
+        r"\b(?:ducklake|process)_[a-z_]*(?:_total|_bytes|_seconds|_connections|_up|_id|_open|_queued|_active|_entries|_info|_tables|_jobs)\b",
+    )
+    .unwrap();
+    // Series of the PostgreSQL catalog's pools (absent with the embedded
+    // one), and of the periodic maintenance (once a round ran).
+    let postgres_only = [
+        "ducklake_catalog_pool_connections",
+        "ducklake_catalog_connections",
+        "ducklake_maintenance_rounds_total",
+    ];
+    let mut named = Vec::new();
+    for page in ["guides/operating.md", "guides/troubleshooting.md"] {
+        let text = std::fs::read_to_string(docs().join(page)).unwrap();
+        named.extend(
+            name.find_iter(&text)
+                .map(|m| (page, m.as_str().to_string())),
+        );
+    }
+    assert!(named.len() > 10, "{named:?}");
+    let missing: Vec<_> = named
+        .iter()
+        .filter(|(_, metric)| !postgres_only.contains(&metric.as_str()))
+        .filter(|(_, metric)| !exposed.contains(&format!("# TYPE {metric} ")))
+        .collect();
+    assert!(missing.is_empty(), "{missing:?}");
+    app.stop().await;
+}
