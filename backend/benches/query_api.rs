@@ -615,9 +615,22 @@ fn in_process_lookups(db: &duckdb::Connection, threads: usize, keys: &Keys) -> F
     Figure::from_parts(parts, started)
 }
 
+/// Lookups between two commits of a transaction, as the benchmark's
+/// DB-API-like clients make them.
+const LOOKUPS_PER_COMMIT: usize = 20;
+
 /// Point lookups over Flight SQL (`GetFlightInfo` + `DoGet`, the id a
 /// literal): each client on its own connection, as a driver holds one.
-async fn flight_lookups(uri: &str, clients: usize, keys: &Keys) -> Figure {
+/// With `commit_every`, as DB-API drivers with autocommit off (their
+/// default) make them: each client in a transaction, committed every that
+/// many lookups and begun again at once (what ADBC does after a commit).
+async fn flight_lookups(
+    uri: &str,
+    clients: usize,
+    keys: &Keys,
+    commit_every: Option<usize>,
+) -> Figure {
+    use arrow_flight::sql::EndTransaction::Commit;
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
@@ -625,59 +638,27 @@ async fn flight_lookups(uri: &str, clients: usize, keys: &Keys) -> Figure {
             tokio::spawn(async move {
                 let mut client = flight_client(&uri).await;
                 let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-                while started.elapsed() < FIGURE {
-                    let t = Instant::now();
-                    let sql = format!("SELECT * FROM items WHERE id = {}", keys.next());
-                    assert_eq!(flight_rows(&mut client, &sql).await, 1);
-                    histogram.record(t.elapsed().as_micros() as u64).unwrap();
-                }
-                (histogram, 0, 0)
-            })
-        })
-        .collect();
-    let mut parts = Vec::new();
-    for task in tasks {
-        parts.push(task.await.unwrap());
-    }
-    Figure::from_parts(parts, started)
-}
-
-/// [`flight_lookups`] as DB-API drivers with autocommit off (their
-/// default) make them: each client in a transaction, committed every
-/// [`LOOKUPS_PER_COMMIT`] lookups and begun again at once (what ADBC does
-/// after a commit).
-async fn flight_lookups_in_transactions(uri: &str, clients: usize, keys: &Keys) -> Figure {
-    const LOOKUPS_PER_COMMIT: usize = 20;
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (uri, keys) = (uri.to_string(), keys.clone());
-            tokio::spawn(async move {
-                let mut client = flight_client(&uri).await;
-                let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-                let mut txn = client.begin_transaction().await.unwrap();
+                let mut txn = match commit_every {
+                    Some(_) => Some(client.begin_transaction().await.unwrap()),
+                    None => None,
+                };
                 let mut done = 0;
                 while started.elapsed() < FIGURE {
                     let t = Instant::now();
                     let sql = format!("SELECT * FROM items WHERE id = {}", keys.next());
-                    assert_eq!(
-                        flight_rows_in(&mut client, &sql, Some(txn.clone())).await,
-                        1
-                    );
+                    assert_eq!(flight_rows_in(&mut client, &sql, txn.clone()).await, 1);
                     done += 1;
-                    if done % LOOKUPS_PER_COMMIT == 0 {
-                        client
-                            .end_transaction(txn, arrow_flight::sql::EndTransaction::Commit)
-                            .await
-                            .unwrap();
-                        txn = client.begin_transaction().await.unwrap();
+                    if let (Some(every), Some(open)) = (commit_every, &txn) {
+                        if done % every == 0 {
+                            client.end_transaction(open.clone(), Commit).await.unwrap();
+                            txn = Some(client.begin_transaction().await.unwrap());
+                        }
                     }
                     histogram.record(t.elapsed().as_micros() as u64).unwrap();
                 }
-                client
-                    .end_transaction(txn, arrow_flight::sql::EndTransaction::Commit)
-                    .await
-                    .unwrap();
+                if let Some(open) = txn {
+                    client.end_transaction(open, Commit).await.unwrap();
+                }
                 (histogram, 0, 0)
             })
         })
@@ -1085,7 +1066,12 @@ fn point_lookups(
     println!("|---:|---:|---:|---:|---:|---:|");
     let mut autocommit = Vec::new();
     for (clients, http, local) in &uncached {
-        let flight = runtime.block_on(flight_lookups(&service.flight, *clients, &service_keys));
+        let flight = runtime.block_on(flight_lookups(
+            &service.flight,
+            *clients,
+            &service_keys,
+            None,
+        ));
         println!(
             "| {clients} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
             flight.rps(),
@@ -1098,17 +1084,18 @@ fn point_lookups(
     }
     println!();
     println!(
-        "## Flight SQL lookups inside transactions (autocommit off, DB-API's default; a commit every 20)"
+        "## Flight SQL lookups inside transactions (autocommit off, DB-API's default; a commit every {LOOKUPS_PER_COMMIT})"
     );
     println!();
     println!("| clients | lookups/s | mean ms | × autocommit mean ms | p50 ms | p99 ms |");
     println!("|---:|---:|---:|---:|---:|---:|");
     let mut verdicts = Vec::new();
     for (clients, auto) in &autocommit {
-        let inside = runtime.block_on(flight_lookups_in_transactions(
+        let inside = runtime.block_on(flight_lookups(
             &service.flight,
             *clients,
             &service_keys,
+            Some(LOOKUPS_PER_COMMIT),
         ));
         // Time per lookup, inside over outside: the "within 1.2x".
         let ratio = auto.rps() / inside.rps();

@@ -170,6 +170,32 @@ impl Transactions {
         ended.insert(id, (why, Instant::now()));
     }
 
+    /// Counts one more transaction that writes for `key`, within the limits.
+    fn admit_writer(&self, key: Option<Uuid>) -> Result<(), Error> {
+        let busy = |message: String| Error::TooManyRequests {
+            message,
+            retry_after_secs: 1,
+        };
+        if self.writing_of(key) >= self.max_writing_per_key {
+            return Err(busy(format!(
+                "this key already has {} transactions that wrote and are still open \
+                 (flight.max_writing_transactions_per_key): commit or roll one back first",
+                self.max_writing_per_key
+            )));
+        }
+        // Counted before the connection is taken, so two at once cannot both
+        // pass the limit.
+        if self.writing.fetch_add(1, Ordering::SeqCst) >= self.max_writing {
+            self.writing.fetch_sub(1, Ordering::SeqCst);
+            return Err(busy(format!(
+                "{} transactions that wrote are open, the most this replica holds \
+                 (flight.max_writing_transactions): retry when one ends",
+                self.max_writing
+            )));
+        }
+        Ok(())
+    }
+
     fn writing_of(&self, key: Option<Uuid>) -> usize {
         self.open
             .lock()
@@ -331,37 +357,10 @@ impl Services {
         if matches!(*transaction.state.lock(), State::Writing(_)) {
             return Ok(());
         }
-        let transactions = &self.transactions;
-        if transaction.within_a_call {
-            let session = self
-                .engine
-                .begin_session(transaction.audit.clone(), snapshot)
-                .await?;
-            *transaction.state.lock() = State::Writing(Arc::clone(&session));
-            // A call dropped half-way leaves it to the idle watch.
-            self.watch_idle(id, Arc::downgrade(transaction), Arc::downgrade(&session));
-            return Ok(());
-        }
-        let busy = |message: String| Error::TooManyRequests {
-            message,
-            retry_after_secs: 1,
-        };
-        if transactions.writing_of(caller.key_id) >= transactions.max_writing_per_key {
-            return Err(busy(format!(
-                "this key already has {} transactions that wrote and are still open \
-                 (flight.max_writing_transactions_per_key): commit or roll one back first",
-                transactions.max_writing_per_key
-            )));
-        }
-        // Counted before the connection is taken, so two at once cannot both
-        // pass the limit.
-        if transactions.writing.fetch_add(1, Ordering::SeqCst) >= transactions.max_writing {
-            transactions.writing.fetch_sub(1, Ordering::SeqCst);
-            return Err(busy(format!(
-                "{} transactions that wrote are open, the most this replica holds \
-                 (flight.max_writing_transactions): retry when one ends",
-                transactions.max_writing
-            )));
+        // The service's own transaction for one call is outside the limits.
+        let counted = !transaction.within_a_call;
+        if counted {
+            self.transactions.admit_writer(caller.key_id)?;
         }
         let session = match self
             .engine
@@ -370,12 +369,15 @@ impl Services {
         {
             Ok(session) => session,
             Err(err) => {
-                transactions.writing.fetch_sub(1, Ordering::SeqCst);
+                if counted {
+                    self.transactions.writing.fetch_sub(1, Ordering::SeqCst);
+                }
                 return Err(err);
             }
         };
         *transaction.state.lock() = State::Writing(Arc::clone(&session));
         tracing::info!(%id, key = %caller.prefix, "transaction writes: it holds a connection");
+        // Also a call dropped half-way is left to the idle watch.
         self.watch_idle(id, Arc::downgrade(transaction), Arc::downgrade(&session));
         Ok(())
     }
