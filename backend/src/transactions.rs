@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use crate::{
-    audit::Trail,
+    audit::{Outcome, Trail},
     auth::Caller,
     engine::{
         session::writes_need_a_connection,
@@ -43,6 +43,7 @@ use crate::{
     },
     error::Error,
     format::encode::Format,
+    role::Role,
     services::Services,
 };
 
@@ -308,6 +309,25 @@ impl Services {
                         *first = stream.versions.snapshot;
                     }
                     return Ok(stream);
+                }
+                // A key that may not write takes no connection for trying:
+                // refused (and audited) as the sandbox refuses it.
+                Err(err) if writes_need_a_connection(&err) && caller.role < Role::Write => {
+                    let refusal = Error::InsufficientRole(format!(
+                        "this statement writes, which needs the write role; the request has \
+                         the {} role",
+                        caller.role
+                    ));
+                    if let Some(trail) = &request.audit {
+                        trail.record(
+                            trail
+                                .event("statement", Outcome::Refused)
+                                .detail("error", refusal.code())
+                                .detail("reason", refusal.to_string())
+                                .sql(&request.sql),
+                        );
+                    }
+                    return Err(refusal);
                 }
                 Err(err) if writes_need_a_connection(&err) => {
                     self.hold_a_connection(caller, id, &transaction, snapshot)

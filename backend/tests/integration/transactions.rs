@@ -424,3 +424,39 @@ async fn drivers_with_their_defaults() {
     println!("{out}");
     app.stop().await;
 }
+
+/// A read key's transaction takes no connection for a write it may not
+/// make: the write is refused as the sandbox refuses it, and audited.
+#[actix_web::test]
+async fn a_read_key_takes_no_connection_by_trying_to_write() {
+    let (app, [read, _write, admin]) = crate::auth::app_with_a_key_per_role().await;
+    let mut flight = client(&app).await;
+    flight.set_token(read);
+    for _ in 0..4 {
+        let txn = flight.begin_transaction().await.unwrap();
+        let err = flight
+            .execute_update(
+                "EXPLAIN ANALYZE -- x\rINSERT INTO t\nSELECT 42".into(),
+                Some(txn),
+            )
+            .await
+            .unwrap_err();
+        let (code, message) = flight_error_status(&err);
+        assert_eq!(code, Code::PermissionDenied, "{message}");
+        assert!(message.starts_with("[insufficient_role]"), "{message}");
+    }
+    assert_eq!(open(&app, "writing_idle").await, 0.0);
+    until_idle(&app).await;
+    let rows = crate::auth::query_as(&app, &admin, &json!({"sql": "SELECT count(*) FROM t"})).await;
+    assert_eq!(rows.1["rows"], json!([[1]]), "{}", rows.1);
+    let audit = crate::auth::audit_until(&app, &admin, "?outcome=refused", |entries| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == "statement")
+            .count()
+            >= 4
+    })
+    .await;
+    assert!(!audit.is_empty());
+    app.stop().await;
+}
