@@ -1,8 +1,8 @@
 //! ducklake-backend: SQL over HTTP on a DuckLake lakehouse.
 //!
 //! The layers, from the bottom: leaves ([`instance`], [`retry`], [`role`]),
-//! [`config`], the domain [`error`], our own tables ([`store`]) and the
-//! object store ([`bucket`]), the DuckDB [`engine`] and its result
+//! [`config`] (with the listeners' [`tls`]), the domain [`error`], our own
+//! tables ([`store`]) and the object store ([`bucket`]), the DuckDB [`engine`] and its result
 //! [`format`]s, the services over it ([`auth`], [`audit`], [`jobs`],
 //! [`maintenance`]) with what they share ([`services`], [`meter`]), and at
 //! the top the transports: the HTTP [`api`], Arrow Flight SQL ([`flight`])
@@ -33,6 +33,7 @@ pub mod services;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod transactions;
 
 pub use startup::{open_store, Application, StartupError, KEEP_ALIVE};

@@ -34,6 +34,8 @@ pub enum StartupError {
     Auth(String),
     #[error("Flight SQL: {0}")]
     Flight(String),
+    #[error("HTTPS: {0}")]
+    Tls(String),
 }
 
 /// Opens our own store and checks its schema: applies pending migrations when
@@ -130,6 +132,9 @@ impl Application {
         let engine =
             Arc::new(tokio::task::spawn_blocking(move || Engine::open(&engine_config)).await??);
 
+        // Read with the listener's binding: a broken file fails the start,
+        // it does not serve plain HTTP.
+        let tls = crate::tls::http_server_config(&config.server).map_err(StartupError::Tls)?;
         let address = format!("{}:{}", config.server.host, config.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -260,14 +265,17 @@ impl Application {
         if config.server.workers > 0 {
             server = server.workers(config.server.workers);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartupError::Bind {
-                address: format!("port {port}"),
-                source,
-            })?
-            .run();
-        tracing::info!(host = %config.server.host, port, "listening");
+        let https = tls.is_some();
+        let server = match tls {
+            None => server.listen(listener),
+            Some(tls) => server.listen_rustls_0_23(listener, tls),
+        }
+        .map_err(|source| StartupError::Bind {
+            address: format!("port {port}"),
+            source,
+        })?
+        .run();
+        tracing::info!(host = %config.server.host, port, tls = https, "listening");
 
         Ok(Self {
             services: weak_services,

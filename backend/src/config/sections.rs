@@ -98,6 +98,10 @@ pub struct ServerConfig {
     /// change anything (403 `origin_not_allowed`).
     #[serde(deserialize_with = "lenient::string")]
     pub cors_origins: String,
+    /// PEM certificate chain and private key: both set serves HTTPS only
+    /// (a file that cannot be read stops the start).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +115,8 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 20_000,
             allowed_hosts: String::new(),
             cors_origins: String::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

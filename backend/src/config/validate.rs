@@ -72,6 +72,17 @@ impl Config {
             "set together with flight.tls_cert (FLIGHT_TLS_CERT and FLIGHT_TLS_KEY)",
         );
         check(
+            self.server.tls_cert.is_some() == self.server.tls_key.is_some(),
+            "server.tls_key",
+            if self.server.tls_key.is_some() {
+                "set"
+            } else {
+                "unset"
+            }
+            .into(),
+            "set together with server.tls_cert (SERVER_TLS_CERT and SERVER_TLS_KEY)",
+        );
+        check(
             !self.flight.enabled || self.flight.port == 0 || self.flight.port != self.server.port,
             "flight.port",
             self.flight.port.to_string(),

@@ -30,6 +30,7 @@ mod process;
 mod sandbox;
 mod schemathesis;
 mod stack;
+mod tls;
 mod transactions;
 mod types;
 mod ui;
