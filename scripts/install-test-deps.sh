@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration tests run for real, when it is missing:
-# PostgreSQL (DuckLake catalog), promtool (metrics checks) and Chromium with
-# chromedriver (browser tests of the web console) from Debian,
+# PostgreSQL (DuckLake catalog), promtool (metrics checks), Chromium with
+# chromedriver (browser tests of the web console) and rclone (the backup
+# procedure's copy of the bucket prefix) from Debian,
 # garage (the S3 server of the stack tests) from crates.io, boto3 (the
 # tests' S3 client), stock DuckDB 1.5.5 (reads the lake from
 # outside), openapi-spec-validator, Schemathesis and the deployment linters
@@ -30,6 +31,9 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 # openssl makes the test CAs of the TLS-to-the-store test (scripts/tls-proxy.py).
 command -v openssl >/dev/null || missing+=(openssl)
+# rclone copies the lake's prefix in the documented backup and restore
+# (docs/src/guides/operating.md, tests/integration/backup.rs).
+command -v rclone >/dev/null || missing+=(rclone)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_if apt-get update -qq
   sudo_if env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -5,7 +5,8 @@
 //! with times, durations, ids and keys masked. A block marked `,norun`
 //! (Kubernetes, JDBC, a PostgreSQL catalog: what cannot run here) is parsed
 //! instead. An example that stops working, or prints something else, fails
-//! the test.
+//! the test. Words after the mode (`sh,norun,lake-backup`) are labels: a
+//! test elsewhere runs the block it finds by its label ([`labelled_block`]).
 
 use crate::common;
 
@@ -51,6 +52,20 @@ fn blocks(path: &Path, page: &str) -> Vec<Block> {
     }
     assert!(open.is_none(), "{page}: a code block is not closed");
     blocks
+}
+
+/// The text of the one block of `page` (a path under docs/src) whose info
+/// string carries `label` after its mode, for a test that runs a procedure
+/// the page shows exactly as shown.
+pub fn labelled_block(page: &str, label: &str) -> String {
+    let found: Vec<Block> = blocks(&docs().join(page), page)
+        .into_iter()
+        .filter(|block| block.info.split(',').skip(2).any(|l| l.trim() == label))
+        .collect();
+    match <[Block; 1]>::try_from(found) {
+        Ok([block]) => block.text,
+        Err(found) => panic!("{page}: {} blocks labelled {label}", found.len()),
+    }
 }
 
 /// The book's pages in `SUMMARY.md`'s order.
@@ -119,7 +134,9 @@ async fn run_pages(app: &common::TestApp, pages: &[(String, PathBuf)]) -> Vec<St
     for (page, file) in pages {
         let all = blocks(file, page);
         for (i, block) in all.iter().enumerate() {
-            let (language, mode) = block.info.split_once(',').unwrap_or((&block.info, ""));
+            let mut info = block.info.split(',').map(str::trim);
+            let language = info.next().unwrap_or_default();
+            let mode = info.next().unwrap_or_default();
             let program = match language {
                 "sh" | "bash" => vec![
                     "bash".to_string(),

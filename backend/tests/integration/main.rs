@@ -9,6 +9,7 @@ mod common;
 
 mod api;
 mod auth;
+mod backup;
 mod bad_input;
 mod cache;
 mod cli;
