@@ -3,7 +3,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use ducklake_backend::{config::Config, telemetry, Application};
+use ducklake_backend::{
+    config::{Config, ConfigError, Uses},
+    telemetry, Application,
+};
 
 #[derive(Parser)]
 #[command(name = "ducklake-backend", version = VERSION.as_str(), about = "SQL over HTTP on a DuckLake lakehouse")]
@@ -20,10 +23,20 @@ struct Cli {
 enum Command {
     /// Run the HTTP service (the default).
     Serve,
-    /// Print the effective configuration, secrets redacted, with where each value came from; exit 1 if invalid.
-    CheckConfig,
+    /// Print the effective configuration, secrets redacted, with where each value came from; exit 2 if invalid.
+    CheckConfig {
+        /// Check for this command: the credentials it needs are those of what
+        /// it reaches (migrate: PostgreSQL; create-bucket: the object store).
+        #[arg(long = "for", value_enum, default_value_t = For::Serve)]
+        command: For,
+    },
     /// Apply pending migrations of the service's own schema (`ducklake_backend`), under a lock.
+    /// Needs PostgreSQL only.
     Migrate,
+    /// Create the lake's bucket (storage.default_bucket) unless it exists, then
+    /// exit 0: the bucket step of docker compose and Kubernetes. Needs the
+    /// object store only.
+    CreateBucket,
     /// Probe a running service (a container HEALTHCHECK without curl): exit 0
     /// when GET /health (or --path) answers 200 within --timeout-ms, else 1.
     Healthcheck {
@@ -50,6 +63,40 @@ enum Command {
     /// flags, else DUCKLAKE_URL/DUCKLAKE_KEY, else the TOML file (`url`, `key`)
     /// of --config, DUCKLAKE_CLIENT_CONFIG or ~/.config/ducklake/client.toml.
     Client(ducklake_backend::client::ClientArgs),
+}
+
+/// The commands `check-config --for` checks for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum For {
+    Serve,
+    Migrate,
+    CreateBucket,
+    Keys,
+}
+
+impl For {
+    fn uses(self) -> Uses {
+        match self {
+            For::Serve => Uses::EVERYTHING,
+            For::Migrate | For::Keys => Uses::CATALOG,
+            For::CreateBucket => Uses::STORAGE,
+        }
+    }
+}
+
+impl Command {
+    /// What the command reaches, so which credentials it must be given.
+    fn uses(&self) -> Uses {
+        match self {
+            Command::Serve => Uses::EVERYTHING,
+            Command::CheckConfig { command } => command.uses(),
+            Command::Migrate | Command::Keys { .. } => Uses::CATALOG,
+            Command::CreateBucket => Uses::STORAGE,
+            Command::Healthcheck { .. } | Command::Pause { .. } | Command::Client(_) => {
+                Uses::NOTHING
+            }
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -108,14 +155,20 @@ fn main() -> ExitCode {
     for unknown in &loaded.unknown {
         eprintln!("warning: {unknown}");
     }
+    let missing = loaded.config.missing_for(command.uses());
+    if !missing.is_empty() {
+        eprintln!("{}", ConfigError(missing));
+        return ExitCode::from(2);
+    }
     match command {
         Command::Client(_) => unreachable!("the client was dispatched above"),
-        Command::CheckConfig => {
+        Command::CheckConfig { .. } => {
             out(&check_config_report(&loaded));
             ExitCode::SUCCESS
         }
         Command::Serve => serve(loaded),
         Command::Migrate => migrate(loaded.config),
+        Command::CreateBucket => create_bucket(loaded.config),
         Command::Keys { command } => keys(loaded.config, command),
         Command::Pause { seconds } => {
             std::thread::sleep(std::time::Duration::from_secs(seconds));
@@ -306,6 +359,33 @@ fn migrate(config: Config) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn create_bucket(config: Config) -> ExitCode {
+    use ducklake_backend::bucket::{Bucket, BucketState};
+    telemetry::init(&config);
+    let Some(runtime) = one_shot_runtime() else {
+        return ExitCode::from(1);
+    };
+    let bucket = &config.storage.default_bucket;
+    let result = runtime.block_on(async {
+        Bucket::from_config(&config)?
+            .wait_until_reachable(config.ducklake.connection_retries, true)
+            .await
+    });
+    match result {
+        Ok(BucketState::Exists) => out(&format!("bucket {bucket} exists")),
+        Ok(BucketState::Created) => out(&format!("created bucket {bucket}")),
+        Ok(BucketState::Local) => out(&format!(
+            "no object store (storage.minio_endpoint is unset): the lake's files are under {}",
+            config.data_dir.join("lake").display()
+        )),
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn check_config_report(loaded: &ducklake_backend::config::LoadedConfig) -> String {

@@ -36,6 +36,8 @@ pub enum StartupError {
     Flight(String),
     #[error("HTTPS: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Opens our own store and checks its schema: applies pending migrations when
@@ -113,6 +115,10 @@ impl Application {
         config: Config,
         sources: std::collections::BTreeMap<String, String>,
     ) -> Result<Self, StartupError> {
+        let missing = config.missing_for(crate::config::Uses::EVERYTHING);
+        if !missing.is_empty() {
+            return Err(crate::config::ConfigError(missing).into());
+        }
         let config = Arc::new(config);
         let data = Arc::new(Bucket::from_config(&config)?);
         let bucket = data

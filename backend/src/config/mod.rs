@@ -33,4 +33,4 @@ pub use sections::{
     IngestConfig, JobsConfig, MaintenanceConfig, QueryConfig, ServerConfig,
 };
 pub use settings::{settings, Setting};
-pub use validate::is_identifier;
+pub use validate::{is_identifier, Uses};

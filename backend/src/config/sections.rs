@@ -239,6 +239,10 @@ pub struct IngestConfig {
     /// Largest upload accepted; a longer body is cut off with 413 and
     /// nothing is loaded.
     pub max_upload_bytes: u64,
+    /// Bytes all uploads being received at once may hold on disk
+    /// (`data_dir/tmp/uploads`); an upload that would pass it answers 429
+    /// and keeps nothing. 0: no limit but each upload's own.
+    pub max_spool_bytes: u64,
     /// Time one load may take (after the upload), like a query timeout.
     pub timeout_ms: u64,
 }
@@ -247,6 +251,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            max_spool_bytes: 0,
             timeout_ms: 3_600_000,
         }
     }

@@ -243,18 +243,6 @@ impl Config {
             );
         }
         if self.storage.minio_endpoint.is_some() {
-            check(
-                self.storage.minio_access_key.is_some(),
-                "storage.minio_access_key",
-                "(unset)".into(),
-                "set when storage.minio_endpoint is set",
-            );
-            check(
-                self.storage.minio_secret_key.is_some(),
-                "storage.minio_secret_key",
-                "(unset)".into(),
-                "set when storage.minio_endpoint is set",
-            );
             // Job results and ingest files live beside the data path; with
             // the lake at the bucket's root they would be inside it, where
             // DuckLake's orphan cleanup deletes every file it does not know.
@@ -279,6 +267,61 @@ impl Config {
                 ingest,
                 "a plain prefix (no glob characters or ..)",
             );
+        }
+        problems
+    }
+}
+
+/// What a command reaches, and so which credentials it must be given: the
+/// migration Job has the catalog's and not the bucket's, the bucket step the
+/// bucket's and not the catalog's. Values are checked for every command
+/// ([`Config::validate`]); presence only for what the command uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uses {
+    pub catalog: bool,
+    pub storage: bool,
+}
+
+impl Uses {
+    /// `serve`: both.
+    pub const EVERYTHING: Uses = Uses {
+        catalog: true,
+        storage: true,
+    };
+    /// `migrate`, `keys`: PostgreSQL only.
+    pub const CATALOG: Uses = Uses {
+        catalog: true,
+        storage: false,
+    };
+    /// `create-bucket`: the object store only.
+    pub const STORAGE: Uses = Uses {
+        catalog: false,
+        storage: true,
+    };
+    /// `healthcheck`, `pause`: neither.
+    pub const NOTHING: Uses = Uses {
+        catalog: false,
+        storage: false,
+    };
+}
+
+impl Config {
+    /// The credentials a command that `uses` these services lacks.
+    pub fn missing_for(&self, uses: Uses) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if uses.storage && self.storage.minio_endpoint.is_some() {
+            for (key, value) in [
+                ("storage.minio_access_key", &self.storage.minio_access_key),
+                ("storage.minio_secret_key", &self.storage.minio_secret_key),
+            ] {
+                if value.is_none() {
+                    problems.push(ConfigProblem {
+                        key: key.into(),
+                        value: "(unset)".into(),
+                        expected: "set when storage.minio_endpoint is set".into(),
+                    });
+                }
+            }
         }
         problems
     }
@@ -383,6 +426,36 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("short-key"), "{err}");
+    }
+
+    #[test]
+    fn each_command_needs_only_the_credentials_of_what_it_reaches() {
+        use crate::config::Uses;
+        // The migration Job's environment: the ConfigMap (with the bucket's
+        // endpoint) and the catalog's Secret, not the bucket's.
+        let loaded = Config::load_from(
+            None,
+            &env(&[
+                ("STORAGE_MINIO_ENDPOINT", "minio:9000"),
+                ("DB_POSTGRES_PASSWORD", "pw"),
+            ]),
+        )
+        .expect("values are valid whatever the command");
+        let missing = |uses| -> Vec<String> {
+            loaded
+                .config
+                .missing_for(uses)
+                .into_iter()
+                .map(|p| p.key)
+                .collect()
+        };
+        assert!(missing(Uses::CATALOG).is_empty());
+        assert!(missing(Uses::NOTHING).is_empty());
+        let both = ["storage.minio_access_key", "storage.minio_secret_key"];
+        assert_eq!(missing(Uses::STORAGE), both);
+        assert_eq!(missing(Uses::EVERYTHING), both);
+        let local = Config::load_from(None, &env(&[])).unwrap();
+        assert!(local.config.missing_for(Uses::EVERYTHING).is_empty());
     }
 
     #[test]

@@ -391,3 +391,81 @@ async fn an_abandoned_or_oversized_upload_loads_nothing() {
     assert_eq!(state(&app, "t").await, before, "abandoned upload");
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn uploads_being_received_share_the_spool_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.ingest.max_upload_bytes = 64 * 1024;
+    config.ingest.max_spool_bytes = 64 * 1024;
+    let app = spawn_with(config, Some(dir)).await;
+    app.sql("CREATE TABLE t (id INTEGER, name VARCHAR, score DOUBLE)")
+        .await;
+    let before = state(&app, "t").await;
+    let first = csv(0..3000);
+    let sent = first.len() * 3 / 4;
+    let second = csv(0..1500);
+    assert!(first.len() <= 64 * 1024 && second.len() <= 64 * 1024);
+    assert!(sent + second.len() > 64 * 1024, "together past the budget");
+
+    // One upload is being received: three quarters of it are on disk.
+    let address = app.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    socket
+        .write_all(
+            format!(
+                "POST /api/v1/tables/main/t/data HTTP/1.1\r\nHost: {address}\r\n\
+                 Content-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
+                first.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    socket.write_all(&first.as_bytes()[..sent]).await.unwrap();
+    socket.flush().await.unwrap();
+    let uploads = app.data_dir.join("tmp").join("uploads");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while files(&uploads)
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum::<u64>()
+        < sent as u64
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service never received the first upload's bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A second, within its own limit, would pass the shared budget: 429
+    // with Retry-After, and nothing of it kept or loaded.
+    let res = app
+        .client
+        .post(format!("{}/api/v1/tables/main/t/data", app.base))
+        .header("Content-Type", "text/csv")
+        .body(second.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(error_code(&body), "too_many_requests", "{body}");
+    assert!(
+        body.to_string().contains("ingest.max_spool_bytes"),
+        "{body}"
+    );
+    assert_eq!(files(&uploads).len(), 1, "only the first upload's file");
+
+    // The first ends (its client goes away): its bytes are released, and
+    // the second now loads.
+    drop(socket);
+    assert_no_uploads_left(&app).await;
+    assert_eq!(state(&app, "t").await, before);
+    let (status, body) = upload(&app, "main/t", "", "text/csv", second.into_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows_loaded"], 1500);
+    app.stop().await;
+}
