@@ -1,12 +1,22 @@
-//! The release contract of the container, without a container engine: the
-//! binary (the release binary out of the image when `CONTAINER_BINARY`
-//! names it, as `scripts/image-smoke.sh` does) runs the way `backend/Dockerfile` and `k8s/` run it — as uid 1000,
-//! from a read-only copy of its files, writing only to its data and tmp
-//! directories, with the environment of `k8s/configmap.yaml` plus the
-//! Secrets — against a real PostgreSQL and S3 server. The migration runs
-//! first as the Job does; the probes of `k8s/deployment.yaml` are checked
-//! at their paths and within their periods through start-up, steady state,
-//! the preStop hook and SIGTERM.
+//! The deployment as a tested artifact, without a container engine or a
+//! cluster: `kubectl kustomize` renders `k8s/` (and `k8s/jobs/`) and
+//! `docker-compose.yml` is read with `.env.example`'s values; then every
+//! container of ours runs its own command with exactly what its manifest
+//! declares — the image's environment (the Dockerfile's `ENV`) under its
+//! `envFrom`/`environment`, its user, a read-only copy of the image's files,
+//! its volumes (emptyDir, Secret files with their mode, tmpfs) and no other
+//! writable path, its memory limit (peak resident memory is checked against
+//! it) and its volumes' size limits — against a real PostgreSQL and S3 server
+//! here, in the manifests' order: the bucket step, the migration, the
+//! service through its probes, preStop and SIGTERM. A container that would
+//! fail in the cluster fails here.
+//!
+//! What differs from a cluster, and only that: the addresses (the catalog
+//! and the object store are on loopback, the service listens on free
+//! loopback ports), container paths map to directories here, the object
+//! store's keys are the test server's (garage imports its own), and the
+//! binary is this build's (or the image's release binary when
+//! `CONTAINER_BINARY` names it, as `scripts/image-smoke.sh` does).
 //!
 //! uid 1000: as root the test switches to it (and owns the volumes to it);
 //! otherwise it runs the binary as uid 1000 in a user namespace (`unshare`),
@@ -15,9 +25,10 @@
 use crate::common;
 
 use std::{
+    collections::BTreeMap,
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -27,7 +38,6 @@ use common::{
 };
 use serde_json::{json, Value};
 
-const UID: u32 = 1000;
 const KEY: &str = "container-bootstrap-admin-key-0123456789";
 
 fn repo() -> PathBuf {
@@ -35,21 +45,103 @@ fn repo() -> PathBuf {
 }
 
 /// YAML documents as JSON, read by Python's yaml (installed with yamllint).
-fn yaml(path: &Path) -> Vec<Value> {
-    let out = Command::new("python3")
+fn yaml_docs(text: &str) -> Vec<Value> {
+    let mut child = Command::new("python3")
         .args([
             "-c",
-            "import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+            "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
         ])
-        .arg(path)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `kubectl kustomize dir`: the manifests as the cluster receives them.
+pub fn kustomize(dir: &Path) -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl (scripts/install-test-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    yaml_docs(&String::from_utf8_lossy(&out.stdout))
+}
+
+pub fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the rendered manifests"))
+}
+
+fn strings(map: &Value) -> BTreeMap<String, String> {
+    map.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `512Mi`, `1Gi`, `256M`, `2560Mi`, `1073741824`: bytes.
+pub fn quantity(text: &str) -> u64 {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().unwrap_or_else(|_| panic!("{text}"));
+    let factor: f64 = match unit {
+        "" => 1.0,
+        "k" | "K" | "KB" => 1e3,
+        "M" | "MB" => 1e6,
+        "G" | "GB" => 1e9,
+        "Ki" | "KiB" => 1024.0,
+        "Mi" | "MiB" => 1024.0 * 1024.0,
+        "Gi" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "m" => 1e-3,
+        other => panic!("unit {other} of {text}"),
+    };
+    (number * factor) as u64
+}
+
+/// A size as docker reads it: `16m`, `512M`, `1g` (powers of 1024).
+fn docker_size(text: &str) -> u64 {
+    let (number, unit) = text.split_at(text.len() - 1);
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return text.parse().unwrap(),
+    };
+    number.parse::<u64>().unwrap() * factor
 }
 
 /// Every file under `dir` with its size and modification time.
@@ -62,9 +154,18 @@ fn snapshot(dir: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn chown(path: &Path) {
+fn disk_usage(dir: &Path) -> u64 {
+    let out = Command::new("du").arg("-sb").arg(dir).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) {
     let status = Command::new("chown")
-        .args(["-R", &format!("{UID}:{UID}")])
+        .args(["-R", &format!("{uid}:{gid}")])
         .arg(path)
         .status()
         .unwrap();
@@ -78,18 +179,18 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// How the binary becomes uid 1000.
+/// How the binary becomes the container's user.
 enum RunAs {
-    /// Root switches to uid 1000, and the volumes belong to it.
+    /// Root switches to it, and the volumes belong to it.
     Switch,
-    /// A user namespace maps this user to uid 1000 (the volumes are this
-    /// user's, so they are uid 1000's inside).
+    /// A user namespace maps this user to it (the volumes are this user's,
+    /// so they are its own inside).
     Namespace(PathBuf),
     /// Neither: the binary runs as this user; why is on stderr.
     Unchanged,
 }
 
-fn run_as() -> RunAs {
+fn run_as(uid: u32) -> RunAs {
     if is_root() {
         return RunAs::Switch;
     }
@@ -98,39 +199,30 @@ fn run_as() -> RunAs {
         .map(PathBuf::from)
         .find(|p| p.is_file())
     else {
-        eprintln!(
-            "SKIPPED the uid {UID} part: not root and no unshare(1); the binary runs as this user"
-        );
+        eprintln!("SKIPPED the uid {uid} part: not root and no unshare(1)");
         return RunAs::Unchanged;
     };
     let probe = Command::new(&unshare)
-        .args(namespace_args())
+        .args(namespace_args(uid))
         .args(["id", "-u"])
         .output();
     match probe {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).trim() == UID.to_string() => {
-            eprintln!(
-                "not root: the binary runs as uid {UID} in a user namespace (unshare), \
-                 mapped to this user, who owns the volumes"
-            );
+        Ok(out) if String::from_utf8_lossy(&out.stdout).trim() == uid.to_string() => {
+            eprintln!("not root: the binary runs as uid {uid} in a user namespace (unshare)");
             RunAs::Namespace(unshare)
         }
         other => {
-            eprintln!(
-                "SKIPPED the uid {UID} part: not root, and no user namespace here \
-                 (unshare {:?}: {other:?}); the binary runs as this user",
-                namespace_args()
-            );
+            eprintln!("SKIPPED the uid {uid} part: no user namespace here ({other:?})");
             RunAs::Unchanged
         }
     }
 }
 
-fn namespace_args() -> [String; 4] {
+fn namespace_args(uid: u32) -> [String; 4] {
     [
         "--user".into(),
-        format!("--map-user={UID}"),
-        format!("--map-group={UID}"),
+        format!("--map-user={uid}"),
+        format!("--map-group={uid}"),
         "--".into(),
     ]
 }
@@ -142,6 +234,471 @@ fn wait_until(budget: Duration, mut check: impl FnMut() -> bool, why: impl Fn() 
     while !check() {
         assert!(Instant::now() < deadline, "after {budget:?}: {}", why());
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills the service if the test fails before reaping it.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
+/// How a process ended, and its peak resident memory (bytes).
+struct Ended {
+    code: Option<i32>,
+    peak_bytes: u64,
+}
+
+/// Reaps `child` with wait4, which also reports its peak resident memory;
+/// `None` while it runs (when not `block`).
+fn reap(child: &Child, block: bool) -> Option<Ended> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if block { 0 } else { libc::WNOHANG };
+    // SAFETY: the pid is our own child's, reaped only here.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, flags, &mut usage) };
+    assert!(pid >= 0, "wait4: {}", std::io::Error::last_os_error());
+    (pid != 0).then(|| Ended {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        peak_bytes: usage.ru_maxrss as u64 * 1024,
+    })
+}
+
+/// The image's files, read-only, laid out as in the image, and the
+/// environment, working directory and user its Dockerfile gives.
+struct Image {
+    root: PathBuf,
+    env: Vec<(String, String)>,
+    workdir: String,
+    uid: u32,
+    before: String,
+}
+
+impl Image {
+    fn build(at: &Path) -> Self {
+        let dockerfile = std::fs::read_to_string(repo().join("backend/Dockerfile")).unwrap();
+        // The last stage's ENV (with line continuations), WORKDIR and USER.
+        let last = &dockerfile[dockerfile.rfind("\nFROM ").unwrap()..];
+        let joined = last.replace("\\\n", " ");
+        let mut env = Vec::new();
+        let mut workdir = "/".to_string();
+        let mut uid = 0;
+        for line in joined.lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("ENV") => env.extend(words.map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap();
+                    (k.to_string(), v.trim_matches('"').to_string())
+                })),
+                Some("WORKDIR") => workdir = words.next().unwrap().to_string(),
+                Some("USER") => {
+                    uid = words
+                        .next()
+                        .unwrap()
+                        .split(':')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                }
+                _ => {}
+            }
+        }
+        let root = at.join("image");
+        let binary = root.join("usr/local/bin/ducklake-backend");
+        std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+        // CONTAINER_BINARY: the release binary taken out of the built image
+        // (scripts/image-smoke.sh runs this test with it); else this build's.
+        let source =
+            std::env::var("CONTAINER_BINARY").unwrap_or_else(|_| common::binary::BIN.to_string());
+        println!("binary under test: {source}");
+        std::fs::copy(&source, &binary).unwrap();
+        let extensions = env
+            .iter()
+            .find(|(k, _)| k == "DUCKDB_EXTENSION_DIRECTORY")
+            .map(|(_, v)| v.clone())
+            .expect("the image sets DUCKDB_EXTENSION_DIRECTORY");
+        let into = root.join(extensions.trim_start_matches('/'));
+        std::fs::create_dir_all(into.parent().unwrap()).unwrap();
+        let from = std::env::var("DUCKDB_EXTENSION_DIRECTORY").map_or_else(
+            |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".duckdb/extensions"),
+            PathBuf::from,
+        );
+        assert!(Command::new("cp")
+            .arg("-r")
+            .arg(&from)
+            .arg(&into)
+            .status()
+            .unwrap()
+            .success());
+        // The image's CA bundle (Debian's ca-certificates, as here).
+        if let Some((_, bundle)) = env.iter().find(|(k, _)| k == "SSL_CERT_FILE") {
+            let into = root.join(bundle.trim_start_matches('/'));
+            std::fs::create_dir_all(into.parent().unwrap()).unwrap();
+            std::fs::copy(bundle, &into).unwrap();
+        }
+        assert!(Command::new("chmod")
+            .args(["-R", "a-w"])
+            .arg(&root)
+            .status()
+            .unwrap()
+            .success());
+        std::fs::set_permissions(at, PermissionsExt::from_mode(0o755)).unwrap();
+        let before = snapshot(&root);
+        Self {
+            root,
+            env,
+            workdir,
+            uid,
+            before,
+        }
+    }
+
+    fn unchanged(&self) {
+        assert_eq!(
+            snapshot(&self.root),
+            self.before,
+            "the image's files changed"
+        );
+    }
+}
+
+/// Where this machine's servers are, in place of the cluster's.
+struct Here {
+    pg_port: u16,
+    s3_port: u16,
+    http_port: u16,
+    flight_port: u16,
+}
+
+/// One container as its manifest declares it.
+struct Container<'a> {
+    name: String,
+    image: &'a Image,
+    args: Vec<String>,
+    /// As declared: the image's, then the manifest's (later wins).
+    env: Vec<(String, String)>,
+    /// Container path → directory here.
+    mounts: Vec<(String, PathBuf)>,
+    uid: u32,
+    gid: u32,
+    memory_limit: Option<u64>,
+    run_as: &'a RunAs,
+}
+
+impl Container<'_> {
+    fn host_path(&self, path: &str) -> PathBuf {
+        let mount = self
+            .mounts
+            .iter()
+            .filter(|(at, _)| path == at || path.starts_with(&format!("{at}/")))
+            .max_by_key(|(at, _)| at.len());
+        match mount {
+            Some((at, dir)) => dir.join(path[at.len()..].trim_start_matches('/')),
+            None => self.image.root.join(path.trim_start_matches('/')),
+        }
+    }
+
+    fn declared(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The declared environment on this machine: addresses and paths only.
+    fn environment(&self, here: &Here) -> Vec<(String, String)> {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in &self.env {
+            env.insert(k.clone(), v.clone());
+        }
+        for (key, value) in env.iter_mut() {
+            let replaced = match key.as_str() {
+                "DB_POSTGRES_HOST" => Some("127.0.0.1".to_string()),
+                "DB_POSTGRES_PORT" => Some(here.pg_port.to_string()),
+                "STORAGE_MINIO_ENDPOINT" => Some(format!("127.0.0.1:{}", here.s3_port)),
+                "SERVER_HOST" if value == "0.0.0.0" => Some("127.0.0.1".to_string()),
+                "SERVER_PORT" => Some(here.http_port.to_string()),
+                "FLIGHT_PORT" => Some(here.flight_port.to_string()),
+                _ if value.starts_with('/') => Some(self.host_path(value).display().to_string()),
+                _ => None,
+            };
+            if let Some(replaced) = replaced {
+                *value = replaced;
+            }
+        }
+        env.into_iter().collect()
+    }
+
+    fn command(&self, here: &Here, args: &[String]) -> Command {
+        let binary = self.host_path("/usr/local/bin/ducklake-backend");
+        // unshare execs the binary: the child's pid is the service's.
+        let mut cmd = match self.run_as {
+            RunAs::Namespace(unshare) => {
+                let mut cmd = Command::new(unshare);
+                cmd.args(namespace_args(self.uid)).arg(&binary);
+                cmd
+            }
+            RunAs::Switch | RunAs::Unchanged => Command::new(&binary),
+        };
+        cmd.env_clear()
+            .envs(self.environment(here))
+            .env("PATH", "/nonexistent")
+            .current_dir(self.host_path(&self.image.workdir))
+            .args(args);
+        if let RunAs::Switch = self.run_as {
+            cmd.uid(self.uid).gid(self.gid);
+        }
+        cmd
+    }
+
+    /// Runs the container's own command to its end: it must exit 0 within
+    /// its memory limit.
+    #[allow(clippy::zombie_processes)] // reaped by wait4 in reap()
+    fn run_to_completion(&self, here: &Here) -> String {
+        use std::io::Read;
+        let mut child = self
+            .command(here, &self.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let errors = std::thread::spawn(move || {
+            let mut err = String::new();
+            stderr.read_to_string(&mut err).unwrap();
+            err
+        });
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let err = errors.join().unwrap();
+        let ended = reap(&child, true).unwrap();
+        assert_eq!(
+            ended.code,
+            Some(0),
+            "container {} ({:?}) failed:\n{out}\n{err}",
+            self.name,
+            self.args
+        );
+        self.within_memory(&ended);
+        println!("{} {:?}: {}", self.name, self.args, out.trim());
+        out
+    }
+
+    fn within_memory(&self, ended: &Ended) {
+        if let Some(limit) = self.memory_limit {
+            assert!(
+                ended.peak_bytes <= limit,
+                "container {} peaked at {} bytes, over its memory limit of {limit}",
+                self.name,
+                ended.peak_bytes
+            );
+            println!(
+                "{}: peak {} MiB of {} MiB",
+                self.name,
+                ended.peak_bytes >> 20,
+                limit >> 20
+            );
+        }
+    }
+}
+
+/// The test's Secrets: the names and keys of `k8s/secrets.example.yaml`,
+/// with values for this machine's servers.
+fn secrets() -> BTreeMap<String, BTreeMap<String, String>> {
+    let values: BTreeMap<&str, &str> = [
+        ("DB_POSTGRES_USER", "postgres"),
+        ("DB_POSTGRES_PASSWORD", PG_PASSWORD),
+        ("STORAGE_MINIO_ACCESS_KEY", S3_ACCESS_KEY),
+        ("STORAGE_MINIO_SECRET_KEY", S3_SECRET_KEY),
+        ("bootstrap-key", KEY),
+    ]
+    .into();
+    let example = std::fs::read_to_string(repo().join("k8s/secrets.example.yaml")).unwrap();
+    yaml_docs(&example)
+        .iter()
+        .map(|secret| {
+            let keys = secret["data"].as_object().unwrap().keys().map(|key| {
+                let value = values
+                    .get(key.as_str())
+                    .unwrap_or_else(|| panic!("no test value for the Secret key {key}"));
+                (key.clone(), value.to_string())
+            });
+            (
+                secret["metadata"]["name"].as_str().unwrap().to_string(),
+                keys.collect(),
+            )
+        })
+        .collect()
+}
+
+/// A pod of `spec` (a Deployment's or Job's template spec): its volumes as
+/// directories under `at`, its containers as declared.
+struct Pod<'a> {
+    init: Vec<Container<'a>>,
+    main: Vec<Container<'a>>,
+    /// emptyDir volumes with their size limits.
+    limits: Vec<(String, PathBuf, u64)>,
+}
+
+fn pod<'a>(
+    spec: &Value,
+    rendered: &[Value],
+    image: &'a Image,
+    run_as: &'a RunAs,
+    at: &Path,
+) -> Pod<'a> {
+    let secrets = secrets();
+    let security = &spec["securityContext"];
+    let fs_group = security["fsGroup"].as_u64().unwrap_or(0) as u32;
+    let mut volumes = BTreeMap::new();
+    let mut limits = Vec::new();
+    for volume in spec["volumes"].as_array().into_iter().flatten() {
+        let name = volume["name"].as_str().unwrap();
+        let dir = at.join("volumes").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(empty) = volume.get("emptyDir") {
+            if let Some(limit) = empty["sizeLimit"].as_str() {
+                limits.push((name.to_string(), dir.clone(), quantity(limit)));
+            }
+        } else if let Some(secret) = volume.get("secret") {
+            let name = secret["secretName"].as_str().unwrap();
+            let mode = secret["defaultMode"].as_u64().unwrap_or(0o644) as u32;
+            for (key, value) in &secrets[name] {
+                let file = dir.join(key);
+                std::fs::write(&file, value).unwrap();
+                std::fs::set_permissions(&file, PermissionsExt::from_mode(mode)).unwrap();
+            }
+        } else {
+            panic!("volume {name}: only emptyDir and secret volumes are run here");
+        }
+        if let RunAs::Switch = run_as {
+            // fsGroup: the pod's group owns its volumes.
+            chown(&dir, 0, fs_group);
+            std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o2775)).unwrap();
+        }
+        volumes.insert(name.to_string(), dir);
+    }
+    let container = |c: &Value| -> Container<'a> {
+        let name = c["name"].as_str().unwrap().to_string();
+        assert_eq!(
+            c["image"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .split(':')
+                .next(),
+            Some("ducklake-backend"),
+            "container {name} runs our image"
+        );
+        let context = &c["securityContext"];
+        assert_eq!(
+            context["readOnlyRootFilesystem"], true,
+            "container {name} has a read-only root"
+        );
+        let id = |key: &str| {
+            context[key]
+                .as_u64()
+                .or(security[key].as_u64())
+                .map_or(image.uid, |v| v as u32)
+        };
+        let mut env = image.env.clone();
+        for from in c["envFrom"].as_array().into_iter().flatten() {
+            if let Some(map) = from["configMapRef"]["name"].as_str() {
+                env.extend(strings(&find(rendered, "ConfigMap", map)["data"]));
+            }
+            if let Some(secret) = from["secretRef"]["name"].as_str() {
+                env.extend(secrets[secret].clone());
+            }
+        }
+        for var in c["env"].as_array().into_iter().flatten() {
+            env.push((
+                var["name"].as_str().unwrap().to_string(),
+                var["value"].as_str().unwrap().to_string(),
+            ));
+        }
+        let mounts = c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
+                    m["mountPath"].as_str().unwrap().to_string(),
+                    volumes[m["name"].as_str().unwrap()].clone(),
+                )
+            })
+            .collect();
+        let mut args: Vec<String> = c["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        if let Some(first) = args.first() {
+            assert_eq!(first, "/usr/local/bin/ducklake-backend");
+            args.remove(0);
+        }
+        args.extend(
+            c["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| a.as_str().unwrap().to_string()),
+        );
+        Container {
+            name,
+            image,
+            args,
+            env,
+            mounts,
+            uid: id("runAsUser"),
+            gid: id("runAsGroup"),
+            memory_limit: c["resources"]["limits"]["memory"].as_str().map(quantity),
+            run_as,
+        }
+    };
+    Pod {
+        init: spec["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(container)
+            .collect(),
+        main: spec["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(container)
+            .collect(),
+        limits,
+    }
+}
+
+impl Pod<'_> {
+    fn within_size_limits(&self, when: &str) {
+        for (name, dir, limit) in &self.limits {
+            let used = disk_usage(dir);
+            assert!(
+                used <= *limit,
+                "volume {name} holds {used} bytes {when}, over its sizeLimit of {limit}"
+            );
+        }
     }
 }
 
@@ -171,159 +728,96 @@ fn status(base: &str, path: &str) -> Option<u16> {
         .map(|r| r.status().as_u16())
 }
 
-#[test]
-fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
-    let pg = Postgres::start();
-    pg.psql("CREATE DATABASE ducklake");
-    let s3 = S3::start("ducklake-data");
-
-    // The image's files, read-only; the volumes, writable by uid 1000 only.
-    let root = tempfile::tempdir().unwrap();
-    let image = root.path().join("image");
-    std::fs::create_dir_all(image.join("bin")).unwrap();
-    let binary = image.join("bin/ducklake-backend");
-    // CONTAINER_BINARY: the release binary taken out of the built image
-    // (scripts/image-smoke.sh runs this test with it); else this build's.
-    let source =
-        std::env::var("CONTAINER_BINARY").unwrap_or_else(|_| common::binary::BIN.to_string());
-    println!("binary under test: {source}");
-    std::fs::copy(&source, &binary).unwrap();
-    let extensions_from = std::env::var("DUCKDB_EXTENSION_DIRECTORY").map_or_else(
-        |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".duckdb/extensions"),
-        PathBuf::from,
-    );
-    let copied = Command::new("cp")
-        .arg("-r")
-        .arg(&extensions_from)
-        .arg(image.join("extensions"))
-        .status()
+fn query(base: &str, key: &str, sql: &str) -> Value {
+    let res = reqwest::blocking::Client::new()
+        .post(format!("{base}/api/v1/query"))
+        .bearer_auth(key)
+        .json(&json!({ "sql": sql }))
+        .send()
         .unwrap();
-    assert!(copied.success());
-    let secrets = root.path().join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    std::fs::write(secrets.join("bootstrap-key"), KEY).unwrap();
-    let data = root.path().join("data");
-    let tmp = root.path().join("tmp");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::create_dir_all(&tmp).unwrap();
-    let run_as = run_as();
-    if let RunAs::Switch = run_as {
-        chown(&data);
-        chown(&tmp);
-        chown(&secrets);
-    }
-    std::fs::set_permissions(
-        secrets.join("bootstrap-key"),
-        PermissionsExt::from_mode(0o440),
+    let code = res.status();
+    let body: Value = res.json().unwrap();
+    assert_eq!(code, 200, "{sql}: {body}");
+    body
+}
+
+/// Catalog connections the service holds now (its pools name themselves
+/// `ducklake-backend/<pool>/<instance>`).
+fn catalog_connections(pg: &Postgres) -> u64 {
+    pg.psql(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ducklake-backend/%'",
     )
-    .unwrap();
-    let read_only = Command::new("chmod")
-        .args(["-R", "a-w"])
-        .arg(&image)
-        .status()
-        .unwrap();
-    assert!(read_only.success());
-    let image_before = snapshot(&image);
-    std::fs::set_permissions(root.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    .trim()
+    .parse()
+    .unwrap()
+}
 
-    // The environment: the ConfigMap, the Secrets, and this machine's
-    // addresses in place of the cluster's.
-    let configmap = &yaml(&repo().join("k8s/configmap.yaml"))[0]["data"];
-    let port = free_port();
-    let mut env: Vec<(String, String)> = configmap
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-        .collect();
-    let overrides = [
-        ("SERVER_PORT", port.to_string()),
-        ("SERVER_SHUTDOWN_GRACE_MS", "3000".to_string()),
-        ("DATA_DIR", data.display().to_string()),
-        ("HOME", data.display().to_string()),
-        ("TMPDIR", tmp.display().to_string()),
-        (
-            "DUCKDB_EXTENSION_DIRECTORY",
-            image.join("extensions").display().to_string(),
-        ),
-        (
-            "AUTH_BOOTSTRAP_KEY_FILE",
-            secrets.join("bootstrap-key").display().to_string(),
-        ),
-        ("DB_POSTGRES_HOST", "127.0.0.1".to_string()),
-        ("DB_POSTGRES_PORT", pg.port.to_string()),
-        ("DB_POSTGRES_USER", "postgres".to_string()),
-        ("DB_POSTGRES_PASSWORD", PG_PASSWORD.to_string()),
-        ("STORAGE_MINIO_ENDPOINT", format!("127.0.0.1:{}", s3.port)),
-        ("STORAGE_MINIO_ACCESS_KEY", S3_ACCESS_KEY.to_string()),
-        ("STORAGE_MINIO_SECRET_KEY", S3_SECRET_KEY.to_string()),
-    ];
-    for (key, value) in overrides {
-        env.retain(|(k, _)| k != key);
-        env.push((key.to_string(), value));
-    }
-    assert!(env
-        .iter()
-        .any(|(k, v)| k == "ENVIRONMENT" && v == "production"));
-    let command = |args: &[&str]| {
-        // unshare execs the binary: the child's pid is the service's.
-        let mut cmd = match &run_as {
-            RunAs::Namespace(unshare) => {
-                let mut cmd = Command::new(unshare);
-                cmd.args(namespace_args()).arg(&binary);
-                cmd
-            }
-            RunAs::Switch | RunAs::Unchanged => Command::new(&binary),
-        };
-        cmd.env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("PATH", "/nonexistent")
-            .current_dir(&data)
-            .args(args);
-        if let RunAs::Switch = run_as {
-            cmd.uid(UID).gid(UID);
-        }
-        cmd
+/// How the service container is watched: by Kubernetes (its manifest's
+/// probes and preStop hook) or by compose (its healthcheck command).
+enum Watched<'a> {
+    Kubernetes(&'a Value),
+    Compose { healthcheck: Vec<String> },
+}
+
+/// The service container: through its probes, a workload, preStop and
+/// SIGTERM, within its memory and volumes, `grace` its termination grace
+/// period.
+#[allow(clippy::too_many_arguments, clippy::zombie_processes)] // reaped by wait4 in reap()
+fn serve(
+    container: &Container,
+    pod: &Pod,
+    here: &Here,
+    pg: &Postgres,
+    s3: &S3,
+    key: &str,
+    watched: Watched,
+    grace: Duration,
+) {
+    let bucket = container.declared("STORAGE_DEFAULT_BUCKET").unwrap();
+    let spec_container = match &watched {
+        Watched::Kubernetes(c) => Some(*c),
+        Watched::Compose { .. } => None,
     };
-
-    // The migration Job first: `serve` refuses a schema that is behind.
-    let migrate = command(&["migrate"]).output().unwrap();
-    assert!(
-        migrate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrate.stderr)
-    );
-
-    let deployment = &yaml(&repo().join("k8s/deployment.yaml"))[0];
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let startup = probe(container, "startupProbe");
-    let liveness = probe(container, "livenessProbe");
-    let readiness = probe(container, "readinessProbe");
-    let grace = Duration::from_secs(
-        deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-            .as_u64()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let log = root.path().join("service.log");
-    let mut child = command(&["serve"])
+    let base = format!("http://127.0.0.1:{}", here.http_port);
+    let log = container.host_path("/tmp").join("service.log");
+    let child = container
+        .command(here, &container.args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let _kill = KillOnDrop(child.id());
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let (startup, liveness, readiness) = match spec_container {
+        Some(c) => (
+            probe(c, "startupProbe"),
+            probe(c, "livenessProbe"),
+            probe(c, "readinessProbe"),
+        ),
+        // compose: the healthcheck's start period and retries.
+        None => {
+            let p = |path: &str| Probe {
+                path: path.into(),
+                period: Duration::from_secs(10),
+                failures: 6,
+            };
+            (p("/health"), p("/health"), p("/ready"))
+        }
+    };
+    let mut ended = None;
+    let running = |ended: &mut Option<Ended>| {
+        if ended.is_none() {
+            *ended = reap(&child, false);
+        }
+        assert!(ended.is_none(), "exited:\n{}", log_text());
+    };
 
-    // Start-up: the startup probe passes within its budget (Kubernetes would
-    // restart the pod after it), then readiness within its own.
+    // Start-up: the startup probe passes within its budget, then readiness.
     let started = Instant::now();
     wait_until(
         startup.period * startup.failures,
         || {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "exited during start-up:\n{}",
-                log_text()
-            );
+            running(&mut ended);
             status(&base, &startup.path) == Some(200)
         },
         || format!("startup probe never passed:\n{}", log_text()),
@@ -333,98 +827,855 @@ fn runs_as_the_container_does_read_only_as_uid_1000_through_its_probes() {
         || status(&base, &readiness.path) == Some(200),
         || format!("never ready:\n{}", log_text()),
     );
-    println!("ready {:?} after start", started.elapsed());
-
-    // Steady state: the probes pass, the HEALTHCHECK command passes, SQL works
-    // with the bootstrap key read from the mounted secret, and it writes to S3.
-    let probes_pass = |when: &str| {
-        assert_eq!(status(&base, &liveness.path), Some(200), "liveness {when}");
-        assert_eq!(
-            status(&base, &readiness.path),
-            Some(200),
-            "readiness {when}"
-        );
-    };
-    probes_pass("once ready");
-    let healthcheck = command(&["healthcheck"]).output().unwrap();
-    assert!(
-        healthcheck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&healthcheck.stderr)
+    println!(
+        "{}: ready {:?} after start",
+        container.name,
+        started.elapsed()
     );
-    let client = reqwest::blocking::Client::new();
-    for sql in [
-        "CREATE TABLE shipped AS SELECT range AS n FROM range(1000)",
-        "SELECT count(*) FROM shipped",
-    ] {
-        let res = client
-            .post(format!("{base}/api/v1/query"))
-            .bearer_auth(KEY)
-            .json(&json!({ "sql": sql }))
-            .send()
-            .unwrap();
-        assert_eq!(res.status(), 200, "{sql}: {}", res.text().unwrap());
+    if let Watched::Compose { healthcheck } = &watched {
+        assert_eq!(healthcheck[0], "/usr/local/bin/ducklake-backend");
+        let healthy = container.command(here, &healthcheck[1..]).output().unwrap();
+        assert!(
+            healthy.status.success(),
+            "the healthcheck fails on a ready service: {}",
+            String::from_utf8_lossy(&healthy.stderr)
+        );
     }
-    let unauthenticated = client
+
+    // Steady state: SQL with the bootstrap key, to S3; an upload; many
+    // queries at once stay within the catalog connections the budget gives
+    // a replica.
+    query(
+        &base,
+        key,
+        "CREATE TABLE shipped AS SELECT range AS n FROM range(1000)",
+    );
+    assert_eq!(
+        query(&base, key, "SELECT count(*) FROM shipped")["rows"],
+        json!([[1000]])
+    );
+    let unauthenticated = reqwest::blocking::Client::new()
         .post(format!("{base}/api/v1/query"))
         .json(&json!({"sql": "SELECT 1"}))
         .send()
         .unwrap();
     assert_eq!(unauthenticated.status(), 401, "production requires a key");
-    assert!(
-        s3.list("ducklake-data").contains(".parquet"),
-        "data went to S3"
-    );
-    probes_pass("after writing");
-
-    // preStop, then SIGTERM: readiness fails at once, the process exits 0
-    // well within terminationGracePeriodSeconds.
-    let pre_stop: Vec<String> = container["lifecycle"]["preStop"]["exec"]["command"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
+    let csv: String = std::iter::once("n\n".to_string())
+        .chain((0..20_000).map(|i| format!("{i}\n")))
         .collect();
-    assert_eq!(pre_stop[0], "/usr/local/bin/ducklake-backend");
-    let stopping = Instant::now();
-    let hook = command(&pre_stop[1..].iter().map(String::as_str).collect::<Vec<_>>())
-        .status()
+    let upload = reqwest::blocking::Client::new()
+        .post(format!("{base}/api/v1/tables/main/shipped/data"))
+        .bearer_auth(key)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .send()
         .unwrap();
-    assert!(hook.success());
+    assert_eq!(upload.status(), 200, "{}", upload.text().unwrap());
+    assert!(s3.list(bucket).contains(".parquet"), "data went to S3");
+    let per_replica: u64 = ["DUCKDB_CONNECTIONS", "DB_POSTGRES_POOL_SIZE"]
+        .iter()
+        .map(|k| container.declared(k).unwrap().parse::<u64>().unwrap())
+        .sum::<u64>()
+        + SERVICE_DUCKDB_CONNECTIONS;
+    let most = std::sync::atomic::AtomicU64::new(0);
+    let busiest = std::sync::Mutex::new(String::new());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = catalog_connections(pg);
+                if now > most.fetch_max(now, std::sync::atomic::Ordering::Relaxed) {
+                    *busiest.lock().unwrap() = pg.psql(
+                        "SELECT application_name, state, left(query, 60) FROM pg_stat_activity \
+                         WHERE application_name LIKE 'ducklake-backend/%' ORDER BY 1",
+                    );
+                }
+            }
+        });
+        let clients: Vec<_> = (0..2 * per_replica)
+            .map(|i| {
+                let base = &base;
+                scope.spawn(move || {
+                    for _ in 0..5 {
+                        status(base, "/ready");
+                        query(
+                            base,
+                            key,
+                            &format!(
+                                "SELECT count(*), sum(n) + {i} FROM shipped WHERE n % 7 = {}",
+                                i % 7
+                            ),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap();
+    });
+    let most = most.into_inner();
+    println!(
+        "{}: at most {most} catalog connections of {per_replica}",
+        container.name
+    );
+    assert!(
+        most <= per_replica,
+        "{most} catalog connections, over the {per_replica} the budget gives a replica:\n{}",
+        busiest.into_inner().unwrap()
+    );
+    for (what, probe) in [("liveness", &liveness), ("readiness", &readiness)] {
+        assert_eq!(status(&base, &probe.path), Some(200), "{what} after work");
+    }
+    pod.within_size_limits("after work");
+
+    // preStop, then SIGTERM: readiness fails by the next probe, the process
+    // exits 0 well within the grace period.
+    let stopping = Instant::now();
+    if let Some(c) = spec_container {
+        let pre_stop: Vec<String> = c["lifecycle"]["preStop"]["exec"]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(pre_stop[0], "/usr/local/bin/ducklake-backend");
+        let hook = container.command(here, &pre_stop[1..]).status().unwrap();
+        assert!(hook.success());
+    }
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    // The signal is handled asynchronously: readiness fails (503, or the
-    // listener is already closed) by the kubelet's next probe at the latest.
-    let mut ready_after = Some(200);
     wait_until(
         readiness.period,
         || {
-            ready_after = status(&base, &readiness.path);
-            ready_after.is_none() || ready_after == Some(503)
+            let ready = status(&base, &readiness.path);
+            ready.is_none() || ready == Some(503)
         },
         || format!("readiness still passes after SIGTERM:\n{}", log_text()),
     );
-    println!("readiness after SIGTERM: {ready_after:?}");
-    let mut exit = None;
     wait_until(
         grace.saturating_sub(stopping.elapsed()),
         || {
-            exit = child.try_wait().unwrap();
-            exit.is_some()
+            if ended.is_none() {
+                ended = reap(&child, false);
+            }
+            ended.is_some()
         },
-        || "still running after terminationGracePeriodSeconds".to_string(),
+        || "still running after the termination grace period".to_string(),
     );
-    let exit = exit.unwrap();
-    assert!(exit.success(), "exit {exit}:\n{}", log_text());
+    let ended = ended.unwrap();
+    assert_eq!(ended.code, Some(0), "{}", log_text());
+    container.within_memory(&ended);
+    pod.within_size_limits("at the end");
 
-    // It wrote only where volumes are declared; no secret in its log.
+    // No secret in its log, which is JSON in production.
     let text = log_text();
-    assert!(!text.contains(KEY) && !text.contains(PG_PASSWORD) && !text.contains(S3_SECRET_KEY));
+    assert!(!text.contains(key) && !text.contains(PG_PASSWORD) && !text.contains(S3_SECRET_KEY));
     for line in text.lines() {
         serde_json::from_str::<Value>(line)
             .unwrap_or_else(|e| panic!("production logs are JSON ({e}): {line}"));
     }
-    assert_eq!(snapshot(&image), image_before, "the image's files changed");
+}
+
+#[test]
+fn the_kubernetes_manifests_run_as_rendered() {
+    let rendered = kustomize(&repo().join("k8s"));
+    let jobs = kustomize(&repo().join("k8s/jobs"));
+    let configmap = strings(&find(&rendered, "ConfigMap", "ducklake-backend")["data"]);
+    let bucket = &configmap["STORAGE_DEFAULT_BUCKET"];
+    let pg = Postgres::start();
+    pg.psql(&format!("CREATE DATABASE {}", configmap["DB_POSTGRES_DB"]));
+    // The server has another bucket: the lake's is created by the bucket step.
+    let s3 = S3::start("unrelated-bucket");
+    assert!(
+        !s3.garage(&["bucket", "list"]).contains(bucket.as_str()),
+        "the lake's bucket does not exist yet"
+    );
+    let here = Here {
+        pg_port: pg.port,
+        s3_port: s3.port,
+        http_port: free_port(),
+        flight_port: free_port(),
+    };
+    let root = tempfile::tempdir().unwrap();
+    let image = Image::build(root.path());
+    let run_as = run_as(image.uid);
+    let mut ran = Vec::new();
+
+    // The optional migration Job, with exactly its environment: the
+    // ConfigMap and the catalog's Secret (no object store keys).
+    let job = find(&jobs, "Job", "ducklake-backend-migrate");
+    let job_pod = pod(
+        &job["spec"]["template"]["spec"],
+        &rendered,
+        &image,
+        &run_as,
+        &root.path().join("job"),
+    );
+    for c in job_pod.init.iter().chain(&job_pod.main) {
+        assert!(c.declared("STORAGE_MINIO_ACCESS_KEY").is_none());
+        let out = c.run_to_completion(&here);
+        assert!(
+            out.contains("migration") || out.contains("up to date"),
+            "{out}"
+        );
+        ran.push(format!("Job/{}", c.name));
+    }
+    job_pod.within_size_limits("after the Job");
+
+    // The Deployment's pod: its init containers in order (the bucket, then
+    // the migration, which finds nothing left), then the service.
+    let deployment = find(&rendered, "Deployment", "ducklake-backend");
+    let spec = &deployment["spec"]["template"]["spec"];
+    let service_pod = pod(spec, &rendered, &image, &run_as, &root.path().join("pod"));
+    let init_names: Vec<&str> = service_pod.init.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(init_names, ["create-bucket", "migrate"]);
+    let created = service_pod.init[0].run_to_completion(&here);
+    assert_eq!(created.trim(), format!("created bucket {bucket}"));
+    assert!(s3.garage(&["bucket", "list"]).contains(bucket.as_str()));
+    let migrated = service_pod.init[1].run_to_completion(&here);
+    assert!(migrated.contains("up to date"), "{migrated}");
+    ran.extend(
+        service_pod
+            .init
+            .iter()
+            .map(|c| format!("Deployment/{}", c.name)),
+    );
+    // A second pod's bucket step finds the bucket.
+    assert_eq!(
+        service_pod.init[0].run_to_completion(&here).trim(),
+        format!("bucket {bucket} exists")
+    );
+
+    let manifest = &spec["containers"][0];
+    let service = &service_pod.main[0];
+    // The probes' named port is the port the service listens on.
+    let http = manifest["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == manifest["readinessProbe"]["httpGet"]["port"])
+        .unwrap();
+    assert_eq!(
+        http["containerPort"].to_string(),
+        configmap["SERVER_PORT"],
+        "the probes reach SERVER_PORT"
+    );
+    let grace = Duration::from_secs(spec["terminationGracePeriodSeconds"].as_u64().unwrap());
+    serve(
+        service,
+        &service_pod,
+        &here,
+        &pg,
+        &s3,
+        KEY,
+        Watched::Kubernetes(manifest),
+        grace,
+    );
+    ran.push(format!("Deployment/{}", service.name));
+    image.unchanged();
+
+    // Every container of ours in the rendered manifests ran.
+    let mut declared = Vec::new();
+    for doc in rendered.iter().chain(&jobs) {
+        let spec = &doc["spec"]["template"]["spec"];
+        for key in ["initContainers", "containers"] {
+            for c in spec[key].as_array().into_iter().flatten() {
+                declared.push(format!(
+                    "{}/{}",
+                    doc["kind"].as_str().unwrap(),
+                    c["name"].as_str().unwrap()
+                ));
+            }
+        }
+    }
+    declared.sort();
+    ran.sort();
+    assert_eq!(ran, declared, "every container of the manifests ran");
+}
+
+/// docker-compose.yml's variables filled in from `.env.example` the way
+/// compose interpolates them: `${VAR}`, `${VAR:-default}`, `${VAR:?error}`,
+/// `$$` for a literal `$`.
+fn compose_file() -> Value {
+    let env: BTreeMap<String, String> = std::fs::read_to_string(repo().join(".env.example"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    let variable = regex::Regex::new(r"\$\$|\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}").unwrap();
+    let filled = variable.replace_all(&text, |c: &regex::Captures| {
+        if &c[0] == "$$" {
+            return "$".to_string();
+        }
+        let name = &c[1];
+        match (
+            env.get(name).filter(|v| !v.is_empty()),
+            c.get(2).map(|m| m.as_str()),
+        ) {
+            (Some(v), _) => v.clone(),
+            (None, Some(":-")) => c[3].to_string(),
+            (None, Some(":?")) => panic!("compose would stop: {name}: {}", &c[3]),
+            (None, _) => String::new(),
+        }
+    });
+    yaml_docs(&filled).remove(0)
+}
+
+#[test]
+fn the_compose_stack_runs_in_order() {
+    let compose = compose_file();
+    let services = compose["services"].as_object().unwrap();
+    // Dependency order: each service after what it depends on.
+    let mut order: Vec<String> = Vec::new();
+    while order.len() < services.len() {
+        let before = order.len();
+        for (name, service) in services {
+            let deps: Vec<&String> = service["depends_on"]
+                .as_object()
+                .map(|d| d.keys().collect())
+                .unwrap_or_default();
+            if !order.contains(name) && deps.iter().all(|d| order.contains(d)) {
+                order.push(name.clone());
+            }
+        }
+        assert!(order.len() > before, "a dependency cycle in {order:?}");
+    }
+    println!("compose order: {order:?}");
+
+    let root = tempfile::tempdir().unwrap();
+    let image = Image::build(root.path());
+    let run_as = run_as(image.uid);
+    let mut pg = None;
+    let mut s3 = None;
+    let mut here = None;
+    let mut ran = Vec::new();
+    for name in &order {
+        let service = &services[name];
+        let reference = service["image"].as_str().unwrap();
+        let environment = strings(&service["environment"]);
+        if reference.starts_with("postgres:") {
+            // The catalog: our PostgreSQL, with the database and role
+            // compose's postgres image makes from its environment.
+            let server = Postgres::start();
+            server.psql(&format!(
+                "CREATE ROLE {} LOGIN PASSWORD '{}'",
+                environment["POSTGRES_USER"], environment["POSTGRES_PASSWORD"]
+            ));
+            server.psql(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                environment["POSTGRES_DB"], environment["POSTGRES_USER"]
+            ));
+            pg = Some(server);
+            ran.push(name.clone());
+            continue;
+        }
+        if reference.starts_with("minio/") {
+            s3 = Some(S3::start("unrelated-bucket"));
+            ran.push(name.clone());
+            continue;
+        }
+        assert!(
+            reference.starts_with("ducklake-backend:"),
+            "{name}: {reference} is neither ours nor a server this test stands in for"
+        );
+        let (pg, s3) = (pg.as_ref().unwrap(), s3.as_ref().unwrap());
+        let here = here.get_or_insert_with(|| Here {
+            pg_port: pg.port,
+            s3_port: s3.port,
+            http_port: free_port(),
+            flight_port: free_port(),
+        });
+        assert_eq!(service["read_only"], true, "{name} has a read-only root");
+        let (uid, gid) = service["user"]
+            .as_str()
+            .map(|u| {
+                let (u, g) = u.split_once(':').unwrap();
+                (u.parse().unwrap(), g.parse().unwrap())
+            })
+            .unwrap_or((image.uid, image.uid));
+        let dir = root.path().join(name);
+        let mut mounts = Vec::new();
+        let mut limits = Vec::new();
+        for tmpfs in service["tmpfs"].as_array().into_iter().flatten() {
+            let spec = tmpfs.as_str().unwrap();
+            let (at, options) = spec.split_once(':').unwrap_or((spec, ""));
+            let host = dir.join(at.trim_start_matches('/'));
+            std::fs::create_dir_all(&host).unwrap();
+            if let Some(size) = options.split(',').find_map(|o| o.strip_prefix("size=")) {
+                limits.push((at.to_string(), host.clone(), docker_size(size)));
+            }
+            mounts.push((at.to_string(), host));
+        }
+        for volume in service["volumes"].as_array().into_iter().flatten() {
+            let (_, at) = volume.as_str().unwrap().split_once(':').unwrap();
+            let host = dir.join(at.trim_start_matches('/'));
+            std::fs::create_dir_all(&host).unwrap();
+            mounts.push((at.to_string(), host));
+        }
+        if let RunAs::Switch = run_as {
+            chown(&dir, uid, gid);
+        }
+        let mut env = image.env.clone();
+        env.extend(environment);
+        // The object store's keys: the test server's (garage imports its own).
+        env.retain(|(k, _)| k != "STORAGE_MINIO_ACCESS_KEY" && k != "STORAGE_MINIO_SECRET_KEY");
+        env.push(("STORAGE_MINIO_ACCESS_KEY".into(), S3_ACCESS_KEY.into()));
+        env.push(("STORAGE_MINIO_SECRET_KEY".into(), S3_SECRET_KEY.into()));
+        let args: Vec<String> = service["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let container = Container {
+            name: name.clone(),
+            image: &image,
+            args,
+            env,
+            mounts,
+            uid,
+            gid,
+            memory_limit: service["deploy"]["resources"]["limits"]["memory"]
+                .as_str()
+                .map(docker_size),
+            run_as: &run_as,
+        };
+        let pod = Pod {
+            init: Vec::new(),
+            main: Vec::new(),
+            limits,
+        };
+        if service["restart"].as_str() == Some("no") {
+            // A one-shot step: exits 0 (service_completed_successfully).
+            container.run_to_completion(here);
+            pod.within_size_limits("after it");
+        } else {
+            // Published on loopback only, unless BIND_ADDRESS says otherwise.
+            for port in service["ports"].as_array().unwrap() {
+                assert!(
+                    port.as_str().unwrap().starts_with("127.0.0.1:"),
+                    "{name} publishes {port} beyond this machine"
+                );
+            }
+            let healthcheck: Vec<String> = service["healthcheck"]["test"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .skip(1)
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect();
+            let grace = service["stop_grace_period"]
+                .as_str()
+                .map_or(Duration::from_secs(10), |g| {
+                    Duration::from_secs(g.trim_end_matches('s').parse().unwrap())
+                });
+            let key = container
+                .declared("AUTH_BOOTSTRAP_KEY")
+                .unwrap()
+                .to_string();
+            serve(
+                &container,
+                &pod,
+                here,
+                pg,
+                s3,
+                &key,
+                Watched::Compose { healthcheck },
+                grace,
+            );
+        }
+        ran.push(name.clone());
+    }
+    image.unchanged();
+    assert_eq!(ran, order, "every compose service ran");
+}
+
+/// The budgets table of the deploy guide, row by row.
+fn budget_rows() -> BTreeMap<String, String> {
+    let page = std::fs::read_to_string(repo().join("docs/src/guides/deploy.md")).unwrap();
+    let table = &page[page.find("### Budgets").expect("a Budgets section")..];
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with("| Budget |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+            assert_eq!(cells.len(), 3, "{l}");
+            (cells[0].to_string(), cells[2].to_string())
+        })
+        .collect()
+}
+
+/// DuckDB connections of the service's own that reach the lake, beside the
+/// `DUCKDB_CONNECTIONS` that run queries: the readiness probe's and the
+/// hot-table copier's.
+const SERVICE_DUCKDB_CONNECTIONS: u64 = 2;
+
+/// PostgreSQL's defaults and the connections the guide keeps for people.
+const PG_MAX_CONNECTIONS: u64 = 100;
+const PG_SUPERUSER_RESERVED: u64 = 3;
+const PG_KEPT_FOR_TOOLS: u64 = 10;
+
+#[test]
+fn the_budgets_table_holds_for_the_manifests() {
+    let rendered = kustomize(&repo().join("k8s"));
+    let config = strings(&find(&rendered, "ConfigMap", "ducklake-backend")["data"]);
+    let setting = |key: &str| {
+        config
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} is set"))
+            .clone()
+    };
+    let number = |key: &str| setting(key).parse::<u64>().unwrap();
+    let deployment = find(&rendered, "Deployment", "ducklake-backend");
+    let spec = &deployment["spec"]["template"]["spec"];
+    let service = spec["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "ducklake-backend")
+        .unwrap();
+    let hpa = find(&rendered, "HorizontalPodAutoscaler", "ducklake-backend");
+    let rows = budget_rows();
+    let row = |name: &str| {
+        rows.get(name)
+            .unwrap_or_else(|| panic!("no row {name}"))
+            .clone()
+    };
+
+    // Connections.
+    let max = hpa["spec"]["maxReplicas"].as_u64().unwrap();
+    let surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+        .as_u64()
+        .unwrap();
+    let (duckdb, pool) = (
+        number("DUCKDB_CONNECTIONS"),
+        number("DB_POSTGRES_POOL_SIZE"),
+    );
+    let own = SERVICE_DUCKDB_CONNECTIONS;
+    let used = (max + surge) * (duckdb + own + pool) + 1;
+    let room = PG_MAX_CONNECTIONS - PG_SUPERUSER_RESERVED - PG_KEPT_FOR_TOOLS;
+    assert_eq!(
+        row("PostgreSQL connections"),
+        format!(
+            "({max} + {surge}) × ({duckdb} + {own} + {pool}) + 1 = {used} ≤ \
+             {PG_MAX_CONNECTIONS} − {PG_SUPERUSER_RESERVED} − {PG_KEPT_FOR_TOOLS} = {room}"
+        )
+    );
+    assert!(used <= room, "{used} connections > {room}");
+
+    // Memory: DuckDB's share of the limit; request = limit; the HPA does
+    // not scale on memory.
+    let limits = &service["resources"]["limits"];
+    let requests = &service["resources"]["requests"];
+    let memory = limits["memory"].as_str().unwrap();
+    assert_eq!(
+        requests["memory"], limits["memory"],
+        "memory request = limit"
+    );
+    let duckdb_memory = setting("DUCKDB_MEMORY_LIMIT");
+    let share = quantity(memory) * 6 / 10;
+    assert_eq!(
+        row("Memory"),
+        format!(
+            "{duckdb_memory} ≤ 60% of {memory} ({}MB)",
+            share / 1_000_000
+        )
+    );
+    assert!(quantity(&duckdb_memory) <= share);
+    for metric in hpa["spec"]["metrics"].as_array().unwrap() {
+        assert_eq!(
+            metric["resource"]["name"], "cpu",
+            "the HPA scales on CPU only"
+        );
+    }
+
+    // Disk.
+    let size_limit = |volume: &str| -> String {
+        spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == volume)
+            .unwrap()["emptyDir"]["sizeLimit"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mount = |volume: &str| -> String {
+        service["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == volume)
+            .unwrap()["mountPath"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        mount("data"),
+        setting("DATA_DIR"),
+        "DATA_DIR is the data volume"
+    );
+    assert_eq!(mount("tmp"), "/tmp");
+    let gib = |bytes: u64| {
+        assert_eq!(bytes % (1 << 30), 0, "{bytes}");
+        format!("{}GiB", bytes >> 30)
+    };
+    let (upload, spool) = (
+        number("INGEST_MAX_UPLOAD_BYTES"),
+        number("INGEST_MAX_SPOOL_BYTES"),
+    );
+    let temp = setting("DUCKDB_MAX_TEMP_DIRECTORY_SIZE");
+    let data = size_limit("data");
+    assert_eq!(
+        row("Disk: `/data`"),
+        format!(
+            "{} ≤ {}; {temp} + {} ≤ {data}",
+            gib(upload),
+            gib(spool),
+            gib(spool)
+        )
+    );
+    assert!(upload <= spool && spool > 0);
+    assert!(quantity(&temp) + spool <= quantity(&data));
+    let tmp = size_limit("tmp");
+    let ephemeral = limits["ephemeral-storage"].as_str().unwrap();
+    assert_eq!(
+        row("Ephemeral storage"),
+        format!("{data} + {tmp} ≤ {ephemeral}")
+    );
+    assert!(quantity(&data) + quantity(&tmp) <= quantity(ephemeral));
+
+    // CPU.
+    let threads = setting("DUCKDB_THREADS");
+    let cpu = limits["cpu"].as_str().unwrap();
+    assert_eq!(row("CPU"), format!("{threads} ≤ {cpu}"));
+    let millis = if let Some(m) = cpu.strip_suffix('m') {
+        m.parse::<u64>().unwrap()
+    } else {
+        cpu.parse::<u64>().unwrap() * 1000
+    };
+    assert!(threads.parse::<u64>().unwrap() * 1000 <= millis);
+    assert_eq!(rows.len(), 5, "a row the test does not check: {rows:?}");
+
+    // docker compose keeps the same numbers where it has them.
+    let compose = compose_file();
+    let service = &compose["services"]["ducklake-backend"];
+    let env = strings(&service["environment"]);
+    for key in [
+        "DUCKDB_MEMORY_LIMIT",
+        "DUCKDB_THREADS",
+        "DUCKDB_CONNECTIONS",
+        "DB_POSTGRES_POOL_SIZE",
+        "INGEST_MAX_UPLOAD_BYTES",
+        "INGEST_MAX_SPOOL_BYTES",
+        "DUCKDB_MAX_TEMP_DIRECTORY_SIZE",
+    ] {
+        assert_eq!(env.get(key), config.get(key), "compose's {key}");
+    }
+    let compose_limits = &service["deploy"]["resources"]["limits"];
+    assert_eq!(
+        docker_size(compose_limits["memory"].as_str().unwrap()),
+        quantity(memory)
+    );
+    assert_eq!(
+        compose_limits["cpus"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            * 1000.0,
+        millis as f64
+    );
+}
+
+/// A copy of `k8s/` to render variations of, at `at/k8s`.
+fn copy_of_k8s(at: &Path) -> PathBuf {
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("k8s"))
+        .arg(at)
+        .status()
+        .unwrap()
+        .success());
+    at.join("k8s")
+}
+
+#[test]
+fn the_guides_image_overlay_names_every_container() {
+    // The guide's commands, verbatim: the overlay file they write.
+    let page = std::fs::read_to_string(repo().join("docs/src/guides/deploy.md")).unwrap();
+    let block = page
+        .split("```sh,norun\n")
+        .find(|b| b.contains("deploy/kustomization.yaml"))
+        .expect("the image walkthrough")
+        .split("```")
+        .next()
+        .unwrap();
+    let overlay: String = block
+        .lines()
+        .skip_while(|l| !l.contains("<<'YAML'"))
+        .skip(1)
+        .take_while(|l| *l != "YAML")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let name = regex::Regex::new(r"newName: (\S+)\n\s+newTag: (\S+)")
+        .unwrap()
+        .captures(&overlay)
+        .expect("newName and newTag");
+    let wanted = format!("{}:{}", &name[1], &name[2]);
+    let dir = tempfile::tempdir().unwrap();
+    copy_of_k8s(dir.path());
+    std::fs::create_dir_all(dir.path().join("deploy")).unwrap();
+    std::fs::write(dir.path().join("deploy/kustomization.yaml"), &overlay).unwrap();
+    let rendered = kustomize(&dir.path().join("deploy"));
+    let mut images = Vec::new();
+    for doc in &rendered {
+        let spec = &doc["spec"]["template"]["spec"];
+        for key in ["initContainers", "containers"] {
+            for c in spec[key].as_array().into_iter().flatten() {
+                images.push((
+                    c["image"].as_str().unwrap().to_string(),
+                    c["imagePullPolicy"].clone(),
+                ));
+            }
+        }
+    }
+    assert_eq!(images.len(), 3, "{images:?}");
+    for (image, policy) in images {
+        assert_eq!(image, wanted);
+        assert_eq!(policy, "IfNotPresent");
+    }
+    // The shipped version is the crate's, in both kustomizations.
+    let version = env!("CARGO_PKG_VERSION");
+    for dir in ["k8s", "k8s/jobs"] {
+        for doc in kustomize(&repo().join(dir)) {
+            let spec = &doc["spec"]["template"]["spec"];
+            for key in ["initContainers", "containers"] {
+                for c in spec[key].as_array().into_iter().flatten() {
+                    assert_eq!(c["image"], format!("ducklake-backend:{version}"));
+                }
+            }
+        }
+    }
+}
+
+/// The egress rules of the policies: (policy, destinations, ports).
+fn egress(rendered: &[Value]) -> Vec<(String, Vec<Value>, Vec<Value>)> {
+    rendered
+        .iter()
+        .filter(|d| d["kind"] == "NetworkPolicy")
+        .flat_map(|d| {
+            let name = d["metadata"]["name"].as_str().unwrap().to_string();
+            d["spec"]["egress"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |rule| {
+                    (
+                        name.clone(),
+                        rule["to"].as_array().unwrap().clone(),
+                        rule["ports"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|p| p["port"].clone())
+                            .collect(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn egress_follows_the_configmap_and_the_external_endpoints_knob() {
+    let dir = tempfile::tempdir().unwrap();
+    let k8s = copy_of_k8s(dir.path());
+    // An external catalog and object store on other ports.
+    let configmap = k8s.join("configmap.yaml");
+    let text = std::fs::read_to_string(&configmap)
+        .unwrap()
+        .replace("DB_POSTGRES_PORT: \"5432\"", "DB_POSTGRES_PORT: \"6432\"")
+        .replace(
+            "STORAGE_MINIO_ENDPOINT: minio.ducklake.svc.cluster.local:9000",
+            "STORAGE_MINIO_ENDPOINT: s3.eu-west-1.amazonaws.com:443",
+        );
+    assert!(text.contains("6432") && text.contains(":443"));
+    std::fs::write(&configmap, text).unwrap();
+    let base = kustomize(&k8s);
+    let rules = egress(&base);
+    let dns = json!([53, 53]);
+    let expect_in_cluster = [
+        ("ducklake-backend", "postgres", json!([6432])),
+        ("ducklake-backend", "minio", json!([443])),
+        ("ducklake-backend-migrate", "postgres", json!([6432])),
+    ];
+    for (policy, label, ports) in &expect_in_cluster {
+        assert!(
+            rules.iter().any(|(p, to, ps)| p == policy
+                && to[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == *label
+                && json!(ps) == *ports),
+            "{policy} reaches {label} on {ports}: {rules:?}"
+        );
+    }
+    assert_eq!(rules.len(), 5, "no other destination: {rules:?}");
+    assert!(rules.iter().all(|(_, _, ps)| json!(ps) != json!([])));
+    assert_eq!(
+        rules.iter().filter(|(_, _, ps)| json!(ps) == dns).count(),
+        2,
+        "DNS"
+    );
+
+    // The knob, as the guide says: CIDRs in egress.yaml, the component on.
+    let egress_file = k8s.join("components/external-endpoints/egress.yaml");
+    let text = std::fs::read_to_string(&egress_file)
+        .unwrap()
+        .replace("POSTGRES_CIDR: 10.0.0.10/32", "POSTGRES_CIDR: 192.0.2.7/32")
+        .replace("S3_CIDR: 10.0.0.20/32", "S3_CIDR: 198.51.100.0/24");
+    std::fs::write(&egress_file, text).unwrap();
+    let kustomization = k8s.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap().replace(
+        "# components:\n#   - components/",
+        "components:\n  - components/",
+    );
+    assert!(text.contains("\ncomponents:\n"));
+    std::fs::write(&kustomization, text).unwrap();
+    let external = kustomize(&k8s);
+    let rules = egress(&external);
+    for (policy, cidr, ports) in [
+        ("ducklake-backend", "192.0.2.7/32", json!([6432])),
+        ("ducklake-backend", "198.51.100.0/24", json!([443])),
+        ("ducklake-backend-migrate", "192.0.2.7/32", json!([6432])),
+    ] {
+        assert!(
+            rules.iter().any(|(p, to, ps)| p == policy
+                && to == &vec![json!({"ipBlock": {"cidr": cidr}})]
+                && json!(ps) == ports),
+            "{policy} reaches {cidr} on {ports}: {rules:?}"
+        );
+    }
+    assert!(
+        !rules.iter().any(
+            |(_, to, _)| to.iter().any(|t| t["podSelector"]["matchLabels"]
+                ["app.kubernetes.io/name"]
+                .is_string()
+                && t["namespaceSelector"].is_null())
+        ),
+        "no in-namespace pod destinations left: {rules:?}"
+    );
+    // The service does not read the knob's ConfigMap (it has no settings).
+    let deployment = find(&external, "Deployment", "ducklake-backend");
+    assert!(!deployment.to_string().contains("ducklake-egress"));
 }
