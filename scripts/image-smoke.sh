@@ -2,8 +2,8 @@
 # Runs the built image (scripts/buildah-image.sh) the way the container
 # runs: as uid 1000, with the environment of docker-compose.yml's service,
 # the /data and /tmp volumes, against a real PostgreSQL and S3 server on
-# loopback (started here, stopped at the end). Migrates first (the compose
-# `migrate` service), then serves, waits for /ready, runs the image's own
+# loopback (started here, stopped at the end). Creates the bucket and
+# migrates first (the compose `create-bucket` and `migrate` services), then serves, waits for /ready, runs the image's own
 # HEALTHCHECK command, runs a query with the bootstrap key, sends SIGTERM
 # and expects exit 0.
 #   scripts/image-smoke.sh [VERSION]
@@ -32,7 +32,8 @@ cleanup() {
 trap cleanup EXIT
 
 scripts/pg.sh start "$work/pg" "$pg_port"
-scripts/s3.sh start "$work/s3" "$s3_port" ducklake-data
+# Another bucket: the lake's is made by the image's bucket step below.
+scripts/s3.sh start "$work/s3" "$s3_port" smoke-other
 PGPASSWORD=postgres-test-pw psql -h 127.0.0.1 -p "$pg_port" -U postgres -tAc 'CREATE DATABASE ducklake' >/dev/null
 
 mkdir -p "$work/data" "$work/tmp"
@@ -51,6 +52,10 @@ run_args=(--isolation chroot --user 1000:1000
 ctr=$(bah from "ducklake-backend:$version")
 for e in "${env_args[@]}"; do [ "$e" = --env ] || bah config --env "$e" "$ctr"; done
 
+echo "==> create-bucket (the compose and Kubernetes bucket step)"
+created=$(bah run "${run_args[@]}" "$ctr" -- /usr/local/bin/ducklake-backend create-bucket)
+echo "$created"
+[ "$created" = "created bucket ducklake-data" ] || { echo "the bucket step did not create the bucket" >&2; exit 1; }
 echo "==> migrate"
 bah run "${run_args[@]}" "$ctr" -- /usr/local/bin/ducklake-backend migrate
 echo "==> serve"
