@@ -193,6 +193,44 @@ fn check_config_redacts_secrets_and_names_sources() {
 }
 
 #[test]
+fn each_command_asks_only_for_the_credentials_it_uses() {
+    // The object store's address without its keys: what a migration Job
+    // gets (the ConfigMap and the catalog's Secret, not the bucket's).
+    let dir = tempfile::tempdir().unwrap();
+    let without_keys = |args: &[&str]| {
+        run(command(dir.path())
+            .env("STORAGE_MINIO_ENDPOINT", "127.0.0.1:1")
+            .env("DB_POSTGRES_PASSWORD", "pw")
+            .args(args))
+    };
+    for args in [
+        &["check-config"][..],
+        &["check-config", "--for", "serve"],
+        &["check-config", "--for", "create-bucket"],
+        &["serve"],
+        &["create-bucket"],
+    ] {
+        let out = without_keys(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("storage.minio_access_key = (unset)")
+                && stderr.contains("storage.minio_secret_key = (unset)"),
+            "{args:?}: {stderr}"
+        );
+    }
+    for args in [
+        &["check-config", "--for", "migrate"][..],
+        &["check-config", "--for", "keys"],
+        &["migrate"],
+        &["pause", "--seconds", "0"],
+    ] {
+        let out = without_keys(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
 fn version_names_service_and_duckdb() {
     let out = run(service_command().arg("--version"));
     let stdout = String::from_utf8_lossy(&out.stdout);
