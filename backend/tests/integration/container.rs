@@ -5,8 +5,9 @@
 //! declares — the image's environment (the Dockerfile's `ENV`) under its
 //! `envFrom`/`environment`, its user, a read-only copy of the image's files,
 //! its volumes (emptyDir, Secret files with their mode, tmpfs) and no other
-//! writable path, its memory limit (peak resident memory is checked against
-//! it) and its volumes' size limits — against a real PostgreSQL and S3 server
+//! writable path, its memory limit (a memory cgroup of that limit, as the
+//! kubelet makes: over it the process is OOM-killed and the test fails) and
+//! its volumes' size limits — against a real PostgreSQL and S3 server
 //! here, in the manifests' order: the bucket step, the migration, the
 //! service through its probes, preStop and SIGTERM. A container that would
 //! fail in the cluster fails here.
@@ -250,26 +251,119 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// How a process ended, and its peak resident memory (bytes).
-struct Ended {
-    code: Option<i32>,
-    peak_bytes: u64,
+/// How a process ended: its exit code, or the signal that killed it.
+type Ended = std::process::ExitStatus;
+
+/// Reaps `child`; `None` while it runs (when not `block`).
+fn reap(child: &mut Child, block: bool) -> Option<Ended> {
+    if block {
+        Some(child.wait().unwrap())
+    } else {
+        child.try_wait().unwrap()
+    }
 }
 
-/// Reaps `child` with wait4, which also reports its peak resident memory;
-/// `None` while it runs (when not `block`).
-fn reap(child: &Child, block: bool) -> Option<Ended> {
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let flags = if block { 0 } else { libc::WNOHANG };
-    // SAFETY: the pid is our own child's, reaped only here.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, flags, &mut usage) };
-    assert!(pid >= 0, "wait4: {}", std::io::Error::last_os_error());
-    (pid != 0).then(|| Ended {
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        peak_bytes: usage.ru_maxrss as u64 * 1024,
-    })
+/// A container's memory limit, enforced as the kubelet and docker do: a
+/// memory cgroup of its own (v1 or v2, under this process's) with the limit,
+/// which the process enters before it execs, so going over it gets it
+/// OOM-killed; the cgroup's high-water mark is its peak.
+struct MemoryCgroup {
+    dir: PathBuf,
+    /// v2 file names, else v1's.
+    v2: bool,
+    limit: u64,
+}
+
+impl MemoryCgroup {
+    /// `None` (and why, on stderr) where no memory cgroup can be made.
+    fn create(name: &str, limit: u64, uid: u32) -> Option<Self> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
+        let path = own.lines().find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let ours = if v2 {
+                controllers.is_empty()
+            } else {
+                controllers.split(',').any(|c| c == "memory")
+            };
+            ours.then(|| path.trim_start_matches('/').to_string())
+        })?;
+        let root = if v2 {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            PathBuf::from("/sys/fs/cgroup/memory")
+        };
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = root
+            .join(path)
+            .join(format!("ducklake-test-{}-{n}-{name}", std::process::id()));
+        let made = std::fs::create_dir(&dir).and_then(|()| {
+            let file = if v2 {
+                "memory.max"
+            } else {
+                "memory.limit_in_bytes"
+            };
+            std::fs::write(dir.join(file), limit.to_string())?;
+            // The process enters it itself, after taking the container's uid.
+            std::os::unix::fs::chown(dir.join("cgroup.procs"), Some(uid), None)
+        });
+        match made {
+            Ok(()) => Some(Self { dir, v2, limit }),
+            Err(e) => {
+                eprintln!(
+                    "memory limits are not enforced here: no memory cgroup at {} ({e})",
+                    dir.display()
+                );
+                let _ = std::fs::remove_dir(&dir);
+                None
+            }
+        }
+    }
+
+    /// `cmd`'s process moves itself into the cgroup just before it execs.
+    fn enter_before_exec(&self, cmd: &mut Command) {
+        use std::os::unix::ffi::OsStrExt;
+        let procs =
+            std::ffi::CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap();
+        // SAFETY: only async-signal-safe calls (open, write, close) between
+        // fork and exec, on memory prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0": the writing process itself.
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if written == 1 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+
+    fn peak(&self) -> u64 {
+        let file = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        std::fs::read_to_string(self.dir.join(file))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// The image's files, read-only, laid out as in the image, and the
@@ -439,6 +533,18 @@ impl Container<'_> {
         env.into_iter().collect()
     }
 
+    /// The container's command in a memory cgroup of its limit, if it has one.
+    fn limited(&self, here: &Here, args: &[String]) -> (Command, Option<MemoryCgroup>) {
+        let mut cmd = self.command(here, args);
+        let cgroup = self
+            .memory_limit
+            .and_then(|limit| MemoryCgroup::create(&self.name, limit, self.uid));
+        if let Some(cgroup) = &cgroup {
+            cgroup.enter_before_exec(&mut cmd);
+        }
+        (cmd, cgroup)
+    }
+
     fn command(&self, here: &Here, args: &[String]) -> Command {
         let binary = self.host_path("/usr/local/bin/ducklake-backend");
         // unshare execs the binary: the child's pid is the service's.
@@ -463,11 +569,10 @@ impl Container<'_> {
 
     /// Runs the container's own command to its end: it must exit 0 within
     /// its memory limit.
-    #[allow(clippy::zombie_processes)] // reaped by wait4 in reap()
     fn run_to_completion(&self, here: &Here) -> String {
         use std::io::Read;
-        let mut child = self
-            .command(here, &self.args)
+        let (mut cmd, cgroup) = self.limited(here, &self.args);
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -486,34 +591,48 @@ impl Container<'_> {
             .read_to_string(&mut out)
             .unwrap();
         let err = errors.join().unwrap();
-        let ended = reap(&child, true).unwrap();
+        let ended = reap(&mut child, true).unwrap();
         assert_eq!(
-            ended.code,
+            ended.code(),
             Some(0),
-            "container {} ({:?}) failed:\n{out}\n{err}",
+            "container {} ({:?}) failed ({ended:?}{}):\n{out}\n{err}",
             self.name,
-            self.args
+            self.args,
+            self.memory_note(cgroup.as_ref())
         );
-        self.within_memory(&ended);
+        self.within_memory(cgroup.as_ref());
         println!("{} {:?}: {}", self.name, self.args, out.trim());
         out
     }
 
-    fn within_memory(&self, ended: &Ended) {
-        if let Some(limit) = self.memory_limit {
+    /// The peak against the limit (the limit itself was enforced: going
+    /// over it is an OOM kill, which fails the container's run).
+    fn within_memory(&self, cgroup: Option<&MemoryCgroup>) {
+        if let Some(cgroup) = cgroup {
+            let peak = cgroup.peak();
             assert!(
-                ended.peak_bytes <= limit,
-                "container {} peaked at {} bytes, over its memory limit of {limit}",
+                peak > 0 && peak <= cgroup.limit,
+                "container {} peaked at {peak} bytes; its memory limit is {}",
                 self.name,
-                ended.peak_bytes
+                cgroup.limit
             );
             println!(
-                "{}: peak {} MiB of {} MiB",
+                "{}: peak {} MiB of its {} MiB limit",
                 self.name,
-                ended.peak_bytes >> 20,
-                limit >> 20
+                peak >> 20,
+                cgroup.limit >> 20
             );
         }
+    }
+
+    fn memory_note(&self, cgroup: Option<&MemoryCgroup>) -> String {
+        cgroup.map_or_else(String::new, |c| {
+            format!(
+                "; memory peak {} of its limit {}: killed at the limit if equal",
+                c.peak(),
+                c.limit
+            )
+        })
     }
 }
 
@@ -762,7 +881,7 @@ enum Watched<'a> {
 /// The service container: through its probes, a workload, preStop and
 /// SIGTERM, within its memory and volumes, `grace` its termination grace
 /// period.
-#[allow(clippy::too_many_arguments, clippy::zombie_processes)] // reaped by wait4 in reap()
+#[allow(clippy::too_many_arguments, clippy::zombie_processes)] // reaped in its wait loops
 fn serve(
     container: &Container,
     pod: &Pod,
@@ -780,8 +899,8 @@ fn serve(
     };
     let base = format!("http://127.0.0.1:{}", here.http_port);
     let log = container.host_path("/tmp").join("service.log");
-    let child = container
-        .command(here, &container.args)
+    let (mut cmd, cgroup) = container.limited(here, &container.args);
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -805,11 +924,17 @@ fn serve(
         }
     };
     let mut ended = None;
-    let running = |ended: &mut Option<Ended>| {
+    let note = || container.memory_note(cgroup.as_ref());
+    let mut running = |ended: &mut Option<Ended>| {
         if ended.is_none() {
-            *ended = reap(&child, false);
+            *ended = reap(&mut child, false);
         }
-        assert!(ended.is_none(), "exited:\n{}", log_text());
+        assert!(
+            ended.is_none(),
+            "exited ({ended:?}{}):\n{}",
+            note(),
+            log_text()
+        );
     };
 
     // Start-up: the startup probe passes within its budget, then readiness.
@@ -961,15 +1086,15 @@ fn serve(
         grace.saturating_sub(stopping.elapsed()),
         || {
             if ended.is_none() {
-                ended = reap(&child, false);
+                ended = reap(&mut child, false);
             }
             ended.is_some()
         },
         || "still running after the termination grace period".to_string(),
     );
     let ended = ended.unwrap();
-    assert_eq!(ended.code, Some(0), "{}", log_text());
-    container.within_memory(&ended);
+    assert_eq!(ended.code(), Some(0), "{ended:?}{}: {}", note(), log_text());
+    container.within_memory(cgroup.as_ref());
     pod.within_size_limits("at the end");
 
     // No secret in its log, which is JSON in production.
