@@ -5,9 +5,10 @@
 //! declares — the image's environment (the Dockerfile's `ENV`) under its
 //! `envFrom`/`environment`, its user, a read-only copy of the image's files,
 //! its volumes (emptyDir, Secret files with their mode, tmpfs) and no other
-//! writable path, its memory limit (a memory cgroup of that limit, as the
-//! kubelet makes: over it the process is OOM-killed and the test fails) and
-//! its volumes' size limits — against a real PostgreSQL and S3 server
+//! writable path, its memory and CPU limits (cgroups with those limits, as
+//! the kubelet makes: over the memory limit the process is OOM-killed and
+//! the test fails; its CPU is throttled to the limit) and its volumes' size
+//! limits — against a real PostgreSQL and S3 server
 //! here, in the manifests' order: the bucket step, the migration, the
 //! service through its probes, preStop and SIGTERM. A container that would
 //! fail in the cluster fails here.
@@ -131,6 +132,14 @@ pub fn quantity(text: &str) -> u64 {
         other => panic!("unit {other} of {text}"),
     };
     (number * factor) as u64
+}
+
+/// `500m`, `1`, `2`: thousandths of a CPU.
+fn millis(cpu: &str) -> u64 {
+    match cpu.strip_suffix('m') {
+        Some(m) => m.parse().unwrap(),
+        None => (cpu.parse::<f64>().unwrap() * 1000.0) as u64,
+    }
 }
 
 /// A size as docker reads it: `16m`, `512M`, `1g` (powers of 1024).
@@ -263,97 +272,119 @@ fn reap(child: &mut Child, block: bool) -> Option<Ended> {
     }
 }
 
-/// A container's memory limit, enforced as the kubelet and docker do: a
-/// memory cgroup of its own (v1 or v2, under this process's) with the limit,
-/// which the process enters before it execs, so going over it gets it
-/// OOM-killed; the cgroup's high-water mark is its peak.
+/// A container's memory and CPU limits, enforced as the kubelet and docker
+/// do: cgroups of its own (v1 or v2, under this process's) with the limits,
+/// which the process enters before it execs, so going over the memory limit
+/// gets it OOM-killed and its CPU is throttled to the limit; the memory
+/// cgroup's high-water mark is its peak.
 struct MemoryCgroup {
-    dir: PathBuf,
-    /// v2 file names, else v1's.
-    v2: bool,
+    /// Every cgroup to enter (v1: one per controller; v2: one).
+    dirs: Vec<PathBuf>,
+    /// The file holding the peak memory use.
+    peak: PathBuf,
     limit: u64,
 }
 
 impl MemoryCgroup {
-    /// `None` (and why, on stderr) where no memory cgroup can be made.
-    fn create(name: &str, limit: u64, uid: u32) -> Option<Self> {
+    /// `None` (and why, on stderr) where no cgroup can be made.
+    fn create(name: &str, limit: u64, cpu_millis: Option<u64>, uid: u32) -> Option<Self> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
         let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
-        let path = own.lines().find_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            let ours = if v2 {
-                controllers.is_empty()
-            } else {
-                controllers.split(',').any(|c| c == "memory")
-            };
-            ours.then(|| path.trim_start_matches('/').to_string())
-        })?;
-        let root = if v2 {
-            PathBuf::from("/sys/fs/cgroup")
-        } else {
-            PathBuf::from("/sys/fs/cgroup/memory")
+        // This process's cgroup of a controller ("" for v2's unified one).
+        let path_of = |controller: &str| {
+            own.lines().find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                let ours = if controller.is_empty() {
+                    controllers.is_empty()
+                } else {
+                    controllers.split(',').any(|c| c == controller)
+                };
+                ours.then(|| path.trim_start_matches('/').to_string())
+            })
         };
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = root
-            .join(path)
-            .join(format!("ducklake-test-{}-{n}-{name}", std::process::id()));
-        let made = std::fs::create_dir(&dir).and_then(|()| {
-            let file = if v2 {
-                "memory.max"
-            } else {
-                "memory.limit_in_bytes"
-            };
-            std::fs::write(dir.join(file), limit.to_string())?;
-            // The process enters it itself, after taking the container's uid.
-            std::os::unix::fs::chown(dir.join("cgroup.procs"), Some(uid), None)
-        });
-        match made {
-            Ok(()) => Some(Self { dir, v2, limit }),
-            Err(e) => {
-                eprintln!(
-                    "memory limits are not enforced here: no memory cgroup at {} ({e})",
-                    dir.display()
-                );
-                let _ = std::fs::remove_dir(&dir);
-                None
+        let leaf = format!("ducklake-test-{}-{n}-{name}", std::process::id());
+        let quota = cpu_millis.map(|m| m * 100); // of a 100 ms period
+                                                 // (directory, its settings)
+        let mut groups: Vec<(PathBuf, Vec<(&str, String)>)> = Vec::new();
+        let peak;
+        if v2 {
+            let dir = Path::new("/sys/fs/cgroup").join(path_of("")?).join(&leaf);
+            let mut settings = vec![("memory.max", limit.to_string())];
+            if let Some(q) = quota {
+                settings.push(("cpu.max", format!("{q} 100000")));
+            }
+            peak = dir.join("memory.peak");
+            groups.push((dir, settings));
+        } else {
+            let memory = Path::new("/sys/fs/cgroup/memory")
+                .join(path_of("memory")?)
+                .join(&leaf);
+            peak = memory.join("memory.max_usage_in_bytes");
+            groups.push((memory, vec![("memory.limit_in_bytes", limit.to_string())]));
+            if let (Some(q), Some(cpu)) = (quota, path_of("cpu")) {
+                let dir = Path::new("/sys/fs/cgroup/cpu").join(cpu).join(&leaf);
+                groups.push((dir, vec![("cpu.cfs_quota_us", q.to_string())]));
             }
         }
+        let mut made = Self {
+            dirs: Vec::new(),
+            peak,
+            limit,
+        };
+        for (dir, settings) in groups {
+            let result = std::fs::create_dir(&dir).and_then(|()| {
+                made.dirs.push(dir.clone());
+                for (file, value) in &settings {
+                    std::fs::write(dir.join(file), value)?;
+                }
+                // The process enters it itself, after taking the container's uid.
+                std::os::unix::fs::chown(dir.join("cgroup.procs"), Some(uid), None)
+            });
+            if let Err(e) = result {
+                eprintln!(
+                    "resource limits are not enforced here: no cgroup at {} ({e})",
+                    dir.display()
+                );
+                return None;
+            }
+        }
+        Some(made)
     }
 
-    /// `cmd`'s process moves itself into the cgroup just before it execs.
+    /// `cmd`'s process moves itself into the cgroups just before it execs.
     fn enter_before_exec(&self, cmd: &mut Command) {
         use std::os::unix::ffi::OsStrExt;
-        let procs =
-            std::ffi::CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap();
+        let procs: Vec<std::ffi::CString> = self
+            .dirs
+            .iter()
+            .map(|d| std::ffi::CString::new(d.join("cgroup.procs").as_os_str().as_bytes()).unwrap())
+            .collect();
         // SAFETY: only async-signal-safe calls (open, write, close) between
         // fork and exec, on memory prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
+                for path in &procs {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // "0": the writing process itself.
+                    let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                    if written != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
-                // "0": the writing process itself.
-                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                libc::close(fd);
-                if written == 1 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
+                Ok(())
             });
         }
     }
 
     fn peak(&self) -> u64 {
-        let file = if self.v2 {
-            "memory.peak"
-        } else {
-            "memory.max_usage_in_bytes"
-        };
-        std::fs::read_to_string(self.dir.join(file))
+        std::fs::read_to_string(&self.peak)
             .ok()
             .and_then(|t| t.trim().parse().ok())
             .unwrap_or(0)
@@ -362,7 +393,9 @@ impl MemoryCgroup {
 
 impl Drop for MemoryCgroup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -485,6 +518,8 @@ struct Container<'a> {
     uid: u32,
     gid: u32,
     memory_limit: Option<u64>,
+    /// The CPU limit in thousandths of a CPU.
+    cpu_millis: Option<u64>,
     run_as: &'a RunAs,
 }
 
@@ -538,7 +573,7 @@ impl Container<'_> {
         let mut cmd = self.command(here, args);
         let cgroup = self
             .memory_limit
-            .and_then(|limit| MemoryCgroup::create(&self.name, limit, self.uid));
+            .and_then(|limit| MemoryCgroup::create(&self.name, limit, self.cpu_millis, self.uid));
         if let Some(cgroup) = &cgroup {
             cgroup.enter_before_exec(&mut cmd);
         }
@@ -789,6 +824,7 @@ fn pod<'a>(
             uid: id("runAsUser"),
             gid: id("runAsGroup"),
             memory_limit: c["resources"]["limits"]["memory"].as_str().map(quantity),
+            cpu_millis: c["resources"]["limits"]["cpu"].as_str().map(millis),
             run_as,
         }
     };
@@ -1368,6 +1404,9 @@ fn the_compose_stack_runs_in_order() {
             mounts,
             uid,
             gid,
+            cpu_millis: service["deploy"]["resources"]["limits"]["cpus"]
+                .as_str()
+                .map(|cpus| (cpus.parse::<f64>().unwrap() * 1000.0) as u64),
             memory_limit: service["deploy"]["resources"]["limits"]["memory"]
                 .as_str()
                 .map(docker_size),
@@ -1586,11 +1625,7 @@ fn the_budgets_table_holds_for_the_manifests() {
     let threads = setting("DUCKDB_THREADS");
     let cpu = limits["cpu"].as_str().unwrap();
     assert_eq!(row("CPU"), format!("{threads} ≤ {cpu}"));
-    let millis = if let Some(m) = cpu.strip_suffix('m') {
-        m.parse::<u64>().unwrap()
-    } else {
-        cpu.parse::<u64>().unwrap() * 1000
-    };
+    let millis = millis(cpu);
     assert!(threads.parse::<u64>().unwrap() * 1000 <= millis);
     assert_eq!(rows.len(), 5, "a row the test does not check: {rows:?}");
 
