@@ -671,15 +671,55 @@ impl Container<'_> {
     }
 }
 
+/// A certificate for 127.0.0.1 and localhost signed by a CA of the test's
+/// own (openssl), made once per process: the Secret `ducklake-tls` of
+/// `components/tls`. PEM text of each.
+struct TestTls {
+    cert: String,
+    key: String,
+    ca: String,
+}
+
+fn test_tls() -> &'static TestTls {
+    static TLS: std::sync::LazyLock<TestTls> = std::sync::LazyLock::new(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let made = Command::new("sh")
+            .current_dir(dir.path())
+            .arg("-ec")
+            .arg(
+                "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                   -days 1 -subj /CN=deploy-test-ca -keyout ca.key -out ca.pem 2>/dev/null
+                 openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                   -subj /CN=localhost -keyout key.pem -out leaf.csr 2>/dev/null
+                 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > leaf.ext
+                 openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+                   -days 1 -extfile leaf.ext -out cert.pem 2>/dev/null",
+            )
+            .output()
+            .expect("openssl runs");
+        assert!(made.status.success(), "{made:?}");
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        TestTls {
+            cert: read("cert.pem"),
+            key: read("key.pem"),
+            ca: read("ca.pem"),
+        }
+    });
+    &TLS
+}
+
 /// The test's Secrets: the names and keys of `k8s/secrets.example.yaml`,
 /// with values for this machine's servers.
 fn secrets() -> BTreeMap<String, BTreeMap<String, String>> {
+    let tls = test_tls();
     let values: BTreeMap<&str, &str> = [
         ("DB_POSTGRES_USER", "postgres"),
         ("DB_POSTGRES_PASSWORD", PG_PASSWORD),
         ("STORAGE_MINIO_ACCESS_KEY", S3_ACCESS_KEY),
         ("STORAGE_MINIO_SECRET_KEY", S3_SECRET_KEY),
         ("bootstrap-key", KEY),
+        ("tls.crt", &tls.cert),
+        ("tls.key", &tls.key),
     ]
     .into();
     let example = std::fs::read_to_string(repo().join("k8s/secrets.example.yaml")).unwrap();
@@ -872,28 +912,51 @@ fn probe(container: &Value, name: &str) -> Probe {
     }
 }
 
-fn status(base: &str, path: &str) -> Option<u16> {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap()
-        .get(format!("{base}{path}"))
-        .send()
-        .ok()
-        .map(|r| r.status().as_u16())
+/// The service's HTTP listener as a client reaches it: plain, or HTTPS
+/// trusting the test's CA only.
+struct Http {
+    base: String,
+    client: reqwest::blocking::Client,
 }
 
-fn query(base: &str, key: &str, sql: &str) -> Value {
-    let res = reqwest::blocking::Client::new()
-        .post(format!("{base}/api/v1/query"))
-        .bearer_auth(key)
-        .json(&json!({ "sql": sql }))
-        .send()
-        .unwrap();
-    let code = res.status();
-    let body: Value = res.json().unwrap();
-    assert_eq!(code, 200, "{sql}: {body}");
-    body
+impl Http {
+    fn new(port: u16, tls: bool) -> Self {
+        let mut client = reqwest::blocking::Client::builder();
+        if tls {
+            client = client
+                .tls_certs_only(
+                    [reqwest::Certificate::from_pem(test_tls().ca.as_bytes()).unwrap()],
+                );
+        }
+        let scheme = if tls { "https" } else { "http" };
+        Self {
+            base: format!("{scheme}://127.0.0.1:{port}"),
+            client: client.build().unwrap(),
+        }
+    }
+
+    fn status(&self, path: &str) -> Option<u16> {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
+    fn query(&self, key: &str, sql: &str) -> Value {
+        let res = self
+            .client
+            .post(format!("{}/api/v1/query", self.base))
+            .bearer_auth(key)
+            .json(&json!({ "sql": sql }))
+            .send()
+            .unwrap();
+        let code = res.status();
+        let body: Value = res.json().unwrap();
+        assert_eq!(code, 200, "{sql}: {body}");
+        body
+    }
 }
 
 /// Catalog connections the service holds now (its pools name themselves
@@ -933,7 +996,16 @@ fn serve(
         Watched::Kubernetes(c) => Some(*c),
         Watched::Compose { .. } => None,
     };
-    let base = format!("http://127.0.0.1:{}", here.http_port);
+    // TLS on the listeners when the container's environment says so; then
+    // the Kubernetes probes must speak HTTPS.
+    let tls = container.declared("SERVER_TLS_CERT").is_some();
+    if let Some(c) = spec_container {
+        for name in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            let scheme = c[name]["httpGet"]["scheme"].as_str().unwrap_or("HTTP");
+            assert_eq!(scheme == "HTTPS", tls, "{name}'s scheme with TLS {tls}");
+        }
+    }
+    let http = Http::new(here.http_port, tls);
     let log = container.host_path("/tmp").join("service.log");
     let (mut cmd, cgroup) = container.limited(here, &container.args);
     let mut child = cmd
@@ -979,13 +1051,13 @@ fn serve(
         startup.period * startup.failures,
         || {
             running(&mut ended);
-            status(&base, &startup.path) == Some(200)
+            http.status(&startup.path) == Some(200)
         },
         || format!("startup probe never passed:\n{}", log_text()),
     );
     wait_until(
         readiness.period * readiness.failures,
-        || status(&base, &readiness.path) == Some(200),
+        || http.status(&readiness.path) == Some(200),
         || format!("never ready:\n{}", log_text()),
     );
     println!(
@@ -993,6 +1065,31 @@ fn serve(
         container.name,
         started.elapsed()
     );
+    if tls {
+        // HTTPS only: plain HTTP gets no answer; Flight SQL shows the same
+        // certificate to a gRPC client (ALPN h2) that trusts the CA only.
+        assert_eq!(
+            Http::new(here.http_port, false).status("/health"),
+            None,
+            "plain HTTP on a TLS listener"
+        );
+        assert!(container.declared("FLIGHT_TLS_CERT").is_some());
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(ca.path(), &test_tls().ca).unwrap();
+        let handshake = Command::new("openssl")
+            .args(["s_client", "-alpn", "h2", "-verify_return_error", "-CAfile"])
+            .arg(ca.path())
+            .args(["-connect", &format!("127.0.0.1:{}", here.flight_port)])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&handshake.stdout);
+        assert!(
+            handshake.status.success() && said.contains("Verify return code: 0 (ok)"),
+            "Flight SQL's TLS: {said}{}",
+            String::from_utf8_lossy(&handshake.stderr)
+        );
+    }
     if let Watched::Compose { healthcheck } = &watched {
         assert_eq!(healthcheck[0], "/usr/local/bin/ducklake-backend");
         let healthy = container.command(here, &healthcheck[1..]).output().unwrap();
@@ -1006,17 +1103,17 @@ fn serve(
     // Steady state: SQL with the bootstrap key, to S3; an upload; many
     // queries at once stay within the catalog connections the budget gives
     // a replica.
-    query(
-        &base,
+    http.query(
         key,
         "CREATE TABLE shipped AS SELECT range AS n FROM range(1000)",
     );
     assert_eq!(
-        query(&base, key, "SELECT count(*) FROM shipped")["rows"],
+        http.query(key, "SELECT count(*) FROM shipped")["rows"],
         json!([[1000]])
     );
-    let unauthenticated = reqwest::blocking::Client::new()
-        .post(format!("{base}/api/v1/query"))
+    let unauthenticated = http
+        .client
+        .post(format!("{}/api/v1/query", http.base))
         .json(&json!({"sql": "SELECT 1"}))
         .send()
         .unwrap();
@@ -1024,8 +1121,9 @@ fn serve(
     let csv: String = std::iter::once("n\n".to_string())
         .chain((0..20_000).map(|i| format!("{i}\n")))
         .collect();
-    let upload = reqwest::blocking::Client::new()
-        .post(format!("{base}/api/v1/tables/main/shipped/data"))
+    let upload = http
+        .client
+        .post(format!("{}/api/v1/tables/main/shipped/data", http.base))
         .bearer_auth(key)
         .header("Content-Type", "text/csv")
         .body(csv)
@@ -1055,12 +1153,11 @@ fn serve(
         });
         let clients: Vec<_> = (0..2 * per_replica)
             .map(|i| {
-                let base = &base;
+                let http = &http;
                 scope.spawn(move || {
                     for _ in 0..5 {
-                        status(base, "/ready");
-                        query(
-                            base,
+                        http.status("/ready");
+                        http.query(
                             key,
                             &format!(
                                 "SELECT count(*), sum(n) + {i} FROM shipped WHERE n % 7 = {}",
@@ -1088,7 +1185,7 @@ fn serve(
         busiest.into_inner().unwrap()
     );
     for (what, probe) in [("liveness", &liveness), ("readiness", &readiness)] {
-        assert_eq!(status(&base, &probe.path), Some(200), "{what} after work");
+        assert_eq!(http.status(&probe.path), Some(200), "{what} after work");
     }
     pod.within_size_limits("after work");
 
@@ -1113,7 +1210,7 @@ fn serve(
     wait_until(
         readiness.period,
         || {
-            let ready = status(&base, &readiness.path);
+            let ready = http.status(&readiness.path);
             ready.is_none() || ready == Some(503)
         },
         || format!("readiness still passes after SIGTERM:\n{}", log_text()),
@@ -1144,8 +1241,27 @@ fn serve(
 
 #[test]
 fn the_kubernetes_manifests_run_as_rendered() {
-    let rendered = kustomize(&repo().join("k8s"));
-    let jobs = kustomize(&repo().join("k8s/jobs"));
+    run_kubernetes(&repo().join("k8s"));
+}
+
+#[test]
+fn the_tls_component_serves_https_and_flight_over_tls_through_the_probes() {
+    // k8s/ with `components/tls` enabled, as the guide says to.
+    let dir = tempfile::tempdir().unwrap();
+    let k8s = copy_of_k8s(dir.path());
+    let kustomization = k8s.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization)
+        .unwrap()
+        .replace("# components:\n", "components:\n")
+        .replace("#   - components/tls\n", "  - components/tls\n");
+    std::fs::write(&kustomization, text).unwrap();
+    run_kubernetes(&k8s);
+}
+
+/// Renders `k8s` (and its `jobs/`) and runs every container of it.
+fn run_kubernetes(k8s: &Path) {
+    let rendered = kustomize(k8s);
+    let jobs = kustomize(&k8s.join("jobs"));
     let configmap = strings(&find(&rendered, "ConfigMap", "ducklake-backend")["data"]);
     let bucket = &configmap["STORAGE_DEFAULT_BUCKET"];
     let pg = Postgres::start();
