@@ -4,7 +4,7 @@
 //! [`config`] (with the listeners' [`tls`]), the domain [`error`], our own
 //! tables ([`store`]) and the object store ([`bucket`]), the DuckDB [`engine`] and its result
 //! [`format`]s, the services over it ([`auth`], [`audit`], [`jobs`],
-//! [`maintenance`]) with what they share ([`services`], [`meter`]), and at
+//! [`maintenance`]) with what they share ([`services`], [`meter`], [`uploads`]), and at
 //! the top the transports: the HTTP [`api`], Arrow Flight SQL ([`flight`])
 //! and the command-line [`client`]. [`startup`] wires them together. A module only
 //! imports from the layers below it (`scripts/module-cycles.py` checks).
@@ -35,5 +35,6 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod transactions;
+pub mod uploads;
 
 pub use startup::{open_store, Application, StartupError, KEEP_ALIVE};

@@ -48,6 +48,9 @@ pub struct Services {
     pub cache: Arc<ResultCache>,
     /// Transactions open across calls (Flight SQL's).
     pub transactions: crate::transactions::Transactions,
+    /// The disk the files being received share (HTTP uploads, Flight SQL
+    /// ingests).
+    pub uploads: crate::uploads::SpoolBudget,
 }
 
 /// Where the Flight SQL edge listens, and whether it still serves (its

@@ -221,6 +221,7 @@ impl Application {
             flight: flight.as_ref().map(|(_, _, listener)| listener.clone()),
             cache,
             transactions: crate::transactions::Transactions::new(&config),
+            uploads: crate::uploads::SpoolBudget::new(config.ingest.max_spool_bytes),
         });
         services.connect_hot_tables();
         let state = web::Data::from(Arc::clone(&services));

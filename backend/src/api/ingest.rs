@@ -97,9 +97,8 @@ pub async fn ingest(
         Some(url) => (ingest_url(engine.lake(), url, params.glob)?, 0, None),
         None => {
             let dir = state.config.data_dir.join("tmp").join("uploads");
-            let mut upload = Upload::create(dir, format).await?;
+            let mut upload = Upload::create(dir, format, &state.uploads).await?;
             let limit = state.config.ingest.max_upload_bytes;
-            let spool = state.config.ingest.max_spool_bytes;
             let mut file = tokio::fs::File::create(&upload.path)
                 .await
                 .map_err(Error::internal)?;
@@ -114,7 +113,7 @@ pub async fn ingest(
                         "the upload is larger than the limit of {limit} bytes (ingest.max_upload_bytes)"
                     )));
                 }
-                upload.hold(chunk.len() as u64, spool)?;
+                upload.claim.hold(chunk.len() as u64)?;
                 file.write_all(&chunk).await.map_err(Error::internal)?;
             }
             file.flush().await.map_err(Error::internal)?;
@@ -225,56 +224,30 @@ fn ingest_url(
 /// a client that went away).
 struct Upload {
     path: PathBuf,
-    /// The uploads directory, whose bytes on disk are counted together.
-    dir: PathBuf,
-    /// Bytes of this upload counted in [`SPOOLED`].
-    held: u64,
+    /// Its bytes on disk, counted against what all files being received
+    /// may hold.
+    claim: crate::uploads::Claim,
 }
 
-/// Bytes held by the uploads being received, per uploads directory (one per
-/// service: its data directory's), so that together they stay within
-/// `ingest.max_spool_bytes` — the volume they share — and a large upload
-/// answers 429 instead of filling the disk.
-static SPOOLED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<PathBuf, u64>>> =
-    std::sync::LazyLock::new(Default::default);
-
 impl Upload {
-    async fn create(dir: PathBuf, format: FileFormat) -> Result<Self, Error> {
+    async fn create(
+        dir: PathBuf,
+        format: FileFormat,
+        budget: &crate::uploads::SpoolBudget,
+    ) -> Result<Self, Error> {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(Error::internal)?;
         let path = dir.join(format!("{}.{}", uuid::Uuid::new_v4(), format.extension()));
-        Ok(Self { path, dir, held: 0 })
-    }
-
-    /// Counts `bytes` more of this upload against `budget` (0: none).
-    fn hold(&mut self, bytes: u64, budget: u64) -> Result<(), Error> {
-        let mut spooled = SPOOLED.lock().unwrap_or_else(|e| e.into_inner());
-        let total = spooled.entry(self.dir.clone()).or_default();
-        if budget > 0 && *total + bytes > budget {
-            return Err(Error::TooManyRequests {
-                message: format!(
-                    "uploads being received hold {} of the {budget} bytes they may spool \
-                     (ingest.max_spool_bytes); retry when they are loaded",
-                    *total
-                ),
-                retry_after_secs: 5,
-            });
-        }
-        *total += bytes;
-        self.held += bytes;
-        Ok(())
+        Ok(Self {
+            path,
+            claim: budget.claim(),
+        })
     }
 }
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if self.held > 0 {
-            let mut spooled = SPOOLED.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(total) = spooled.get_mut(&self.dir) {
-                *total = total.saturating_sub(self.held);
-            }
-        }
         let path = std::mem::take(&mut self.path);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {

@@ -110,6 +110,9 @@ struct Spool {
     path: std::path::PathBuf,
     bytes: u64,
     _file: tempfile::TempPath,
+    /// Counted against what all files being received may hold, until the
+    /// file is gone.
+    _claim: crate::uploads::Claim,
 }
 
 async fn spool_batches(
@@ -126,6 +129,7 @@ async fn spool_batches(
         .map_err(Error::internal)?;
     let (handle, path) = file.into_parts();
     let limit = services.config.ingest.max_upload_bytes;
+    let mut claim = services.uploads.claim();
     let mut batches = FlightRecordBatchStream::new_from_flight_data(stream.map_err(Into::into));
     // Parquet is written on a blocking thread, fed batch by batch.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(4);
@@ -159,12 +163,14 @@ async fn spool_batches(
         let batch = batch.map_err(|e| {
             Error::InvalidData(format!("the ingested stream is not readable Arrow: {e}"))
         })?;
-        bytes += batch.get_array_memory_size() as u64;
+        let size = batch.get_array_memory_size() as u64;
+        bytes += size;
         if bytes > limit {
             return Err(Error::PayloadTooLarge(format!(
                 "the ingested data is larger than the limit of {limit} bytes (ingest.max_upload_bytes)"
             )));
         }
+        claim.hold(size)?;
         if tx.send(batch).await.is_err() {
             break; // the writer failed: its error follows
         }
@@ -180,5 +186,6 @@ async fn spool_batches(
         path: path.to_path_buf(),
         bytes,
         _file: path,
+        _claim: claim,
     })
 }

@@ -1407,3 +1407,131 @@ async fn what_the_jdbc_driver_sends() {
     select.close().await.unwrap();
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn an_ingest_shares_the_spool_budget_with_http_uploads() {
+    use arrow_flight::sql::{
+        CommandStatementIngest, TableDefinitionOptions, TableExistsOption, TableNotExistOption,
+    };
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.ingest.max_spool_bytes = 64 * 1024;
+    let app = common::spawn_with(config, Some(dir)).await;
+    let mut flight = client(&app).await;
+    let batch = |rows: std::ops::Range<i64>| {
+        RecordBatch::try_from_iter([(
+            "n",
+            Arc::new(arrow_array::Int64Array::from_iter_values(rows)) as arrow_array::ArrayRef,
+        )])
+        .unwrap()
+    };
+    let ingest = CommandStatementIngest {
+        table_definition_options: Some(TableDefinitionOptions {
+            if_not_exist: TableNotExistOption::Create as i32,
+            if_exists: TableExistsOption::Append as i32,
+        }),
+        table: "spooled".into(),
+        schema: None,
+        catalog: None,
+        temporary: false,
+        transaction_id: None,
+        options: Default::default(),
+    };
+    let small = batch(0..1000);
+    let big: Vec<RecordBatch> = (0..20).map(|i| batch(i * 1000..(i + 1) * 1000)).collect();
+    let big_bytes: usize = big.iter().map(|b| b.get_array_memory_size()).sum();
+    assert!(big_bytes > 64 * 1024 && small.get_array_memory_size() < 32 * 1024);
+
+    // Alone past the budget: RESOURCE_EXHAUSTED, nothing created.
+    let err = flight
+        .execute_ingest(
+            ingest.clone(),
+            futures_util::stream::iter(big.into_iter().map(Ok)),
+        )
+        .await
+        .unwrap_err();
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::ResourceExhausted, "{message}");
+    assert!(message.contains("ingest.max_spool_bytes"), "{message}");
+    let (status, _) = app.get_json("/api/v1/tables/main/spooled").await;
+    assert_eq!(status, 404, "the refused ingest created nothing");
+
+    // An HTTP upload being received holds most of it: a small ingest that
+    // would fit alone is refused too.
+    let csv: String = std::iter::once("n\n".to_string())
+        .chain((0..20_000).map(|i| format!("{i}\n")))
+        .collect();
+    let sent = 60 * 1024;
+    assert!(csv.len() > sent);
+    assert!(sent + small.get_array_memory_size() > 64 * 1024);
+    let address = app.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    socket
+        .write_all(
+            format!(
+                "POST /api/v1/tables/main/spooled/data?mode=create HTTP/1.1\r\nHost: {address}\r\n\
+                 Content-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
+                csv.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    socket.write_all(&csv.as_bytes()[..sent]).await.unwrap();
+    socket.flush().await.unwrap();
+    let uploads = app.data_dir.join("tmp").join("uploads");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let received: u64 = std::fs::read_dir(&uploads)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.metadata().map_or(0, |m| m.len()))
+                    .sum()
+            })
+            .unwrap_or(0);
+        if received >= sent as u64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload's bytes never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = flight
+        .execute_ingest(
+            ingest.clone(),
+            futures_util::stream::iter([Ok(small.clone())]),
+        )
+        .await
+        .unwrap_err();
+    let (code, message) = flight_error_status(&err);
+    assert_eq!(code, Code::ResourceExhausted, "{message}");
+
+    // The upload goes away: its bytes are given back, and the ingest loads.
+    drop(socket);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let loaded = loop {
+        match flight
+            .execute_ingest(
+                ingest.clone(),
+                futures_util::stream::iter([Ok(small.clone())]),
+            )
+            .await
+        {
+            Ok(loaded) => break loaded,
+            Err(err) => {
+                let (code, message) = flight_error_status(&err);
+                assert_eq!(code, Code::ResourceExhausted, "{message}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the abandoned upload never gave its bytes back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(loaded, 1000);
+    app.stop().await;
+}
