@@ -9,6 +9,22 @@ use std::{
 
 use super::free_port;
 
+/// SIGTERM, as an orchestrator stops a container; returns once it is sent.
+pub fn sigterm(child: &Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {}", child.id());
+}
+
+/// SIGTERM, then wait: the service drains and exits 0.
+pub fn stop_gracefully(child: &mut Child) {
+    sigterm(child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
 /// The service's binary, as Cargo built it for the tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ducklake-backend");
 
@@ -75,6 +91,12 @@ impl Replica {
     /// (VmHWM) and its current one (VmRSS). A test's client is not in it.
     pub fn memory(&self) -> ProcessMemory {
         ProcessMemory::of(self.child.id())
+    }
+
+    /// SIGTERM, then wait: the replica drains and exits 0, as a stop by its
+    /// orchestrator would.
+    pub fn stop(mut self) {
+        stop_gracefully(&mut self.child);
     }
 
     /// SIGKILL: no drain, no goodbye, as when a node dies.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod certs;
 pub mod jobs;
 pub mod servers;
 

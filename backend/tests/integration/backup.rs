@@ -101,18 +101,6 @@ async fn current_snapshot(base: &str) -> i64 {
         .expect("a snapshot id")
 }
 
-/// SIGTERM, then wait: the replica drains and exits 0, as a stop by its
-/// orchestrator would.
-fn stop(mut replica: Replica) {
-    let sent = Command::new("kill")
-        .args(["-TERM", &replica.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let status = replica.child.wait().unwrap();
-    assert!(status.success(), "graceful shutdown exits 0, got {status}");
-}
-
 /// The keys under the lake's prefix in the bucket.
 fn bucket_files(s3: &S3) -> BTreeSet<String> {
     s3.list(BUCKET)
@@ -241,7 +229,7 @@ async fn postgres_and_s3_back_up_and_restore_as_documented() {
     assert_ne!(lake_state(&base).await, backed_up);
 
     // The restore, with the service stopped.
-    stop(service);
+    service.stop();
     run_documented(&["lake-settings", "lake-restore"], workdir.path(), &env);
     assert_eq!(
         bucket_files(&s3),
@@ -287,5 +275,5 @@ async fn postgres_and_s3_back_up_and_restore_as_documented() {
         rows(&base, "SELECT count(*) FROM later", None).await,
         json!([[0]])
     );
-    stop(service);
+    service.stop();
 }

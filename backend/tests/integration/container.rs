@@ -683,26 +683,12 @@ struct TestTls {
 fn test_tls() -> &'static TestTls {
     static TLS: std::sync::LazyLock<TestTls> = std::sync::LazyLock::new(|| {
         let dir = tempfile::tempdir().unwrap();
-        let made = Command::new("sh")
-            .current_dir(dir.path())
-            .arg("-ec")
-            .arg(
-                "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-                   -days 1 -subj /CN=deploy-test-ca -keyout ca.key -out ca.pem 2>/dev/null
-                 openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-                   -subj /CN=localhost -keyout key.pem -out leaf.csr 2>/dev/null
-                 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > leaf.ext
-                 openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-                   -days 1 -extfile leaf.ext -out cert.pem 2>/dev/null",
-            )
-            .output()
-            .expect("openssl runs");
-        assert!(made.status.success(), "{made:?}");
-        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        let made = common::certs::certificate(dir.path(), "DNS:localhost,IP:127.0.0.1");
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap();
         TestTls {
-            cert: read("cert.pem"),
-            key: read("key.pem"),
-            ca: read("ca.pem"),
+            cert: read(&made.cert),
+            key: read(&made.key),
+            ca: read(&made.ca),
         }
     });
     &TLS
@@ -1203,10 +1189,7 @@ fn serve(
         let hook = container.command(here, &pre_stop[1..]).status().unwrap();
         assert!(hook.success());
     }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    common::binary::sigterm(&child);
     wait_until(
         readiness.period,
         || {
@@ -1249,12 +1232,7 @@ fn the_tls_component_serves_https_and_flight_over_tls_through_the_probes() {
     // k8s/ with `components/tls` enabled, as the guide says to.
     let dir = tempfile::tempdir().unwrap();
     let k8s = copy_of_k8s(dir.path());
-    let kustomization = k8s.join("kustomization.yaml");
-    let text = std::fs::read_to_string(&kustomization)
-        .unwrap()
-        .replace("# components:\n", "components:\n")
-        .replace("#   - components/tls\n", "  - components/tls\n");
-    std::fs::write(&kustomization, text).unwrap();
+    enable_component(&k8s, "tls");
     run_kubernetes(&k8s);
 }
 
@@ -1847,6 +1825,22 @@ fn the_guides_image_overlay_names_every_container() {
     }
 }
 
+/// Enables the optional component `name` of the kustomization at `k8s` as
+/// the guide says: uncomment `components:` and the component's line.
+fn enable_component(k8s: &Path, name: &str) {
+    let file = k8s.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = format!("#   - components/{name}\n");
+    assert!(
+        text.contains("\n# components:\n") && text.contains(&line),
+        "{name} is offered, commented out, in {text}"
+    );
+    let text = text
+        .replace("\n# components:\n", "\ncomponents:\n")
+        .replace(&line, &format!("  - components/{name}\n"));
+    std::fs::write(&file, text).unwrap();
+}
+
 /// The egress rules of the policies: (policy, destinations, ports).
 fn egress(rendered: &[Value]) -> Vec<(String, Vec<Value>, Vec<Value>)> {
     rendered
@@ -1921,13 +1915,7 @@ fn egress_follows_the_configmap_and_the_external_endpoints_knob() {
         .replace("POSTGRES_CIDR: 10.0.0.10/32", "POSTGRES_CIDR: 192.0.2.7/32")
         .replace("S3_CIDR: 10.0.0.20/32", "S3_CIDR: 198.51.100.0/24");
     std::fs::write(&egress_file, text).unwrap();
-    let kustomization = k8s.join("kustomization.yaml");
-    let text = std::fs::read_to_string(&kustomization).unwrap().replace(
-        "# components:\n#   - components/",
-        "components:\n  - components/",
-    );
-    assert!(text.contains("\ncomponents:\n"));
-    std::fs::write(&kustomization, text).unwrap();
+    enable_component(&k8s, "external-endpoints");
     let external = kustomize(&k8s);
     let rules = egress(&external);
     for (policy, cidr, ports) in [

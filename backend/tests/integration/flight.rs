@@ -1049,32 +1049,16 @@ async fn limits_expiry_and_the_replayed_ticket_hold() {
 #[actix_web::test]
 async fn tls_serves_only_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     // A CA of the test's own, and a certificate for localhost signed by it.
-    let made = std::process::Command::new("sh")
-        .current_dir(dir.path())
-        .arg("-ec")
-        .arg(
-            "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca \
-               -keyout ca.key -out ca.pem 2>/dev/null
-             openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
-               -keyout key.pem -out leaf.csr 2>/dev/null
-             printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' > leaf.ext
-             openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-               -days 1 -extfile leaf.ext -out cert.pem 2>/dev/null",
-        )
-        .output()
-        .expect("openssl runs (./build.sh setup installs it)");
-    assert!(made.status.success(), "{made:?}");
+    let made = common::certs::certificate(dir.path(), "DNS:localhost");
+    let (cert, key) = (made.cert, made.key);
     let mut config = common::test_config(&dir.path().join("data"));
     config.flight.tls_cert = Some(cert.clone());
     config.flight.tls_key = Some(key);
     let app = common::spawn_with(config, Some(dir)).await;
     let port = app.flight_port.unwrap();
 
-    let ca = tonic::transport::Certificate::from_pem(
-        std::fs::read(cert.with_file_name("ca.pem")).unwrap(),
-    );
+    let ca = tonic::transport::Certificate::from_pem(std::fs::read(&made.ca).unwrap());
     let channel = tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))
         .unwrap()
         .tls_config(

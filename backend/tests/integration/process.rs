@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{binary::service_command, free_port};
+use common::{
+    binary::{service_command, sigterm, stop_gracefully},
+    free_port,
+};
 use serde_json::{json, Value};
 
 /// A command with a clean environment: only what the test sets.
@@ -71,13 +74,7 @@ impl Service {
 
     /// SIGTERM, then wait: the service shuts down gracefully.
     fn stop(mut self) {
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "graceful shutdown exits 0, got {status}");
+        stop_gracefully(&mut self.child);
     }
 }
 
@@ -402,10 +399,7 @@ fn sigterm_drains_in_flight_work_then_stops() {
     wait_for_metric(&base, "ducklake_queries_queued", |n| n >= 1.0);
 
     let sent = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(&service.child);
     let client = reqwest::blocking::Client::new();
     eventually("/ready to answer 503 draining", || {
         let res = client
@@ -508,12 +502,7 @@ fn sigterm_stops_a_hot_table_copy_under_way() {
             other => Err(format!("copying {other:?}: {}", report["hot_tables"])),
         }
     });
-    Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status()
-        .unwrap();
-    let exit = service.child.wait().unwrap();
-    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+    stop_gracefully(&mut service.child);
     let text = std::fs::read_to_string(&log_path).unwrap();
     let stopped: Vec<Value> = text
         .lines()
@@ -631,12 +620,7 @@ fn sigterm_rolls_back_open_transactions_instead_of_waiting_for_them() {
         flight
     });
     let sent = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status()
-        .unwrap();
-    let exit = service.child.wait().unwrap();
-    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+    stop_gracefully(&mut service.child);
     // Far below the 300 s grace a held connection would have waited for.
     assert!(
         sent.elapsed() < WAIT,
