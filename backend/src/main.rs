@@ -65,7 +65,8 @@ enum Command {
     Client(ducklake_backend::client::ClientArgs),
 }
 
-/// The commands `check-config --for` checks for.
+/// The commands that reach PostgreSQL or the object store, and which:
+/// `check-config --for` checks for one of them.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum For {
     Serve,
@@ -87,15 +88,17 @@ impl For {
 impl Command {
     /// What the command reaches, so which credentials it must be given.
     fn uses(&self) -> Uses {
-        match self {
-            Command::Serve => Uses::EVERYTHING,
-            Command::CheckConfig { command } => command.uses(),
-            Command::Migrate | Command::Keys { .. } => Uses::CATALOG,
-            Command::CreateBucket => Uses::STORAGE,
+        let reaching = match self {
+            Command::Serve => For::Serve,
+            Command::CheckConfig { command } => *command,
+            Command::Migrate => For::Migrate,
+            Command::Keys { .. } => For::Keys,
+            Command::CreateBucket => For::CreateBucket,
             Command::Healthcheck { .. } | Command::Pause { .. } | Command::Client(_) => {
-                Uses::NOTHING
+                return Uses::NOTHING
             }
-        }
+        };
+        reaching.uses()
     }
 }
 
