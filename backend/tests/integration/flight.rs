@@ -77,6 +77,14 @@ async fn http_arrow_answer(
 }
 
 /// The rows of `batches` as one batch (streams may cut them differently).
+/// The answer of `info`, fetched whole, as one batch.
+pub(crate) async fn fetch_whole(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> RecordBatch {
+    whole(&fetch(client, info).await.unwrap().0)
+}
+
 pub(crate) fn whole(batches: &[RecordBatch]) -> RecordBatch {
     let schema = batches[0].schema();
     duckdb::arrow::compute::concat_batches(&schema, batches).unwrap()
@@ -263,7 +271,7 @@ async fn statements_updates_prepared_statements_metadata_and_ingest() {
 
     // The object browser: the lake's catalog, schemas and tables.
     let info = flight.get_catalogs().await.unwrap();
-    let catalogs = whole(&fetch(&mut flight, info).await.unwrap().0);
+    let catalogs = fetch_whole(&mut flight, info).await;
     assert_eq!(catalogs.num_rows(), 1);
     let info = flight
         .get_db_schemas(CommandGetDbSchemas {
@@ -272,7 +280,7 @@ async fn statements_updates_prepared_statements_metadata_and_ingest() {
         })
         .await
         .unwrap();
-    let schemas = whole(&fetch(&mut flight, info).await.unwrap().0);
+    let schemas = fetch_whole(&mut flight, info).await;
     let schema_names = arrow_cast::display::array_value_to_string(schemas.column(1), 0).unwrap();
     assert_eq!(schema_names, "main");
     let info = flight
@@ -285,7 +293,7 @@ async fn statements_updates_prepared_statements_metadata_and_ingest() {
         })
         .await
         .unwrap();
-    let tables = whole(&fetch(&mut flight, info).await.unwrap().0);
+    let tables = fetch_whole(&mut flight, info).await;
     assert_eq!(tables.num_rows(), 1, "{tables:?}");
     let table_schema = table_schema(&tables, 0);
     let fields: Vec<&str> = table_schema
@@ -1294,7 +1302,7 @@ async fn what_the_jdbc_driver_sends() {
     assert_eq!(status, 200, "{body}");
 
     let info = flight.get_sql_info(vec![]).await.unwrap();
-    let infos = whole(&fetch(&mut flight, info).await.unwrap().0);
+    let infos = fetch_whole(&mut flight, info).await;
     let ids = infos
         .column(0)
         .as_any()
@@ -1312,10 +1320,7 @@ async fn what_the_jdbc_driver_sends() {
         );
     }
     let info = flight.get_catalogs().await.unwrap();
-    assert_eq!(
-        whole(&fetch(&mut flight, info).await.unwrap().0).num_rows(),
-        1
-    );
+    assert_eq!(fetch_whole(&mut flight, info).await.num_rows(), 1);
     let info = flight
         .get_db_schemas(CommandGetDbSchemas {
             catalog: Some("lake".into()),
@@ -1323,12 +1328,9 @@ async fn what_the_jdbc_driver_sends() {
         })
         .await
         .unwrap();
-    assert!(whole(&fetch(&mut flight, info).await.unwrap().0).num_rows() >= 1);
+    assert!(fetch_whole(&mut flight, info).await.num_rows() >= 1);
     let info = flight.get_table_types().await.unwrap();
-    assert_eq!(
-        whole(&fetch(&mut flight, info).await.unwrap().0).num_rows(),
-        2
-    );
+    assert_eq!(fetch_whole(&mut flight, info).await.num_rows(), 2);
     let info = flight
         .get_tables(CommandGetTables {
             catalog: Some("lake".into()),
@@ -1339,7 +1341,7 @@ async fn what_the_jdbc_driver_sends() {
         })
         .await
         .unwrap();
-    let tables = whole(&fetch(&mut flight, info).await.unwrap().0);
+    let tables = fetch_whole(&mut flight, info).await;
     assert_eq!(tables.num_rows(), 1, "{tables:?}");
     let table_schema = table_schema(&tables, 0);
     assert_eq!(
@@ -1382,7 +1384,7 @@ async fn what_the_jdbc_driver_sends() {
         .unwrap();
     select.set_parameters(params(1, 19782, "leap")).unwrap();
     let info = select.execute().await.unwrap();
-    let rows = whole(&fetch(&mut flight, info).await.unwrap().0);
+    let rows = fetch_whole(&mut flight, info).await;
     assert_eq!(rows.num_rows(), 1);
     assert_eq!(
         arrow_cast::display::array_value_to_string(rows.column(1), 0).unwrap(),
